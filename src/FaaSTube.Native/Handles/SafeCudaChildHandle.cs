@@ -1,0 +1,96 @@
+using System.Runtime.InteropServices;
+
+namespace FaaSTube.Native;
+
+/// <summary>
+/// A driver object that lives in a context: it holds a reference to the context for its whole
+/// life and releases itself with the context current (model: dotnet/runtime's SafeZstdHandle
+/// children keeping their parent alive).
+/// </summary>
+internal abstract class SafeCudaChildHandle : SafeHandle
+{
+    protected SafeCudaChildHandle(SafeCudaContextHandle context)
+        : base(0, ownsHandle: true)
+    {
+        bool added = false;
+        context.DangerousAddRef(ref added);
+        Context = context;
+    }
+
+    public SafeCudaContextHandle Context { get; }
+
+    public override bool IsInvalid => handle == 0;
+
+    /// <summary>Sets the native value once the create call succeeded.</summary>
+    internal void Attach(nint value) => SetHandle(value);
+
+    protected sealed override bool ReleaseHandle()
+    {
+        try
+        {
+            using var scope = Context.Enter();
+            return Free(handle) == CudaResult.Success;
+        }
+        finally
+        {
+            Context.DangerousRelease();
+        }
+    }
+
+    /// <summary>Frees the native object; the context is current.</summary>
+    protected abstract CudaResult Free(nint value);
+
+    /// <summary>
+    /// Drops the context reference of a handle whose create call failed (nothing native to free).
+    /// </summary>
+    internal void AbandonUnattached()
+    {
+        if (IsInvalid)
+        {
+            SetHandleAsInvalid();
+            Context.DangerousRelease();
+        }
+    }
+}
+
+/// <summary>A stream (cuStreamDestroy on release).</summary>
+internal sealed class SafeCudaStreamHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuStreamDestroy(value);
+}
+
+/// <summary>An event (cuEventDestroy on release).</summary>
+internal sealed class SafeCudaEventHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuEventDestroy(value);
+}
+
+/// <summary>A cuMemAlloc allocation (cuMemFree on release).</summary>
+internal sealed class SafeDeviceMemoryHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuMemFree((ulong)value);
+}
+
+/// <summary>An allocation of another process opened through its IPC handle (cuIpcCloseMemHandle on release).</summary>
+internal sealed class SafeIpcMappingHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuIpcCloseMemHandle((ulong)value);
+}
+
+/// <summary>Pinned host memory from cuMemHostAlloc (cuMemFreeHost on release).</summary>
+internal sealed unsafe class SafeHostMemoryHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuMemFreeHost((void*)value);
+}
+
+/// <summary>Host memory pinned with cuMemHostRegister (cuMemHostUnregister on release; the memory itself is the caller's).</summary>
+internal sealed unsafe class SafeHostRegistrationHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuMemHostUnregister((void*)value);
+}
+
+/// <summary>A loaded module (cuModuleUnload on release).</summary>
+internal sealed class SafeCudaModuleHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    protected override CudaResult Free(nint value) => Interop.Cuda.cuModuleUnload(value);
+}

@@ -1,0 +1,152 @@
+using System.Buffers.Binary;
+using FaaSTube.Native;
+
+namespace FaaSTube.Devices.Cuda;
+
+/// <summary>A CUDA stream: ops are issued asynchronously; an event after each one is watched by <see cref="CudaCompletionPoller"/>.</summary>
+internal sealed class CudaGpuStream : GpuStream
+{
+    private readonly CudaGpuDevice _device;
+    private readonly SafeCudaStreamHandle _stream;
+    private readonly SemaphoreSlim _checksumGate = new(1, 1);
+    private DeviceBuffer? _checksumScratch;
+    private PinnedBuffer? _checksumResult;
+
+    public unsafe CudaGpuStream(CudaGpuDevice device, int priority)
+        : base(device, priority)
+    {
+        _device = device;
+        _stream = new SafeCudaStreamHandle(device.Context);
+        using var scope = device.Context.Enter();
+        int least, greatest;
+        CudaException.ThrowIfFailed(Interop.Cuda.cuCtxGetStreamPriorityRange(&least, &greatest));
+        int cudaPriority = Math.Max(greatest, least - priority); // CUDA: lower number = higher priority
+        nint handle;
+        var result = Interop.Cuda.cuStreamCreateWithPriority(&handle, CuFlags.StreamNonBlocking, cudaPriority);
+        if (result != CudaResult.Success)
+        {
+            _stream.AbandonUnattached();
+            CudaException.ThrowIfFailed(result, $"cuStreamCreateWithPriority(NON_BLOCKING, {cudaPriority})");
+        }
+
+        _stream.Attach(handle);
+    }
+
+    private nint Stream => _stream.DangerousGetHandle();
+
+    private protected override ValueTask<ulong> SubmitAsync(StreamOp op) =>
+        op.Kind == StreamOpKind.Checksum ? ChecksumAsync(op) : Issue(op, null);
+
+    private protected override async ValueTask SynchronizeCoreAsync(CancellationToken cancellationToken) =>
+        await Issue(default, null).AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
+
+    private protected override void DisposeCore()
+    {
+        _checksumScratch?.Dispose();
+        ((IDisposable?)_checksumResult)?.Dispose();
+        _stream.Dispose(); // cuStreamDestroy returns at once; queued work still completes
+    }
+
+    /// <summary>Issues <paramref name="op"/> (nothing for a default op), then an event, and returns the completion.</summary>
+    private unsafe ValueTask<ulong> Issue(StreamOp op, Func<ulong>? readResult)
+    {
+        bool added = false;
+        _stream.DangerousAddRef(ref added);
+        try
+        {
+            var cudaEvent = _device.RentEvent();
+            using (_device.Context.Enter())
+            {
+                if (op.Length > 0)
+                {
+                    Enqueue(op);
+                }
+
+                var result = Interop.Cuda.cuEventRecord(cudaEvent.DangerousGetHandle(), Stream);
+                if (result != CudaResult.Success)
+                {
+                    cudaEvent.Dispose();
+                    CudaException.ThrowIfFailed(result, "cuEventRecord");
+                }
+            }
+
+            var completion = CudaCompletion.Rent();
+            completion.ReadResult = readResult;
+            var task = completion.Task;
+            CudaCompletionPoller.Instance.Watch(cudaEvent, completion, _device.ReturnEvent);
+            return task;
+        }
+        finally
+        {
+            _stream.DangerousRelease();
+        }
+    }
+
+    private unsafe void Enqueue(StreamOp op)
+    {
+        nuint n = (nuint)op.Length;
+        switch (op.Kind)
+        {
+            case StreamOpKind.HostToDevice:
+                CudaException.ThrowIfFailed(Interop.Cuda.cuMemcpyHtoDAsync(op.Destination.Address, (void*)op.Host, n, Stream));
+                break;
+            case StreamOpKind.DeviceToHost:
+                CudaException.ThrowIfFailed(Interop.Cuda.cuMemcpyDtoHAsync((void*)op.Host, op.Source.Address, n, Stream));
+                break;
+            case StreamOpKind.DeviceToDevice when op.Source.Device == op.Destination.Device:
+                CudaException.ThrowIfFailed(Interop.Cuda.cuMemcpyDtoDAsync(op.Destination.Address, op.Source.Address, n, Stream));
+                break;
+            case StreamOpKind.DeviceToDevice:
+                CudaException.ThrowIfFailed(Interop.Cuda.cuMemcpyPeerAsync(
+                    op.Destination.Address, ((CudaGpuDevice)op.Destination.Device).Context.DangerousGetHandle(),
+                    op.Source.Address, ((CudaGpuDevice)op.Source.Device).Context.DangerousGetHandle(), n, Stream));
+                break;
+            case StreamOpKind.Memset:
+                CudaException.ThrowIfFailed(Interop.Cuda.cuMemsetD8Async(op.Destination.Address, op.Value, n, Stream));
+                break;
+            case StreamOpKind.FillPattern:
+                Launch(_device.Kernels.FillPattern, op.Length, op.Destination.Address, (ulong)op.Length, op.Seed, 0UL);
+                break;
+            default:
+                throw new InvalidOperationException($"{op.Kind} is not issued directly.");
+        }
+    }
+
+    /// <summary>Zero a device word, add every mixed word into it, copy it to pinned memory; one checksum at a time per stream.</summary>
+    private async ValueTask<ulong> ChecksumAsync(StreamOp op)
+    {
+        await _checksumGate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _checksumScratch ??= Device.Allocate(8);
+            _checksumResult ??= Device.AllocatePinned(8);
+            var pinned = _checksumResult;
+            EnqueueChecksum(op, _checksumScratch, pinned);
+            return await Issue(default, () => BinaryPrimitives.ReadUInt64LittleEndian(pinned.GetSpan())).ConfigureAwait(false);
+        }
+        finally
+        {
+            _checksumGate.Release();
+        }
+    }
+
+    private unsafe void EnqueueChecksum(StreamOp op, DeviceBuffer scratch, PinnedBuffer result)
+    {
+        using var scope = _device.Context.Enter();
+        CudaException.ThrowIfFailed(Interop.Cuda.cuMemsetD8Async(scratch.Address, 0, 8, Stream));
+        Launch(_device.Kernels.Checksum, op.Length, op.Source.Address, (ulong)op.Length, 0UL, scratch.Address);
+        CudaException.ThrowIfFailed(Interop.Cuda.cuMemcpyDtoHAsync((void*)result.Pointer, scratch.Address, 8, Stream));
+    }
+
+    private unsafe void Launch(nint function, long bytes, ulong a0, ulong a1, ulong a2, ulong a3)
+    {
+        void** args = stackalloc void*[4];
+        args[0] = &a0;
+        args[1] = &a1;
+        args[2] = &a2;
+        args[3] = &a3;
+        uint blocks = _device.Kernels.BlocksFor(bytes);
+        CudaException.ThrowIfFailed(Interop.Cuda.cuLaunchKernel(
+            function, blocks, 1, 1, CudaKernelModule.ThreadsPerBlock, 1, 1, 0, Stream, args, null));
+    }
+}

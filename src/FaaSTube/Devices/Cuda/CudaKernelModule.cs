@@ -1,0 +1,61 @@
+using FaaSTube.Kernels;
+using FaaSTube.Native;
+
+namespace FaaSTube.Devices.Cuda;
+
+/// <summary>The built-in kernels, compiled once per device with NVRTC for its exact architecture and loaded into its context.</summary>
+internal sealed unsafe class CudaKernelModule
+{
+    private readonly SafeCudaModuleHandle _module;
+
+    public CudaKernelModule(CudaGpuDevice device)
+    {
+        var (major, minor) = device.ComputeCapability;
+        byte[] cubin = NvrtcCompiler.Compile(
+            CudaKernelSource.Source, "faastube_kernels.cu", [$"--gpu-architecture=sm_{major}{minor}", "--std=c++17"], cubin: true);
+
+        _module = new SafeCudaModuleHandle(device.Context);
+        using var scope = device.Context.Enter();
+        nint module;
+        CudaResult result;
+        fixed (byte* image = cubin)
+        {
+            result = Interop.Cuda.cuModuleLoadData(&module, image);
+        }
+
+        if (result != CudaResult.Success)
+        {
+            _module.AbandonUnattached();
+            CudaException.ThrowIfFailed(result, "cuModuleLoadData(faastube_kernels)");
+        }
+
+        _module.Attach(module);
+        FillPattern = GetFunction(CudaKernelSource.FillPattern);
+        Checksum = GetFunction(CudaKernelSource.Checksum);
+        MaxBlocks = (uint)Math.Max(1, device.MultiprocessorCount * 16);
+    }
+
+    public nint FillPattern { get; }
+
+    public nint Checksum { get; }
+
+    public uint MaxBlocks { get; }
+
+    public const uint ThreadsPerBlock = 256;
+
+    /// <summary>Blocks for a grid-stride kernel over <paramref name="bytes"/> bytes (one thread per 8-byte word).</summary>
+    public uint BlocksFor(long bytes) =>
+        (uint)Math.Clamp(((bytes + 7) / 8 + ThreadsPerBlock - 1) / ThreadsPerBlock, 1, MaxBlocks);
+
+    private nint GetFunction(string name)
+    {
+        nint function;
+        var bytes = System.Text.Encoding.ASCII.GetBytes(name + "\0");
+        fixed (byte* p = bytes)
+        {
+            CudaException.ThrowIfFailed(Interop.Cuda.cuModuleGetFunction(&function, _module.DangerousGetHandle(), p), $"cuModuleGetFunction({name})");
+        }
+
+        return function;
+    }
+}

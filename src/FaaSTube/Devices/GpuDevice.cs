@@ -1,0 +1,194 @@
+namespace FaaSTube.Devices;
+
+/// <summary>
+/// One GPU: memory, streams, IPC export/import of allocations and peer access. Made by
+/// <see cref="GpuSystem.Open"/>; the same contract holds on CUDA and on the simulated GPU.
+/// Disposing the device stops new work on it; buffers and streams made from it stay valid until
+/// they are disposed themselves (they keep the device's context alive).
+/// </summary>
+public abstract class GpuDevice : IDisposable
+{
+    private int _disposed;
+
+    private protected GpuDevice(int ordinal, GpuSystemOptions options)
+    {
+        Ordinal = ordinal;
+        Options = options;
+    }
+
+    /// <summary>The device's index in its <see cref="GpuSystem"/>.</summary>
+    public int Ordinal { get; }
+
+    /// <summary>The backend that drives this device.</summary>
+    public abstract GpuBackend Backend { get; }
+
+    /// <summary>The device's name, e.g. <c>NVIDIA H100 80GB HBM3</c>.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>The PCI bus id (<c>0000:1b:00.0</c>), used to group GPUs under PCIe switches.</summary>
+    public abstract string PciBusId { get; }
+
+    /// <summary>Total memory in bytes.</summary>
+    public abstract long TotalMemory { get; }
+
+    /// <summary>True once disposed.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    internal GpuSystemOptions Options { get; }
+
+    /// <summary>Free and total memory now.</summary>
+    public GpuMemoryInfo GetMemoryInfo()
+    {
+        ThrowIfDisposed();
+        return GetMemoryInfoCore();
+    }
+
+    /// <summary>Allocates device memory that can be exported to other processes.</summary>
+    /// <param name="bytes">Size in bytes, at least 1.</param>
+    /// <exception cref="DeviceOutOfMemoryException">The device has not enough free memory.</exception>
+    public DeviceBuffer Allocate(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        ThrowIfDisposed();
+        return AllocateCore(bytes);
+    }
+
+    /// <summary>Allocates page-locked host memory (portable, mapped) for full-speed DMA.</summary>
+    /// <param name="bytes">Size in bytes, 1 to 2 GiB - 1.</param>
+    public PinnedBuffer AllocatePinned(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, int.MaxValue);
+        ThrowIfDisposed();
+        return AllocatePinnedCore(bytes);
+    }
+
+    /// <summary>
+    /// Page-locks the caller's host memory (portable, mapped) so that copies use it directly; the
+    /// memory must stay allocated until the returned buffer is disposed.
+    /// </summary>
+    /// <param name="pointer">The first byte (page-aligned is best).</param>
+    /// <param name="bytes">Size in bytes, 1 to 2 GiB - 1.</param>
+    public PinnedBuffer RegisterHostMemory(nint pointer, long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(pointer);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, int.MaxValue);
+        ThrowIfDisposed();
+        return RegisterHostMemoryCore(pointer, bytes);
+    }
+
+    /// <summary>Creates a stream: an ordered queue of copies and kernels.</summary>
+    /// <param name="priority">0 is normal; higher numbers run first where the backend supports priorities.</param>
+    public GpuStream CreateStream(int priority = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(priority);
+        ThrowIfDisposed();
+        return CreateStreamCore(priority);
+    }
+
+    /// <summary>Makes a handle that another process passes to <see cref="Import"/> to map the same memory.</summary>
+    /// <param name="buffer">A buffer allocated on this device (not an imported one).</param>
+    public IpcMemoryHandle Export(DeviceBuffer buffer)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ThrowIfDisposed();
+        if (buffer.Device != this)
+        {
+            throw new ArgumentException($"{buffer} belongs to {buffer.Device}, not {this}.", nameof(buffer));
+        }
+
+        if (buffer.IsImported)
+        {
+            throw new ArgumentException("An imported buffer cannot be exported again; export the original.", nameof(buffer));
+        }
+
+        buffer.AddRef();
+        try
+        {
+            return ExportCore(buffer);
+        }
+        finally
+        {
+            buffer.Release();
+        }
+    }
+
+    /// <summary>Maps memory exported by another process (or this one) into this device's context.</summary>
+    /// <param name="handle">The exporter's handle.</param>
+    /// <exception cref="ArgumentException">The handle is from another backend, or its allocation is gone.</exception>
+    public DeviceBuffer Import(IpcMemoryHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        ThrowIfDisposed();
+        if (handle.Backend != Backend)
+        {
+            throw new ArgumentException($"The handle is from the {handle.Backend} backend; this device is {Backend}.", nameof(handle));
+        }
+
+        return ImportCore(handle);
+    }
+
+    /// <summary>True when this device can read and write <paramref name="peer"/>'s memory directly.</summary>
+    /// <param name="peer">Another device of the same system.</param>
+    public bool CanAccessPeer(GpuDevice peer)
+    {
+        CheckPeer(peer);
+        return CanAccessPeerCore(peer);
+    }
+
+    /// <summary>Enables direct access from this device to <paramref name="peer"/>'s memory (idempotent).</summary>
+    /// <param name="peer">Another device of the same system.</param>
+    /// <exception cref="NotSupportedException">The pair has no peer path.</exception>
+    public void EnablePeerAccess(GpuDevice peer)
+    {
+        CheckPeer(peer);
+        if (!CanAccessPeerCore(peer))
+        {
+            throw new NotSupportedException($"{this} cannot access {peer} directly.");
+        }
+
+        EnablePeerAccessCore(peer);
+    }
+
+    /// <summary>Stops new work on the device; its buffers and streams stay valid until disposed.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            DisposeCore();
+        }
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Backend} GPU {Ordinal} ({Name})";
+
+    private protected void ThrowIfDisposed()
+    {
+        if (IsDisposed)
+        {
+            throw new ObjectDisposedException(ToString(), $"{this} was disposed.");
+        }
+    }
+
+    private void CheckPeer(GpuDevice peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ThrowIfDisposed();
+        if (peer == this || peer.Backend != Backend)
+        {
+            throw new ArgumentException($"{peer} is not a peer of {this}.", nameof(peer));
+        }
+    }
+
+    private protected abstract GpuMemoryInfo GetMemoryInfoCore();
+    private protected abstract DeviceBuffer AllocateCore(long bytes);
+    private protected abstract PinnedBuffer AllocatePinnedCore(long bytes);
+    private protected abstract PinnedBuffer RegisterHostMemoryCore(nint pointer, long bytes);
+    private protected abstract GpuStream CreateStreamCore(int priority);
+    private protected abstract IpcMemoryHandle ExportCore(DeviceBuffer buffer);
+    private protected abstract DeviceBuffer ImportCore(IpcMemoryHandle handle);
+    private protected abstract bool CanAccessPeerCore(GpuDevice peer);
+    private protected abstract void EnablePeerAccessCore(GpuDevice peer);
+    private protected abstract void DisposeCore();
+}
