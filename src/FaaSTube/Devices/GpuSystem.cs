@@ -49,7 +49,7 @@ public sealed partial class GpuSystem : IDisposable
     {
         options ??= new GpuSystemOptions();
         var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<GpuSystem>();
-        var (backend, reason) = Choose(options.Backend);
+        var (backend, reason) = Choose(options.Backend, Environment.GetEnvironmentVariable(GpuSystemOptions.BackendVariable));
         GpuSystem system = backend == GpuBackend.Cuda ? OpenCuda(options, reason) : OpenSimulated(options, reason);
         LogOpened(logger, system.Backend, system.Devices.Count, system.Topology.Name, reason);
         return system;
@@ -64,14 +64,14 @@ public sealed partial class GpuSystem : IDisposable
         }
     }
 
-    internal static (GpuBackend Backend, string Reason) Choose(GpuBackend requested)
+    /// <summary>The backend for <paramref name="requested"/>, given the value of <see cref="GpuSystemOptions.BackendVariable"/>.</summary>
+    internal static (GpuBackend Backend, string Reason) Choose(GpuBackend requested, string? variable)
     {
         if (requested != GpuBackend.Auto)
         {
             return (requested, "chosen by the options");
         }
 
-        var variable = Environment.GetEnvironmentVariable(GpuSystemOptions.BackendVariable);
         if (!string.IsNullOrWhiteSpace(variable) && !variable.Equals("auto", StringComparison.OrdinalIgnoreCase))
         {
             return Enum.TryParse<GpuBackend>(variable, ignoreCase: true, out var fromEnv) && fromEnv != GpuBackend.Auto

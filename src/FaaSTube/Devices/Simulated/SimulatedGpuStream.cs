@@ -60,6 +60,7 @@ internal sealed class SimulatedGpuStream : GpuStream
 
     private unsafe ulong Execute(StreamOp op)
     {
+        _machine.OnExecute?.Invoke(op);
         ulong result = 0;
         switch (op.Kind)
         {

@@ -44,6 +44,12 @@ internal sealed class SimulatedMachine
     public string Directory { get; }
 
     /// <summary>
+    /// Called on the stream's worker before each op runs: tests observe progress here, cancel at an
+    /// exact chunk, or throw to inject a failure into that op.
+    /// </summary>
+    internal Action<StreamOp>? OnExecute { get; set; }
+
+    /// <summary>
     /// The links a copy uses, in the order it crosses them. A peer copy without a direct link goes
     /// through the host (source's lane to the host, then the host to the destination).
     /// </summary>

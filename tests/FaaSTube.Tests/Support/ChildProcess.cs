@@ -1,0 +1,76 @@
+using System.Diagnostics;
+
+namespace FaaSTube.Tests.Support;
+
+/// <summary>Starts the FaaSTube.TestChild helper as a real process, with bounded waits.</summary>
+internal sealed class ChildProcess : IDisposable
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+    private readonly Process _process;
+
+    private ChildProcess(Process process) => _process = process;
+
+    public int Id => _process.Id;
+
+    public static ChildProcess Start(params string[] args)
+    {
+        var info = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "FaaSTube.TestChild.dll"));
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        return new ChildProcess(Process.Start(info) ?? throw new InvalidOperationException("the child did not start"));
+    }
+
+    /// <summary>The next line the child prints, or a failure after <see cref="Timeout"/>.</summary>
+    public async Task<string> ReadLineAsync()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        return await _process.StandardOutput.ReadLineAsync(cts.Token) ?? $"(end of output; stderr: {await _process.StandardError.ReadToEndAsync(cts.Token)})";
+    }
+
+    /// <summary>Waits (bounded) for the exit and returns the exit code and everything printed.</summary>
+    public async Task<(int ExitCode, string Output)> WaitAsync()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        var stdout = _process.StandardOutput.ReadToEndAsync(cts.Token);
+        var stderr = _process.StandardError.ReadToEndAsync(cts.Token);
+        await _process.WaitForExitAsync(cts.Token);
+        return (_process.ExitCode, (await stdout) + (await stderr));
+    }
+
+    /// <summary>Kills the child (SIGKILL) and waits until it is gone.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill(entireProcessTree: true);
+        using var cts = new CancellationTokenSource(Timeout);
+        await _process.WaitForExitAsync(cts.Token);
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+
+        _process.Dispose();
+    }
+
+    /// <summary>The dotnet host of the running runtime (…/dotnet/shared/Microsoft.NETCore.App/x.y.z/ → …/dotnet/dotnet).</summary>
+    private static string DotnetHost()
+    {
+        var runtimeDir = Path.GetDirectoryName(typeof(object).Assembly.Location)!;
+        var root = Path.GetFullPath(Path.Combine(runtimeDir, "..", "..", ".."));
+        var host = Path.Combine(root, OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet");
+        return File.Exists(host) ? host : "dotnet";
+    }
+}
