@@ -2,14 +2,27 @@ namespace FaaSTube.Devices;
 
 /// <summary>
 /// Simulated time for timing tests: it moves only when modelled work completes or a test advances it,
-/// so results are exact on any machine. Thread-safe; never goes backwards.
+/// so results are exact on any machine. Thread-safe; never goes backwards. It is a
+/// <see cref="TimeProvider"/>, so anything that takes one (the memory pool's windows, the scheduler)
+/// runs on it too. Its timers are not virtual: components driven by it expose explicit steps instead.
 /// </summary>
-public sealed class VirtualClock
+public sealed class VirtualClock : TimeProvider
 {
+    private static readonly DateTimeOffset Epoch = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
     private long _ticks;
 
     /// <summary>The current simulated time since the clock was made.</summary>
     public TimeSpan Now => TimeSpan.FromTicks(Volatile.Read(ref _ticks));
+
+    /// <inheritdoc/>
+    public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+    /// <inheritdoc/>
+    public override long GetTimestamp() => Volatile.Read(ref _ticks);
+
+    /// <inheritdoc/>
+    public override DateTimeOffset GetUtcNow() => Epoch + Now;
 
     /// <summary>Moves the clock forward by <paramref name="delta"/>.</summary>
     /// <param name="delta">A non-negative duration.</param>

@@ -1,0 +1,425 @@
+using System.Text;
+using FaaSTube.Devices;
+
+namespace FaaSTube.Memory;
+
+/// <summary>Growth, eviction and restore: the paths taken only when a slab has no room.</summary>
+public sealed partial class GpuMemoryPool
+{
+    private readonly Lock _growLock = new();
+    private readonly SemaphoreSlim _pressure = new(1, 1);
+    private readonly SpillStore _spill;
+    private readonly Lazy<GpuStream> _stream;
+    private volatile Slab?[] _slabs = [];
+    private int[] _generations = [];
+    private long _reserved;
+    private TaskCompletionSource _memoryChanged = NewSignal();
+    private int _restoreScheduled;
+    private long _evictions, _evictedBytes, _restores, _restoredBytes;
+
+    /// <summary>Finds room in an active slab, starting at a per-thread slab to spread lock traffic.</summary>
+    private bool TryPlace(long rounded, out Slab slab, out long offset)
+    {
+        var slabs = _slabs;
+        int n = slabs.Length;
+        int start = n == 0 ? 0 : Environment.CurrentManagedThreadId % n;
+        for (int i = 0; i < n; i++)
+        {
+            if (slabs[(start + i) % n] is { } candidate && (offset = candidate.TryAllocate(rounded)) >= 0)
+            {
+                slab = candidate;
+                Interlocked.Add(ref _inUse, rounded);
+                return true;
+            }
+        }
+
+        slab = null!;
+        offset = -1;
+        return false;
+    }
+
+    /// <summary>
+    /// The slow path: under the pressure gate, grow or evict; when nothing can give, wait for memory
+    /// to change. Only those waits count against <see cref="GpuPoolOptions.AllocationTimeout"/> (zero:
+    /// fail at once when nothing can give).
+    /// </summary>
+    private async Task PlaceUnderPressureAsync(PoolBlock block, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.AllocationTimeout);
+        try
+        {
+            while (true)
+            {
+                var changed = _memoryChanged.Task; // taken before trying, so a change during the attempt is not missed
+                await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
+                (Slab Slab, long Offset)? place;
+                try
+                {
+                    place = await MakeRoomAsync(block.Rounded, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _pressure.Release();
+                }
+
+                if (place is { } p)
+                {
+                    block.Slab = p.Slab;
+                    block.Offset = p.Offset;
+                    return;
+                }
+
+                await changed.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new PoolException(PoolError.OutOfMemory, DescribePressure(block.Rounded));
+        }
+    }
+
+    /// <summary>Place, else grow, else evict one victim and try again; null when nothing can give. Holds the pressure gate.</summary>
+    private async Task<(Slab, long)?> MakeRoomAsync(long rounded, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (TryPlace(rounded, out var slab, out long offset))
+            {
+                return (slab, offset);
+            }
+
+            if (TryGrow(rounded))
+            {
+                continue;
+            }
+
+            if (NextVictim() is not { } victim || !await TryEvictAsync(victim, cancellationToken).ConfigureAwait(false))
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>Adds a slab for <paramref name="rounded"/> bytes if the cap and the device's free memory allow.</summary>
+    private bool TryGrow(long rounded)
+    {
+        lock (_growLock)
+        {
+            long size = Math.Max(_options.SlabBytes, (rounded + (1 << 20) - 1) & ~((1L << 20) - 1));
+            if (_reserved + size > _options.MaxBytes)
+            {
+                FreeIdleEmptySlabsLocked(_reserved + size - _options.MaxBytes);
+                if (_reserved + size > _options.MaxBytes)
+                {
+                    return false;
+                }
+            }
+
+            if (size > _options.MaxFreeMemoryFraction * Device.GetMemoryInfo().Free)
+            {
+                return false;
+            }
+
+            DeviceBuffer buffer;
+            try
+            {
+                buffer = Device.Allocate(size);
+            }
+            catch (DeviceOutOfMemoryException)
+            {
+                return false;
+            }
+
+            var slabs = _slabs;
+            int slot = Array.IndexOf(slabs, null);
+            if (slot < 0)
+            {
+                slot = slabs.Length;
+                Array.Resize(ref slabs, slot + 1);
+                Array.Resize(ref _generations, slot + 1);
+            }
+            else
+            {
+                slabs = (Slab?[])slabs.Clone();
+            }
+
+            var slab = new Slab(slot, ++_generations[slot], buffer);
+            slab.MarkEmptySince(Now);
+            slabs[slot] = slab;
+            _slabs = slabs;
+            _reserved += size;
+            return true;
+        }
+    }
+
+    /// <summary>The resident, unused, unpinned block to evict first (see <see cref="EvictionOrder"/>), or null.</summary>
+    private PoolBlock? NextVictim()
+    {
+        EvictionOrder.Candidate? best = null;
+        foreach (var block in _blocks.Values)
+        {
+            EvictionOrder.Candidate candidate;
+            lock (block.Sync)
+            {
+                if (block.Slab is null || block.IsMoving || block.Uses > 0 || block.IsPinned || block.Freed)
+                {
+                    continue;
+                }
+
+                candidate = new EvictionOrder.Candidate(block, block.NextUse, block.LastUse);
+            }
+
+            if (best is null || EvictionOrder.Instance.Compare(candidate, best.Value) < 0)
+            {
+                best = candidate;
+            }
+        }
+
+        return best?.Block;
+    }
+
+    /// <summary>Copies a block to the spill store and frees its device range; false when the spill store is full.</summary>
+    private async Task<bool> TryEvictAsync(PoolBlock block, CancellationToken cancellationToken)
+    {
+        var entry = _spill.TryReserve(block.Length);
+        if (entry is null)
+        {
+            return false;
+        }
+
+        Slab slab;
+        lock (block.Sync)
+        {
+            if (block.Slab is null || block.IsMoving || block.Uses > 0 || block.Freed)
+            {
+                entry.Dispose();
+                return true; // it changed under us: pick again
+            }
+
+            block.IsMoving = true;
+            slab = block.Slab;
+        }
+
+        try
+        {
+            await entry.WriteFromDeviceAsync(_stream.Value, slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            lock (block.Sync)
+            {
+                block.IsMoving = false;
+                entry.Dispose();
+                if (block.Freed)
+                {
+                    ReleaseStorageLocked(block);
+                }
+            }
+
+            throw;
+        }
+
+        lock (block.Sync)
+        {
+            block.IsMoving = false;
+            slab.Free(block.Offset, block.Rounded, Now);
+            Interlocked.Add(ref _inUse, -block.Rounded);
+            block.Slab = null;
+            if (block.Freed)
+            {
+                entry.Dispose();
+            }
+            else
+            {
+                block.Spill = entry;
+            }
+        }
+
+        Interlocked.Increment(ref _evictions);
+        Interlocked.Add(ref _evictedBytes, block.Length);
+        PoolMetrics.Evictions.Add(1, PoolMetrics.Tag(this));
+        PoolMetrics.EvictedBytes.Add(block.Length, PoolMetrics.Tag(this));
+        return true;
+    }
+
+    /// <summary>Brings an evicted block back (making room as an allocation would), then begins the use.</summary>
+    private async Task<BlockUse> RestoreForUseAsync(PoolBlock block, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.AllocationTimeout);
+        try
+        {
+            while (true)
+            {
+                var changed = _memoryChanged.Task;
+                await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    if (TryBeginUse(block) is { } use)
+                    {
+                        return use;
+                    }
+
+                    if (await MakeRoomAsync(block.Rounded, cancellationToken).ConfigureAwait(false) is { } place)
+                    {
+                        await RestoreIntoAsync(block, place.Item1, place.Item2, cancellationToken).ConfigureAwait(false);
+                        if (TryBeginUse(block) is { } restored)
+                        {
+                            return restored;
+                        }
+
+                        continue; // moved or evicted again meanwhile: try again at once
+                    }
+                }
+                finally
+                {
+                    _pressure.Release();
+                }
+
+                await changed.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new PoolException(PoolError.OutOfMemory, $"Restoring {block}: " + DescribePressure(block.Rounded));
+        }
+    }
+
+    /// <summary>Copies a spilled block into [offset, +rounded) of <paramref name="slab"/>; false (range given back) if it was freed meanwhile.</summary>
+    private async Task<bool> RestoreIntoAsync(PoolBlock block, Slab slab, long offset, CancellationToken cancellationToken)
+    {
+        SpillStore.SpillEntry entry;
+        lock (block.Sync)
+        {
+            if (block.Freed || block.Spill is null || block.IsMoving)
+            {
+                slab.Free(offset, block.Rounded, Now); // freed, already back, or being moved by another path
+                Interlocked.Add(ref _inUse, -block.Rounded);
+                return false;
+            }
+
+            block.IsMoving = true;
+            entry = block.Spill;
+        }
+
+        try
+        {
+            await entry.ReadToDeviceAsync(_stream.Value, slab.Buffer.Slice(offset, block.Length), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            lock (block.Sync)
+            {
+                block.IsMoving = false;
+                slab.Free(offset, block.Rounded, Now);
+                Interlocked.Add(ref _inUse, -block.Rounded);
+                if (block.Freed)
+                {
+                    ReleaseStorageLocked(block);
+                }
+            }
+
+            throw;
+        }
+
+        lock (block.Sync)
+        {
+            block.IsMoving = false;
+            block.Slab = slab;
+            block.Offset = offset;
+            block.Spill = null;
+            entry.Dispose();
+            if (block.Freed)
+            {
+                ReleaseStorageLocked(block);
+                return false;
+            }
+        }
+
+        Interlocked.Increment(ref _restores);
+        Interlocked.Add(ref _restoredBytes, block.Length);
+        PoolMetrics.Restores.Add(1, PoolMetrics.Tag(this));
+        PoolMetrics.RestoredBytes.Add(block.Length, PoolMetrics.Tag(this));
+        return true;
+    }
+
+    /// <summary>
+    /// Restores evicted blocks into free space (no growth, no eviction), soonest-needed first;
+    /// returns how many came back. Runs by itself after frees when
+    /// <see cref="GpuPoolOptions.ProactiveRestore"/> is on.
+    /// </summary>
+    /// <param name="cancellationToken">Stops between blocks.</param>
+    public async Task<int> RestoreEvictedAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var evicted = _blocks.Values
+                .Where(b => { lock (b.Sync) { return b.Spill is not null && !b.IsMoving && !b.Freed; } })
+                .OrderBy(b => b.NextUse ?? double.PositiveInfinity)
+                .ThenByDescending(b => b.LastUse)
+                .ToList();
+            int restored = 0;
+            foreach (var block in evicted)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (TryPlace(block.Rounded, out var slab, out long offset))
+                {
+                    restored += await RestoreIntoAsync(block, slab, offset, cancellationToken).ConfigureAwait(false) ? 1 : 0;
+                }
+            }
+
+            return restored;
+        }
+        finally
+        {
+            _pressure.Release();
+        }
+    }
+
+    private void ScheduleProactiveRestore()
+    {
+        if (Volatile.Read(ref _evictions) > Volatile.Read(ref _restores) && Interlocked.Exchange(ref _restoreScheduled, 1) == 0)
+        {
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await RestoreEvictedAsync().ConfigureAwait(false);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The pool went away first.
+                }
+                finally
+                {
+                    Volatile.Write(ref _restoreScheduled, 0);
+                }
+            });
+        }
+    }
+
+    /// <summary>Wakes allocations waiting for memory: a block was freed or became evictable, or a slab went back.</summary>
+    private void SignalMemoryChange() => Interlocked.Exchange(ref _memoryChanged, NewSignal()).TrySetResult();
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The out-of-memory message: what was asked, the limits, and who holds the memory.</summary>
+    private string DescribePressure(long rounded)
+    {
+        var s = GetStatistics();
+        var sb = new StringBuilder();
+        sb.Append($"No room for {rounded} bytes in the pool on {Device} within {_options.AllocationTimeout.TotalSeconds:0.###} s: ");
+        sb.Append($"{s.ReservedBytes} bytes reserved (cap {_options.MaxBytes}, device free {Device.GetMemoryInfo().Free}), {s.InUseBytes} in use, ");
+        sb.Append($"largest free range {_slabs.Where(x => x is not null).Select(x => x!.Snapshot().Largest).DefaultIfEmpty(0).Max()}; ");
+        sb.Append($"spill store {s.SpillHostBytes}/{_options.HostSpillBytes} host and {s.SpillFileBytes}/{_options.MaxSpillFileBytes} file bytes. Held by: ");
+        var holders = _blocks.Values
+            .Where(b => b.IsResident)
+            .GroupBy(b => b.Function)
+            .Select(g => $"{g.Key} ({g.Count()} blocks, {g.Sum(b => b.Rounded)} bytes, {g.Count(b => b.Uses > 0)} in use, {g.Count(b => b.IsPinned)} pinned)");
+        sb.Append(string.Join(", ", holders.DefaultIfEmpty("nothing resident")));
+        return sb.ToString();
+    }
+}

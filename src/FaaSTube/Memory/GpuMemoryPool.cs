@@ -1,0 +1,356 @@
+using System.Collections.Concurrent;
+using FaaSTube.Devices;
+
+namespace FaaSTube.Memory;
+
+/// <summary>
+/// The elastic GPU memory pool of one device: intermediate data that functions pass to each other.
+/// It takes memory from the device in slabs and sub-allocates blocks from them (best fit, 256-byte
+/// aligned, per-slab locks: no global lock on the common path); grows up to its cap; gives empty
+/// slabs back when the functions that needed them go idle (<see cref="Trim"/>); and under pressure
+/// evicts the blocks needed furthest in the future to host memory or files, restoring them on use.
+/// A block is never lost: if nothing can give, an allocation waits, then fails with
+/// <see cref="PoolError.OutOfMemory"/> naming what holds the memory.
+/// <para>Files: this one holds allocation, leases and uses; <c>.Pressure</c> growth, eviction and
+/// restore; <c>.Elastic</c> trimming, slabs and importers.</para>
+/// </summary>
+public sealed partial class GpuMemoryPool : IDisposable
+{
+    private static readonly BlockOptions DefaultBlock = new();
+
+    private readonly GpuPoolOptions _options;
+    private readonly TimeProvider _time;
+    private readonly long _start;
+    private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
+    private readonly ConcurrentDictionary<long, ConcurrentDictionary<long, byte>> _holders = new();
+    private readonly ConcurrentDictionary<string, FunctionWindow> _functions = new();
+    private long _nextBlockId;
+    private long _inUse;
+    private long _allocations;
+    private int _disposed;
+
+    /// <summary>Creates an empty pool on <paramref name="device"/> (memory is taken on first use).</summary>
+    /// <param name="device">The device whose memory it holds.</param>
+    /// <param name="options">Sizing and elasticity; null for the defaults.</param>
+    public GpuMemoryPool(GpuDevice device, GpuPoolOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        _options = options ?? new GpuPoolOptions();
+        _options.Validate();
+        Device = device;
+        _time = _options.TimeProvider;
+        _start = _time.GetTimestamp();
+        _spill = new SpillStore(device, _options);
+        _stream = new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication);
+        if (_options.TrimInterval is { } interval)
+        {
+            _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
+        }
+
+        PoolMetrics.Register(this);
+    }
+
+    /// <summary>Identifies the pool in descriptors.</summary>
+    public Guid Id { get; } = Guid.NewGuid();
+
+    /// <summary>The device.</summary>
+    public GpuDevice Device { get; }
+
+    private TimeSpan Now => _time.GetElapsedTime(_start);
+
+    /// <summary>
+    /// Allocates a block of <paramref name="bytes"/> with one lease for <see cref="BlockOptions.Holder"/>.
+    /// Fast when a slab has room; otherwise grows, evicts, or waits (up to
+    /// <see cref="GpuPoolOptions.AllocationTimeout"/>) for memory.
+    /// </summary>
+    /// <param name="bytes">Size, at least 1 and at most the pool's cap.</param>
+    /// <param name="options">Function, holder, eviction hint; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels a wait for memory.</param>
+    /// <exception cref="PoolException"><see cref="PoolError.OutOfMemory"/>: nothing could give in time.</exception>
+    public async ValueTask<PoolBlock> AllocateAsync(long bytes, BlockOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        options ??= DefaultBlock;
+        ArgumentNullException.ThrowIfNull(options.Function, nameof(options.Function));
+        long rounded = ExtentAllocator.Round(bytes);
+        if (rounded > _options.MaxBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"The request is larger than the pool's cap of {_options.MaxBytes} bytes.");
+        }
+
+        var window = _functions.GetOrAdd(options.Function, f => new FunctionWindow(f));
+        window.Arrive(rounded, Now);
+        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, window);
+        try
+        {
+            if (TryPlace(rounded, out var slab, out long offset))
+            {
+                block.Slab = slab;
+                block.Offset = offset;
+            }
+            else
+            {
+                await PlaceUnderPressureAsync(block, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            window.Depart();
+            throw;
+        }
+
+        block.LastUse = _time.GetTimestamp();
+        _blocks[block.Id] = block;
+        HolderIndex(options.Holder).TryAdd(block.Id, 0);
+        Interlocked.Increment(ref _allocations);
+        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
+        return block;
+    }
+
+    /// <summary>Releases one lease of <paramref name="holder"/>; the block is freed at once when no lease and no use is left.</summary>
+    /// <param name="block">A block of this pool.</param>
+    /// <param name="holder">The holder whose lease goes.</param>
+    /// <exception cref="PoolException">Foreign block, freed block (<see cref="PoolError.Stale"/>), or a lease not held.</exception>
+    public void Release(PoolBlock block, long holder)
+    {
+        CheckOwn(block);
+        lock (block.Sync)
+        {
+            ThrowIfFreed(block);
+            if (!block.Leases.TryGetValue(holder, out int count))
+            {
+                throw new PoolException(PoolError.LeaseNotHeld, $"Holder {holder} holds no lease on {block}.");
+            }
+
+            if (count == 1)
+            {
+                block.Leases.Remove(holder);
+                if (_holders.TryGetValue(holder, out var held))
+                {
+                    held.TryRemove(block.Id, out _);
+                }
+            }
+            else
+            {
+                block.Leases[holder] = count - 1;
+            }
+
+            FreeIfDeadLocked(block);
+        }
+    }
+
+    /// <summary>Releases every lease <paramref name="holder"/> holds (a session closed, a process died); returns how many.</summary>
+    /// <param name="holder">The holder.</param>
+    public int ReleaseHolder(long holder)
+    {
+        if (!_holders.TryRemove(holder, out var held))
+        {
+            return 0;
+        }
+
+        int released = 0;
+        foreach (var id in held.Keys)
+        {
+            if (_blocks.TryGetValue(id, out var block))
+            {
+                lock (block.Sync)
+                {
+                    if (!block.Freed && block.Leases.Remove(holder, out int count))
+                    {
+                        released += count;
+                        FreeIfDeadLocked(block);
+                    }
+                }
+            }
+        }
+
+        return released;
+    }
+
+    /// <summary>The block a descriptor names, validated against the pool's own tables (pool, block, slab, generation, bounds).</summary>
+    /// <param name="descriptor">A descriptor, possibly forged.</param>
+    /// <exception cref="PoolException">Foreign, stale or out of bounds.</exception>
+    public PoolBlock Resolve(BlockDescriptor descriptor)
+    {
+        ThrowIfDisposed();
+        if (descriptor.PoolId != Id)
+        {
+            throw new PoolException(PoolError.Foreign, $"The descriptor belongs to pool {descriptor.PoolId}, not {Id}.");
+        }
+
+        if (!_blocks.TryGetValue(descriptor.BlockId, out var block))
+        {
+            throw new PoolException(PoolError.Stale, $"Block {descriptor.BlockId} does not exist (freed, or never made).");
+        }
+
+        lock (block.Sync)
+        {
+            ThrowIfFreed(block);
+            if (block.Slab is not { } slab || slab.Id != descriptor.SlabId || slab.Generation != descriptor.Generation)
+            {
+                throw new PoolException(PoolError.Stale, $"{block} is not in slab {descriptor.SlabId} generation {descriptor.Generation} (moved, evicted, or an old slab).");
+            }
+
+            if (descriptor.Offset != block.Offset || descriptor.Length <= 0 || descriptor.Length > block.Length)
+            {
+                throw new PoolException(PoolError.OutOfBounds, $"[{descriptor.Offset}, +{descriptor.Length}) is not within {block} at offset {block.Offset}.");
+            }
+        }
+
+        return block;
+    }
+
+    internal void AddLease(PoolBlock block, long holder)
+    {
+        CheckOwn(block);
+        lock (block.Sync)
+        {
+            ThrowIfFreed(block);
+            block.Leases[holder] = block.Leases.GetValueOrDefault(holder) + 1;
+            HolderIndex(holder).TryAdd(block.Id, 0);
+        }
+    }
+
+    internal async ValueTask<BlockUse> UseAsync(PoolBlock block, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        CheckOwn(block);
+        return TryBeginUse(block) ?? await RestoreForUseAsync(block, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A use of a resident block, or null when it must be restored first.</summary>
+    private BlockUse? TryBeginUse(PoolBlock block)
+    {
+        lock (block.Sync)
+        {
+            ThrowIfFreed(block);
+            if (block.Slab is not { } slab || block.IsMoving)
+            {
+                return null;
+            }
+
+            block.Uses++;
+            block.LastUse = _time.GetTimestamp();
+            return new BlockUse(block, slab.Buffer.Slice(block.Offset, block.Length),
+                new BlockDescriptor(Id, block.Id, slab.Id, slab.Generation, block.Offset, block.Length));
+        }
+    }
+
+    internal void EndUse(PoolBlock block)
+    {
+        lock (block.Sync)
+        {
+            block.Uses--;
+            block.LastUse = _time.GetTimestamp();
+            FreeIfDeadLocked(block);
+        }
+
+        SignalMemoryChange(); // the block may be evictable now
+    }
+
+    /// <summary>Frees a block with no lease and no use left: its device range or spill entry goes back at once.</summary>
+    private void FreeIfDeadLocked(PoolBlock block)
+    {
+        if (block.Freed || block.Uses > 0 || block.Leases.Count > 0)
+        {
+            return;
+        }
+
+        block.Freed = true;
+        _blocks.TryRemove(block.Id, out _);
+        block.Window.Depart();
+        if (!block.IsMoving)
+        {
+            ReleaseStorageLocked(block);
+        }
+
+        SignalMemoryChange();
+        if (_options.ProactiveRestore)
+        {
+            ScheduleProactiveRestore();
+        }
+    }
+
+    /// <summary>Gives back what a freed block holds (device range, spill entry).</summary>
+    private void ReleaseStorageLocked(PoolBlock block)
+    {
+        if (block.Slab is { } slab)
+        {
+            slab.Free(block.Offset, block.Rounded, Now);
+            Interlocked.Add(ref _inUse, -block.Rounded);
+            block.Slab = null;
+        }
+
+        block.Spill?.Dispose();
+        block.Spill = null;
+    }
+
+    private ConcurrentDictionary<long, byte> HolderIndex(long holder) => _holders.GetOrAdd(holder, _ => new ConcurrentDictionary<long, byte>());
+
+    private void CheckOwn(PoolBlock block)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        if (block.Pool != this)
+        {
+            throw new PoolException(PoolError.Foreign, $"{block} belongs to another pool.");
+        }
+    }
+
+    private static void ThrowIfFreed(PoolBlock block)
+    {
+        if (block.Freed)
+        {
+            throw new PoolException(PoolError.Stale, $"{block} was freed (its last lease was released).");
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+    /// <summary>Frees every slab and spill entry; blocks still held become stale.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        PoolMetrics.Unregister(this);
+        _trimTimer?.Dispose();
+        foreach (var block in _blocks.Values)
+        {
+            lock (block.Sync)
+            {
+                block.Freed = true;
+                block.Spill?.Dispose();
+                block.Spill = null;
+                block.Slab = null;
+            }
+        }
+
+        _blocks.Clear();
+        lock (_growLock)
+        {
+            foreach (var slab in _slabs)
+            {
+                if (slab is not null)
+                {
+                    slab.State = SlabState.Freed;
+                    slab.Buffer.Dispose();
+                }
+            }
+
+            _slabs = [];
+        }
+
+        if (_stream.IsValueCreated)
+        {
+            _stream.Value.Dispose();
+        }
+
+        _spill.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"pool {Id:N} on {Device}";
+}

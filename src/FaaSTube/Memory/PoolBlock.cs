@@ -1,0 +1,159 @@
+namespace FaaSTube.Memory;
+
+/// <summary>Options of one allocation.</summary>
+public sealed record BlockOptions
+{
+    /// <summary>The function the data belongs to: the key of the pool's elastic sizing (default "default").</summary>
+    public string Function { get; init; } = "default";
+
+    /// <summary>The holder of the first lease (a session, a process); <see cref="GpuMemoryPool.ReleaseHolder"/> releases all of a holder's leases.</summary>
+    public long Holder { get; init; }
+
+    /// <summary>When the data will be needed: its consumer's position in the request queue or an expected use time; larger is later. Null: unknown.</summary>
+    public double? NextUse { get; init; }
+
+    /// <summary>Never evict this block (long-lived shared data such as model weights).</summary>
+    public bool Pinned { get; init; }
+}
+
+/// <summary>
+/// Intermediate data in a <see cref="GpuMemoryPool"/>: held by leases, resident on the device or
+/// evicted to the spill store, never lost. Use it with <see cref="UseAsync"/> (which restores it if
+/// needed and keeps it from being evicted while in use). It is freed at once when its last lease is
+/// released and no use is open.
+/// </summary>
+public sealed class PoolBlock
+{
+    private readonly Dictionary<long, int> _leases = [];
+
+    internal PoolBlock(GpuMemoryPool pool, long id, long length, long rounded, BlockOptions options, FunctionWindow window)
+    {
+        Pool = pool;
+        Id = id;
+        Length = length;
+        Rounded = rounded;
+        Function = options.Function;
+        NextUse = options.NextUse;
+        IsPinned = options.Pinned;
+        Window = window;
+        _leases[options.Holder] = 1;
+    }
+
+    /// <summary>The pool that holds it.</summary>
+    public GpuMemoryPool Pool { get; }
+
+    /// <summary>Unique in its pool, never reused.</summary>
+    public long Id { get; }
+
+    /// <summary>Length in bytes.</summary>
+    public long Length { get; }
+
+    /// <summary>The function it belongs to.</summary>
+    public string Function { get; }
+
+    /// <summary>The eviction hint: larger is needed later; null is unknown (see <see cref="BlockOptions.NextUse"/>).</summary>
+    public double? NextUse { get; set; }
+
+    /// <summary>True when it may never be evicted.</summary>
+    public bool IsPinned { get; }
+
+    /// <summary>True while its bytes are on the device (false while evicted).</summary>
+    public bool IsResident
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return Slab is not null && !IsMoving;
+            }
+        }
+    }
+
+    /// <summary>True once its last lease was released and it was freed.</summary>
+    public bool IsFreed
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return Freed;
+            }
+        }
+    }
+
+    /// <summary>Number of leases held, over all holders.</summary>
+    public int LeaseCount
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _leases.Values.Sum();
+            }
+        }
+    }
+
+    /// <summary>Makes the block resident (restoring it if evicted) and keeps it so until the use is disposed.</summary>
+    /// <param name="cancellationToken">Cancels the wait for memory.</param>
+    public ValueTask<BlockUse> UseAsync(CancellationToken cancellationToken = default) => Pool.UseAsync(this, cancellationToken);
+
+    /// <summary>Adds a lease for <paramref name="holder"/> (a consumer that will read it).</summary>
+    /// <param name="holder">The holder.</param>
+    public void AddLease(long holder) => Pool.AddLease(this, holder);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"block {Id} ({Length} bytes, {Function})";
+
+    internal object Sync => _leases;
+
+    internal long Rounded { get; }
+
+    internal FunctionWindow Window { get; }
+
+    internal Slab? Slab { get; set; }
+
+    internal long Offset { get; set; }
+
+    internal SpillStore.SpillEntry? Spill { get; set; }
+
+    internal bool IsMoving { get; set; }
+
+    internal int Uses { get; set; }
+
+    internal long LastUse { get; set; }
+
+    internal bool Freed { get; set; }
+
+    internal Dictionary<long, int> Leases => _leases;
+}
+
+/// <summary>An open use of a resident block: its device memory and descriptor. Dispose to let it be evicted (or freed) again.</summary>
+public sealed class BlockUse : IDisposable
+{
+    private int _disposed;
+
+    internal BlockUse(PoolBlock block, Devices.DeviceMemory memory, BlockDescriptor descriptor)
+    {
+        Block = block;
+        Memory = memory;
+        Descriptor = descriptor;
+    }
+
+    /// <summary>The block.</summary>
+    public PoolBlock Block { get; }
+
+    /// <summary>Its bytes on the device (exactly <see cref="PoolBlock.Length"/> of them).</summary>
+    public Devices.DeviceMemory Memory { get; }
+
+    /// <summary>Where they are: what a node sends to a consumer with the slab mapped.</summary>
+    public BlockDescriptor Descriptor { get; }
+
+    /// <summary>Ends the use.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Block.Pool.EndUse(Block);
+        }
+    }
+}

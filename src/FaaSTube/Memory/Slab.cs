@@ -1,0 +1,161 @@
+using FaaSTube.Devices;
+
+namespace FaaSTube.Memory;
+
+/// <summary>What a slab is doing.</summary>
+public enum SlabState
+{
+    /// <summary>Serving allocations.</summary>
+    Active,
+
+    /// <summary>Being returned to the device: no new allocations; freed when every importer has closed it.</summary>
+    Retiring,
+
+    /// <summary>Returned to the device; its descriptors are stale.</summary>
+    Freed,
+}
+
+/// <summary>A slab as a UI or a node sees it.</summary>
+/// <param name="Id">Slot in the pool.</param>
+/// <param name="Generation">The slot's generation.</param>
+/// <param name="Capacity">Bytes.</param>
+/// <param name="FreeBytes">Bytes not allocated.</param>
+/// <param name="LargestFree">The largest contiguous free range.</param>
+/// <param name="State">Active or retiring.</param>
+/// <param name="Importers">Importers that have it open.</param>
+/// <param name="Exports">How many times it was exported (once at most).</param>
+public readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<long> Importers, int Exports);
+
+/// <summary>One large device allocation, sub-allocated by an <see cref="ExtentAllocator"/> under its own lock.</summary>
+internal sealed class Slab(int id, int generation, DeviceBuffer buffer)
+{
+    private readonly ExtentAllocator _extents = new(buffer.Length);
+    private readonly HashSet<long> _importers = [];
+    private IpcMemoryHandle? _handle;
+
+    public Lock Lock { get; } = new();
+
+    public int Id { get; } = id;
+
+    public int Generation { get; } = generation;
+
+    public DeviceBuffer Buffer { get; } = buffer;
+
+    public long Capacity => Buffer.Length;
+
+    public SlabState State { get; set; } = SlabState.Active;
+
+    /// <summary>When the slab last became empty (null while anything is allocated in it).</summary>
+    public TimeSpan? EmptySince { get; private set; }
+
+    public int Exports { get; private set; }
+
+    public long FreeBytes
+    {
+        get
+        {
+            lock (Lock)
+            {
+                return _extents.FreeBytes;
+            }
+        }
+    }
+
+    /// <summary>An offset for <paramref name="rounded"/> bytes, or -1 (no room, or not active).</summary>
+    public long TryAllocate(long rounded)
+    {
+        lock (Lock)
+        {
+            if (State != SlabState.Active)
+            {
+                return -1;
+            }
+
+            long offset = _extents.TryAllocate(rounded);
+            if (offset >= 0)
+            {
+                EmptySince = null;
+            }
+
+            return offset;
+        }
+    }
+
+    public void Free(long offset, long rounded, TimeSpan now)
+    {
+        lock (Lock)
+        {
+            _extents.Free(offset, rounded);
+            if (_extents.IsEmpty)
+            {
+                EmptySince = now;
+            }
+        }
+    }
+
+    public void MarkEmptySince(TimeSpan now)
+    {
+        lock (Lock)
+        {
+            EmptySince ??= _extents.IsEmpty ? now : null;
+        }
+    }
+
+    /// <summary>Exports the slab once; records <paramref name="importer"/> as having it open.</summary>
+    public IpcMemoryHandle Open(long importer)
+    {
+        lock (Lock)
+        {
+            if (State != SlabState.Active)
+            {
+                throw new PoolException(PoolError.Stale, $"Slab {Id} (generation {Generation}) is {State.ToString().ToLowerInvariant()}.");
+            }
+
+            if (_handle is null)
+            {
+                _handle = Buffer.Device.Export(Buffer);
+                Exports++;
+            }
+
+            _importers.Add(importer);
+            return _handle;
+        }
+    }
+
+    /// <summary>Forgets <paramref name="importer"/>; true when the slab is retiring and no importer is left.</summary>
+    public bool Close(long importer)
+    {
+        lock (Lock)
+        {
+            _importers.Remove(importer);
+            return State == SlabState.Retiring && _importers.Count == 0;
+        }
+    }
+
+    /// <summary>Stops allocations; true when it can be freed now (no importer has it open).</summary>
+    public bool BeginRetire(out long[] importers)
+    {
+        lock (Lock)
+        {
+            State = SlabState.Retiring;
+            importers = [.. _importers];
+            return importers.Length == 0;
+        }
+    }
+
+    public SlabInfo Describe()
+    {
+        lock (Lock)
+        {
+            return new SlabInfo(Id, Generation, Capacity, _extents.FreeBytes, _extents.LargestFree, State, [.. _importers], Exports);
+        }
+    }
+
+    public (long Free, long Largest, IReadOnlyList<(long Offset, long Size)> Extents) Snapshot()
+    {
+        lock (Lock)
+        {
+            return (_extents.FreeBytes, _extents.LargestFree, _extents.FreeExtents().ToArray());
+        }
+    }
+}
