@@ -15,6 +15,7 @@ public sealed partial class GpuMemoryPool
     private long _reserved;
     private TaskCompletionSource _memoryChanged = NewSignal();
     private int _restoreScheduled;
+    private Task _proactiveRestore = Task.CompletedTask;
     private long _evictions, _evictedBytes, _restores, _restoredBytes;
 
     /// <summary>Finds room in an active slab, starting at a per-thread slab to spread lock traffic.</summary>
@@ -383,7 +384,7 @@ public sealed partial class GpuMemoryPool
     {
         if (Volatile.Read(ref _evictions) > Volatile.Read(ref _restores) && Interlocked.Exchange(ref _restoreScheduled, 1) == 0)
         {
-            _ = Task.Run(async () =>
+            _proactiveRestore = Task.Run(async () =>
             {
                 try
                 {
@@ -400,6 +401,9 @@ public sealed partial class GpuMemoryPool
             });
         }
     }
+
+    /// <summary>The latest background restore (tests await it instead of sleeping).</summary>
+    internal Task ProactiveRestore => Volatile.Read(ref _proactiveRestore);
 
     /// <summary>Wakes allocations waiting for memory: a block was freed or became evictable, or a slab went back.</summary>
     private void SignalMemoryChange() => Interlocked.Exchange(ref _memoryChanged, NewSignal()).TrySetResult();

@@ -192,4 +192,20 @@ public sealed class PoolEvictionTests
         Assert.IsTrue(first.IsFreed);
         Assert.AreEqual(0L, h.Pool.GetStatistics().SpillHostBytes);
     }
+
+    [TestMethod]
+    public async Task With_proactive_restore_a_free_brings_evicted_data_back_by_itself()
+    {
+        using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.ProactiveRestore = true; });
+        var blocks = await FillAsync(h, 2, 1);
+        var temporary = await h.Pool.AllocateAsync(MiB, new BlockOptions { Pinned = true });
+        Assert.IsFalse(blocks[0].IsResident);
+
+        h.Pool.Release(temporary, 0);
+        await h.Pool.ProactiveRestore.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.IsTrue(blocks[0].IsResident);
+        Assert.IsTrue(await h.HoldsAsync(blocks[0], 1));
+        Assert.AreEqual(1L, h.Pool.GetStatistics().Restores);
+    }
 }
