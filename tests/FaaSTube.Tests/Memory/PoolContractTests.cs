@@ -1,19 +1,24 @@
+using FaaSTube.Devices;
 using FaaSTube.Memory;
 using FaaSTube.Tests.Support;
 using static FaaSTube.Tests.Support.PoolHarness;
 
 namespace FaaSTube.Tests.Memory;
 
-[TestClass]
-public sealed class PoolAllocationTests
+/// <summary>The pool's core checks on every backend: <see cref="SimulatedPoolTests"/> in CI, <see cref="CudaPoolTests"/> (category Gpu) on CUDA.</summary>
+public abstract class PoolContractTests
 {
     public TestContext TestContext { get; set; } = null!;
+
+    private protected abstract GpuBackend Backend { get; }
+
+    private PoolHarness Harness(Action<GpuPoolOptions>? configure = null) => new(configure, backend: Backend);
 
     [TestMethod]
     public async Task Random_allocations_and_releases_match_a_model_and_keep_their_bytes()
     {
         var random = Seeds.Create(TestContext);
-        using var h = new PoolHarness(o => { o.MaxBytes = 6 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
+        using var h = Harness(o => { o.MaxBytes = 6 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
         var live = new List<(PoolBlock Block, ulong Seed)>();
         int refused = 0;
         for (int step = 0; step < 400; step++)
@@ -62,7 +67,7 @@ public sealed class PoolAllocationTests
     {
         var random = Seeds.Create(TestContext);
         int baseSeed = random.Next();
-        using var h = new PoolHarness(o => { o.SlabBytes = 4 * MiB; o.AllocationTimeout = TimeSpan.FromSeconds(30); });
+        using var h = Harness(o => { o.SlabBytes = 4 * MiB; o.AllocationTimeout = TimeSpan.FromSeconds(30); });
         var device = h.Gpus.Devices[0];
 
         var workers = Enumerable.Range(0, 8).Select(t => Task.Run(async () =>
@@ -116,7 +121,7 @@ public sealed class PoolAllocationTests
     [TestMethod]
     public async Task The_last_lease_frees_the_block_at_once_and_earlier_ones_do_not()
     {
-        using var h = new PoolHarness();
+        using var h = Harness();
         var block = await h.Pool.AllocateAsync(1000, new BlockOptions { Holder = 1 });
         block.AddLease(2);
         block.AddLease(2);
@@ -136,7 +141,7 @@ public sealed class PoolAllocationTests
     [TestMethod]
     public async Task A_block_in_use_is_freed_when_the_use_ends_after_the_last_lease()
     {
-        using var h = new PoolHarness();
+        using var h = Harness();
         var block = await h.Pool.AllocateAsync(1000);
         var use = await block.UseAsync();
         h.Pool.Release(block, 0);
@@ -152,7 +157,7 @@ public sealed class PoolAllocationTests
     [TestMethod]
     public async Task Releasing_a_holder_drops_all_its_leases_and_only_its_own()
     {
-        using var h = new PoolHarness();
+        using var h = Harness();
         var a = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = 7 });
         var b = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = 7 });
         b.AddLease(8);
@@ -170,8 +175,8 @@ public sealed class PoolAllocationTests
     [TestMethod]
     public async Task Bad_input_gets_a_specific_error_and_leaves_the_pool_unchanged()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = 4 * MiB);
-        using var other = new PoolHarness();
+        using var h = Harness(o => o.MaxBytes = 4 * MiB);
+        using var other = Harness();
         var block = await h.Pool.AllocateAsync(5000, new BlockOptions { Holder = 1 });
         var foreign = await other.Pool.AllocateAsync(10);
         BlockDescriptor descriptor;
@@ -207,5 +212,28 @@ public sealed class PoolAllocationTests
 
         h.Pool.Dispose();
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await h.Pool.AllocateAsync(10));
+    }
+
+    [TestMethod]
+    public async Task Evicted_blocks_come_back_byte_identical()
+    {
+        var random = Seeds.Create(TestContext);
+        using var h = Harness(o => o.MaxBytes = 2 * MiB);
+        var seeds = new[] { (ulong)random.NextInt64(), (ulong)random.NextInt64(), (ulong)random.NextInt64() };
+        var blocks = new List<PoolBlock>();
+        foreach (var seed in seeds)
+        {
+            var block = await h.Pool.AllocateAsync(MiB - random.Next(1000));
+            await h.WriteAsync(block, seed);
+            blocks.Add(block);
+        }
+
+        Assert.AreEqual(1L, h.Pool.GetStatistics().Evictions);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.IsTrue(await h.HoldsAsync(blocks[i], seeds[i]), $"block {i}");
+        }
+
+        h.Pool.CheckInvariants();
     }
 }
