@@ -41,7 +41,13 @@ internal static class BenchConfig
     }
 }
 
-/// <summary>GB/s (10^9 bytes per second) from a benchmark's <c>Bytes</c> parameter and its mean time.</summary>
+/// <summary>Marks benchmarks that move their <c>Bytes</c> parameter once per operation, so a GB/s column makes sense.</summary>
+[AttributeUsage(AttributeTargets.Class)]
+internal sealed class MovesBytesAttribute : Attribute
+{
+}
+
+/// <summary>GB/s (10^9 bytes per second) from a benchmark's <c>Bytes</c> parameter and its mean time (classes marked <see cref="MovesBytesAttribute"/>).</summary>
 internal sealed class ThroughputColumn : IColumn
 {
     public string Id => "GBps";
@@ -59,7 +65,7 @@ internal sealed class ThroughputColumn : IColumn
     {
         var bytes = benchmarkCase.Parameters.Items.FirstOrDefault(p => p.Name == "Bytes")?.Value;
         var report = summary[benchmarkCase];
-        if (bytes is null || report?.ResultStatistics is null)
+        if (bytes is null || report?.ResultStatistics is null || !benchmarkCase.Descriptor.Type.IsDefined(typeof(MovesBytesAttribute), false))
         {
             return "-";
         }

@@ -25,6 +25,7 @@ public enum CopyKind
 /// raw copy it wraps (the synchronous driver call on CUDA, memcpy on the simulated GPU), in the same
 /// run. Sizes: FAASTUBE_BENCH_SIZES (MiB, comma-separated) or 1 MiB - 1 GiB.
 /// </summary>
+[MovesBytes]
 public class CopyBenchmarks
 {
     private GpuSystem _gpus = null!;
