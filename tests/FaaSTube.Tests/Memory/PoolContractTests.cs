@@ -179,11 +179,7 @@ public abstract class PoolContractTests
         using var other = Harness();
         var block = await h.Pool.AllocateAsync(5000, new BlockOptions { Holder = 1 });
         var foreign = await other.Pool.AllocateAsync(10);
-        BlockDescriptor descriptor;
-        using (var use = await block.UseAsync())
-        {
-            descriptor = use.Descriptor;
-        }
+        var descriptor = await DescriptorAsync(block);
 
         var before = h.Pool.GetStatistics();
 

@@ -103,11 +103,7 @@ public sealed class PoolElasticityTests
     {
         using var h = new PoolHarness();
         var block = await h.Pool.AllocateAsync(1000);
-        BlockDescriptor d;
-        using (var use = await block.UseAsync())
-        {
-            d = use.Descriptor;
-        }
+        var d = await DescriptorAsync(block);
 
         var handle = h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 7);
         Assert.AreSame(handle, h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 8), "exported once");
@@ -144,11 +140,7 @@ public sealed class PoolElasticityTests
     {
         using var h = new PoolHarness();
         var block = await h.Pool.AllocateAsync(1000);
-        BlockDescriptor d;
-        using (var use = await block.UseAsync())
-        {
-            d = use.Descriptor;
-        }
+        var d = await DescriptorAsync(block);
 
         h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 3);
         h.Pool.Release(block, 0);
@@ -167,11 +159,7 @@ public sealed class PoolElasticityTests
     {
         using var h = new PoolHarness();
         var first = await h.Pool.AllocateAsync(100);
-        BlockDescriptor old;
-        using (var use = await first.UseAsync())
-        {
-            old = use.Descriptor;
-        }
+        var old = await DescriptorAsync(first);
 
         h.Pool.Release(first, 0);
         h.Clock.Advance(TimeSpan.FromMinutes(2));

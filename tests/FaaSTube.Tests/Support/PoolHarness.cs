@@ -51,6 +51,13 @@ internal sealed class PoolHarness : IDisposable
         return await Stream.ChecksumAsync(use.Memory) == Expected(block.Length, seed);
     }
 
+    /// <summary>The block's descriptor now (it is resident for the moment of the call).</summary>
+    public static async Task<BlockDescriptor> DescriptorAsync(PoolBlock block)
+    {
+        using var use = await block.UseAsync();
+        return use.Descriptor;
+    }
+
     public static ulong Expected(long length, ulong seed)
     {
         var bytes = new byte[length];
