@@ -1,0 +1,342 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using FaaSTube.Devices;
+
+namespace FaaSTube.Transfers;
+
+/// <summary>
+/// Host &lt;-&gt; GPU transfers of one device near the link's ceiling, shared fairly by deadline:
+/// every transfer is cut into chunks; pageable bytes go through a fixed pool of pinned staging slots
+/// (copied by thread-pool workers, several at once) while earlier chunks are in DMA on several
+/// streams; pinned host memory (a <see cref="PinnedBuffer"/>, a rented one, or a registered window)
+/// goes straight to DMA. Each direction is a lane with its own <see cref="BandwidthPolicy"/>.
+/// Cancellation stops at a chunk boundary: finished chunks stay, the rest of the destination is not
+/// touched. A failed chunk fails its transfer with the underlying error.
+/// </summary>
+public sealed class TransferEngine : IDisposable
+{
+    private readonly GpuDevice _device;
+    private readonly TransferEngineOptions _options;
+    private readonly StagingPool _staging;
+    private readonly TransferLane _h2d;
+    private readonly TransferLane _d2h;
+    private readonly long _start;
+    private long _nextId;
+    private int _disposed;
+
+    /// <summary>Creates the engine of <paramref name="device"/>: allocates the staging memory and starts both lanes.</summary>
+    /// <param name="device">The GPU.</param>
+    /// <param name="options">Chunking, staging, scheduling; null for the defaults.</param>
+    public TransferEngine(GpuDevice device, TransferEngineOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        _options = options ?? new TransferEngineOptions();
+        _options.Validate();
+        _device = device;
+        _start = _options.TimeProvider.GetTimestamp();
+        double capacity = _options.LinkBytesPerSecond ?? HostLinkOf(device);
+        _staging = new StagingPool(device, _options.StagingBytes, _options.ChunkBytes);
+
+        // Each lane keeps at most half the slots in flight, so every issued chunk finds a slot: a chunk
+        // that waits for its turn on a stream or pipe never holds the slot the chunk before it needs.
+        int inFlight = Math.Max(1, Math.Min(_options.MaxChunksInFlight, _staging.Count / 2));
+        _h2d = new TransferLane(LaneDirection.HostToDevice, device, _options, capacity, inFlight, Now);
+        _d2h = new TransferLane(LaneDirection.DeviceToHost, device, _options, capacity, inFlight, Now);
+        foreach (var lane in new[] { _h2d, _d2h })
+        {
+            lane.OversubscriptionChanged += (l, over, degraded) => Oversubscribed?.Invoke(this, new LaneOversubscribedEventArgs(l.Direction, over, degraded));
+            TransferMetrics.Register(lane, device.Ordinal);
+        }
+    }
+
+    /// <summary>Raised when a lane's least rates stop (or start again) fitting in the link: transfers are being degraded by priority.</summary>
+    public event EventHandler<LaneOversubscribedEventArgs>? Oversubscribed;
+
+    /// <summary>The device.</summary>
+    public GpuDevice Device => _device;
+
+    /// <summary>Staging slots in all.</summary>
+    public int StagingSlots => _staging.Count;
+
+    /// <summary>Staging slots not in use now (all of them when no transfer is running: the pool is whole).</summary>
+    public int StagingSlotsAvailable => _staging.Available;
+
+    /// <summary>Transfers waiting or running in a direction.</summary>
+    /// <param name="direction">The lane.</param>
+    public int QueueDepth(LaneDirection direction) => Lane(direction).QueueDepth;
+
+    /// <summary>Copies host memory to the start of <paramref name="destination"/>.</summary>
+    /// <param name="source">Host bytes; pinned memory skips staging.</param>
+    /// <param name="destination">At least as long as the source.</param>
+    /// <param name="request">Tenant, SLO, priority, progress; null for the defaults.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToDeviceAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, TransferRequest? request = null, CancellationToken cancellationToken = default) =>
+        StartToDevice(new MemorySource(source), source.Length, destination, request, cancellationToken);
+
+    /// <summary>Copies a byte sequence (e.g. from a pipe) to the start of <paramref name="destination"/>.</summary>
+    /// <param name="source">Host bytes.</param>
+    /// <param name="destination">At least as long as the source.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToDeviceAsync(ReadOnlySequence<byte> source, DeviceMemory destination, TransferRequest? request = null, CancellationToken cancellationToken = default) =>
+        StartToDevice(new SequenceSource(source), source.Length, destination, request, cancellationToken);
+
+    /// <summary>Copies typed host data to the start of <paramref name="destination"/>.</summary>
+    /// <typeparam name="T">An unmanaged element type.</typeparam>
+    /// <param name="source">Host elements.</param>
+    /// <param name="destination">At least as long as the source's bytes.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToDeviceAsync<T>(ReadOnlyMemory<T> source, DeviceMemory destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+        where T : unmanaged =>
+        ToDeviceAsync(new ByteMemoryManager<T>(System.Runtime.InteropServices.MemoryMarshal.AsMemory(source)).Memory, destination, request, cancellationToken);
+
+    /// <summary>Reads exactly <paramref name="destination"/>'s length from a stream onto the GPU.</summary>
+    /// <param name="source">A readable stream with at least that many bytes left.</param>
+    /// <param name="destination">Device range to fill.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    /// <exception cref="EndOfStreamException">The stream ended first (the chunks before stay written).</exception>
+    public ValueTask<TransferResult> ToDeviceAsync(Stream source, DeviceMemory destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (!source.CanRead)
+        {
+            throw new ArgumentException("The stream is not readable (closed, or write-only).", nameof(source));
+        }
+
+        return StartToDevice(new StreamSource(source), destination.Length, destination, request, cancellationToken);
+    }
+
+    /// <summary>Reads exactly <paramref name="destination"/>'s length from a pipe onto the GPU.</summary>
+    /// <param name="source">The pipe's reader.</param>
+    /// <param name="destination">Device range to fill.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToDeviceAsync(PipeReader source, DeviceMemory destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return StartToDevice(new PipeReaderSource(source), destination.Length, destination, request, cancellationToken);
+    }
+
+    /// <summary>Copies device memory to the start of <paramref name="destination"/>.</summary>
+    /// <param name="source">Device range.</param>
+    /// <param name="destination">Host bytes, at least as long; pinned memory skips staging.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToHostAsync(DeviceMemory source, Memory<byte> destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+    {
+        if (destination.Length < source.Length)
+        {
+            throw new ArgumentException($"The destination has {destination.Length} bytes; the source has {source.Length}.", nameof(destination));
+        }
+
+        return StartToHost(source, new MemorySink(destination[..(int)source.Length]), request, cancellationToken);
+    }
+
+    /// <summary>Copies device memory into typed host memory.</summary>
+    /// <typeparam name="T">An unmanaged element type.</typeparam>
+    /// <param name="source">Device range.</param>
+    /// <param name="destination">Host elements, at least as many bytes.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToHostAsync<T>(DeviceMemory source, Memory<T> destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+        where T : unmanaged =>
+        ToHostAsync(source, new ByteMemoryManager<T>(destination).Memory, request, cancellationToken);
+
+    /// <summary>Writes device memory to a stream, in order.</summary>
+    /// <param name="source">Device range.</param>
+    /// <param name="destination">A writable stream.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToHostAsync(DeviceMemory source, Stream destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (!destination.CanWrite)
+        {
+            throw new ArgumentException("The stream is not writable (closed, or read-only).", nameof(destination));
+        }
+
+        return StartToHost(source, new StreamSink(destination), request, cancellationToken);
+    }
+
+    /// <summary>Writes device memory to a pipe, in order.</summary>
+    /// <param name="source">Device range.</param>
+    /// <param name="destination">The pipe's writer.</param>
+    /// <param name="request">Tenant, SLO, priority, progress.</param>
+    /// <param name="cancellationToken">Stops at a chunk boundary.</param>
+    public ValueTask<TransferResult> ToHostAsync(DeviceMemory source, PipeWriter destination, TransferRequest? request = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        return StartToHost(source, new PipeWriterSink(destination), request, cancellationToken);
+    }
+
+    private ValueTask<TransferResult> StartToDevice(HostSource source, long length, DeviceMemory destination, TransferRequest? request, CancellationToken cancellationToken)
+    {
+        CheckDevice(destination, nameof(destination));
+        if (length > destination.Length)
+        {
+            throw new ArgumentException($"The destination has {destination.Length} bytes; the source has {length}.", nameof(destination));
+        }
+
+        var pinned = source.Pinned;
+        var lane = _h2d;
+        return Submit(lane, length, destination.Buffer, request, source.IsSequential, staged: pinned is null, cancellationToken, async (offset, size, waitTurn, passTurn) =>
+        {
+            var target = destination.Slice(offset, size);
+            if (pinned is { } direct)
+            {
+                await lane.NextStream().CopyAsync(direct.Slice((int)offset, size), target).ConfigureAwait(false);
+                return;
+            }
+
+            var slot = await _staging.RentAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                if (waitTurn is not null)
+                {
+                    await waitTurn().ConfigureAwait(false);
+                }
+
+                await source.ReadAsync(offset, slot[..size], cancellationToken).ConfigureAwait(false);
+                if (passTurn is not null)
+                {
+                    await passTurn().ConfigureAwait(false);
+                }
+
+                await lane.NextStream().CopyAsync(slot[..size], target).ConfigureAwait(false);
+            }
+            finally
+            {
+                _staging.Return(slot);
+            }
+        });
+    }
+
+    private ValueTask<TransferResult> StartToHost(DeviceMemory source, HostSink sink, TransferRequest? request, CancellationToken cancellationToken)
+    {
+        CheckDevice(source, nameof(source));
+        var pinned = sink.Pinned;
+        var lane = _d2h;
+        return Submit(lane, source.Length, source.Buffer, request, sink.IsSequential, staged: pinned is null, cancellationToken, async (offset, size, waitTurn, passTurn) =>
+        {
+            var from = source.Slice(offset, size);
+            if (pinned is { } direct)
+            {
+                await lane.NextStream().CopyAsync(from, direct.Slice((int)offset, size)).ConfigureAwait(false);
+                return;
+            }
+
+            var slot = await _staging.RentAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await lane.NextStream().CopyAsync(from, slot[..size]).ConfigureAwait(false);
+                if (waitTurn is not null)
+                {
+                    await waitTurn().ConfigureAwait(false);
+                }
+
+                await sink.WriteAsync(offset, slot[..size], cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                _staging.Return(slot);
+            }
+        });
+    }
+
+    /// <summary>Validates, keeps the device buffer alive for the transfer, and hands the job to its lane.</summary>
+    private ValueTask<TransferResult> Submit(
+        TransferLane lane, long length, DeviceBuffer buffer, TransferRequest? request, bool sequential, bool staged,
+        CancellationToken cancellationToken, Func<long, int, Func<Task>?, Func<Task>?, Task> moveChunk)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        request ??= Default;
+        request.Validate();
+        cancellationToken.ThrowIfCancellationRequested();
+        if (length == 0)
+        {
+            return ValueTask.FromResult(new TransferResult(0, TimeSpan.Zero, request.Slo is null ? null : true, false, false));
+        }
+
+        buffer.AddRef(); // throws ObjectDisposedException for a disposed buffer
+        var job = new TransferJob(Interlocked.Increment(ref _nextId), length, request, Now(), sequential, staged, moveChunk, cancellationToken);
+        try
+        {
+            lane.Submit(job);
+        }
+        catch
+        {
+            buffer.Release();
+            throw;
+        }
+
+        return new ValueTask<TransferResult>(Finish(job, lane, buffer));
+    }
+
+    private static readonly TransferRequest Default = new();
+
+    private static async Task<TransferResult> Finish(TransferJob job, TransferLane lane, DeviceBuffer buffer)
+    {
+        var tags = new TagList { { "faastube.device", buffer.Device.Ordinal }, { "faastube.lane", TransferMetrics.Name(lane.Direction) }, { "faastube.tenant", job.Request.Tenant } };
+        try
+        {
+            var result = await job.Completion.ConfigureAwait(false);
+            TransferMetrics.Bytes.Add(result.Bytes, tags);
+            if (result.DeadlineMet == false)
+            {
+                TransferMetrics.DeadlineMisses.Add(1, tags);
+            }
+
+            return result;
+        }
+        finally
+        {
+            buffer.Release();
+        }
+    }
+
+    private TransferLane Lane(LaneDirection direction) => direction == LaneDirection.HostToDevice ? _h2d : _d2h;
+
+    private TimeSpan Now() => _options.TimeProvider.GetElapsedTime(_start);
+
+    private void CheckDevice(DeviceMemory memory, string name)
+    {
+        if (memory.Buffer is null)
+        {
+            throw new ArgumentNullException(name);
+        }
+
+        if (memory.Device != _device)
+        {
+            throw new ArgumentException($"{memory.Buffer} is on {memory.Device}; this engine serves {_device}.", name);
+        }
+    }
+
+    private static double HostLinkOf(GpuDevice device) =>
+        device is Devices.Simulated.SimulatedGpuDevice sim ? sim.Machine.Topology.HostBytesPerSecond : 55e9;
+
+    /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        foreach (var lane in new[] { _h2d, _d2h })
+        {
+            TransferMetrics.Unregister(lane);
+            lane.Dispose();
+        }
+
+        _staging.Dispose();
+    }
+}
+
+/// <summary>A lane became oversubscribed (its transfers' least rates exceed the link) or stopped being so.</summary>
+/// <param name="Direction">The lane.</param>
+/// <param name="Oversubscribed">True when it started, false when it ended.</param>
+/// <param name="Degraded">Transfers getting less than their least rate.</param>
+public sealed record LaneOversubscribedEventArgs(LaneDirection Direction, bool Oversubscribed, IReadOnlyList<long> Degraded);

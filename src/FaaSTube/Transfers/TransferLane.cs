@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using FaaSTube.Devices;
+
+namespace FaaSTube.Transfers;
+
+/// <summary>Which way a lane carries data: the two directions of a full-duplex link.</summary>
+public enum LaneDirection
+{
+    /// <summary>Host to GPU.</summary>
+    HostToDevice,
+
+    /// <summary>GPU to host.</summary>
+    DeviceToHost,
+}
+
+/// <summary>
+/// The executor of one direction: a loop that, at each batch boundary, lets newly submitted
+/// transfers join, asks the <see cref="BandwidthPolicy"/> for the next batch, and issues its chunks
+/// (a bounded number at once, so batches pipeline into each other) onto the lane's streams.
+/// </summary>
+internal sealed class TransferLane : IDisposable
+{
+    private readonly ConcurrentQueue<TransferJob> _incoming = new();
+    private readonly List<TransferJob> _active = [];
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly SemaphoreSlim _inFlight;
+    private readonly BandwidthPolicy _policy;
+    private readonly TransferEngineOptions _options;
+    private readonly Func<TimeSpan> _now;
+    private readonly double _capacity;
+    private readonly GpuStream[] _streams;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private int _nextStream;
+    private bool _wasOversubscribed;
+
+    public TransferLane(LaneDirection direction, GpuDevice device, TransferEngineOptions options, double capacity, int maxInFlight, Func<TimeSpan> now)
+    {
+        Direction = direction;
+        _options = options;
+        _capacity = capacity;
+        _now = now;
+        _policy = new BandwidthPolicy(options.ChunkBytes, options.BatchChunks);
+        _inFlight = new SemaphoreSlim(maxInFlight, maxInFlight);
+        _streams = Enumerable.Range(0, options.StreamsPerLane).Select(_ => device.CreateStream()).ToArray();
+        _loop = Task.Run(RunAsync);
+    }
+
+    public LaneDirection Direction { get; }
+
+    private int _activeCount;
+
+    /// <summary>Transfers waiting for or getting chunks.</summary>
+    public int QueueDepth => _incoming.Count + Volatile.Read(ref _activeCount);
+
+    /// <summary>Raised (on the lane's loop) when the least rates stop or start fitting in the link.</summary>
+    public event Action<TransferLane, bool, IReadOnlyList<long>>? OversubscriptionChanged;
+
+    /// <summary>The next stream, round robin: chunks in flight spread over the lane's streams.</summary>
+    public GpuStream NextStream() => _streams[(int)((uint)Interlocked.Increment(ref _nextStream) % _streams.Length)];
+
+    public void Submit(TransferJob job)
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            throw new ObjectDisposedException(nameof(TransferEngine));
+        }
+
+        _incoming.Enqueue(job);
+        _wake.Release();
+    }
+
+    private async Task RunAsync()
+    {
+        var token = _stop.Token;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                while (_incoming.TryDequeue(out var job))
+                {
+                    _active.Add(job); // joins at this batch boundary
+                }
+
+                // Done issuing (all issued, failed or cancelled): finish it if nothing is in flight; chunks
+                // still in flight finish it from ChunkFinished.
+                foreach (var done in _active.Where(j => !j.WantsChunks))
+                {
+                    done.TryFinish(_now());
+                }
+
+                _active.RemoveAll(j => !j.WantsChunks);
+                Volatile.Write(ref _activeCount, _active.Count);
+                var demands = _active.Where(j => j.WantsChunks).Select(j => j.Demand()).ToList();
+                if (demands.Count == 0)
+                {
+                    await _wake.WaitAsync(token).ConfigureAwait(false);
+                    continue;
+                }
+
+                var plan = _policy.Plan(demands, _capacity, _now());
+                if (plan.Oversubscribed != _wasOversubscribed)
+                {
+                    _wasOversubscribed = plan.Oversubscribed;
+                    OversubscriptionChanged?.Invoke(this, plan.Oversubscribed, plan.Degraded);
+                }
+
+                foreach (var id in plan.Degraded)
+                {
+                    _active.First(j => j.Id == id).Degraded = true;
+                }
+
+                foreach (var (id, chunks) in plan.Chunks)
+                {
+                    var job = _active.First(j => j.Id == id);
+                    for (int c = 0; c < chunks && job.WantsChunks; c++)
+                    {
+                        await _inFlight.WaitAsync(token).ConfigureAwait(false);
+                        _ = job.RunChunkAsync(_options.ChunkBytes, ChunkFinished);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Disposed.
+        }
+
+        var stopped = new ObjectDisposedException(nameof(TransferEngine), "The transfer engine was disposed.");
+        foreach (var job in _active.Concat(_incoming))
+        {
+            job.Abandon(stopped);
+        }
+    }
+
+    private void ChunkFinished(TransferJob job, int length, Exception? error)
+    {
+        _inFlight.Release();
+        job.ChunkFinished(length, error, _now());
+        _wake.Release(); // a finished or cancelled job may let the loop move on
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _loop.Wait(TimeSpan.FromSeconds(30));
+        foreach (var stream in _streams)
+        {
+            stream.Dispose();
+        }
+    }
+}
