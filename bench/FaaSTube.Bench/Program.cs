@@ -2,9 +2,12 @@ using BenchmarkDotNet.Running;
 using FaaSTube.Bench;
 using FaaSTube.Bench.Memory;
 
-if (args.Length > 0 && args[0] == "pool-trace")
+switch (args.FirstOrDefault())
 {
-    return await PoolTrace.RunAsync(args[1..]);
+    case "pool-trace":
+        return await PoolTrace.RunAsync(args[1..]);
+    case "transfer-isolation":
+        return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }
 
 var (config, rest) = BenchConfig.Create(args);

@@ -54,8 +54,11 @@ internal sealed class TransferJob
 
     public TransferDemand Demand() => new(Id, Request.Tenant, Length - NextOffset, Deadline, Request.Priority, Submitted);
 
-    /// <summary>Takes the next chunk (lane loop only) and starts moving it; <paramref name="finished"/> runs when it is done.</summary>
-    public Task RunChunkAsync(int chunkBytes, Action<TransferJob, int, Exception?> finished)
+    /// <summary>
+    /// Takes the next chunk (from the lane's loop, or inline for a lone small transfer) and moves it,
+    /// on the thread pool unless <paramref name="inline"/>; <paramref name="finished"/> runs when it is done.
+    /// </summary>
+    public Task RunChunkAsync(int chunkBytes, Action<TransferJob, int, Exception?> finished, bool inline = false)
     {
         long offset = NextOffset;
         int length = (int)Math.Min(chunkBytes, Length - offset);
@@ -77,7 +80,9 @@ internal sealed class TransferJob
             };
         }
 
-        return Task.Run(async () =>
+        return inline ? Move() : Task.Run(Move);
+
+        async Task Move()
         {
             Exception? error = null;
             try
@@ -97,7 +102,7 @@ internal sealed class TransferJob
             }
 
             finished(this, length, error);
-        });
+        }
     }
 
     /// <summary>Records a finished chunk; completes the transfer when nothing is left in flight and nothing more will be issued.</summary>

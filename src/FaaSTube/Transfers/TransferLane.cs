@@ -66,6 +66,14 @@ internal sealed class TransferLane : IDisposable
             throw new ObjectDisposedException(nameof(TransferEngine));
         }
 
+        // Fast path: a one-chunk transfer on an idle lane needs no scheduling (any policy gives it
+        // the whole link), so it runs on the caller's thread without waking the loop.
+        if (job.Length <= _options.ChunkBytes && _incoming.IsEmpty && Volatile.Read(ref _activeCount) == 0 && _inFlight.Wait(0))
+        {
+            _ = job.RunChunkAsync(_options.ChunkBytes, ChunkFinished, inline: true);
+            return;
+        }
+
         _incoming.Enqueue(job);
         _wake.Release();
     }
