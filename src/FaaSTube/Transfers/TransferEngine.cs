@@ -19,6 +19,7 @@ public sealed class TransferEngine : IDisposable
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
     private readonly StagingPool _staging;
+    private readonly PinnedBufferPool _rentals;
     private readonly TransferLane _h2d;
     private readonly TransferLane _d2h;
     private readonly long _start;
@@ -37,6 +38,7 @@ public sealed class TransferEngine : IDisposable
         _start = _options.TimeProvider.GetTimestamp();
         double capacity = _options.LinkBytesPerSecond ?? HostLinkOf(device);
         _staging = new StagingPool(device, _options.StagingBytes, _options.ChunkBytes);
+        _rentals = new PinnedBufferPool(device);
 
         // Each lane keeps at most half the slots in flight, so every issued chunk finds a slot: a chunk
         // that waits for its turn on a stream or pipe never holds the slot the chunk before it needs.
@@ -61,6 +63,18 @@ public sealed class TransferEngine : IDisposable
 
     /// <summary>Staging slots not in use now (all of them when no transfer is running: the pool is whole).</summary>
     public int StagingSlotsAvailable => _staging.Available;
+
+    /// <summary>
+    /// Rents pinned host memory: write the data into it and transfer it with no staging copy (the
+    /// fastest path from the host). Dispose the rental to reuse the memory.
+    /// </summary>
+    /// <param name="bytes">Bytes needed (1 to 1 GiB).</param>
+    public PinnedRental RentPinned(int bytes)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, 1 << 30);
+        return _rentals.Rent(bytes);
+    }
 
     /// <summary>Transfers waiting or running in a direction.</summary>
     /// <param name="direction">The lane.</param>
@@ -332,6 +346,7 @@ public sealed class TransferEngine : IDisposable
         }
 
         _staging.Dispose();
+        _rentals.Dispose();
     }
 }
 

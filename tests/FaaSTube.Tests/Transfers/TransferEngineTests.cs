@@ -119,6 +119,32 @@ public abstract class TransferEngineTests
     }
 
     [TestMethod]
+    public async Task A_rented_pinned_buffer_goes_straight_to_dma_and_is_reused()
+    {
+        var random = Seeds.Create(TestContext);
+        var (gpus, engine) = Open();
+        using var _ = gpus;
+        using var __ = engine;
+        using var buffer = gpus.Devices[0].Allocate(3 * Chunk + 5);
+        var data = random.Bytes(3 * Chunk + 5);
+
+        var rental = engine.RentPinned(data.Length);
+        data.CopyTo(rental.Memory.Span);
+        var result = await engine.ToDeviceAsync(rental.Memory, buffer);
+        var first = rental.Memory;
+        rental.Dispose();
+        using var again = engine.RentPinned(data.Length - 100);
+
+        Assert.IsFalse(result.Staged);
+        Assert.AreEqual(data.Length, first.Length);
+        Assert.IsTrue(again.Memory.Span.Overlaps(first.Span), "the same pinned memory is handed out again");
+        var back = new byte[data.Length];
+        await engine.ToHostAsync(buffer, back.AsMemory());
+        CollectionAssert.AreEqual(data, back);
+        Assert.ThrowsExactly<ObjectDisposedException>(() => rental.Memory);
+    }
+
+    [TestMethod]
     public async Task Progress_reports_every_byte_and_ends_at_the_length()
     {
         var random = Seeds.Create(TestContext);
