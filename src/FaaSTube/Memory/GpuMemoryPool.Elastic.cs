@@ -112,6 +112,9 @@ public sealed partial class GpuMemoryPool
         }
     }
 
+    /// <summary>The device memory of a slab, for a consumer in this same process (which cannot IPC-open its own memory).</summary>
+    internal Devices.DeviceBuffer SlabBuffer(int slabId, int generation) => FindSlab(slabId, generation).Buffer;
+
     /// <summary>The slabs held now.</summary>
     public IReadOnlyList<SlabInfo> GetSlabs() => _slabs.Where(s => s is not null).Select(s => s!.Describe()).ToArray();
 

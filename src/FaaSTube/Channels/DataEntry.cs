@@ -1,0 +1,44 @@
+using FaaSTube.Memory;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// One id in the node's directory: the primary block (on the GPU it was placed on), copies made
+/// for consumers on other GPUs, and how long it lives. The directory holds a lease (holder 0) on
+/// each block until the last consumer is done, the TTL expires, or it is deleted.
+/// </summary>
+internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBlock block, long ownerSession)
+{
+    public const long DirectoryHolder = 0;
+
+    public TubeId Id { get; } = id;
+
+    public string Workflow { get; } = workflow;
+
+    public int Device { get; } = device;
+
+    public PoolBlock Block { get; } = block;
+
+    public long Length => Block.Length;
+
+    /// <summary>The session that is writing it; 0 once committed.</summary>
+    public long OwnerSession { get; set; } = ownerSession;
+
+    public bool Committed { get; set; }
+
+    /// <summary>Consumers still to release it; -1: unlimited (pinned data).</summary>
+    public int RemainingConsumers { get; set; }
+
+    public TimeSpan? ExpiresAt { get; set; }
+
+    public bool Pinned { get; set; }
+
+    public Dictionary<int, PoolBlock> Replicas { get; } = [];
+
+    public Lock Sync { get; } = new();
+
+    /// <summary>The block on <paramref name="device"/>, if there is one.</summary>
+    public PoolBlock? On(int device) => device == Device ? Block : Replicas.GetValueOrDefault(device);
+
+    public IEnumerable<PoolBlock> Blocks() => Replicas.Values.Prepend(Block);
+}

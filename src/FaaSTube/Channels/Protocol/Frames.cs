@@ -1,0 +1,169 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Text;
+
+namespace FaaSTube.Channels.Protocol;
+
+/// <summary>Frame types of the wire protocol (docs/protocol.md).</summary>
+internal enum FrameType : byte
+{
+    Hello = 1,
+    PutBegin = 2,
+    PutPart = 3,
+    PutCommit = 4,
+    Allocate = 5,
+    Publish = 6,
+    Get = 7,
+    GetToHost = 8,
+    Release = 9,
+    Where = 10,
+    SlabClosed = 11,
+    Delete = 12,
+
+    Ok = 128,
+    Error = 129,
+    CloseSlab = 130,
+}
+
+/// <summary>
+/// Framing: <c>u32 length | u8 type | u32 request id | payload</c>, little-endian, where length
+/// counts type, id and payload. Frames over the agreed maximum are refused before they are buffered.
+/// </summary>
+internal static class Frames
+{
+    public const ushort Version = 1;
+    public const int HeaderBytes = 9;
+
+    /// <summary>Reads one frame; null at a clean end of stream. Throws <see cref="InvalidDataException"/> on a bad or oversized frame.</summary>
+    public static async ValueTask<(FrameType Type, uint RequestId, byte[] Payload)?> ReadAsync(PipeReader reader, int maxFrameBytes, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (buffer.Length >= 4)
+            {
+                uint length = ReadUInt32(buffer);
+                if (length < 5 || length > maxFrameBytes)
+                {
+                    reader.AdvanceTo(buffer.Start, buffer.End);
+                    throw new InvalidDataException(length < 5 ? $"A frame of {length} bytes is too short." : $"A frame of {length} bytes is over the limit of {maxFrameBytes}.");
+                }
+
+                if (buffer.Length >= 4 + length)
+                {
+                    var frame = buffer.Slice(4, length);
+                    var header = frame.Slice(0, 5).ToArray();
+                    var payload = frame.Slice(5).ToArray();
+                    reader.AdvanceTo(frame.End);
+                    return ((FrameType)header[0], BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(1)), payload);
+                }
+            }
+
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                if (buffer.Length == 0)
+                {
+                    return null;
+                }
+
+                throw new InvalidDataException("The connection ended inside a frame.");
+            }
+
+            reader.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    /// <summary>Writes one frame and flushes.</summary>
+    public static async ValueTask WriteAsync(PipeWriter writer, FrameType type, uint requestId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        var span = writer.GetSpan(HeaderBytes + payload.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(span, (uint)(5 + payload.Length));
+        span[4] = (byte)type;
+        BinaryPrimitives.WriteUInt32LittleEndian(span[5..], requestId);
+        payload.Span.CopyTo(span[HeaderBytes..]);
+        writer.Advance(HeaderBytes + payload.Length);
+        var flush = await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (flush.IsCompleted)
+        {
+            throw new IOException("The other side closed the connection.");
+        }
+    }
+
+    private static uint ReadUInt32(ReadOnlySequence<byte> buffer)
+    {
+        Span<byte> four = stackalloc byte[4];
+        buffer.Slice(0, 4).CopyTo(four);
+        return BinaryPrimitives.ReadUInt32LittleEndian(four);
+    }
+}
+
+/// <summary>Builds a payload: fixed-width little-endian fields and length-prefixed UTF-8 strings.</summary>
+internal sealed class PayloadWriter
+{
+    private readonly ArrayBufferWriter<byte> _buffer = new(64);
+
+    public PayloadWriter U8(byte v) { _buffer.GetSpan(1)[0] = v; _buffer.Advance(1); return this; }
+
+    public PayloadWriter U16(ushort v) { BinaryPrimitives.WriteUInt16LittleEndian(_buffer.GetSpan(2), v); _buffer.Advance(2); return this; }
+
+    public PayloadWriter I32(int v) { BinaryPrimitives.WriteInt32LittleEndian(_buffer.GetSpan(4), v); _buffer.Advance(4); return this; }
+
+    public PayloadWriter I64(long v) { BinaryPrimitives.WriteInt64LittleEndian(_buffer.GetSpan(8), v); _buffer.Advance(8); return this; }
+
+    public PayloadWriter Id(TubeId id) { id.Write(_buffer.GetSpan(TubeId.Size)); _buffer.Advance(TubeId.Size); return this; }
+
+    public PayloadWriter Bytes(ReadOnlySpan<byte> bytes) { I32(bytes.Length); _buffer.Write(bytes); return this; }
+
+    public PayloadWriter Str(string s) => Bytes(Encoding.UTF8.GetBytes(s));
+
+    public ReadOnlyMemory<byte> Memory => _buffer.WrittenMemory;
+}
+
+/// <summary>Reads a payload written by <see cref="PayloadWriter"/>; any overrun is an <see cref="InvalidDataException"/>.</summary>
+internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
+{
+    private const int MaxString = 4096;
+    private ReadOnlySpan<byte> _rest = payload;
+
+    public byte U8() => Take(1)[0];
+
+    public ushort U16() => BinaryPrimitives.ReadUInt16LittleEndian(Take(2));
+
+    public int I32() => BinaryPrimitives.ReadInt32LittleEndian(Take(4));
+
+    public long I64() => BinaryPrimitives.ReadInt64LittleEndian(Take(8));
+
+    public TubeId Id() => TubeId.Read(Take(TubeId.Size));
+
+    public byte[] Bytes()
+    {
+        int n = I32();
+        if (n < 0 || n > _rest.Length)
+        {
+            throw new InvalidDataException($"A field claims {n} bytes; {_rest.Length} are left.");
+        }
+
+        return Take(n).ToArray();
+    }
+
+    public string Str()
+    {
+        var bytes = Bytes();
+        return bytes.Length > MaxString ? throw new InvalidDataException("A string field is too long.") : Encoding.UTF8.GetString(bytes);
+    }
+
+    private ReadOnlySpan<byte> Take(int n)
+    {
+        if (_rest.Length < n)
+        {
+            throw new InvalidDataException($"The payload ended early: {n} bytes wanted, {_rest.Length} left.");
+        }
+
+        var taken = _rest[..n];
+        _rest = _rest[n..];
+        return taken;
+    }
+}

@@ -1,0 +1,57 @@
+using FaaSTube.Devices;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// Device memory handed to a function by the node: a block of the node's pool, mapped into this
+/// process (zero copy on the same GPU). From <see cref="TubeClient.AllocateAsync"/> it is writable
+/// until published; from <see cref="TubeClient.GetAsync(TubeId, int, CancellationToken)"/> it is the
+/// producer's data, to read. Disposing releases the lease (a consumer is done).
+/// </summary>
+public sealed class TubeBuffer : IAsyncDisposable
+{
+    private readonly TubeClient _client;
+    private readonly (int Device, int Slab, int Generation) _slab;
+    private int _state; // 0 live, 1 published (handed to the node), 2 released
+
+    internal TubeBuffer(TubeClient client, TubeId id, DeviceMemory memory, (int, int, int) slab, bool writable)
+    {
+        _client = client;
+        Id = id;
+        Memory = memory;
+        _slab = slab;
+        IsWritable = writable;
+    }
+
+    /// <summary>The data's id (for an allocation: the id it gets when published).</summary>
+    public TubeId Id { get; }
+
+    /// <summary>The bytes on the GPU, in this process's context.</summary>
+    public DeviceMemory Memory { get; }
+
+    /// <summary>The GPU.</summary>
+    public GpuDevice Device => Memory.Device;
+
+    /// <summary>True for an allocation not yet published.</summary>
+    public bool IsWritable { get; }
+
+    internal bool MarkPublished() => Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+
+    internal (int Device, int Slab, int Generation) Slab => _slab;
+
+    /// <summary>Releases the lease (and for an unpublished allocation, drops it).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        int was = Interlocked.Exchange(ref _state, 2);
+        if (was == 2)
+        {
+            return;
+        }
+
+        _client.Unmapped(this);
+        if (was == 0)
+        {
+            await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,559 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Devices;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// A function's connection to the node: Put / Allocate / Publish / Get / Release. Over the node's
+/// Unix socket (<see cref="ConnectAsync"/>) or directly in the node's own process
+/// (<see cref="ConnectInProcessAsync"/>), with the same API and semantics. Thread-safe; many calls
+/// may be in flight. If the node dies, every pending and later call throws
+/// <see cref="TubeNodeUnavailableException"/>.
+/// <para>Synchronisation rule: data must be complete before it is published. <see cref="PublishAsync"/>
+/// synchronises the stream the producer wrote with before it tells the node; the node's own copies
+/// (Put, peer copies, restores) complete before it answers, so a consumer's Get returns memory whose
+/// writes are finished.</para>
+/// </summary>
+public sealed class TubeClient : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
+    private readonly Dictionary<(int, int, int), Mapping> _mappings = [];
+    private readonly Lock _mapLock = new();
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly TubeClientOptions _options;
+    private readonly PipeReader _reader;
+    private readonly PipeWriter _writer;
+    private readonly IDisposable? _transport;
+    private readonly TubeNode? _inProcessNode;
+    private readonly bool _ownsGpus;
+    private readonly ClientWindow _window;
+    private readonly SemaphoreSlim[] _halves = [new(1, 1), new(1, 1)];
+    private Task _readLoop = Task.CompletedTask;
+    private uint _nextRequest;
+    private Exception? _dead;
+    private int _slabsOpened;
+
+    private TubeClient(TubeClientOptions options, PipeReader reader, PipeWriter writer, IDisposable? transport, TubeNode? node)
+    {
+        _options = options;
+        _reader = reader;
+        _writer = writer;
+        _transport = transport;
+        _inProcessNode = node;
+        _ownsGpus = node is null;
+        Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
+        _window = new ClientWindow(options.WindowBytes);
+    }
+
+    /// <summary>The GPUs as this process sees them (for its own streams and kernels).</summary>
+    public GpuSystem Gpus { get; }
+
+    /// <summary>The session id the node gave this client.</summary>
+    public long SessionId { get; private set; }
+
+    /// <summary>How many slabs this client has mapped (each once, then reused).</summary>
+    public int SlabsOpened => Volatile.Read(ref _slabsOpened);
+
+    /// <summary>Connects to the node on <see cref="TubeClientOptions.SocketPath"/>.</summary>
+    /// <param name="options">Workflow, function, socket.</param>
+    /// <param name="cancellationToken">Cancels the connection attempt.</param>
+    /// <exception cref="TubeNodeUnavailableException">No node answers there.</exception>
+    public static async Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(options.SocketPath), cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new TubeNodeUnavailableException($"No FaaSTube node answers on {options.SocketPath}.", e);
+        }
+
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        return await StartAsync(new TubeClient(options, PipeReader.Create(stream), PipeWriter.Create(stream), stream, null), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Connects to a node in this process: no socket and no IPC handles, the same calls and semantics.</summary>
+    /// <param name="node">The node.</param>
+    /// <param name="options">Workflow and function (the socket path is not used).</param>
+    /// <param name="cancellationToken">Cancels the handshake.</param>
+    public static async Task<TubeClient> ConnectInProcessAsync(TubeNode node, TubeClientOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(options);
+        var (reader, writer) = node.ConnectInProcess();
+        return await StartAsync(new TubeClient(options, reader, writer, null, node), cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<TubeClient> StartAsync(TubeClient client, CancellationToken cancellationToken)
+    {
+        try
+        {
+            client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
+            var hello = new PayloadWriter().U16(Frames.Version).Str(client._options.Workflow).Str(client._options.Function)
+                .Str(client._window.Name).I64(client._window.Length);
+            var reply = await client.CallAsync(FrameType.Hello, hello, cancellationToken).ConfigureAwait(false);
+            var r = new PayloadReader(reply);
+            r.U16();
+            client.SessionId = r.I64();
+            r.I32();
+            var backend = (GpuBackend)r.U8();
+            if (backend != client.Gpus.Backend)
+            {
+                throw new InvalidOperationException($"The node runs the {backend} backend; this client opened {client.Gpus.Backend} (set TubeClientOptions.Gpus.Backend).");
+            }
+
+            return client;
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Copies host data onto the GPU (through the pinned window, under the node's transfer scheduler) and returns its id.</summary>
+    /// <param name="data">The bytes.</param>
+    /// <param name="options">Consumers, TTL, placement, pinning, SLO.</param>
+    /// <param name="cancellationToken">Stops between parts (the unfinished data is dropped).</param>
+    public async Task<TubeId> PutAsync(ReadOnlyMemory<byte> data, PutOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new PutOptions();
+        if (data.IsEmpty)
+        {
+            throw new ArgumentException("Put needs at least one byte.", nameof(data));
+        }
+
+        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
+        var begin = await CallAsync(FrameType.PutBegin, new PayloadWriter().I64(data.Length).I32(options.Device ?? 0), cancellationToken).ConfigureAwait(false);
+        var id = new PayloadReader(begin).Id();
+        try
+        {
+            var parts = new List<Task>();
+            int part = 0;
+            for (long offset = 0; offset < data.Length; offset += _window.HalfBytes, part++)
+            {
+                int half = part % 2;
+                int length = (int)Math.Min(_window.HalfBytes, data.Length - offset);
+                await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false); // the node is done with this half
+                data.Slice((int)offset, length).CopyTo(_window.Half(half));
+                var request = new PayloadWriter().Id(id).I64(offset).I32(half * _window.HalfBytes).I32(length)
+                    .Str(options.Transfer?.Tenant ?? "").I64(options.Transfer?.Slo?.Ticks ?? 0);
+                parts.Add(ReleaseAfter(CallAsync(FrameType.PutPart, request, cancellationToken), _halves[half]));
+            }
+
+            await Task.WhenAll(parts).ConfigureAwait(false);
+            await CallAsync(FrameType.PutCommit, Commit(id, options), cancellationToken).ConfigureAwait(false);
+            return id;
+        }
+        catch (Exception e) when (e is not TubeNodeUnavailableException)
+        {
+            await TryReleaseAsync(id).ConfigureAwait(false); // drop the unfinished data
+            throw;
+        }
+    }
+
+    /// <summary>Allocates pool memory on a GPU, mapped into this process, for the function's kernels to write; then <see cref="PublishAsync"/>.</summary>
+    /// <param name="bytes">Size.</param>
+    /// <param name="device">The GPU.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<TubeBuffer> AllocateAsync(long bytes, int device = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        var reply = await CallAsync(FrameType.Allocate, new PayloadWriter().I64(bytes).I32(device), cancellationToken).ConfigureAwait(false);
+        var r = new PayloadReader(reply);
+        var id = r.Id();
+        return MapReply(id, ref r, writable: true);
+    }
+
+    /// <summary>
+    /// Publishes an allocation the function wrote in place (zero copy): synchronises
+    /// <paramref name="writer"/> first, so the data is complete, then makes the id visible to the workflow.
+    /// </summary>
+    /// <param name="buffer">From <see cref="AllocateAsync"/>.</param>
+    /// <param name="writer">The stream the data was written on (synchronised before publishing).</param>
+    /// <param name="options">Consumers, TTL, pinning.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<TubeId> PublishAsync(TubeBuffer buffer, GpuStream writer, PutOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ArgumentNullException.ThrowIfNull(writer);
+        if (!buffer.IsWritable || !buffer.MarkPublished())
+        {
+            throw new InvalidOperationException($"{buffer.Id} is not an unpublished allocation.");
+        }
+
+        await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
+        Unmapped(buffer);
+        await CallAsync(FrameType.Publish, Commit(buffer.Id, options ?? new PutOptions()), cancellationToken).ConfigureAwait(false);
+        return buffer.Id;
+    }
+
+    /// <summary>
+    /// The data of <paramref name="id"/> on GPU <paramref name="device"/>, read-only: on the GPU that
+    /// holds it, its pool memory mapped here (zero copy); on another GPU, a copy the node made once
+    /// over the peer path; if it was evicted, restored first. Dispose the buffer when done.
+    /// </summary>
+    /// <param name="id">The data.</param>
+    /// <param name="device">Where the consumer runs.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<TubeBuffer> GetAsync(TubeId id, int device = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(device);
+        var reply = await CallAsync(FrameType.Get, new PayloadWriter().Id(id).I32(device), cancellationToken).ConfigureAwait(false);
+        var r = new PayloadReader(reply);
+        r.I64();
+        return MapReply(id, ref r, writable: false);
+    }
+
+    /// <summary>Copies the data of <paramref name="id"/> to host memory (DMA into the window), then releases this consumer's lease.</summary>
+    /// <param name="id">The data.</param>
+    /// <param name="destination">At least as long as the data.</param>
+    /// <param name="cancellationToken">Cancels between parts.</param>
+    /// <returns>The data's length.</returns>
+    public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        var reply = await CallAsync(FrameType.Get, new PayloadWriter().Id(id).I32(-1), cancellationToken).ConfigureAwait(false);
+        long length = new PayloadReader(reply).I64();
+        try
+        {
+            if (destination.Length < length)
+            {
+                throw new ArgumentException($"The destination has {destination.Length} bytes; {id} has {length}.", nameof(destination));
+            }
+
+            var parts = new List<Task>();
+            int part = 0;
+            for (long offset = 0; offset < length; offset += _window.HalfBytes, part++)
+            {
+                int half = part % 2;
+                int n = (int)Math.Min(_window.HalfBytes, length - offset);
+                await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false);
+                var slice = destination.Slice((int)offset, n);
+                var request = new PayloadWriter().Id(id).I64(offset).I32(half * _window.HalfBytes).I32(n);
+                parts.Add(CopyOutAfter(CallAsync(FrameType.GetToHost, request, cancellationToken), half, slice));
+            }
+
+            await Task.WhenAll(parts).ConfigureAwait(false);
+        }
+        finally
+        {
+            await TryReleaseAsync(id).ConfigureAwait(false);
+        }
+
+        return length;
+    }
+
+    /// <summary>Releases one lease this client holds on <paramref name="id"/> (a consumer is done).</summary>
+    /// <param name="id">The data.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) => ReleaseLeaseAsync(id, cancellationToken);
+
+    /// <summary>The GPU that holds <paramref name="id"/>, to place its consumer next to it.</summary>
+    /// <param name="id">The data.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<int> WhereAsync(TubeId id, CancellationToken cancellationToken = default) =>
+        new PayloadReader(await CallAsync(FrameType.Where, new PayloadWriter().Id(id), cancellationToken).ConfigureAwait(false)).I32();
+
+    /// <summary>Removes data now (pinned data is only removed this way); held leases keep it alive until released.</summary>
+    /// <param name="id">The data.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
+        CallAsync(FrameType.Delete, new PayloadWriter().Id(id), cancellationToken);
+
+    internal async Task ReleaseLeaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
+        await CallAsync(FrameType.Release, new PayloadWriter().Id(id), cancellationToken).ConfigureAwait(false);
+
+    private async Task TryReleaseAsync(TubeId id)
+    {
+        try
+        {
+            await ReleaseLeaseAsync(id).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
+        {
+            // Nothing held, or the node is gone (and with it the lease).
+        }
+    }
+
+    private static PayloadWriter Commit(TubeId id, PutOptions options) =>
+        new PayloadWriter().Id(id).I32(options.Consumers).I64(options.Ttl?.Ticks ?? 0).U8(options.Pinned ? (byte)1 : (byte)0);
+
+    private static async Task ReleaseAfter(Task call, SemaphoreSlim half)
+    {
+        try
+        {
+            await call.ConfigureAwait(false);
+        }
+        finally
+        {
+            half.Release();
+        }
+    }
+
+    private async Task CopyOutAfter(Task call, int half, Memory<byte> destination)
+    {
+        try
+        {
+            await call.ConfigureAwait(false);
+            _window.Half(half)[..destination.Length].CopyTo(destination);
+        }
+        finally
+        {
+            _halves[half].Release();
+        }
+    }
+
+    /// <summary>Maps (device, slab, generation, offset, length, handle) into a buffer: the slab is imported once and cached.</summary>
+    private TubeBuffer MapReply(TubeId id, ref PayloadReader r, bool writable)
+    {
+        int device = r.I32(), slab = r.I32(), generation = r.I32();
+        long offset = r.I64(), length = r.I64();
+        var handle = r.Bytes();
+        var key = (device, slab, generation);
+        DeviceBuffer slabBuffer;
+        lock (_mapLock)
+        {
+            if (!_mappings.TryGetValue(key, out var mapping))
+            {
+                DeviceBuffer mapped;
+                if (_inProcessNode is { } node)
+                {
+                    mapped = node.PoolOf(device).SlabBuffer(slab, generation);
+                }
+                else if (handle.Length > 0)
+                {
+                    mapped = Gpus.Devices[device].Import(IpcMemoryHandle.ReadFrom(handle));
+                    Interlocked.Increment(ref _slabsOpened);
+                }
+                else
+                {
+                    throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened.");
+                }
+
+                mapping = new Mapping(mapped, _inProcessNode is null);
+                _mappings[key] = mapping;
+            }
+
+            mapping.Users++;
+            slabBuffer = mapping.Buffer;
+        }
+
+        return new TubeBuffer(this, id, slabBuffer.Slice(offset, length), key, writable);
+    }
+
+    /// <summary>A buffer is gone: a slab the node asked to close is closed once nothing here uses it.</summary>
+    internal void Unmapped(TubeBuffer buffer)
+    {
+        bool close = false;
+        lock (_mapLock)
+        {
+            if (_mappings.TryGetValue(buffer.Slab, out var mapping) && --mapping.Users == 0 && mapping.Closing)
+            {
+                _mappings.Remove(buffer.Slab);
+                close = true;
+            }
+        }
+
+        if (close)
+        {
+            _ = CloseSlabAsync(buffer.Slab);
+        }
+    }
+
+    private void OnCloseSlab(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        var key = (r.I32(), r.I32(), r.I32());
+        bool close = false;
+        lock (_mapLock)
+        {
+            if (_mappings.TryGetValue(key, out var mapping))
+            {
+                mapping.Closing = true;
+                if (mapping.Users == 0)
+                {
+                    _mappings.Remove(key);
+                    close = true;
+                }
+            }
+        }
+
+        if (close)
+        {
+            _ = CloseSlabAsync(key);
+        }
+    }
+
+    private async Task CloseSlabAsync((int Device, int Slab, int Generation) key)
+    {
+        lock (_mapLock)
+        {
+            _mappings.Remove(key, out var mapping);
+            if (mapping?.Owned == true)
+            {
+                mapping.Buffer.Dispose();
+            }
+        }
+
+        try
+        {
+            await CallAsync(FrameType.SlabClosed, new PayloadWriter().I32(key.Device).I32(key.Slab).I32(key.Generation), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
+        {
+            // The node forgot it already, or is gone.
+        }
+    }
+
+    private async Task<byte[]> CallAsync(FrameType type, PayloadWriter payload, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _dead) is { } dead)
+        {
+            throw new TubeNodeUnavailableException("The node is gone.", dead);
+        }
+
+        uint requestId = Interlocked.Increment(ref _nextRequest);
+        var pending = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[requestId] = pending;
+        try
+        {
+            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await Frames.WriteAsync(_writer, type, requestId, payload.Memory, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
+            {
+                Fail(e);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+
+            return await pending.Task.WaitAsync(_options.CallTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TubeNodeUnavailableException($"The node did not answer {type} within {_options.CallTimeout.TotalSeconds:0.#} s.", e);
+        }
+        finally
+        {
+            _pending.TryRemove(requestId, out _);
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        Exception? error = null;
+        try
+        {
+            while (true)
+            {
+                var frame = await Frames.ReadAsync(_reader, 1 << 20, CancellationToken.None).ConfigureAwait(false);
+                if (frame is not { } f)
+                {
+                    break;
+                }
+
+                if (f.Type == FrameType.CloseSlab)
+                {
+                    OnCloseSlab(f.Payload);
+                    continue;
+                }
+
+                if (f.RequestId == 0 && f.Type == FrameType.Error)
+                {
+                    error = ToException(f.Payload); // the node refused the whole connection
+                    break;
+                }
+
+                if (_pending.TryGetValue(f.RequestId, out var pending))
+                {
+                    if (f.Type == FrameType.Ok)
+                    {
+                        pending.TrySetResult(f.Payload);
+                    }
+                    else
+                    {
+                        pending.TrySetException(ToException(f.Payload));
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ObjectDisposedException or InvalidOperationException or SocketException)
+        {
+            error = e;
+        }
+
+        Fail(error ?? new IOException("The node closed the connection."));
+    }
+
+    private static TubeException ToException(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        var error = (TubeError)r.U16();
+        return new TubeException(error, r.Str());
+    }
+
+    /// <summary>The node is gone: every pending call fails now, every later call at once.</summary>
+    private void Fail(Exception cause)
+    {
+        if (Interlocked.CompareExchange(ref _dead, cause, null) is not null)
+        {
+            return;
+        }
+
+        var gone = cause is TubeException refused
+            ? (Exception)refused
+            : new TubeNodeUnavailableException("The connection to the FaaSTube node was lost.", cause);
+        foreach (var pending in _pending.Values)
+        {
+            pending.TrySetException(gone);
+        }
+    }
+
+    /// <summary>Closes the connection (the node releases everything this client held) and the window.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        Fail(new ObjectDisposedException(nameof(TubeClient)));
+        await _writer.CompleteAsync().ConfigureAwait(false);
+        _transport?.Dispose();
+        await _readLoop.ConfigureAwait(false);
+        await _reader.CompleteAsync().ConfigureAwait(false);
+        lock (_mapLock)
+        {
+            foreach (var mapping in _mappings.Values.Where(m => m.Owned))
+            {
+                mapping.Buffer.Dispose();
+            }
+
+            _mappings.Clear();
+        }
+
+        ((IDisposable)_window).Dispose();
+        if (_ownsGpus)
+        {
+            Gpus.Dispose();
+        }
+    }
+
+    private sealed class Mapping(DeviceBuffer buffer, bool owned)
+    {
+        public DeviceBuffer Buffer { get; } = buffer;
+
+        public bool Owned { get; } = owned;
+
+        public int Users { get; set; }
+
+        public bool Closing { get; set; }
+    }
+}
