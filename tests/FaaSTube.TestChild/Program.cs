@@ -6,12 +6,26 @@
 //       maps the allocation, prints "ready", then waits for stdin to close (the test kills it)
 //   exit
 //       exits at once (its pid is then a dead owner)
+//   tube-put <socket> <workflow> <length> <seed> <consumers>        Put the pattern, print the id
+//   tube-publish <socket> <workflow> <length> <seed> <consumers>    Allocate, fill on the GPU, Publish, print the id
+//   tube-get <socket> <workflow> <id> <device> <expected-checksum>  Get on a GPU, checksum there, release, print "ok"
+//   tube-gethost <socket> <workflow> <id> <expected-checksum>       Get to host memory, checksum, print "ok"
+//   tube-hold <socket> <workflow> <id>                              Get and print "ready", wait to be killed
+//   tube-allocate-hold <socket> <workflow> <length>                 Allocate, print "ready", wait to be killed
+//   tube-node <socket>                                              run a node, print "ready", wait to be killed
 using System.Globalization;
+using FaaSTube.Channels;
 using FaaSTube.Devices;
+using FaaSTube.Kernels;
 
 if (args.Length == 0 || args[0] == "exit")
 {
     return 0;
+}
+
+if (args[0].StartsWith("tube-", StringComparison.Ordinal))
+{
+    return await Tube(args);
 }
 
 var options = new GpuSystemOptions
@@ -55,4 +69,92 @@ switch (args[0])
     default:
         Console.Error.WriteLine($"unknown command {args[0]}");
         return 2;
+}
+
+static async Task<int> Tube(string[] args)
+{
+    string socket = args[1];
+    if (args[0] == "tube-node")
+    {
+        await using var node = await TubeNode.StartAsync(new TubeNodeOptions
+        {
+            SocketPath = socket,
+            Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated },
+            Pool = new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0 },
+        });
+        Console.WriteLine("ready");
+        Console.Out.Flush();
+        Console.In.ReadToEnd();
+        return 0;
+    }
+
+    await using var client = await TubeClient.ConnectAsync(new TubeClientOptions
+    {
+        SocketPath = socket,
+        Workflow = args[2],
+        Function = args[0],
+        WindowBytes = 4 << 20,
+        Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated },
+    });
+    long Long(int i) => long.Parse(args[i], CultureInfo.InvariantCulture);
+    switch (args[0])
+    {
+        case "tube-put":
+        {
+            var data = new byte[Long(3)];
+            DataPattern.Fill(data, (ulong)Long(4));
+            Console.WriteLine(await client.PutAsync(data, new PutOptions { Consumers = (int)Long(5) }));
+            return 0;
+        }
+
+        case "tube-publish":
+        {
+            var buffer = await client.AllocateAsync(Long(3));
+            using var stream = buffer.Device.CreateStream();
+            await stream.FillPatternAsync(buffer.Memory, (ulong)Long(4));
+            Console.WriteLine(await client.PublishAsync(buffer, stream, new PutOptions { Consumers = (int)Long(5) }));
+            return 0;
+        }
+
+        case "tube-get":
+        {
+            await using var buffer = await client.GetAsync(TubeId.Parse(args[3]), (int)Long(4));
+            using var stream = buffer.Device.CreateStream();
+            ulong actual = await stream.ChecksumAsync(buffer.Memory);
+            Console.WriteLine(actual == ulong.Parse(args[5], CultureInfo.InvariantCulture) ? "ok" : $"checksum mismatch {actual}");
+            return actual == ulong.Parse(args[5], CultureInfo.InvariantCulture) ? 0 : 3;
+        }
+
+        case "tube-gethost":
+        {
+            var id = TubeId.Parse(args[3]);
+            var destination = new byte[64 << 20];
+            long length = await client.GetAsync(id, destination.AsMemory());
+            ulong actual = DataChecksum.Compute(destination.AsSpan(0, (int)length));
+            Console.WriteLine(actual == ulong.Parse(args[4], CultureInfo.InvariantCulture) ? "ok" : $"checksum mismatch {actual}");
+            return actual == ulong.Parse(args[4], CultureInfo.InvariantCulture) ? 0 : 3;
+        }
+
+        case "tube-hold":
+        {
+            await using var buffer = await client.GetAsync(TubeId.Parse(args[3]));
+            Console.WriteLine("ready");
+            Console.Out.Flush();
+            Console.In.ReadToEnd();
+            return 0;
+        }
+
+        case "tube-allocate-hold":
+        {
+            await client.AllocateAsync(Long(3));
+            Console.WriteLine("ready");
+            Console.Out.Flush();
+            Console.In.ReadToEnd();
+            return 0;
+        }
+
+        default:
+            Console.Error.WriteLine($"unknown command {args[0]}");
+            return 2;
+    }
 }

@@ -77,9 +77,7 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         }
         finally
         {
-            await reader.CompleteAsync().ConfigureAwait(false);
-            await writer.CompleteAsync().ConfigureAwait(false);
-            transport?.Dispose();
+            await CloseAsync().ConfigureAwait(false);
         }
     }
 
@@ -542,8 +540,8 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
 
     public async Task CloseAsync()
     {
-        await reader.CompleteAsync().ConfigureAwait(false);
-        await writer.CompleteAsync().ConfigureAwait(false);
+        await TubeClient.Quietly(reader.CompleteAsync()).ConfigureAwait(false);
+        await TubeClient.Quietly(writer.CompleteAsync()).ConfigureAwait(false);
         transport?.Dispose();
     }
 

@@ -525,10 +525,10 @@ public sealed class TubeClient : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Fail(new ObjectDisposedException(nameof(TubeClient)));
-        await _writer.CompleteAsync().ConfigureAwait(false);
+        await Quietly(_writer.CompleteAsync()).ConfigureAwait(false); // flushing to a node that is gone fails: nothing to flush to
         _transport?.Dispose();
         await _readLoop.ConfigureAwait(false);
-        await _reader.CompleteAsync().ConfigureAwait(false);
+        await Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
         lock (_mapLock)
         {
             foreach (var mapping in _mappings.Values.Where(m => m.Owned))
@@ -543,6 +543,19 @@ public sealed class TubeClient : IAsyncDisposable
         if (_ownsGpus)
         {
             Gpus.Dispose();
+        }
+    }
+
+    /// <summary>Awaits a pipe's completion, ignoring a transport that is already broken.</summary>
+    internal static async ValueTask Quietly(ValueTask completion)
+    {
+        try
+        {
+            await completion.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        {
+            // The other side is gone.
         }
     }
 

@@ -198,7 +198,11 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
 
         LogSessionEnded(_logger, session.Id, session.Pid);
+        SessionEnded?.Invoke(session.Id);
     }
+
+    /// <summary>Raised after a session's leases, mappings and window were given back (tests wait on it).</summary>
+    internal event Action<long>? SessionEnded;
 
     internal DataEntry Register(DataEntry entry)
     {

@@ -11,6 +11,9 @@ public sealed partial class GpuMemoryPool
 {
     private readonly ITimer? _trimTimer;
 
+    /// <summary>Raised (under the grow lock) when a slab goes back to the device: (slab id, generation). Tests wait on it.</summary>
+    internal event Action<int, int>? SlabFreed;
+
     /// <summary>
     /// Raised when a slab that importers have open starts retiring: tell them to close it. The slab
     /// takes no new allocations and is freed when the last importer closes it or is declared gone.
@@ -206,6 +209,7 @@ public sealed partial class GpuMemoryPool
         slabs[slab.Id] = null;
         _slabs = slabs;
         _reserved -= slab.Capacity;
+        SlabFreed?.Invoke(slab.Id, slab.Generation);
     }
 
     private Slab FindSlab(int slabId, int generation)

@@ -1,0 +1,230 @@
+using FaaSTube.Channels;
+using FaaSTube.Kernels;
+using FaaSTube.Tests.Support;
+using FaaSTube.Topology;
+
+namespace FaaSTube.Tests.Channels;
+
+/// <summary>Put/Get/Allocate/Publish/Release through a node, over the socket (<see cref="SocketChannelTests"/>) and in process (<see cref="InProcessChannelTests"/>): the same results.</summary>
+public abstract class ChannelContractTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    private protected abstract bool InProcess { get; }
+
+    private Task<TubeClient> Connect(NodeHarness h, string workflow = "wf") => h.ConnectAsync(InProcess, workflow);
+
+    [TestMethod]
+    public async Task Put_then_get_on_the_same_gpu_is_zero_copy_and_byte_exact()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        var data = random.Bytes((3 << 20) + 13); // several window halves
+
+        var id = await producer.PutAsync(data);
+        await using var buffer = await consumer.GetAsync(id);
+
+        using var stream = buffer.Device.CreateStream();
+        Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(buffer.Memory));
+        Assert.AreEqual((long)data.Length, buffer.Memory.Length);
+        Assert.AreEqual(0, await consumer.WhereAsync(id));
+    }
+
+    [TestMethod]
+    public async Task Get_to_host_memory_returns_the_same_bytes()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var client = await Connect(h);
+        var data = random.Bytes((5 << 20) + 7);
+        var id = await client.PutAsync(data, new PutOptions { Consumers = 1 });
+
+        var back = new byte[data.Length + 10];
+        long length = await client.GetAsync(id, back.AsMemory());
+
+        Assert.AreEqual((long)data.Length, length);
+        CollectionAssert.AreEqual(data, back[..data.Length]);
+        await Assert.ThrowsAsync<TubeException>(async () => await client.GetAsync(id, back.AsMemory()), "its one consumer is done: freed");
+    }
+
+    [TestMethod]
+    public async Task A_producer_writes_in_place_publishes_and_consumers_read_without_a_copy()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        ulong seed = (ulong)random.NextInt64();
+        const int Length = (1 << 20) + 3;
+
+        var buffer = await producer.AllocateAsync(Length);
+        Assert.IsTrue(buffer.IsWritable);
+        using (var stream = buffer.Device.CreateStream())
+        {
+            await stream.FillPatternAsync(buffer.Memory, seed);
+            await producer.PublishAsync(buffer, stream);
+        }
+
+        await using var got = await consumer.GetAsync(buffer.Id);
+        using var check = got.Device.CreateStream();
+        Assert.AreEqual(PoolHarness.Expected(Length, seed), await check.ChecksumAsync(got.Memory));
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await producer.PublishAsync(buffer, check), "published twice");
+    }
+
+    [TestMethod]
+    public async Task Fan_out_frees_the_data_when_the_last_consumer_is_done()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await Connect(h);
+        var data = random.Bytes(1 << 20);
+        var id = await producer.PutAsync(data, new PutOptions { Consumers = 3 });
+        var consumers = new[] { await Connect(h), await Connect(h), await Connect(h) };
+
+        var buffers = await Task.WhenAll(consumers.Select(c => c.GetAsync(id)));
+        foreach (var b in buffers.Take(2))
+        {
+            await b.DisposeAsync();
+        }
+
+        Assert.IsGreaterThan(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes, "one consumer still reads");
+        await buffers[2].DisposeAsync();
+
+        Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes, "freed at once");
+        var error = await Assert.ThrowsAsync<TubeException>(async () => await consumers[0].GetAsync(id));
+        Assert.AreEqual(TubeError.NotFound, error.Error);
+    }
+
+    [TestMethod]
+    public async Task Data_outlives_the_producer_that_put_it()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var data = random.Bytes(100_000);
+        var producer = await Connect(h);
+        var id = await producer.PutAsync(data);
+        var ended = h.SessionEnded(producer.SessionId);
+        await producer.DisposeAsync();
+        await ended;
+
+        var consumer = await Connect(h);
+        var back = new byte[data.Length];
+        await consumer.GetAsync(id, back.AsMemory());
+        CollectionAssert.AreEqual(data, back);
+    }
+
+    [TestMethod]
+    public async Task Ids_are_scoped_to_their_workflow_and_leases_to_their_holder()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var mine = await Connect(h, "traffic");
+        var theirs = await Connect(h, "other");
+        var id = await mine.PutAsync(new byte[4096]);
+
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.GetAsync(id))).Error, "no existence oracle");
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.WhereAsync(id))).Error);
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await mine.GetAsync(TubeId.NewId()))).Error);
+        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await mine.ReleaseAsync(id))).Error, "a lease not held");
+        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.ReleaseAsync(id))).Error);
+        await using var ok = await mine.GetAsync(id);
+    }
+
+    [TestMethod]
+    public async Task A_consumer_on_another_gpu_gets_one_peer_copy_reused_by_later_consumers()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(GpuTopology.Dgx1V100);
+        var producer = await Connect(h);
+        var data = random.Bytes((2 << 20) + 1);
+        var id = await producer.PutAsync(data, new PutOptions { Device = 0, Consumers = 2 });
+        var consumer = await Connect(h);
+
+        await using (var first = await consumer.GetAsync(id, device: 5))
+        {
+            Assert.AreEqual(5, first.Device.Ordinal);
+            using var stream = first.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(first.Memory));
+        }
+
+        await using (var second = await consumer.GetAsync(id, device: 5))
+        {
+            using var stream = second.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(second.Memory));
+        }
+
+        Assert.AreEqual(1L, h.Node.PoolOf(5).GetStatistics().Allocations, "copied once");
+        Assert.AreEqual(0L, h.Node.PoolOf(5).GetStatistics().InUseBytes, "the copy went with the last consumer");
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await producer.WhereAsync(id))).Error);
+    }
+
+    [TestMethod]
+    public async Task Pinned_shared_data_serves_any_number_of_consumers_until_deleted()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var owner = await Connect(h);
+        var weights = random.Bytes(1 << 20);
+        var id = await owner.PutAsync(weights, new PutOptions { Pinned = true });
+        h.Clock.Advance(TimeSpan.FromDays(1));
+        Assert.AreEqual(0, h.Node.SweepExpired(), "pinned data does not expire");
+
+        for (int i = 0; i < 5; i++)
+        {
+            var reader = await Connect(h);
+            await using var buffer = await reader.GetAsync(id);
+            using var stream = buffer.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(weights), await stream.ChecksumAsync(buffer.Memory));
+        }
+
+        await owner.DeleteAsync(id);
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await owner.GetAsync(id))).Error);
+        Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
+    }
+
+    [TestMethod]
+    public async Task Unconsumed_data_expires_after_its_ttl()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var client = await Connect(h);
+        var id = await client.PutAsync(new byte[4096], new PutOptions { Ttl = TimeSpan.FromSeconds(5) });
+
+        h.Clock.Advance(TimeSpan.FromSeconds(4));
+        Assert.AreEqual(0, h.Node.SweepExpired());
+        h.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.AreEqual(1, h.Node.SweepExpired());
+
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await client.GetAsync(id))).Error);
+        Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
+    }
+
+    [TestMethod]
+    public async Task Evicted_data_is_restored_on_get()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(configure: o => o.Pool.MaxBytes = 16 << 20);
+        var client = await Connect(h);
+        var first = random.Bytes(12 << 20);
+        var second = random.Bytes(12 << 20);
+        var a = await client.PutAsync(first);
+        await client.PutAsync(second); // does not fit beside the first: it is evicted
+
+        Assert.AreEqual(1L, h.Node.PoolOf(0).GetStatistics().Evictions);
+        var back = new byte[first.Length];
+        await client.GetAsync(a, back.AsMemory());
+        CollectionAssert.AreEqual(first, back);
+    }
+}
+
+[TestClass]
+public sealed class InProcessChannelTests : ChannelContractTests
+{
+    private protected override bool InProcess => true;
+}
+
+[TestClass]
+public sealed class SocketChannelTests : ChannelContractTests
+{
+    private protected override bool InProcess => false;
+}
