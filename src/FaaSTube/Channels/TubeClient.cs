@@ -432,6 +432,9 @@ public sealed class TubeClient : IAsyncDisposable
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
             {
+                // The node may have closed after telling why (access denied, bad version): let the
+                // reader see that frame first, so the caller gets the reason, not a broken pipe.
+                await Task.WhenAny(_readLoop, Task.Delay(_options.CallTimeout, CancellationToken.None)).ConfigureAwait(false);
                 Fail(e);
             }
             finally

@@ -196,30 +196,24 @@ public sealed class TransferEngine : IDisposable
 
         var pinned = source.Pinned;
         var lane = _h2d;
-        return Submit(lane, length, destination.Buffer, request, source.IsSequential, staged: pinned is null, cancellationToken, async (offset, size, waitTurn, passTurn) =>
+        return Submit(lane, length, destination.Buffer, request, source.IsSequential, staged: pinned is null, cancellationToken, async (offset, size, turns) =>
         {
             var target = destination.Slice(offset, size);
             if (pinned is { } direct)
             {
-                await lane.NextStream().CopyAsync(direct.Slice((int)offset, size), target).ConfigureAwait(false);
+                await turns.WaitDmaAsync().ConfigureAwait(false);
+                await DmaAsync(turns, lane.NextStream().CopyAsync(direct.Slice((int)offset, size), target)).ConfigureAwait(false);
                 return;
             }
 
             var slot = await _staging.RentAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
-                if (waitTurn is not null)
-                {
-                    await waitTurn().ConfigureAwait(false);
-                }
-
+                await turns.WaitSourceAsync().ConfigureAwait(false);
                 await source.ReadAsync(offset, slot[..size], cancellationToken).ConfigureAwait(false);
-                if (passTurn is not null)
-                {
-                    await passTurn().ConfigureAwait(false);
-                }
-
-                await lane.NextStream().CopyAsync(slot[..size], target).ConfigureAwait(false);
+                turns.PassSource();
+                await turns.WaitDmaAsync().ConfigureAwait(false);
+                await DmaAsync(turns, lane.NextStream().CopyAsync(slot[..size], target)).ConfigureAwait(false);
             }
             finally
             {
@@ -233,24 +227,21 @@ public sealed class TransferEngine : IDisposable
         CheckDevice(source, nameof(source));
         var pinned = sink.Pinned;
         var lane = _d2h;
-        return Submit(lane, source.Length, source.Buffer, request, sink.IsSequential, staged: pinned is null, cancellationToken, async (offset, size, waitTurn, passTurn) =>
+        return Submit(lane, source.Length, source.Buffer, request, sink.IsSequential, staged: pinned is null, cancellationToken, async (offset, size, turns) =>
         {
             var from = source.Slice(offset, size);
+            await turns.WaitDmaAsync().ConfigureAwait(false);
             if (pinned is { } direct)
             {
-                await lane.NextStream().CopyAsync(from, direct.Slice((int)offset, size)).ConfigureAwait(false);
+                await DmaAsync(turns, lane.NextStream().CopyAsync(from, direct.Slice((int)offset, size))).ConfigureAwait(false);
                 return;
             }
 
             var slot = await _staging.RentAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
-                await lane.NextStream().CopyAsync(from, slot[..size]).ConfigureAwait(false);
-                if (waitTurn is not null)
-                {
-                    await waitTurn().ConfigureAwait(false);
-                }
-
+                await DmaAsync(turns, lane.NextStream().CopyAsync(from, slot[..size])).ConfigureAwait(false);
+                await turns.WaitSourceAsync().ConfigureAwait(false);
                 await sink.WriteAsync(offset, slot[..size], cancellationToken).ConfigureAwait(false);
             }
             finally
@@ -260,10 +251,17 @@ public sealed class TransferEngine : IDisposable
         });
     }
 
+    /// <summary>The copy has been submitted by the time its ValueTask exists: the next chunk may submit its own; then wait for this one.</summary>
+    private static async Task DmaAsync(ChunkTurns turns, ValueTask submitted)
+    {
+        turns.PassDma();
+        await submitted.ConfigureAwait(false);
+    }
+
     /// <summary>Validates, keeps the device buffer alive for the transfer, and hands the job to its lane.</summary>
     private ValueTask<TransferResult> Submit(
         TransferLane lane, long length, DeviceBuffer buffer, TransferRequest? request, bool sequential, bool staged,
-        CancellationToken cancellationToken, Func<long, int, Func<Task>?, Func<Task>?, Task> moveChunk)
+        CancellationToken cancellationToken, Func<long, int, ChunkTurns, Task> moveChunk)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         request ??= Default;

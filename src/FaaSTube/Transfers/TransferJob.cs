@@ -7,16 +7,15 @@ namespace FaaSTube.Transfers;
 /// </summary>
 internal sealed class TransferJob
 {
-    private readonly Func<long, int, Func<Task>?, Func<Task>?, Task> _moveChunk;
+    private readonly Func<long, int, ChunkTurns, Task> _moveChunk;
     private readonly TaskCompletionSource<TransferResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly bool _sequential;
-    private Task _turn = Task.CompletedTask;
+    private readonly ChunkTurns.Chain? _sourceTurns;
     private long _completed;
     private int _inFlight;
     private Exception? _failure;
 
     public TransferJob(long id, long length, TransferRequest request, TimeSpan submitted, bool sequential, bool staged,
-        Func<long, int, Func<Task>?, Func<Task>?, Task> moveChunk, CancellationToken cancellationToken)
+        Func<long, int, ChunkTurns, Task> moveChunk, CancellationToken cancellationToken)
     {
         Id = id;
         Length = length;
@@ -24,7 +23,7 @@ internal sealed class TransferJob
         Submitted = submitted;
         Deadline = request.Slo is { } slo ? submitted + slo - request.ComputeTime : null;
         Staged = staged;
-        _sequential = sequential;
+        _sourceTurns = sequential ? new ChunkTurns.Chain() : null;
         _moveChunk = moveChunk;
         CancellationToken = cancellationToken;
     }
@@ -58,28 +57,14 @@ internal sealed class TransferJob
     /// Takes the next chunk (from the lane's loop, or inline for a lone small transfer) and moves it,
     /// on the thread pool unless <paramref name="inline"/>; <paramref name="finished"/> runs when it is done.
     /// </summary>
-    public Task RunChunkAsync(int chunkBytes, Action<TransferJob, int, Exception?> finished, bool inline = false)
+    public Task RunChunkAsync(int chunkBytes, (Task Previous, TaskCompletionSource Mine) dmaTurn, Action<TransferJob, int, Exception?> finished, bool inline = false)
     {
         long offset = NextOffset;
         int length = (int)Math.Min(chunkBytes, Length - offset);
         NextOffset += length;
         Interlocked.Increment(ref _inFlight);
-
-        Func<Task>? waitTurn = null;
-        Func<Task>? passTurn = null;
-        if (_sequential)
-        {
-            var previous = _turn;
-            var mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _turn = mine.Task;
-            waitTurn = () => previous;
-            passTurn = () =>
-            {
-                mine.TrySetResult();
-                return Task.CompletedTask;
-            };
-        }
-
+        var source = _sourceTurns?.Next();
+        var turns = new ChunkTurns(dmaTurn.Previous, dmaTurn.Mine, source?.Previous, source?.Mine);
         return inline ? Move() : Task.Run(Move);
 
         async Task Move()
@@ -87,7 +72,7 @@ internal sealed class TransferJob
             Exception? error = null;
             try
             {
-                await _moveChunk(offset, length, waitTurn, passTurn).ConfigureAwait(false);
+                await _moveChunk(offset, length, turns).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -95,10 +80,7 @@ internal sealed class TransferJob
             }
             finally
             {
-                if (passTurn is not null)
-                {
-                    await passTurn().ConfigureAwait(false); // a failed chunk must not block the ones behind it
-                }
+                turns.PassAll(); // a failed chunk must not block the ones behind it
             }
 
             finished(this, length, error);

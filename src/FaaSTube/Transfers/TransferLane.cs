@@ -30,6 +30,7 @@ internal sealed class TransferLane : IDisposable
     private readonly double _capacity;
     private readonly GpuStream[] _streams;
     private readonly CancellationTokenSource _stop = new();
+    private readonly ChunkTurns.Chain _dmaTurns = new();
     private readonly Task _loop;
     private int _nextStream;
     private bool _wasOversubscribed;
@@ -70,7 +71,7 @@ internal sealed class TransferLane : IDisposable
         // the whole link), so it runs on the caller's thread without waking the loop.
         if (job.Length <= _options.ChunkBytes && _incoming.IsEmpty && Volatile.Read(ref _activeCount) == 0 && _inFlight.Wait(0))
         {
-            _ = job.RunChunkAsync(_options.ChunkBytes, ChunkFinished, inline: true);
+            _ = job.RunChunkAsync(_options.ChunkBytes, _dmaTurns.Next(), ChunkFinished, inline: true);
             return;
         }
 
@@ -124,7 +125,7 @@ internal sealed class TransferLane : IDisposable
                     for (int c = 0; c < chunks && job.WantsChunks; c++)
                     {
                         await _inFlight.WaitAsync(token).ConfigureAwait(false);
-                        _ = job.RunChunkAsync(_options.ChunkBytes, ChunkFinished);
+                        _ = job.RunChunkAsync(_options.ChunkBytes, _dmaTurns.Next(), ChunkFinished);
                     }
                 }
             }
