@@ -34,6 +34,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         Options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
+        FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // windows of clients that died
         Devices = Gpus.Devices.Select(d => new NodeDevice(d, options)).ToArray();
         foreach (var device in Devices)
         {

@@ -10,8 +10,9 @@ namespace FaaSTube.Devices.Simulated;
 /// <see cref="MemoryMappedFile.CreateFromFile(string, FileMode, string?, long)"/> (.NET has no named maps on
 /// Linux), so another process that opens the same file sees the same bytes. The file is fully
 /// preallocated, so touching it never faults for lack of space. Files are named
-/// <c>faastube-sim.{pid}.{id}</c>: the owner deletes its files when they are freed, and
-/// <see cref="SweepDeadOwners"/> deletes the files of owners that died.
+/// <c>faastube-sim.{pid}.{id}</c> (client windows: <c>faastube-win.{pid}.{id}</c>): the owner deletes
+/// its files when they are freed, and <see cref="SweepDeadOwners"/> deletes the files of owners that
+/// died (killed processes cannot clean up after themselves).
 /// </summary>
 internal sealed unsafe class SharedMemoryFile : SafeHandle
 {
@@ -125,10 +126,11 @@ internal sealed unsafe class SharedMemoryFile : SafeHandle
             return 0;
         }
 
-        foreach (var file in Directory.EnumerateFiles(directory, Prefix + "*"))
+        foreach (var file in Directory.EnumerateFiles(directory, "faastube-*"))
         {
             var parts = System.IO.Path.GetFileName(file).Split('.');
-            if (parts.Length == 3 && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && !IsAlive(pid))
+            if (parts.Length == 3 && parts[0] is "faastube-sim" or "faastube-win"
+                && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && !IsAlive(pid))
             {
                 try
                 {
