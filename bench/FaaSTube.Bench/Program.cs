@@ -6,6 +6,10 @@ switch (args.FirstOrDefault())
 {
     case "pool-trace":
         return await PoolTrace.RunAsync(args[1..]);
+    case "channel-handoff":
+        return await FaaSTube.Bench.Channels.HandoffScenario.RunAsync(args[1..]);
+    case "handoff-consumer":
+        return await FaaSTube.Bench.Channels.HandoffScenario.ConsumerMainAsync(args[1..]);
     case "transfer-isolation":
         return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }

@@ -13,6 +13,7 @@
 //   tube-hold <socket> <workflow> <id>                              Get and print "ready", wait to be killed
 //   tube-allocate-hold <socket> <workflow> <length>                 Allocate, print "ready", wait to be killed
 //   tube-node <socket>                                              run a node, print "ready", wait to be killed
+// The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
 using FaaSTube.Devices;
@@ -79,7 +80,6 @@ static async Task<int> Tube(string[] args)
         await using var node = await TubeNode.StartAsync(new TubeNodeOptions
         {
             SocketPath = socket,
-            Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated },
             Pool = new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0 },
         });
         Console.WriteLine("ready");
@@ -93,8 +93,7 @@ static async Task<int> Tube(string[] args)
         SocketPath = socket,
         Workflow = args[2],
         Function = args[0],
-        WindowBytes = 4 << 20,
-        Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated },
+        WindowBytes = 4 << 20, // the backend: FAASTUBE_BACKEND, set by the test
     });
     long Long(int i) => long.Parse(args[i], CultureInfo.InvariantCulture);
     switch (args[0])

@@ -12,7 +12,11 @@ internal sealed class ChildProcess : IDisposable
 
     public int Id => _process.Id;
 
-    public static ChildProcess Start(params string[] args)
+    /// <summary>Starts the helper on the simulated GPU (FAASTUBE_BACKEND=simulated), like the nodes of most tests.</summary>
+    public static ChildProcess Start(params string[] args) => StartWith("simulated", args);
+
+    /// <summary>Starts the helper with FAASTUBE_BACKEND=<paramref name="backend"/>.</summary>
+    public static ChildProcess StartWith(string backend, params string[] args)
     {
         var info = new ProcessStartInfo(DotnetHost())
         {
@@ -22,6 +26,7 @@ internal sealed class ChildProcess : IDisposable
             UseShellExecute = false,
         };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "FaaSTube.TestChild.dll"));
+        info.Environment["FAASTUBE_BACKEND"] = backend;
         foreach (var a in args)
         {
             info.ArgumentList.Add(a);

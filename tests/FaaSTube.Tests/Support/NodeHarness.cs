@@ -18,13 +18,13 @@ internal sealed class NodeHarness : IAsyncDisposable
 
     public string Socket => Node.Options.SocketPath!;
 
-    public static async Task<NodeHarness> StartAsync(GpuTopology? topology = null, Action<TubeNodeOptions>? configure = null)
+    public static async Task<NodeHarness> StartAsync(GpuTopology? topology = null, Action<TubeNodeOptions>? configure = null, GpuBackend backend = GpuBackend.Simulated)
     {
         var clock = new VirtualClock();
         var options = new TubeNodeOptions
         {
             SocketPath = Path.Combine(Path.GetTempPath(), $"ft-{Guid.NewGuid():N}"[..20] + ".sock"),
-            Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated, SimulatedTopology = topology ?? GpuTopology.SingleH100 },
+            Gpus = new GpuSystemOptions { Backend = backend, SimulatedTopology = topology ?? GpuTopology.SingleH100 },
             Pool = new GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0, TrimInterval = null, ProactiveRestore = false, TimeProvider = clock },
             Transfers = new FaaSTube.Transfers.TransferEngineOptions { StagingBytes = 8 << 20, ChunkBytes = 1 << 20 },
             SweepInterval = null,
@@ -42,7 +42,7 @@ internal sealed class NodeHarness : IAsyncDisposable
             Workflow = workflow,
             Function = function,
             WindowBytes = windowBytes,
-            Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated, SimulatedTopology = Node.Gpus.Topology },
+            Gpus = new GpuSystemOptions { Backend = Node.Gpus.Backend, SimulatedTopology = Node.Gpus.Topology },
         };
         var client = inProcess ? await TubeClient.ConnectInProcessAsync(Node, options) : await TubeClient.ConnectAsync(options);
         lock (_clients)
