@@ -119,9 +119,7 @@ static async Task<int> Tube(string[] args)
         {
             await using var buffer = await client.GetAsync(TubeId.Parse(args[3]), (int)Long(4));
             using var stream = buffer.Device.CreateStream();
-            ulong actual = await stream.ChecksumAsync(buffer.Memory);
-            Console.WriteLine(actual == ulong.Parse(args[5], CultureInfo.InvariantCulture) ? "ok" : $"checksum mismatch {actual}");
-            return actual == ulong.Parse(args[5], CultureInfo.InvariantCulture) ? 0 : 3;
+            return Report(await stream.ChecksumAsync(buffer.Memory), args[5]);
         }
 
         case "tube-gethost":
@@ -129,9 +127,7 @@ static async Task<int> Tube(string[] args)
             var id = TubeId.Parse(args[3]);
             var destination = new byte[64 << 20];
             long length = await client.GetAsync(id, destination.AsMemory());
-            ulong actual = DataChecksum.Compute(destination.AsSpan(0, (int)length));
-            Console.WriteLine(actual == ulong.Parse(args[4], CultureInfo.InvariantCulture) ? "ok" : $"checksum mismatch {actual}");
-            return actual == ulong.Parse(args[4], CultureInfo.InvariantCulture) ? 0 : 3;
+            return Report(DataChecksum.Compute(destination.AsSpan(0, (int)length)), args[4]);
         }
 
         case "tube-hold":
@@ -156,4 +152,12 @@ static async Task<int> Tube(string[] args)
             Console.Error.WriteLine($"unknown command {args[0]}");
             return 2;
     }
+}
+
+// Prints "ok" (exit 0) when the checksum is the expected one, else the mismatch (exit 3).
+static int Report(ulong actual, string expected)
+{
+    bool same = actual == ulong.Parse(expected, CultureInfo.InvariantCulture);
+    Console.WriteLine(same ? "ok" : $"checksum mismatch {actual}");
+    return same ? 0 : 3;
 }

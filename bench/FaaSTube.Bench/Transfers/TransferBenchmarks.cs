@@ -102,73 +102,67 @@ public class TransferBandwidthBenchmarks
     }
 }
 
+/// <summary>What the engine benchmarks share: a GPU, an engine, a device buffer, a pageable source, a stream for baselines.</summary>
+public abstract class EngineBenchmark
+{
+    private protected GpuSystem Gpus { get; private set; } = null!;
+    private protected TransferEngine Engine { get; private set; } = null!;
+    private protected DeviceBuffer Device { get; private set; } = null!;
+    private protected GpuStream Stream { get; private set; } = null!;
+    private protected byte[] Pageable { get; private set; } = null!;
+
+    private protected abstract long Length { get; }
+
+    private protected virtual TransferEngineOptions EngineOptions => new();
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        Gpus = GpuSystem.Open();
+        Engine = new TransferEngine(Gpus.Devices[0], EngineOptions);
+        Device = Gpus.Devices[0].Allocate(Length);
+        Stream = Gpus.Devices[0].CreateStream();
+        Pageable = new byte[Length];
+        Random.Shared.NextBytes(Pageable);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        Stream.Dispose();
+        Engine.Dispose();
+        Device.Dispose();
+        Gpus.Dispose();
+    }
+}
+
 /// <summary>Which chunk size is best: 256 MiB pageable host -> GPU through the engine, by chunk size.</summary>
 [MovesBytes]
-public class ChunkSizeBenchmarks
+public class ChunkSizeBenchmarks : EngineBenchmark
 {
-    private GpuSystem _gpus = null!;
-    private TransferEngine _engine = null!;
-    private DeviceBuffer _device = null!;
-    private byte[] _pageable = null!;
-
     [Params(512 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20)]
     public int ChunkBytes { get; set; }
 
     [Params(256L << 20)]
     public long Bytes { get; set; }
 
-    [GlobalSetup]
-    public void Setup()
-    {
-        _gpus = GpuSystem.Open();
-        _engine = new TransferEngine(_gpus.Devices[0], new TransferEngineOptions { ChunkBytes = ChunkBytes, StagingBytes = Math.Max(64L << 20, 32L * ChunkBytes) });
-        _device = _gpus.Devices[0].Allocate(Bytes);
-        _pageable = new byte[Bytes];
-        Random.Shared.NextBytes(_pageable);
-    }
+    private protected override long Length => Bytes;
 
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _engine.Dispose();
-        _device.Dispose();
-        _gpus.Dispose();
-    }
+    private protected override TransferEngineOptions EngineOptions =>
+        new() { ChunkBytes = ChunkBytes, StagingBytes = Math.Max(64L << 20, 32L * ChunkBytes) };
 
     [Benchmark]
-    public async Task Pipelined() => await _engine.ToDeviceAsync(_pageable, _device);
+    public async Task Pipelined() => await Engine.ToDeviceAsync(Pageable, Device);
 }
 
 /// <summary>A 64 KiB transfer through the scheduler against a plain stream copy: the engine's fixed overhead (target &lt;= 10 us).</summary>
-public class SmallTransferBenchmarks
+public class SmallTransferBenchmarks : EngineBenchmark
 {
-    private GpuSystem _gpus = null!;
-    private TransferEngine _engine = null!;
-    private DeviceBuffer _device = null!;
-    private GpuStream _stream = null!;
-    private readonly byte[] _pageable = new byte[64 << 10];
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _gpus = GpuSystem.Open();
-        _engine = new TransferEngine(_gpus.Devices[0]);
-        _device = _gpus.Devices[0].Allocate(_pageable.Length);
-        _stream = _gpus.Devices[0].CreateStream();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _stream.Dispose();
-        _engine.Dispose();
-        _device.Dispose();
-        _gpus.Dispose();
-    }
+    private protected override long Length => 64 << 10;
 
     [Benchmark]
-    public async Task ThroughScheduler() => await _engine.ToDeviceAsync(_pageable, _device);
+    public async Task ThroughScheduler() => await Engine.ToDeviceAsync(Pageable, Device);
 
     [Benchmark(Baseline = true)]
-    public async Task PlainStreamCopy() => await _stream.CopyAsync(_pageable, _device);
+    public async Task PlainStreamCopy() => await Stream.CopyAsync(Pageable, Device);
 }

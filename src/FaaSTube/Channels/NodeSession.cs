@@ -199,20 +199,22 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
     private NodeDevice DeviceAt(int ordinal) =>
         (uint)ordinal < (uint)node.Devices.Length ? node.Devices[ordinal] : throw new TubeException(TubeError.BadRequest, $"There is no GPU {ordinal}.");
 
-    private async Task<PayloadWriter> PutBeginAsync(byte[] payload)
+    private async Task<PayloadWriter> PutBeginAsync(byte[] payload) =>
+        new PayloadWriter().Id((await NewEntryAsync(payload).ConfigureAwait(false)).Id);
+
+    /// <summary>Put and Allocate: a block on the asked GPU, leased to this client, in the directory but not yet visible.</summary>
+    private async Task<DataEntry> NewEntryAsync(byte[] payload)
     {
         var r = new PayloadReader(payload);
         long length = r.I64();
         int device = r.I32();
         if (length <= 0)
         {
-            throw new TubeException(TubeError.BadRequest, $"A Put of {length} bytes.");
+            throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
         }
 
-        var target = DeviceAt(device);
-        var block = await target.Pool.AllocateAsync(length, new BlockOptions { Function = _function, Holder = Id }).ConfigureAwait(false);
-        var entry = node.Register(new DataEntry(TubeId.NewId(), _workflow, device, block, Id));
-        return new PayloadWriter().Id(entry.Id);
+        var block = await DeviceAt(device).Pool.AllocateAsync(length, new BlockOptions { Function = _function, Holder = Id }).ConfigureAwait(false);
+        return node.Register(new DataEntry(TubeId.NewId(), _workflow, device, block, Id));
     }
 
     /// <summary>DMA of one part from the client's pinned window into the block, under the device's transfer scheduler.</summary>
@@ -245,16 +247,9 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
 
     private async Task<PayloadWriter> AllocateAsync(byte[] payload)
     {
-        var r = new PayloadReader(payload);
-        long length = r.I64();
-        int device = r.I32();
-        if (length <= 0)
-        {
-            throw new TubeException(TubeError.BadRequest, $"An allocation of {length} bytes.");
-        }
-
-        var block = await DeviceAt(device).Pool.AllocateAsync(length, new BlockOptions { Function = _function, Holder = Id }).ConfigureAwait(false);
-        var entry = node.Register(new DataEntry(TubeId.NewId(), _workflow, device, block, Id));
+        var entry = await NewEntryAsync(payload).ConfigureAwait(false);
+        var block = entry.Block;
+        int device = entry.Device;
         var use = await block.UseAsync().ConfigureAwait(false);
         lock (_sync)
         {

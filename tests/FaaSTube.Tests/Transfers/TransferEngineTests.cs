@@ -25,16 +25,26 @@ public abstract class TransferEngineTests
 
     public enum SinkKind { Pageable, Pinned, Stream, Pipe, TypedInts }
 
-    private protected (GpuSystem Gpus, TransferEngine Engine) Open(VirtualClock? clock = null, long staging = 16 * Chunk)
+    /// <summary>A GPU and its engine (64 KiB chunks, 1 MiB staging), disposed together.</summary>
+    private protected sealed class Fixture : IDisposable
     {
-        var gpus = Gpus.Open(Backend, clock: clock);
-        var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions
+        public Fixture(GpuBackend backend)
         {
-            ChunkBytes = Chunk,
-            StagingBytes = staging,
-            TimeProvider = (TimeProvider?)clock ?? TimeProvider.System,
-        });
-        return (gpus, engine);
+            Gpus = Support.Gpus.Open(backend);
+            Engine = new TransferEngine(Gpus.Devices[0], new TransferEngineOptions { ChunkBytes = Chunk, StagingBytes = 16 * Chunk });
+        }
+
+        public GpuSystem Gpus { get; }
+
+        public TransferEngine Engine { get; }
+
+        public GpuDevice Device => Gpus.Devices[0];
+
+        public void Dispose()
+        {
+            Engine.Dispose();
+            Gpus.Dispose();
+        }
     }
 
     [TestMethod]
@@ -47,10 +57,8 @@ public abstract class TransferEngineTests
     public async Task Every_source_kind_reaches_the_gpu_byte_exact(SourceKind kind)
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
-        var device = gpus.Devices[0];
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var stream = device.CreateStream();
         foreach (int size in Sizes)
         {
@@ -74,10 +82,8 @@ public abstract class TransferEngineTests
     public async Task Every_destination_kind_gets_the_gpu_bytes_exactly(SinkKind kind)
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
-        var device = gpus.Devices[0];
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var stream = device.CreateStream();
         foreach (int size in Sizes)
         {
@@ -96,10 +102,8 @@ public abstract class TransferEngineTests
     public async Task Two_tenants_at_once_both_finish_with_their_own_data()
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
-        var device = gpus.Devices[0];
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         var bulk = random.Bytes(64 * Chunk + 5);
         var urgent = random.Bytes(8 * Chunk);
         using var bulkBuffer = device.Allocate(bulk.Length);
@@ -122,9 +126,8 @@ public abstract class TransferEngineTests
     public async Task A_rented_pinned_buffer_goes_straight_to_dma_and_is_reused()
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var buffer = gpus.Devices[0].Allocate(3 * Chunk + 5);
         var data = random.Bytes(3 * Chunk + 5);
 
@@ -148,9 +151,8 @@ public abstract class TransferEngineTests
     public async Task Progress_reports_every_byte_and_ends_at_the_length()
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         var data = random.Bytes(7 * Chunk + 3);
         using var buffer = gpus.Devices[0].Allocate(data.Length);
         var reports = new List<long>();
@@ -168,9 +170,9 @@ public abstract class TransferEngineTests
     [TestMethod]
     public async Task Bad_input_gets_clear_errors_and_the_staging_pool_stays_whole()
     {
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        var device = gpus.Devices[0];
+        var f = new Fixture(Backend);
+        using var _ = f.Gpus;
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var buffer = device.Allocate(4 * Chunk);
 
         await Assert.ThrowsAsync<ArgumentException>(async () => await engine.ToDeviceAsync(new byte[4 * Chunk + 1], buffer));
@@ -333,10 +335,8 @@ public sealed class SimulatedTransferTests : TransferEngineTests
     public async Task Cancellation_stops_at_a_chunk_boundary_finished_chunks_stay_the_rest_is_untouched()
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
-        var device = gpus.Devices[0];
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         const int Chunks = 64;
         var data = random.Bytes(Chunks * Chunk);
         using var buffer = device.Allocate(data.Length);
@@ -374,9 +374,8 @@ public sealed class SimulatedTransferTests : TransferEngineTests
     public async Task A_failed_chunk_fails_the_transfer_with_its_error_and_the_engine_goes_on()
     {
         var random = Seeds.Create(TestContext);
-        var (gpus, engine) = Open();
-        using var _ = gpus;
-        using var __ = engine;
+        using var f = new Fixture(Backend);
+        var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
         var data = random.Bytes(16 * Chunk);
         using var buffer = gpus.Devices[0].Allocate(data.Length);
