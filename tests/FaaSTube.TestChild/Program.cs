@@ -62,14 +62,10 @@ switch (args[0])
     }
 
     case "hold":
-        Console.WriteLine("ready");
-        Console.Out.Flush();
-        Console.In.ReadToEnd();
-        return 0;
+        return HoldUntilKilled();
 
     default:
-        Console.Error.WriteLine($"unknown command {args[0]}");
-        return 2;
+        return Unknown(args[0]);
 }
 
 static async Task<int> Tube(string[] args)
@@ -82,10 +78,7 @@ static async Task<int> Tube(string[] args)
             SocketPath = socket,
             Pool = new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0 },
         });
-        Console.WriteLine("ready");
-        Console.Out.Flush();
-        Console.In.ReadToEnd();
-        return 0;
+        return HoldUntilKilled();
     }
 
     await using var client = await TubeClient.ConnectAsync(new TubeClientOptions
@@ -133,25 +126,33 @@ static async Task<int> Tube(string[] args)
         case "tube-hold":
         {
             await using var buffer = await client.GetAsync(TubeId.Parse(args[3]));
-            Console.WriteLine("ready");
-            Console.Out.Flush();
-            Console.In.ReadToEnd();
-            return 0;
+            return HoldUntilKilled();
         }
 
         case "tube-allocate-hold":
         {
             await client.AllocateAsync(Long(3));
-            Console.WriteLine("ready");
-            Console.Out.Flush();
-            Console.In.ReadToEnd();
-            return 0;
+            return HoldUntilKilled();
         }
 
         default:
-            Console.Error.WriteLine($"unknown command {args[0]}");
-            return 2;
+            return Unknown(args[0]);
     }
+}
+
+// Says "ready" and holds what it has until the test kills it (or closes stdin).
+static int HoldUntilKilled()
+{
+    Console.WriteLine("ready");
+    Console.Out.Flush();
+    Console.In.ReadToEnd();
+    return 0;
+}
+
+static int Unknown(string command)
+{
+    Console.Error.WriteLine($"unknown command {command}");
+    return 2;
 }
 
 // Prints "ok" (exit 0) when the checksum is the expected one, else the mismatch (exit 3).
