@@ -14,6 +14,7 @@ public static class CudaLibrary
 {
     internal const string DriverName = "faastube-cuda";
     internal const string NvrtcName = "faastube-nvrtc";
+    internal const string NvmlName = "faastube-nvml";
 
     private static readonly string[] DriverCandidates = OperatingSystem.IsWindows()
         ? ["nvcuda.dll"]
@@ -22,6 +23,10 @@ public static class CudaLibrary
     private static readonly string[] NvrtcCandidates = OperatingSystem.IsWindows()
         ? ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll"]
         : ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"];
+
+    private static readonly string[] NvmlCandidates = OperatingSystem.IsWindows() ? ["nvml.dll"] : ["libnvidia-ml.so.1", "libnvidia-ml.so"];
+
+    private static readonly Lazy<LoadResult> Nvml = new(() => Load(NvmlCandidates, "NVML"), LazyThreadSafetyMode.ExecutionAndPublication);
 
     private static readonly Lazy<LoadResult> Driver = new(LoadDriver, LazyThreadSafetyMode.ExecutionAndPublication);
     private static readonly Lazy<LoadResult> Nvrtc = new(() => Load(NvrtcCandidates, "NVRTC"), LazyThreadSafetyMode.ExecutionAndPublication);
@@ -37,6 +42,9 @@ public static class CudaLibrary
 
     /// <summary>Why NVRTC is not available (null when it is).</summary>
     public static string? NvrtcUnavailableReason => Nvrtc.Value.Reason;
+
+    /// <summary>True when NVML loaded (NVLink discovery).</summary>
+    public static bool IsNvmlAvailable => Nvml.Value.Available;
 
     /// <summary>The file name of the driver library that loaded, if any.</summary>
     public static string? DriverLibrary => Driver.Value.LoadedName;
@@ -71,6 +79,7 @@ public static class CudaLibrary
     {
         DriverName => Driver.Value.Handle,
         NvrtcName => Nvrtc.Value.Handle,
+        NvmlName => Nvml.Value.Handle,
         _ => 0,
     };
 

@@ -30,6 +30,7 @@ public sealed class GpuTopology
 {
     private readonly PeerLink[,] _peers;
     private readonly int[] _pcieSwitch;
+    private readonly int[] _numaNode;
 
     /// <summary>Creates a topology.</summary>
     /// <param name="name">A short name, e.g. <c>dgx1-v100</c>.</param>
@@ -39,9 +40,10 @@ public sealed class GpuTopology
     /// <param name="deviceMemoryBytesPerSecond">On-device copy bandwidth.</param>
     /// <param name="memoryBytes">Memory per GPU.</param>
     /// <param name="linkLatency">Latency added to every modelled copy.</param>
+    /// <param name="numaNode">The host NUMA node each GPU's PCIe root sits on (default: all on node 0).</param>
     public GpuTopology(
         string name, PeerLink[,] peers, int[] pcieSwitch, double hostBytesPerSecond,
-        double deviceMemoryBytesPerSecond, long memoryBytes, TimeSpan linkLatency)
+        double deviceMemoryBytesPerSecond, long memoryBytes, TimeSpan linkLatency, int[]? numaNode = null)
     {
         ArgumentNullException.ThrowIfNull(peers);
         ArgumentNullException.ThrowIfNull(pcieSwitch);
@@ -56,6 +58,7 @@ public sealed class GpuTopology
         Name = name;
         _peers = (PeerLink[,])peers.Clone();
         _pcieSwitch = (int[])pcieSwitch.Clone();
+        _numaNode = numaNode is null ? new int[n] : numaNode.Length == n ? (int[])numaNode.Clone() : throw new ArgumentException($"numaNode needs {n} entries.", nameof(numaNode));
         HostBytesPerSecond = hostBytesPerSecond;
         DeviceMemoryBytesPerSecond = deviceMemoryBytesPerSecond;
         MemoryBytes = memoryBytes;
@@ -96,6 +99,14 @@ public sealed class GpuTopology
     {
         CheckGpu(gpu);
         return _pcieSwitch[gpu];
+    }
+
+    /// <summary>The host NUMA node GPU <paramref name="gpu"/> is attached to.</summary>
+    /// <param name="gpu">The GPU.</param>
+    public int NumaNode(int gpu)
+    {
+        CheckGpu(gpu);
+        return _numaNode[gpu];
     }
 
     private void CheckGpu(int gpu)

@@ -30,7 +30,7 @@ internal static class TopologyPresets
             }
         }
 
-        return new GpuTopology("dgx1-v100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 12 * GB, 900 * GB, 32L << 30, TimeSpan.FromMicroseconds(5));
+        return new GpuTopology("dgx1-v100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 12 * GB, 900 * GB, 32L << 30, TimeSpan.FromMicroseconds(5), [0, 0, 0, 0, 1, 1, 1, 1]);
     }
 
     public static GpuTopology DgxA100()
@@ -44,7 +44,7 @@ internal static class TopologyPresets
             }
         }
 
-        return new GpuTopology("dgx-a100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 25 * GB, 1500 * GB, 40L << 30, TimeSpan.FromMicroseconds(5));
+        return new GpuTopology("dgx-a100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 25 * GB, 1500 * GB, 40L << 30, TimeSpan.FromMicroseconds(5), [0, 0, 0, 0, 1, 1, 1, 1]);
     }
 
     public static GpuTopology SingleH100() =>

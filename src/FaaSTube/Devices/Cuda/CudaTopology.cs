@@ -4,16 +4,21 @@ using FaaSTube.Topology;
 namespace FaaSTube.Devices.Cuda;
 
 /// <summary>
-/// What the driver says about the links: peer access and the P2P performance rank per pair, PCIe
-/// switches from bus ids. Bandwidths are not reported by the driver; the host link is taken from the
-/// H100 measurement (DESIGN.md section 4) until the multi-GPU work measures or reads them (NVML).
+/// What the driver says about the links: NVLink counts per pair from NVML where it is present
+/// (25 GB/s per link per direction), otherwise peer access over PCIe; PCIe switches from bus ids.
+/// The host link's bandwidth is not reported by the driver: the H100 measurement (DESIGN.md
+/// section 4) stands in for it.
 /// </summary>
 internal static unsafe class CudaTopology
 {
+    /// <summary>Bandwidth of one NVLink per direction (NVLink 2-4: 25 GB/s).</summary>
+    private const double NvLinkBytesPerSecond = 25e9;
+
     public static GpuTopology Discover(IReadOnlyList<GpuDevice> devices)
     {
         int n = devices.Count;
         var peers = new PeerLink[n, n];
+        var nvlinks = n > 1 ? NvLinkDiscovery.Count(devices.Select(d => d.PciBusId).ToArray()) : null;
         for (int a = 0; a < n; a++)
         {
             for (int b = 0; b < n; b++)
@@ -26,7 +31,10 @@ internal static unsafe class CudaTopology
                 int access;
                 CudaException.ThrowIfFailed(Interop.Cuda.cuDeviceGetP2PAttribute(
                     &access, CuP2PAttribute.AccessSupported, ((CudaGpuDevice)devices[a]).CudaDevice, ((CudaGpuDevice)devices[b]).CudaDevice));
-                peers[a, b] = access != 0 ? new PeerLink(PeerLinkKind.Pcie, 1, 0) : default;
+                int links = nvlinks?[a, b] ?? 0;
+                peers[a, b] = links > 0
+                    ? new PeerLink(PeerLinkKind.NvLink, links, links * NvLinkBytesPerSecond)
+                    : access != 0 ? new PeerLink(PeerLinkKind.Pcie, 1, 55e9) : default;
             }
         }
 

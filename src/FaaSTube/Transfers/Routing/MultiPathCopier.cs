@@ -1,0 +1,244 @@
+using FaaSTube.Devices;
+
+namespace FaaSTube.Transfers;
+
+/// <summary>
+/// Executes routed copies: the bytes are split over the reserved paths in proportion to their
+/// bandwidth (so all paths finish together), and each path moves its share in chunks, relayed
+/// through the intermediate GPUs' (or the host's) staging buffers with two chunks in flight per
+/// path, so one hop of a chunk overlaps the next hop of the one before. A path's reservation is
+/// released as soon as its chunks are done; all of it on failure or cancellation.
+/// </summary>
+public sealed class MultiPathCopier
+{
+    private readonly GpuSystem _gpus;
+    private readonly int _chunkBytes;
+
+    /// <summary>Creates a copier over the GPUs of <paramref name="gpus"/>.</summary>
+    /// <param name="gpus">The GPUs (their topology is the router's).</param>
+    /// <param name="router">The router to reserve paths with; null for a new one over <paramref name="gpus"/>'s topology.</param>
+    /// <param name="chunkBytes">Chunk size on the widest path (narrower paths use proportionally smaller chunks; default 4 MiB).</param>
+    public MultiPathCopier(GpuSystem gpus, PathRouter? router = null, int chunkBytes = 4 << 20)
+    {
+        ArgumentNullException.ThrowIfNull(gpus);
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 4096);
+        _gpus = gpus;
+        Router = router ?? new PathRouter(gpus.Topology);
+        _chunkBytes = chunkBytes;
+    }
+
+    /// <summary>The router whose reservations the copies use.</summary>
+    public PathRouter Router { get; }
+
+    /// <summary>Copies between two GPUs (or within one) over the routed paths.</summary>
+    /// <param name="source">Device memory on one GPU.</param>
+    /// <param name="destination">Device memory of the same length on the same or another GPU.</param>
+    /// <param name="cancellationToken">Stops between chunks.</param>
+    /// <returns>The paths used, with their bandwidth.</returns>
+    public async Task<IReadOnlyList<RoutePath>> CopyAsync(DeviceMemory source, DeviceMemory destination, CancellationToken cancellationToken = default)
+    {
+        CheckLengths(source.Length, destination.Length);
+        using var flow = Router.Route(source.Device.Ordinal, destination.Device.Ordinal);
+        var paths = flow.Paths;
+        await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging) =>
+            MoveChunkAsync(path, source.Slice(offset, length), null, destination.Slice(offset, length), slot, staging), cancellationToken).ConfigureAwait(false);
+        return paths;
+    }
+
+    /// <summary>
+    /// Copies host memory to a GPU over its own PCIe lane and, where idle, the lanes of NVLink
+    /// neighbours behind other PCIe switches (host -&gt; neighbour -&gt; GPU).
+    /// </summary>
+    /// <param name="source">Host bytes (pinned memory is fastest).</param>
+    /// <param name="destination">Device memory of the same length.</param>
+    /// <param name="cancellationToken">Stops between chunks.</param>
+    /// <returns>The paths used.</returns>
+    public async Task<IReadOnlyList<RoutePath>> FromHostAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, CancellationToken cancellationToken = default)
+    {
+        CheckLengths(source.Length, destination.Length);
+        using var flow = Router.RouteFromHost(destination.Device.Ordinal);
+        var paths = flow.Paths;
+        await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging) =>
+            MoveChunkAsync(path, default, source.Slice((int)offset, length), destination.Slice(offset, length), slot, staging), cancellationToken).ConfigureAwait(false);
+        return paths;
+    }
+
+    private delegate Task ChunkMover(RoutePath path, long offset, int length, int slot, Staging staging);
+
+    /// <summary>Splits the bytes by path bandwidth and runs every path's chunks, two in flight per path.</summary>
+    private async Task RunPathsAsync(RouteReservation flow, IReadOnlyList<RoutePath> paths, long length, ChunkMover move, CancellationToken cancellationToken)
+    {
+        if (length == 0)
+        {
+            return;
+        }
+
+        double total = paths.Sum(p => p.BytesPerSecond);
+        double widest = paths.Max(p => p.BytesPerSecond);
+        var shares = new long[paths.Count];
+        long assigned = 0;
+        for (int i = 0; i < paths.Count; i++)
+        {
+            shares[i] = i == paths.Count - 1 ? length - assigned
+                : total > 0 ? (long)(length * (paths[i].BytesPerSecond / total)) & ~4095L : (i == 0 ? length : 0);
+            assigned += shares[i];
+        }
+
+        long start = 0;
+        var work = new List<Task>();
+        for (int i = 0; i < paths.Count; i++)
+        {
+            var path = paths[i];
+            long from = start, share = shares[i];
+            start += share;
+            int chunk = (int)Math.Max(64 << 10, (long)(_chunkBytes * (widest > 0 ? path.BytesPerSecond / widest : 1)) & ~4095L);
+            work.Add(RunPathAsync(flow, path, from, share, chunk, move, cancellationToken));
+        }
+
+        await Task.WhenAll(work).ConfigureAwait(false);
+    }
+
+    private async Task RunPathAsync(RouteReservation flow, RoutePath path, long from, long share, int chunk, ChunkMover move, CancellationToken cancellationToken)
+    {
+        using var staging = new Staging(this, path, chunk);
+        var inFlight = new Task[] { Task.CompletedTask, Task.CompletedTask };
+        try
+        {
+            int index = 0;
+            for (long offset = 0; offset < share; offset += chunk, index++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int slot = index % 2;
+                await inFlight[slot].ConfigureAwait(false); // this slot's staging buffers are free again
+                inFlight[slot] = move(path, from + offset, (int)Math.Min(chunk, share - offset), slot, staging);
+            }
+        }
+        finally
+        {
+            try
+            {
+                await Task.WhenAll(inFlight).ConfigureAwait(false);
+            }
+            finally
+            {
+                flow.ReleasePath(path.Nodes);
+            }
+        }
+    }
+
+    /// <summary>One chunk along one path: hop by hop through the relays' staging slot <paramref name="slot"/>.</summary>
+    private async Task MoveChunkAsync(RoutePath path, DeviceMemory source, ReadOnlyMemory<byte> hostSource, DeviceMemory destination, int slot, Staging staging)
+    {
+        var nodes = path.Nodes;
+        if (nodes.Count == 1)
+        {
+            await staging.Stream(0).CopyAsync(source, destination).ConfigureAwait(false);
+            return;
+        }
+
+        // Where the chunk is now: host memory or device memory.
+        DeviceMemory device = source;
+        ReadOnlyMemory<byte> host = hostSource;
+        bool onHost = nodes[0] == PathRouter.Host;
+        for (int hop = 1; hop < nodes.Count; hop++)
+        {
+            int next = nodes[hop];
+            bool last = hop == nodes.Count - 1;
+            if (next == PathRouter.Host)
+            {
+                var target = staging.HostSlot(slot)[..(int)device.Length];
+                await staging.Stream(hop).CopyAsync(device, target).ConfigureAwait(false);
+                host = target;
+                onHost = true;
+                continue;
+            }
+
+            var into = last ? destination : staging.DeviceSlot(hop, slot).Slice(0, onHost ? host.Length : device.Length);
+            if (onHost)
+            {
+                await staging.Stream(hop).CopyAsync(host, into).ConfigureAwait(false);
+            }
+            else
+            {
+                await staging.Stream(hop).CopyAsync(device, into).ConfigureAwait(false);
+            }
+
+            device = into;
+            onHost = false;
+        }
+    }
+
+    private static void CheckLengths(long source, long destination)
+    {
+        if (source != destination)
+        {
+            throw new ArgumentException($"The source has {source} bytes and the destination {destination}.", nameof(destination));
+        }
+    }
+
+    /// <summary>
+    /// What one path needs while it runs: a stream per hop (on the GPU that receives, or the GPU that
+    /// sends to the host), so the hops of different chunks and paths overlap, and two chunk-sized
+    /// staging buffers on each relay (GPU memory, or pinned host memory for a host relay).
+    /// </summary>
+    private sealed class Staging : IDisposable
+    {
+        private readonly Dictionary<(int Hop, int Slot), DeviceBuffer> _device = [];
+        private readonly PinnedBuffer?[] _host = new PinnedBuffer?[2];
+        private readonly GpuStream[] _streams;
+
+        public Staging(MultiPathCopier owner, RoutePath path, int chunk)
+        {
+            var nodes = path.Nodes;
+            _streams = new GpuStream[Math.Max(1, nodes.Count)];
+            for (int hop = 0; hop < _streams.Length; hop++)
+            {
+                int runsOn = nodes.Count == 1 ? nodes[0] : hop == 0 ? -1 : nodes[hop] != PathRouter.Host ? nodes[hop] : nodes[hop - 1];
+                if (runsOn >= 0)
+                {
+                    _streams[hop] = owner._gpus.Devices[runsOn].CreateStream();
+                }
+            }
+
+            for (int hop = 1; hop < path.Nodes.Count - 1; hop++)
+            {
+                int node = path.Nodes[hop];
+                for (int slot = 0; slot < 2; slot++)
+                {
+                    if (node == PathRouter.Host)
+                    {
+                        _host[slot] = owner._gpus.Devices[path.Nodes[^1]].AllocatePinned(chunk);
+                    }
+                    else
+                    {
+                        _device[(hop, slot)] = owner._gpus.Devices[node].Allocate(chunk);
+                    }
+                }
+            }
+        }
+
+        public GpuStream Stream(int hop) => _streams[hop];
+
+        public DeviceBuffer DeviceSlot(int hop, int slot) => _device[(hop, slot)];
+
+        public Memory<byte> HostSlot(int slot) => _host[slot]!.Memory;
+
+        public void Dispose()
+        {
+            foreach (var buffer in _device.Values)
+            {
+                buffer.Dispose();
+            }
+
+            foreach (IDisposable? buffer in _host)
+            {
+                buffer?.Dispose();
+            }
+
+            foreach (var stream in _streams)
+            {
+                stream?.Dispose();
+            }
+        }
+    }
+}
