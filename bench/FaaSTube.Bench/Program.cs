@@ -10,6 +10,8 @@ switch (args.FirstOrDefault())
         return await FaaSTube.Bench.Channels.HandoffScenario.RunAsync(args[1..]);
     case "handoff-consumer":
         return await FaaSTube.Bench.Channels.HandoffScenario.ConsumerMainAsync(args[1..]);
+    case "routing-matrix":
+        return FaaSTube.Bench.Routing.BandwidthMatrixScenario.Run(args[1..]);
     case "transfer-isolation":
         return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }

@@ -1,0 +1,68 @@
+using BenchmarkDotNet.Attributes;
+using FaaSTube.Topology;
+using FaaSTube.Transfers;
+
+namespace FaaSTube.Bench.Routing;
+
+/// <summary>
+/// One routing decision (Route + Release) on 8 and 16 GPUs, on an idle machine and with a
+/// background of flows holding links. Target: &lt;= 10 us for 8 GPUs.
+/// </summary>
+public class RoutingBenchmarks
+{
+    private PathRouter _router = null!;
+    private readonly List<RouteReservation> _background = [];
+    private int _pair;
+
+    [Params(8, 16)]
+    public int Gpus { get; set; }
+
+    [Params(false, true)]
+    public bool Busy { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _router = new PathRouter(Gpus == 8 ? GpuTopology.Dgx1V100 : TwoCubeMeshes());
+        if (Busy)
+        {
+            var random = new Random(7);
+            for (int i = 0; i < Gpus; i++)
+            {
+                _background.Add(_router.Route(random.Next(Gpus), random.Next(Gpus)));
+            }
+        }
+    }
+
+    [Benchmark]
+    public double RouteAndRelease()
+    {
+        int a = _pair % Gpus, b = (_pair * 5 + 3) % Gpus;
+        _pair++;
+        using var flow = _router.Route(a, b);
+        return flow.BytesPerSecond;
+    }
+
+    /// <summary>16 GPUs: two DGX-1 hybrid cube-meshes, GPU i of one joined to GPU i of the other by one NVLink.</summary>
+    internal static GpuTopology TwoCubeMeshes()
+    {
+        var one = GpuTopology.Dgx1V100;
+        var peers = new PeerLink[16, 16];
+        for (int a = 0; a < 16; a++)
+        {
+            for (int b = 0; b < 16; b++)
+            {
+                if (a / 8 == b / 8 && a != b)
+                {
+                    peers[a, b] = one.Peer(a % 8, b % 8);
+                }
+                else if (a % 8 == b % 8 && a != b)
+                {
+                    peers[a, b] = new PeerLink(PeerLinkKind.NvLink, 1, 24e9);
+                }
+            }
+        }
+
+        return new GpuTopology("2x-dgx1", peers, Enumerable.Range(0, 16).Select(g => g / 2).ToArray(), 12e9, 900e9, 32L << 30, TimeSpan.FromMicroseconds(5));
+    }
+}
