@@ -21,6 +21,13 @@ public sealed class TransferEngineOptions
     /// <summary>The link's bandwidth per direction, bytes/s, for the scheduler's least-rate arithmetic (default: the topology's host link).</summary>
     public double? LinkBytesPerSecond { get; set; }
 
+    /// <summary>
+    /// The machine's router, when host transfers of other GPUs may borrow this GPU's PCIe lane
+    /// (<see cref="PathRouter.RouteFromHost"/>): the host-to-GPU lane then tells the router when it is
+    /// busy (so it is not lent, and lent paths are revoked) and plans with what harvested paths leave.
+    /// </summary>
+    public PathRouter? Router { get; set; }
+
     /// <summary>The clock of deadlines (default: the system's). Tests pass the simulated GPU's <see cref="Devices.VirtualClock"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 

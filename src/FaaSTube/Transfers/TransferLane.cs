@@ -32,11 +32,16 @@ internal sealed class TransferLane : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ChunkTurns.Chain _dmaTurns = new();
     private readonly Task _loop;
+    private readonly PathRouter? _router;
+    private readonly int _gpu;
     private int _nextStream;
     private bool _wasOversubscribed;
+    private bool _busy;
 
     public TransferLane(LaneDirection direction, GpuDevice device, TransferEngineOptions options, double capacity, int maxInFlight, Func<TimeSpan> now)
     {
+        _router = direction == LaneDirection.HostToDevice ? options.Router : null;
+        _gpu = device.Ordinal;
         Direction = direction;
         _options = options;
         _capacity = capacity;
@@ -101,13 +106,14 @@ internal sealed class TransferLane : IDisposable
                 _active.RemoveAll(j => !j.WantsChunks);
                 Volatile.Write(ref _activeCount, _active.Count);
                 var demands = _active.Where(j => j.WantsChunks).Select(j => j.Demand()).ToList();
+                SetBusy(demands.Count > 0);
                 if (demands.Count == 0)
                 {
                     await _wake.WaitAsync(token).ConfigureAwait(false);
                     continue;
                 }
 
-                var plan = _policy.Plan(demands, _capacity, _now());
+                var plan = _policy.Plan(demands, Capacity(), _now());
                 if (plan.Oversubscribed != _wasOversubscribed)
                 {
                     _wasOversubscribed = plan.Oversubscribed;
@@ -139,6 +145,20 @@ internal sealed class TransferLane : IDisposable
         foreach (var job in _active.Concat(_incoming))
         {
             job.Abandon(stopped);
+        }
+    }
+
+    /// <summary>The lane's bandwidth for planning: what harvested paths of other GPUs leave of it (never planned as zero: they are finishing).</summary>
+    private double Capacity() =>
+        _router is null ? _capacity : Math.Max(0.05 * _capacity, Math.Min(_capacity, _router.HostLaneAvailable(_gpu)));
+
+    /// <summary>Tells the router when this GPU's own transfers start and stop using its PCIe lane.</summary>
+    private void SetBusy(bool busy)
+    {
+        if (_router is not null && busy != _busy)
+        {
+            _busy = busy;
+            _router.SetLaneBusy(_gpu, busy);
         }
     }
 

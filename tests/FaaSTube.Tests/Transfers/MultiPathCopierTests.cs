@@ -84,4 +84,62 @@ public sealed class MultiPathCopierTests
 
         copier.Router.CheckInvariant();
     }
+
+    [TestMethod]
+    public async Task A_harvested_path_revoked_mid_copy_stops_and_the_rest_still_arrives()
+    {
+        var random = Seeds.Create(TestContext);
+        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
+        var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
+        var copier = new MultiPathCopier(gpus, chunkBytes: 128 << 10);
+        var data = random.Bytes(8 << 20);
+        using var destination = gpus.Devices[0].Allocate(data.Length);
+        int ops = 0;
+        machine.OnExecute = _ =>
+        {
+            if (Interlocked.Increment(ref ops) == 4)
+            {
+                for (int n = 1; n < 8; n++)
+                {
+                    copier.Router.SetLaneBusy(n, true); // every neighbour's own transfers start
+                }
+            }
+        };
+
+        await copier.FromHostAsync(data, destination);
+        machine.OnExecute = null;
+
+        using var check = gpus.Devices[0].CreateStream();
+        Assert.AreEqual(DataChecksum.Compute(data), await check.ChecksumAsync(destination));
+        Assert.AreEqual(12e9, copier.Router.Residual(PathRouter.Host, 2), 1, "the borrowed lane was given back");
+        copier.Router.CheckInvariant();
+    }
+
+    [TestMethod]
+    public async Task A_transfer_engine_marks_its_lane_busy_so_neighbours_do_not_borrow_it()
+    {
+        var random = Seeds.Create(TestContext);
+        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
+        var router = new PathRouter(gpus.Topology);
+        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { Router = router, ChunkBytes = 64 << 10, StagingBytes = 1 << 20 });
+        var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
+        bool? busyDuring = null;
+        bool? lentDuring = null;
+        machine.OnExecute = op =>
+        {
+            if (op.Kind == StreamOpKind.HostToDevice && busyDuring is null)
+            {
+                busyDuring = router.IsLaneBusy(0);
+                using var harvest = router.RouteFromHost(2); // GPU 0 is an NVLink neighbour of GPU 2 behind another switch
+                lentDuring = harvest.Paths.Any(p => p.Nodes.Contains(0));
+            }
+        };
+        using var buffer = gpus.Devices[0].Allocate(4 << 20);
+
+        await engine.ToDeviceAsync(random.Bytes(4 << 20), buffer);
+        machine.OnExecute = null;
+
+        Assert.AreEqual(true, busyDuring);
+        Assert.AreEqual(false, lentDuring, "GPU 0's lane was not lent while its own transfer ran");
+    }
 }

@@ -173,4 +173,25 @@ public sealed class PathRouterTests
             f.Dispose();
         }
     }
+
+    [TestMethod]
+    public void A_lane_claimed_by_its_gpu_revokes_harvested_paths_and_is_not_lent_again()
+    {
+        var router = new PathRouter(GpuTopology.Dgx1V100);
+        using var harvested = router.RouteFromHost(0);
+        var borrowed = harvested.Paths.First(p => p.Hops == 2);
+        int neighbour = borrowed.Nodes[1];
+        Assert.IsFalse(harvested.IsRevoked(borrowed.Nodes));
+
+        router.SetLaneBusy(neighbour, true);
+
+        Assert.IsTrue(harvested.IsRevoked(borrowed.Nodes));
+        Assert.IsFalse(harvested.IsRevoked(harvested.Paths[0].Nodes), "the GPU's own lane is never revoked");
+        harvested.ReleasePath(borrowed.Nodes);
+        using var again = router.RouteFromHost(0);
+        Assert.IsFalse(again.Paths.Any(p => p.Nodes.Contains(neighbour)), "a busy lane is not lent");
+        router.SetLaneBusy(neighbour, false);
+        Assert.IsFalse(router.IsLaneBusy(neighbour));
+        router.CheckInvariant();
+    }
 }

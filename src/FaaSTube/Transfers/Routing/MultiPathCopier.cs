@@ -65,7 +65,12 @@ public sealed class MultiPathCopier
 
     private delegate Task ChunkMover(RoutePath path, long offset, int length, int slot, Staging staging);
 
-    /// <summary>Splits the bytes by path bandwidth and runs every path's chunks, two in flight per path.</summary>
+    /// <summary>
+    /// Runs every path over one shared cursor: each path takes its next chunk (sized in proportion to
+    /// its bandwidth) when it has a free slot, so faster paths carry more and the paths finish
+    /// together; a harvested path whose lane was claimed back stops taking chunks, and the first path
+    /// (the GPU's own lane, or the best direct path) never stops, so every byte is covered.
+    /// </summary>
     private async Task RunPathsAsync(RouteReservation flow, IReadOnlyList<RoutePath> paths, long length, ChunkMover move, CancellationToken cancellationToken)
     {
         if (length == 0)
@@ -73,44 +78,38 @@ public sealed class MultiPathCopier
             return;
         }
 
-        double total = paths.Sum(p => p.BytesPerSecond);
         double widest = paths.Max(p => p.BytesPerSecond);
-        var shares = new long[paths.Count];
-        long assigned = 0;
-        for (int i = 0; i < paths.Count; i++)
+        var cursor = new Cursor(length);
+        var work = paths.Select((path, i) =>
         {
-            shares[i] = i == paths.Count - 1 ? length - assigned
-                : total > 0 ? (long)(length * (paths[i].BytesPerSecond / total)) & ~4095L : (i == 0 ? length : 0);
-            assigned += shares[i];
-        }
-
-        long start = 0;
-        var work = new List<Task>();
-        for (int i = 0; i < paths.Count; i++)
-        {
-            var path = paths[i];
-            long from = start, share = shares[i];
-            start += share;
-            int chunk = (int)Math.Max(64 << 10, (long)(_chunkBytes * (widest > 0 ? path.BytesPerSecond / widest : 1)) & ~4095L);
-            work.Add(RunPathAsync(flow, path, from, share, chunk, move, cancellationToken));
-        }
-
+            int chunk = (int)Math.Max(64 << 10, (long)(_chunkBytes * (widest > 0 && path.BytesPerSecond > 0 ? path.BytesPerSecond / widest : 1)) & ~4095L);
+            return RunPathAsync(flow, path, cursor, chunk, move, primary: i == 0, cancellationToken);
+        }).ToList();
         await Task.WhenAll(work).ConfigureAwait(false);
     }
 
-    private async Task RunPathAsync(RouteReservation flow, RoutePath path, long from, long share, int chunk, ChunkMover move, CancellationToken cancellationToken)
+    private async Task RunPathAsync(RouteReservation flow, RoutePath path, Cursor cursor, int chunk, ChunkMover move, bool primary, CancellationToken cancellationToken)
     {
         using var staging = new Staging(this, path, chunk);
         var inFlight = new Task[] { Task.CompletedTask, Task.CompletedTask };
         try
         {
-            int index = 0;
-            for (long offset = 0; offset < share; offset += chunk, index++)
+            for (int index = 0; ; index++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                if (!primary && flow.IsRevoked(path.Nodes))
+                {
+                    break; // the lane's owner needs it: the other paths take the rest
+                }
+
                 int slot = index % 2;
                 await inFlight[slot].ConfigureAwait(false); // this slot's staging buffers are free again
-                inFlight[slot] = move(path, from + offset, (int)Math.Min(chunk, share - offset), slot, staging);
+                if (!cursor.TryTake(chunk, out long offset, out int length))
+                {
+                    break;
+                }
+
+                inFlight[slot] = move(path, offset, length, slot, staging);
             }
         }
         finally
@@ -123,6 +122,19 @@ public sealed class MultiPathCopier
             {
                 flow.ReleasePath(path.Nodes);
             }
+        }
+    }
+
+    /// <summary>The next unclaimed byte of a copy, shared by its paths.</summary>
+    private sealed class Cursor(long length)
+    {
+        private long _next;
+
+        public bool TryTake(int chunk, out long offset, out int taken)
+        {
+            offset = Interlocked.Add(ref _next, chunk) - chunk;
+            taken = (int)Math.Clamp(length - offset, 0, chunk);
+            return taken > 0;
         }
     }
 

@@ -28,6 +28,7 @@ public sealed class PathRouter
     private readonly int[] _portIn;
     private readonly Candidate[][][] _candidates;
     private readonly Dictionary<long, RouteReservation> _flows = [];
+    private readonly bool[] _laneBusy;
     private long _nextId;
 
     /// <summary>Creates a router with every link idle.</summary>
@@ -46,6 +47,7 @@ public sealed class PathRouter
 
         _portOut = new int[n];
         _portIn = new int[n];
+        _laneBusy = new bool[n];
         for (int g = 0; g < n; g++)
         {
             _edge[(Host, g)] = Add(topology.HostBytesPerSecond);
@@ -132,7 +134,7 @@ public sealed class PathRouter
                 for (int n = 0; n < _topology.GpuCount; n++)
                 {
                     int lane = _edge[(Host, n)];
-                    if (n == to || _topology.PcieSwitch(n) == _topology.PcieSwitch(to) || _reserved[lane] > 0
+                    if (n == to || _topology.PcieSwitch(n) == _topology.PcieSwitch(to) || _reserved[lane] > 0 || _laneBusy[n]
                         || !_edge.TryGetValue((n, to), out int link) || _topology.Peer(n, to).Kind == PeerLinkKind.Pcie)
                     {
                         continue;
@@ -150,6 +152,54 @@ public sealed class PathRouter
             return flow;
         }
     }
+
+    /// <summary>
+    /// Marks GPU <paramref name="gpu"/>'s host-to-GPU lane as busy (its own transfers run) or idle.
+    /// A busy lane is not lent to other GPUs' host transfers, and harvested paths that borrowed it are
+    /// revoked: their copies stop sending new chunks that way (<see cref="RouteReservation.IsRevoked"/>).
+    /// The transfer engine of that GPU calls this when its lane starts and stops working.
+    /// </summary>
+    /// <param name="gpu">The lane's GPU.</param>
+    /// <param name="busy">True while the GPU's own transfers use it.</param>
+    public void SetLaneBusy(int gpu, bool busy)
+    {
+        CheckGpu(gpu);
+        lock (_lock)
+        {
+            _laneBusy[gpu] = busy;
+            if (!busy)
+            {
+                return;
+            }
+
+            int lane = _edge[(Host, gpu)];
+            foreach (var flow in _flows.Values)
+            {
+                foreach (var path in flow.Reserved)
+                {
+                    if (path.Nodes.Count > 2 && path.Nodes[0] == Host && path.Edges.Contains(lane))
+                    {
+                        path.Revoked = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>True while GPU <paramref name="gpu"/>'s own transfers use its host-to-GPU lane.</summary>
+    /// <param name="gpu">The GPU.</param>
+    public bool IsLaneBusy(int gpu)
+    {
+        CheckGpu(gpu);
+        lock (_lock)
+        {
+            return _laneBusy[gpu];
+        }
+    }
+
+    /// <summary>What GPU <paramref name="gpu"/>'s own transfers can count on of its host-to-GPU lane: its capacity less what harvested paths still hold.</summary>
+    /// <param name="gpu">The GPU.</param>
+    public double HostLaneAvailable(int gpu) => Residual(Host, gpu);
 
     /// <summary>Routes several copies at once, starting with the pair whose direct link has the least residual bandwidth.</summary>
     /// <param name="pairs">(from, to) of each copy.</param>
@@ -199,6 +249,14 @@ public sealed class PathRouter
                     throw new InvalidOperationException($"Link {e}: {_reserved[e]} reserved of {_capacity[e]} (flows say {sums[e]}).");
                 }
             }
+        }
+    }
+
+    internal bool IsRevoked(RouteReservation flow, IReadOnlyList<int> nodes)
+    {
+        lock (_lock)
+        {
+            return flow.Reserved.Find(r => r.Nodes.SequenceEqual(nodes)) is { Revoked: true };
         }
     }
 
@@ -414,6 +472,9 @@ public sealed class PathRouter
 
     private sealed record Candidate(int[] Nodes, int[] Edges);
 
-    /// <summary>A path of a flow with its reservation.</summary>
-    internal sealed record Reserved(IReadOnlyList<int> Nodes, int[] Edges, double Rate);
+    /// <summary>A path of a flow with its reservation; revoked when the neighbour whose lane it borrowed needs it back.</summary>
+    internal sealed record Reserved(IReadOnlyList<int> Nodes, int[] Edges, double Rate)
+    {
+        public bool Revoked { get; set; }
+    }
 }

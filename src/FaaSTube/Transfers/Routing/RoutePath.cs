@@ -49,6 +49,10 @@ public sealed class RouteReservation : IDisposable
 
     internal List<PathRouter.Reserved> Reserved { get; } = [];
 
+    /// <summary>True when the path's borrowed PCIe lane was claimed back by its GPU: send no more chunks that way.</summary>
+    /// <param name="nodes">The path's nodes.</param>
+    public bool IsRevoked(IReadOnlyList<int> nodes) => _router.IsRevoked(this, nodes);
+
     /// <summary>Gives back the bandwidth of the path that carries <paramref name="nodes"/> (its chunks are done).</summary>
     /// <param name="nodes">The path's nodes, as in <see cref="Paths"/>.</param>
     public void ReleasePath(IReadOnlyList<int> nodes) => _router.ReleasePath(this, nodes);
