@@ -353,8 +353,8 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         return (device < 0 ? reply : Map(reply, device, use), path);
     }
 
-    /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the peer path and kept for later consumers there.</summary>
-    private static async Task<PoolBlock> ReplicaAsync(DataEntry entry, NodeDevice target)
+    /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the routed peer paths and kept for later consumers there.</summary>
+    private async Task<PoolBlock> ReplicaAsync(DataEntry entry, NodeDevice target)
     {
         int device = target.Device.Ordinal;
         lock (entry.Sync)
@@ -369,7 +369,7 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         using (var from = await entry.Block.UseAsync().ConfigureAwait(false))
         using (var to = await copy.UseAsync().ConfigureAwait(false))
         {
-            await target.Stream.CopyAsync(from.Memory, to.Memory).ConfigureAwait(false);
+            await node.Copier.CopyAsync(from.Memory, to.Memory).ConfigureAwait(false);
         }
 
         lock (entry.Sync)

@@ -34,6 +34,9 @@ public sealed partial class TubeNode : IAsyncDisposable
         Options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
+        Router = new PathRouter(Gpus.Topology);
+        Copier = new MultiPathCopier(Gpus, Router);
+        options.Transfers.Router ??= Router; // host lanes report to the router, so harvesting never borrows a busy one
         FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // windows of clients that died
         Devices = Gpus.Devices.Select(d => new NodeDevice(d, options)).ToArray();
         foreach (var device in Devices)
@@ -61,6 +64,11 @@ public sealed partial class TubeNode : IAsyncDisposable
     public int SessionCount => _sessions.Count;
 
     internal NodeDevice[] Devices { get; }
+
+    /// <summary>The node's view of the links between its GPUs (reservations of its copies).</summary>
+    public PathRouter Router { get; }
+
+    internal MultiPathCopier Copier { get; }
 
     internal TimeSpan Now => Options.TimeProvider.GetElapsedTime(_start);
 
@@ -316,7 +324,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private static partial void LogSessionEnded(ILogger logger, long session, int pid);
 }
 
-/// <summary>What the node keeps per GPU: its pool, its transfer engine, a stream for peer copies.</summary>
+/// <summary>What the node keeps per GPU: its pool and its transfer engine.</summary>
 internal sealed class NodeDevice : IDisposable
 {
     public NodeDevice(GpuDevice device, TubeNodeOptions options)
@@ -324,7 +332,6 @@ internal sealed class NodeDevice : IDisposable
         Device = device;
         Pool = new GpuMemoryPool(device, options.Pool);
         Engine = new TransferEngine(device, options.Transfers);
-        Stream = device.CreateStream();
     }
 
     public GpuDevice Device { get; }
@@ -333,11 +340,8 @@ internal sealed class NodeDevice : IDisposable
 
     public TransferEngine Engine { get; }
 
-    public GpuStream Stream { get; }
-
     public void Dispose()
     {
-        Stream.Dispose();
         Engine.Dispose();
         Pool.Dispose();
     }
