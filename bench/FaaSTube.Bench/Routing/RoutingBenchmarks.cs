@@ -66,3 +66,43 @@ public class RoutingBenchmarks
         return new GpuTopology("2x-dgx1", peers, Enumerable.Range(0, 16).Select(g => g / 2).ToArray(), 12e9, 900e9, 32L << 30, TimeSpan.FromMicroseconds(5));
     }
 }
+
+/// <summary>A copy inside one GPU through the router (one local path) against the plain stream copy: the router's overhead (target &lt;= 10 us).</summary>
+[MovesBytes]
+public class LocalRoutedCopyBenchmarks
+{
+    private FaaSTube.Devices.GpuSystem _gpus = null!;
+    private MultiPathCopier _copier = null!;
+    private FaaSTube.Devices.DeviceBuffer _a = null!;
+    private FaaSTube.Devices.DeviceBuffer _b = null!;
+    private FaaSTube.Devices.GpuStream _stream = null!;
+
+    [Params(64L << 10, 64L << 20)]
+    public long Bytes { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _gpus = FaaSTube.Devices.GpuSystem.Open();
+        _copier = new MultiPathCopier(_gpus);
+        _a = _gpus.Devices[0].Allocate(Bytes);
+        _b = _gpus.Devices[0].Allocate(Bytes);
+        _stream = _gpus.Devices[0].CreateStream();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _stream.Dispose();
+        _copier.Dispose();
+        _a.Dispose();
+        _b.Dispose();
+        _gpus.Dispose();
+    }
+
+    [Benchmark]
+    public async Task ThroughRouter() => await _copier.CopyAsync(_a, _b);
+
+    [Benchmark(Baseline = true)]
+    public async Task PlainStreamCopy() => await _stream.CopyAsync(_a, _b);
+}

@@ -35,10 +35,10 @@ public sealed partial class TubeNode : IAsyncDisposable
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
         Router = new PathRouter(Gpus.Topology);
-        Copier = new MultiPathCopier(Gpus, Router);
         options.Transfers.Router ??= Router; // host lanes report to the router, so harvesting never borrows a busy one
         FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // windows of clients that died
         Devices = Gpus.Devices.Select(d => new NodeDevice(d, options)).ToArray();
+        Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {
             device.Pool.SlabRetiring += (_, e) => OnSlabRetiring(device.Device.Ordinal, e);
@@ -306,6 +306,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             EndSession(session);
         }
 
+        Copier.Dispose();
         foreach (var device in Devices)
         {
             device.Dispose();

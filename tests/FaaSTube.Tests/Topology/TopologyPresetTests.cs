@@ -54,4 +54,23 @@ public sealed class TopologyPresetTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => t.Peer(0, 1));
         Assert.ThrowsExactly<ArgumentException>(() => GpuTopology.FromName("tpu-pod"));
     }
+
+    [TestMethod]
+    public void Pci_functions_behind_one_upstream_port_share_a_switch_key()
+    {
+        var functions = Directory.Exists("/sys/bus/pci/devices") ? Directory.GetFileSystemEntries("/sys/bus/pci/devices").Select(Path.GetFileName).ToList() : [];
+        if (functions.Count == 0)
+        {
+            Assert.Inconclusive("No PCI devices in sysfs here.");
+        }
+
+        var keys = functions.ToDictionary(f => f!, f => FaaSTube.Devices.Cuda.CudaTopology.SwitchOf(f!));
+        foreach (var (function, key) in keys)
+        {
+            var target = new DirectoryInfo($"/sys/bus/pci/devices/{function}").ResolveLinkTarget(true)!.FullName;
+            StringAssert.StartsWith(target, key, $"{function}'s switch key is an ancestor of its sysfs path");
+        }
+
+        Assert.AreEqual("0000:1b", FaaSTube.Devices.Cuda.CudaTopology.SwitchOf("0000:1b:00.0-not-in-sysfs")[..7], "without sysfs: domain and bus");
+    }
 }

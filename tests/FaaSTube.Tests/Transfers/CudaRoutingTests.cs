@@ -26,7 +26,7 @@ public sealed class CudaRoutingTests
             Assert.AreEqual(default, topology.Peer(0, 0), "one GPU: no peers");
         }
 
-        var copier = new MultiPathCopier(gpus);
+        using var copier = new MultiPathCopier(gpus);
         var data = random.Bytes(16 << 20);
         using var a = gpus.Devices[0].Allocate(data.Length);
         using var b = gpus.Devices[0].Allocate(data.Length);

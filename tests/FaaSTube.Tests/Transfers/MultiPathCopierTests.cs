@@ -20,7 +20,7 @@ public sealed class MultiPathCopierTests
     {
         var random = Seeds.Create(TestContext);
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
-        var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10);
+        using var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10);
         var data = random.Bytes((9 << 20) + 4321);
         using var source = gpus.Devices[from].Allocate(data.Length);
         using var destination = gpus.Devices[to].Allocate(data.Length);
@@ -44,7 +44,7 @@ public sealed class MultiPathCopierTests
     {
         var random = Seeds.Create(TestContext);
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
-        var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10);
+        using var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10);
         var data = random.Bytes((6 << 20) + 77);
         using var destination = gpus.Devices[0].Allocate(data.Length);
 
@@ -61,7 +61,7 @@ public sealed class MultiPathCopierTests
     {
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
-        var copier = new MultiPathCopier(gpus, chunkBytes: 64 << 10);
+        using var copier = new MultiPathCopier(gpus, chunkBytes: 64 << 10);
         using var source = gpus.Devices[0].Allocate(4 << 20);
         using var destination = gpus.Devices[5].Allocate(4 << 20);
         int seen = 0;
@@ -91,7 +91,7 @@ public sealed class MultiPathCopierTests
         var random = Seeds.Create(TestContext);
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
-        var copier = new MultiPathCopier(gpus, chunkBytes: 128 << 10);
+        using var copier = new MultiPathCopier(gpus, chunkBytes: 128 << 10);
         var data = random.Bytes(8 << 20);
         using var destination = gpus.Devices[0].Allocate(data.Length);
         int ops = 0;
@@ -141,5 +141,50 @@ public sealed class MultiPathCopierTests
 
         Assert.AreEqual(true, busyDuring);
         Assert.AreEqual(false, lentDuring, "GPU 0's lane was not lent while its own transfer ran");
+    }
+
+    [TestMethod]
+    public async Task Relays_stage_in_the_pool_and_host_hops_go_through_the_transfer_engines()
+    {
+        var random = Seeds.Create(TestContext);
+        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
+        var pools = gpus.Devices.Select(d => new FaaSTube.Memory.GpuMemoryPool(d, new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 4 << 20, FloorBytes = 0, TrimInterval = null })).ToArray();
+        var engines = gpus.Devices.Select(d => new TransferEngine(d, new TransferEngineOptions { ChunkBytes = 64 << 10, StagingBytes = 2 << 20 })).ToArray();
+        try
+        {
+            using var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10, pools: pools, engines: engines);
+            var data = random.Bytes((5 << 20) + 9);
+            using var source = gpus.Devices[0].Allocate(data.Length);
+            using var destination = gpus.Devices[5].Allocate(data.Length);
+            using var hostOnly = copier.Router.Route(0, 5); // takes every GPU path: the next copy falls back to the host
+            using (var stream = gpus.Devices[0].CreateStream())
+            {
+                await stream.CopyAsync(data, source);
+            }
+
+            var viaHost = await copier.CopyAsync(source, destination);
+            hostOnly.Dispose();
+            Assert.IsTrue(viaHost.Single().ViaHost, string.Join("; ", viaHost));
+            var relayed = await copier.CopyAsync(source, destination);
+
+            using var check = gpus.Devices[5].CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(data), await check.ChecksumAsync(destination));
+            Assert.IsTrue(relayed.Any(p => p.Hops >= 2));
+            var relays = relayed.SelectMany(p => p.Nodes.Skip(1).SkipLast(1)).Distinct().ToList();
+            Assert.IsTrue(relays.All(r => pools[r].GetStatistics().Allocations >= 2), "relay slots came from the relays' pools");
+            Assert.IsTrue(pools.All(p => p.GetStatistics().InUseBytes == 0), "and went back");
+        }
+        finally
+        {
+            foreach (var e in engines)
+            {
+                e.Dispose();
+            }
+
+            foreach (var p in pools)
+            {
+                p.Dispose();
+            }
+        }
     }
 }

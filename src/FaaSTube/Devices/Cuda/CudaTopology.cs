@@ -14,6 +14,29 @@ internal static unsafe class CudaTopology
     /// <summary>Bandwidth of one NVLink per direction (NVLink 2-4: 25 GB/s).</summary>
     private const double NvLinkBytesPerSecond = 25e9;
 
+    /// <summary>
+    /// The PCIe switch above a GPU, from sysfs: the GPU hangs off a downstream port whose parent is
+    /// the switch's upstream port (/sys/devices/pci.../UPSTREAM/DOWNSTREAM/GPU), so GPUs that share
+    /// that grandparent share the switch. Without sysfs, the PCI domain and bus stand in.
+    /// </summary>
+    internal static string SwitchOf(string busId)
+    {
+        try
+        {
+            if (new DirectoryInfo($"/sys/bus/pci/devices/{busId}").ResolveLinkTarget(returnFinalTarget: true) is { } device
+                && Directory.GetParent(device.FullName)?.Parent is { } upstream)
+            {
+                return upstream.FullName;
+            }
+        }
+        catch (IOException)
+        {
+            // No sysfs entry: fall through.
+        }
+
+        return busId.Length >= 7 ? busId[..7] : busId;
+    }
+
     public static GpuTopology Discover(IReadOnlyList<GpuDevice> devices)
     {
         int n = devices.Count;
@@ -38,8 +61,7 @@ internal static unsafe class CudaTopology
             }
         }
 
-        // GPUs whose bus ids share domain and bus number prefix are grouped under one switch.
-        var switches = devices.Select(d => d.PciBusId.Length >= 7 ? d.PciBusId[..7] : d.PciBusId).ToArray();
+        var switches = devices.Select(d => SwitchOf(d.PciBusId)).ToArray();
         var ids = switches.Distinct().Select((s, i) => (s, i)).ToDictionary(p => p.s, p => p.i);
         var name = n == 1 ? $"cuda ({devices[0].Name})" : $"cuda ({n} GPUs)";
         return new GpuTopology(name, peers, switches.Select(s => ids[s]).ToArray(), 55e9, 1450e9, devices[0].TotalMemory, TimeSpan.FromMicroseconds(5));

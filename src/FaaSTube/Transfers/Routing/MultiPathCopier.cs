@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using FaaSTube.Devices;
+using FaaSTube.Memory;
 
 namespace FaaSTube.Transfers;
 
@@ -9,22 +11,48 @@ namespace FaaSTube.Transfers;
 /// path, so one hop of a chunk overlaps the next hop of the one before. A path's reservation is
 /// released as soon as its chunks are done; all of it on failure or cancellation.
 /// </summary>
-public sealed class MultiPathCopier
+public sealed class MultiPathCopier : IDisposable
 {
     private readonly GpuSystem _gpus;
     private readonly int _chunkBytes;
+    private readonly IReadOnlyList<GpuMemoryPool>? _pools;
+    private readonly IReadOnlyList<TransferEngine>? _engines;
+    private readonly ConcurrentBag<GpuStream>[] _idleStreams;
 
     /// <summary>Creates a copier over the GPUs of <paramref name="gpus"/>.</summary>
     /// <param name="gpus">The GPUs (their topology is the router's).</param>
     /// <param name="router">The router to reserve paths with; null for a new one over <paramref name="gpus"/>'s topology.</param>
     /// <param name="chunkBytes">Chunk size on the widest path (narrower paths use proportionally smaller chunks; default 4 MiB).</param>
-    public MultiPathCopier(GpuSystem gpus, PathRouter? router = null, int chunkBytes = 4 << 20)
+    /// <param name="pools">Per GPU, the pool relays take their staging buffers from (null: plain device allocations).</param>
+    /// <param name="engines">Per GPU, the transfer engine that schedules host hops (D2H and H2D of the host fallback and of harvested paths; null: plain stream copies).</param>
+    public MultiPathCopier(GpuSystem gpus, PathRouter? router = null, int chunkBytes = 4 << 20,
+        IReadOnlyList<GpuMemoryPool>? pools = null, IReadOnlyList<TransferEngine>? engines = null)
     {
         ArgumentNullException.ThrowIfNull(gpus);
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 4096);
         _gpus = gpus;
         Router = router ?? new PathRouter(gpus.Topology);
         _chunkBytes = chunkBytes;
+        _pools = pools;
+        _engines = engines;
+        _idleStreams = gpus.Devices.Select(_ => new ConcurrentBag<GpuStream>()).ToArray();
+    }
+
+    /// <summary>A stream on <paramref name="gpu"/>, reused across copies (creating one costs a driver call).</summary>
+    private GpuStream RentStream(int gpu) => _idleStreams[gpu].TryTake(out var stream) ? stream : _gpus.Devices[gpu].CreateStream();
+
+    private void ReturnStream(GpuStream stream) => _idleStreams[stream.Device.Ordinal].Add(stream);
+
+    /// <summary>Disposes the streams kept for reuse (copies still running keep theirs until they end).</summary>
+    public void Dispose()
+    {
+        foreach (var bag in _idleStreams)
+        {
+            while (bag.TryTake(out var stream))
+            {
+                stream.Dispose();
+            }
+        }
     }
 
     /// <summary>The router whose reservations the copies use.</summary>
@@ -90,7 +118,7 @@ public sealed class MultiPathCopier
 
     private async Task RunPathAsync(RouteReservation flow, RoutePath path, Cursor cursor, int chunk, ChunkMover move, bool primary, CancellationToken cancellationToken)
     {
-        using var staging = new Staging(this, path, chunk);
+        using var staging = await Staging.CreateAsync(this, path, chunk, cancellationToken).ConfigureAwait(false);
         var inFlight = new Task[] { Task.CompletedTask, Task.CompletedTask };
         try
         {
@@ -159,14 +187,26 @@ public sealed class MultiPathCopier
             if (next == PathRouter.Host)
             {
                 var target = staging.HostSlot(slot)[..(int)device.Length];
-                await staging.Stream(hop).CopyAsync(device, target).ConfigureAwait(false);
+                if (_engines?[nodes[hop - 1]] is { } d2h)
+                {
+                    await d2h.ToHostAsync(device, target).ConfigureAwait(false); // under that GPU's scheduler
+                }
+                else
+                {
+                    await staging.Stream(hop).CopyAsync(device, target).ConfigureAwait(false);
+                }
+
                 host = target;
                 onHost = true;
                 continue;
             }
 
             var into = last ? destination : staging.DeviceSlot(hop, slot).Slice(0, onHost ? host.Length : device.Length);
-            if (onHost)
+            if (onHost && _engines?[next] is { } h2d)
+            {
+                await h2d.ToDeviceAsync(host, into).ConfigureAwait(false); // under that GPU's scheduler
+            }
+            else if (onHost)
             {
                 await staging.Stream(hop).CopyAsync(host, into).ConfigureAwait(false);
             }
@@ -195,12 +235,16 @@ public sealed class MultiPathCopier
     /// </summary>
     private sealed class Staging : IDisposable
     {
-        private readonly Dictionary<(int Hop, int Slot), DeviceBuffer> _device = [];
+        private readonly Dictionary<(int Hop, int Slot), DeviceMemory> _device = [];
+        private readonly List<IDisposable> _owned = [];
         private readonly PinnedBuffer?[] _host = new PinnedBuffer?[2];
         private readonly GpuStream[] _streams;
 
-        public Staging(MultiPathCopier owner, RoutePath path, int chunk)
+        private readonly MultiPathCopier _owner;
+
+        private Staging(MultiPathCopier owner, RoutePath path)
         {
+            _owner = owner;
             var nodes = path.Nodes;
             _streams = new GpuStream[Math.Max(1, nodes.Count)];
             for (int hop = 0; hop < _streams.Length; hop++)
@@ -208,49 +252,78 @@ public sealed class MultiPathCopier
                 int runsOn = nodes.Count == 1 ? nodes[0] : hop == 0 ? -1 : nodes[hop] != PathRouter.Host ? nodes[hop] : nodes[hop - 1];
                 if (runsOn >= 0)
                 {
-                    _streams[hop] = owner._gpus.Devices[runsOn].CreateStream();
+                    _streams[hop] = owner.RentStream(runsOn);
                 }
             }
+        }
 
-            for (int hop = 1; hop < path.Nodes.Count - 1; hop++)
+        /// <summary>Streams, and two staging slots per relay: from the relay GPU's pool when there is one (a lease and an open use, so it is not evicted).</summary>
+        public static async Task<Staging> CreateAsync(MultiPathCopier owner, RoutePath path, int chunk, CancellationToken cancellationToken)
+        {
+            var staging = new Staging(owner, path);
+            try
             {
-                int node = path.Nodes[hop];
-                for (int slot = 0; slot < 2; slot++)
+                for (int hop = 1; hop < path.Nodes.Count - 1; hop++)
                 {
-                    if (node == PathRouter.Host)
+                    int node = path.Nodes[hop];
+                    for (int slot = 0; slot < 2; slot++)
                     {
-                        _host[slot] = owner._gpus.Devices[path.Nodes[^1]].AllocatePinned(chunk);
-                    }
-                    else
-                    {
-                        _device[(hop, slot)] = owner._gpus.Devices[node].Allocate(chunk);
+                        if (node == PathRouter.Host)
+                        {
+                            staging._host[slot] = owner._gpus.Devices[path.Nodes[^1]].AllocatePinned(chunk);
+                            staging._owned.Add(staging._host[slot]!);
+                        }
+                        else if (owner._pools?[node] is { } pool)
+                        {
+                            var block = await pool.AllocateAsync(chunk, new BlockOptions { Function = "faastube-relay" }, cancellationToken).ConfigureAwait(false);
+                            var use = await block.UseAsync(cancellationToken).ConfigureAwait(false);
+                            staging._device[(hop, slot)] = use.Memory;
+                            staging._owned.Add(use);
+                            staging._owned.Add(new Releaser(() => pool.Release(block, 0)));
+                        }
+                        else
+                        {
+                            var buffer = owner._gpus.Devices[node].Allocate(chunk);
+                            staging._device[(hop, slot)] = buffer;
+                            staging._owned.Add(buffer);
+                        }
                     }
                 }
+
+                return staging;
+            }
+            catch
+            {
+                staging.Dispose();
+                throw;
             }
         }
 
         public GpuStream Stream(int hop) => _streams[hop];
 
-        public DeviceBuffer DeviceSlot(int hop, int slot) => _device[(hop, slot)];
+        public DeviceMemory DeviceSlot(int hop, int slot) => _device[(hop, slot)];
 
         public Memory<byte> HostSlot(int slot) => _host[slot]!.Memory;
 
         public void Dispose()
         {
-            foreach (var buffer in _device.Values)
+            foreach (var owned in _owned)
             {
-                buffer.Dispose();
-            }
-
-            foreach (IDisposable? buffer in _host)
-            {
-                buffer?.Dispose();
+                owned.Dispose();
             }
 
             foreach (var stream in _streams)
             {
-                stream?.Dispose();
+                if (stream is not null)
+                {
+                    _owner.ReturnStream(stream);
+                }
             }
+        }
+
+        private sealed class Releaser(Action release) : IDisposable
+        {
+            public void Dispose() => release();
         }
     }
 }
