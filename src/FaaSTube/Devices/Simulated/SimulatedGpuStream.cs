@@ -23,7 +23,7 @@ internal sealed class SimulatedGpuStream : GpuStream
 
     private protected override ValueTask<ulong> SubmitAsync(StreamOp op)
     {
-        var work = new Work(op);
+        var work = new Work(op) { Timeline = VirtualTimeline.Box };
         if (!_queue.Writer.TryWrite(work))
         {
             throw new ObjectDisposedException(ToString());
@@ -49,7 +49,7 @@ internal sealed class SimulatedGpuStream : GpuStream
         {
             try
             {
-                work.Completion.TrySetResult(work.Op.Length == 0 ? 0 : Execute(work.Op));
+                work.Completion.TrySetResult(work.Op.Length == 0 ? 0 : Execute(work));
             }
             catch (Exception e)
             {
@@ -58,8 +58,9 @@ internal sealed class SimulatedGpuStream : GpuStream
         }
     }
 
-    private unsafe ulong Execute(StreamOp op)
+    private unsafe ulong Execute(Work work)
     {
+        var op = work.Op;
         _machine.OnExecute?.Invoke(op);
         ulong result = 0;
         switch (op.Kind)
@@ -84,7 +85,7 @@ internal sealed class SimulatedGpuStream : GpuStream
                 break;
         }
 
-        Charge(op);
+        Charge(op, work.Timeline);
         return result;
     }
 
@@ -99,7 +100,12 @@ internal sealed class SimulatedGpuStream : GpuStream
         }
     }
 
-    private void Charge(StreamOp op)
+    /// <summary>
+    /// Books the op on its links: it starts when the stream is free and its flow could have issued
+    /// it (its own timeline when forked, else the machine's clock), and moves the clock and the
+    /// flow's timeline to its end.
+    /// </summary>
+    private void Charge(StreamOp op, System.Runtime.CompilerServices.StrongBox<TimeSpan>? timeline)
     {
         if (_machine.Clock is not { } clock)
         {
@@ -108,13 +114,26 @@ internal sealed class SimulatedGpuStream : GpuStream
 
         int source = op.Source.Buffer?.Device.Ordinal ?? Device.Ordinal;
         int destination = op.Destination.Buffer?.Device.Ordinal ?? Device.Ordinal;
-        var notBefore = clock.Now > _lastEnd ? clock.Now : _lastEnd;
+        var issued = timeline is { Value: var t } && t != TimeSpan.MinValue ? t : clock.Now;
+        if (timeline is not null && timeline.Value == TimeSpan.MinValue)
+        {
+            VirtualTimeline.Reach(timeline, issued); // a fresh timeline starts at the clock
+        }
+
+        // A flow on its own timeline is ordered by that timeline (and the links' intervals); the
+        // order in which host threads happened to reach a shared stream says nothing about virtual time.
+        var notBefore = timeline is not null || issued > _lastEnd ? issued : _lastEnd;
         foreach (var link in _machine.LinksFor(op.Kind, source, destination))
         {
             notBefore = link.Book(op.Length, notBefore);
         }
 
         _lastEnd = notBefore;
+        if (timeline is not null)
+        {
+            VirtualTimeline.Reach(timeline, notBefore);
+        }
+
         clock.AdvanceTo(notBefore);
     }
 
@@ -123,6 +142,9 @@ internal sealed class SimulatedGpuStream : GpuStream
     private sealed class Work(StreamOp op)
     {
         public StreamOp Op { get; } = op;
+
+        /// <summary>The submitting flow's timeline (null: the machine's clock rules).</summary>
+        public System.Runtime.CompilerServices.StrongBox<TimeSpan>? Timeline { get; init; }
 
         public TaskCompletionSource<ulong> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

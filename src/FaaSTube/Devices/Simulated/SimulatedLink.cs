@@ -2,13 +2,15 @@ namespace FaaSTube.Devices.Simulated;
 
 /// <summary>
 /// One direction of one link in the simulated machine (a GPU's PCIe lane, an NVLink pair, on-device
-/// memory). Work on a link is served in order: a copy starts when the link and its stream are both
-/// free, takes latency + bytes / bandwidth, and the virtual clock advances to its end.
+/// memory). A copy takes latency + bytes / bandwidth and occupies the link alone for that long: it is
+/// booked into the earliest free interval that starts no earlier than the copy could (bookings can
+/// arrive out of virtual-time order when flows run on timelines of their own, so the link keeps its
+/// busy intervals rather than only its last end). The virtual clock advances to each copy's end.
 /// </summary>
 internal sealed class SimulatedLink(string name, double bytesPerSecond, TimeSpan latency)
 {
     private readonly Lock _lock = new();
-    private TimeSpan _busyUntil;
+    private readonly List<(TimeSpan Start, TimeSpan End)> _busy = []; // sorted, disjoint
 
     public string Name { get; } = name;
 
@@ -20,9 +22,26 @@ internal sealed class SimulatedLink(string name, double bytesPerSecond, TimeSpan
         var duration = latency + TimeSpan.FromSeconds(bytes / BytesPerSecond);
         lock (_lock)
         {
-            var start = notBefore > _busyUntil ? notBefore : _busyUntil;
-            _busyUntil = start + duration;
-            return _busyUntil;
+            var start = notBefore;
+            int at = 0;
+            for (; at < _busy.Count; at++)
+            {
+                var (s, e) = _busy[at];
+                if (e <= start)
+                {
+                    continue; // entirely before
+                }
+
+                if (s >= start + duration)
+                {
+                    break; // the gap before this interval fits
+                }
+
+                start = e; // overlaps: try after it
+            }
+
+            _busy.Insert(at, (start, start + duration));
+            return start + duration;
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using FaaSTube.Devices;
 using FaaSTube.Memory;
 
@@ -68,8 +69,8 @@ public sealed class MultiPathCopier : IDisposable
         CheckLengths(source.Length, destination.Length);
         using var flow = Router.Route(source.Device.Ordinal, destination.Device.Ordinal);
         var paths = flow.Paths;
-        await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging) =>
-            MoveChunkAsync(path, source.Slice(offset, length), null, destination.Slice(offset, length), slot, staging), cancellationToken).ConfigureAwait(false);
+        await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging, timeline) =>
+            MoveChunkAsync(path, source.Slice(offset, length), null, destination.Slice(offset, length), slot, staging, timeline), cancellationToken).ConfigureAwait(false);
         return paths;
     }
 
@@ -86,18 +87,18 @@ public sealed class MultiPathCopier : IDisposable
         CheckLengths(source.Length, destination.Length);
         using var flow = Router.RouteFromHost(destination.Device.Ordinal);
         var paths = flow.Paths;
-        await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging) =>
-            MoveChunkAsync(path, default, source.Slice((int)offset, length), destination.Slice(offset, length), slot, staging), cancellationToken).ConfigureAwait(false);
+        await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging, timeline) =>
+            MoveChunkAsync(path, default, source.Slice((int)offset, length), destination.Slice(offset, length), slot, staging, timeline), cancellationToken).ConfigureAwait(false);
         return paths;
     }
 
-    private delegate Task ChunkMover(RoutePath path, long offset, int length, int slot, Staging staging);
+    private delegate Task ChunkMover(RoutePath path, long offset, int length, int slot, Staging staging, StrongBox<TimeSpan> timeline);
 
     /// <summary>
-    /// Runs every path over one shared cursor: each path takes its next chunk (sized in proportion to
-    /// its bandwidth) when it has a free slot, so faster paths carry more and the paths finish
-    /// together; a harvested path whose lane was claimed back stops taking chunks, and the first path
-    /// (the GPU's own lane, or the best direct path) never stops, so every byte is covered.
+    /// Splits the bytes over the paths in proportion to their reserved bandwidth (so they finish
+    /// together) and runs each path's share in chunks sized to its bandwidth. A harvested path whose
+    /// lane is claimed back stops and leaves the rest of its share to the first path (the GPU's own
+    /// lane, or the best direct path), which never stops, so every byte is covered.
     /// </summary>
     private async Task RunPathsAsync(RouteReservation flow, IReadOnlyList<RoutePath> paths, long length, ChunkMover move, CancellationToken cancellationToken)
     {
@@ -106,38 +107,56 @@ public sealed class MultiPathCopier : IDisposable
             return;
         }
 
+        var caller = VirtualTimeline.Fork(_gpus.Devices[0]); // on the simulated GPU: paths overlap in virtual time
+        var shares = new Shares(paths.Select(p => p.BytesPerSecond).ToArray(), length);
         double widest = paths.Max(p => p.BytesPerSecond);
-        var cursor = new Cursor(length);
-        var work = paths.Select((path, i) =>
-        {
-            int chunk = (int)Math.Max(64 << 10, (long)(_chunkBytes * (widest > 0 && path.BytesPerSecond > 0 ? path.BytesPerSecond / widest : 1)) & ~4095L);
-            return RunPathAsync(flow, path, cursor, chunk, move, primary: i == 0, cancellationToken);
-        }).ToList();
-        await Task.WhenAll(work).ConfigureAwait(false);
+        int ChunkFor(RoutePath path) => paths.Count == 1 && path.Hops <= 1
+            ? (int)Math.Min(length, 1L << 30) // one direct path: no relays to pipeline, the stream chunks the copy itself
+            : (int)Math.Max(64 << 10, (long)(_chunkBytes * (widest > 0 && path.BytesPerSecond > 0 ? path.BytesPerSecond / widest : 1)) & ~4095L);
+
+        var others = paths.Skip(1).Select((path, i) => RunPathAsync(flow, path, shares, i + 1, ChunkFor(path), move, Task.CompletedTask, cancellationToken)).ToArray();
+        var primary = RunPathAsync(flow, paths[0], shares, 0, ChunkFor(paths[0]), move, Task.WhenAll(others), cancellationToken);
+        await Task.WhenAll(others.Append(primary)).ConfigureAwait(false);
+        VirtualTimeline.Join(caller);
     }
 
-    private async Task RunPathAsync(RouteReservation flow, RoutePath path, Cursor cursor, int chunk, ChunkMover move, bool primary, CancellationToken cancellationToken)
+    // othersDone: for the first path, the other paths; once its own share is done it waits for them and takes what revoked paths left.
+    private async Task RunPathAsync(RouteReservation flow, RoutePath path, Shares shares, int index, int chunk, ChunkMover move, Task othersDone, CancellationToken cancellationToken)
     {
+        var copy = VirtualTimeline.Fork();
+        var start = VirtualTimeline.Box!.Value;
+        var slotTimelines = new[] { new StrongBox<TimeSpan>(start), new StrongBox<TimeSpan>(start) }; // a slot is free when its last chunk is done
         using var staging = await Staging.CreateAsync(this, path, chunk, cancellationToken).ConfigureAwait(false);
         var inFlight = new Task[] { Task.CompletedTask, Task.CompletedTask };
+        bool primary = index == 0;
         try
         {
-            for (int index = 0; ; index++)
+            for (int n = 0; ; n++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (!primary && flow.IsRevoked(path.Nodes))
                 {
-                    break; // the lane's owner needs it: the other paths take the rest
-                }
-
-                int slot = index % 2;
-                await inFlight[slot].ConfigureAwait(false); // this slot's staging buffers are free again
-                if (!cursor.TryTake(chunk, out long offset, out int length))
-                {
+                    shares.Spill(index); // the lane's owner needs it: the first path takes the rest
                     break;
                 }
 
-                inFlight[slot] = move(path, offset, length, slot, staging);
+                int slot = n % 2;
+                await inFlight[slot].ConfigureAwait(false); // this slot's staging buffers are free again
+                if (!shares.TryTake(index, chunk, out long offset, out int length))
+                {
+                    if (!primary)
+                    {
+                        break;
+                    }
+
+                    await othersDone.ConfigureAwait(false);
+                    if (!shares.TryTakeLeftover(chunk, out offset, out length))
+                    {
+                        break;
+                    }
+                }
+
+                inFlight[slot] = move(path, offset, length, slot, staging, slotTimelines[slot]);
             }
         }
         finally
@@ -149,25 +168,86 @@ public sealed class MultiPathCopier : IDisposable
             finally
             {
                 flow.ReleasePath(path.Nodes);
+                foreach (var slotTimeline in slotTimelines)
+                {
+                    VirtualTimeline.Reach(VirtualTimeline.Box!, slotTimeline.Value);
+                }
+
+                VirtualTimeline.Join(copy);
             }
         }
     }
 
-    /// <summary>The next unclaimed byte of a copy, shared by its paths.</summary>
-    private sealed class Cursor(long length)
+    /// <summary>Each path's range of the copy, and what revoked paths left for the first one.</summary>
+    private sealed class Shares
     {
-        private long _next;
+        private readonly long[] _next;
+        private readonly long[] _end;
+        private readonly ConcurrentQueue<(long Offset, long Length)> _leftovers = new();
 
-        public bool TryTake(int chunk, out long offset, out int taken)
+        public Shares(double[] rates, long length)
         {
-            offset = Interlocked.Add(ref _next, chunk) - chunk;
-            taken = (int)Math.Clamp(length - offset, 0, chunk);
-            return taken > 0;
+            int n = rates.Length;
+            _next = new long[n];
+            _end = new long[n];
+            double total = rates.Sum();
+            long cursor = 0;
+            for (int i = 1; i < n; i++) // the first path gets what rounding leaves
+            {
+                long share = total > 0 ? (long)(length * (rates[i] / total)) & ~4095L : 0;
+                _next[i] = cursor;
+                _end[i] = cursor += share;
+            }
+
+            _next[0] = cursor;
+            _end[0] = length;
+        }
+
+        public bool TryTake(int path, int chunk, out long offset, out int length)
+        {
+            offset = _next[path];
+            length = (int)Math.Min(chunk, _end[path] - offset);
+            _next[path] += length;
+            return length > 0;
+        }
+
+        public void Spill(int path)
+        {
+            if (_end[path] > _next[path])
+            {
+                _leftovers.Enqueue((_next[path], _end[path] - _next[path]));
+                _next[path] = _end[path];
+            }
+        }
+
+        public bool TryTakeLeftover(int chunk, out long offset, out int length)
+        {
+            while (_leftovers.TryDequeue(out var range))
+            {
+                offset = range.Offset;
+                length = (int)Math.Min(chunk, range.Length);
+                if (range.Length > length)
+                {
+                    _leftovers.Enqueue((range.Offset + length, range.Length - length));
+                }
+
+                return true;
+            }
+
+            offset = 0;
+            length = 0;
+            return false;
         }
     }
 
     /// <summary>One chunk along one path: hop by hop through the relays' staging slot <paramref name="slot"/>.</summary>
-    private async Task MoveChunkAsync(RoutePath path, DeviceMemory source, ReadOnlyMemory<byte> hostSource, DeviceMemory destination, int slot, Staging staging)
+    private async Task MoveChunkAsync(RoutePath path, DeviceMemory source, ReadOnlyMemory<byte> hostSource, DeviceMemory destination, int slot, Staging staging, StrongBox<TimeSpan> slotTimeline)
+    {
+        VirtualTimeline.Enter(slotTimeline); // simulated GPU: this chunk follows the last one in its slot, not the other slot's
+        await MoveHopsAsync(path, source, hostSource, destination, slot, staging).ConfigureAwait(false);
+    }
+
+    private async Task MoveHopsAsync(RoutePath path, DeviceMemory source, ReadOnlyMemory<byte> hostSource, DeviceMemory destination, int slot, Staging staging)
     {
         var nodes = path.Nodes;
         if (nodes.Count == 1)
