@@ -11,7 +11,7 @@ switch (args.FirstOrDefault())
     case "handoff-consumer":
         return await FaaSTube.Bench.Channels.HandoffScenario.ConsumerMainAsync(args[1..]);
     case "routing-matrix":
-        return FaaSTube.Bench.Routing.BandwidthMatrixScenario.Run(args[1..]);
+        return await FaaSTube.Bench.Routing.BandwidthMatrixScenario.RunAsync(args[1..]);
     case "transfer-isolation":
         return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }

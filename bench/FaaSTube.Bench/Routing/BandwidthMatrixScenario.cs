@@ -13,7 +13,7 @@ namespace FaaSTube.Bench.Routing;
 /// </summary>
 internal static class BandwidthMatrixScenario
 {
-    public static int Run(string[] args)
+    public static async Task<int> RunAsync(string[] args)
     {
         string output = args.Length > 0 ? args[0] : Path.Combine("bench", "results");
         Directory.CreateDirectory(output);
@@ -61,12 +61,70 @@ internal static class BandwidthMatrixScenario
             panel++;
         }
 
+        md.AppendLine(await ExecutedAsync());
         svg.Append("</svg>");
         File.WriteAllText(Path.Combine(output, "routing-matrix.md"), md.ToString());
         File.WriteAllText(Path.Combine(output, "routing-matrix.svg"), svg.ToString());
         Console.Write(md);
         Console.WriteLine($"wrote {Path.Combine(output, "routing-matrix.md")} and routing-matrix.svg");
         return 0;
+    }
+
+    /// <summary>1 GiB copies executed on the simulated machines under the link model and a virtual clock.</summary>
+    private static async Task<string> ExecutedAsync()
+    {
+        const long Bytes = 1L << 30;
+        var md = new StringBuilder("### Executed 1 GiB copies (simulated GPUs, link model, virtual clock)\n\n| machine | copy | baseline | GB/s | routed GB/s | gain |\n| --- | --- | --- | ---: | ---: | ---: |\n");
+        foreach (var topology in new[] { GpuTopology.Dgx1V100, GpuTopology.DgxA100 })
+        {
+            var clock = new FaaSTube.Devices.VirtualClock();
+            using var gpus = FaaSTube.Devices.GpuSystem.Open(new FaaSTube.Devices.GpuSystemOptions
+            {
+                Backend = FaaSTube.Devices.GpuBackend.Simulated, SimulatedTopology = topology, SimulatedClock = clock, SimulatedMemoryBytes = 3L << 30,
+            });
+            using var copier = new MultiPathCopier(gpus);
+            async Task<double> Timed(Func<Task> copy)
+            {
+                var start = clock.Now;
+                await copy();
+                return Bytes / (clock.Now - start).TotalSeconds / 1e9;
+            }
+
+            foreach (var (a, b) in topology.Name.StartsWith("dgx1", StringComparison.Ordinal) ? new[] { (0, 5), (0, 1) } : [(0, 1)])
+            {
+                using var src = gpus.Devices[a].Allocate(Bytes);
+                using var dst = gpus.Devices[b].Allocate(Bytes);
+                using var stream = gpus.Devices[a].CreateStream();
+                double routed = await Timed(() => copier.CopyAsync(src, dst));
+                string baselineName;
+                double baseline;
+                if (topology.Peer(a, b).Kind == PeerLinkKind.None)
+                {
+                    using var hold = copier.Router.Route(a, b);
+                    baselineName = "PCIe fallback";
+                    baseline = await Timed(() => copier.CopyAsync(src, dst));
+                }
+                else
+                {
+                    baselineName = "direct link alone";
+                    baseline = await Timed(async () => await stream.CopyAsync(src, dst));
+                }
+
+                md.AppendLine(CultureInfo.InvariantCulture, $"| {topology.Name} | GPU {a} -> {b} | {baselineName} | {baseline:F1} | {routed:F1} | {routed / baseline:F2}x |");
+            }
+
+            if (topology.Name.StartsWith("dgx1", StringComparison.Ordinal))
+            {
+                using var pinned = gpus.Devices[0].AllocatePinned(Bytes - 1);
+                using var dst = gpus.Devices[0].Allocate(Bytes - 1);
+                using var stream = gpus.Devices[0].CreateStream();
+                double single = await Timed(async () => await stream.CopyAsync(pinned.Memory, dst));
+                double harvested = await Timed(() => copier.FromHostAsync(pinned.Memory, dst));
+                md.AppendLine(CultureInfo.InvariantCulture, $"| {topology.Name} | host -> GPU 0 | its own PCIe lane | {single:F1} | {harvested:F1} | {harvested / single:F2}x |");
+            }
+        }
+
+        return md.ToString();
     }
 
     private static IEnumerable<(int A, int B)> Pairs(int n) =>
