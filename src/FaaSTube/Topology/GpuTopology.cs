@@ -20,7 +20,8 @@ public enum PeerLinkKind
 /// <param name="Kind">What kind of link.</param>
 /// <param name="LinkCount">NVLink count (1 for NVSwitch or PCIe, 0 for none).</param>
 /// <param name="BytesPerSecond">Bandwidth per direction in bytes per second (0 for none or unknown).</param>
-public readonly record struct PeerLink(PeerLinkKind Kind, int LinkCount, double BytesPerSecond);
+/// <param name="PerformanceRank">The driver's relative P2P performance rank (CU_DEVICE_P2P_ATTRIBUTE_PERFORMANCE_RANK; 0 in presets and when unknown).</param>
+public readonly record struct PeerLink(PeerLinkKind Kind, int LinkCount, double BytesPerSecond, int PerformanceRank = 0);
 
 /// <summary>
 /// A machine's GPUs and the links between them and the host: presets of the paper's machines,

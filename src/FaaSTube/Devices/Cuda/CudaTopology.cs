@@ -54,10 +54,17 @@ internal static unsafe class CudaTopology
                 int access;
                 CudaException.ThrowIfFailed(Interop.Cuda.cuDeviceGetP2PAttribute(
                     &access, CuP2PAttribute.AccessSupported, ((CudaGpuDevice)devices[a]).CudaDevice, ((CudaGpuDevice)devices[b]).CudaDevice));
+                int rank = 0;
+                if (access != 0)
+                {
+                    CudaException.ThrowIfFailed(Interop.Cuda.cuDeviceGetP2PAttribute(
+                        &rank, CuP2PAttribute.PerformanceRank, ((CudaGpuDevice)devices[a]).CudaDevice, ((CudaGpuDevice)devices[b]).CudaDevice));
+                }
+
                 int links = nvlinks?[a, b] ?? 0;
                 peers[a, b] = links > 0
-                    ? new PeerLink(PeerLinkKind.NvLink, links, links * NvLinkBytesPerSecond)
-                    : access != 0 ? new PeerLink(PeerLinkKind.Pcie, 1, 55e9) : default;
+                    ? new PeerLink(PeerLinkKind.NvLink, links, links * NvLinkBytesPerSecond, rank)
+                    : access != 0 ? new PeerLink(PeerLinkKind.Pcie, 1, 55e9, rank) : default;
             }
         }
 
