@@ -3,9 +3,36 @@ using System.Text;
 
 namespace FaaSTube.Native;
 
-/// <summary>NVLink counts between GPUs, read with NVML; empty when NVML is missing or fails (the caller falls back to peer attributes).</summary>
+/// <summary>NVLink counts between GPUs and each GPU's PCIe link, read with NVML; null when NVML is missing or fails (the caller falls back to peer attributes).</summary>
 internal static unsafe class NvLinkDiscovery
 {
+    /// <summary>The current PCIe generation and width of the GPU at <paramref name="busId"/>, or null.</summary>
+    public static (int Generation, int Width)? PcieLink(string busId)
+    {
+        if (!CudaLibrary.IsNvmlAvailable || Interop.Nvml.nvmlInit() != 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            nint device;
+            uint generation, width;
+            fixed (byte* id = Encoding.ASCII.GetBytes(busId + "\0"))
+            {
+                return Interop.Nvml.nvmlDeviceGetHandleByPciBusId(id, &device) == 0
+                    && Interop.Nvml.nvmlDeviceGetCurrPcieLinkGeneration(device, &generation) == 0
+                    && Interop.Nvml.nvmlDeviceGetCurrPcieLinkWidth(device, &width) == 0
+                    ? ((int)generation, (int)width)
+                    : null;
+            }
+        }
+        finally
+        {
+            Interop.Nvml.nvmlShutdown();
+        }
+    }
+
     /// <summary>For each ordered pair of the given PCI bus ids, how many active NVLinks join them.</summary>
     public static int[,]? Count(IReadOnlyList<string> busIds)
     {

@@ -42,9 +42,12 @@ public sealed class GpuTopology
     /// <param name="memoryBytes">Memory per GPU.</param>
     /// <param name="linkLatency">Latency added to every modelled copy.</param>
     /// <param name="numaNode">The host NUMA node each GPU's PCIe root sits on (default: all on node 0).</param>
+    /// <param name="pcieGeneration">The GPUs' PCIe generation (0: unknown).</param>
+    /// <param name="pcieWidth">The GPUs' PCIe lane count (0: unknown).</param>
     public GpuTopology(
         string name, PeerLink[,] peers, int[] pcieSwitch, double hostBytesPerSecond,
-        double deviceMemoryBytesPerSecond, long memoryBytes, TimeSpan linkLatency, int[]? numaNode = null)
+        double deviceMemoryBytesPerSecond, long memoryBytes, TimeSpan linkLatency, int[]? numaNode = null,
+        int pcieGeneration = 0, int pcieWidth = 0)
     {
         ArgumentNullException.ThrowIfNull(peers);
         ArgumentNullException.ThrowIfNull(pcieSwitch);
@@ -64,7 +67,15 @@ public sealed class GpuTopology
         DeviceMemoryBytesPerSecond = deviceMemoryBytesPerSecond;
         MemoryBytes = memoryBytes;
         LinkLatency = linkLatency;
+        PcieGeneration = pcieGeneration;
+        PcieWidth = pcieWidth;
     }
+
+    /// <summary>The GPUs' PCIe generation (3, 4, 5; 0 when unknown); <see cref="HostBytesPerSecond"/> is what it carries.</summary>
+    public int PcieGeneration { get; }
+
+    /// <summary>The GPUs' PCIe lane count (16; 0 when unknown).</summary>
+    public int PcieWidth { get; }
 
     /// <summary>A short name.</summary>
     public string Name { get; }

@@ -54,7 +54,7 @@ public static class TopologyJson
         try
         {
             return new GpuTopology(doc.Name, peers, doc.PcieSwitch, doc.HostGBps * 1e9, doc.DeviceMemoryGBps * 1e9,
-                (long)(doc.MemoryGiB * (1L << 30)), TimeSpan.FromMicroseconds(doc.LinkLatencyUs), doc.NumaNode);
+                (long)(doc.MemoryGiB * (1L << 30)), TimeSpan.FromMicroseconds(doc.LinkLatencyUs), doc.NumaNode, doc.PcieGeneration, doc.PcieWidth);
         }
         catch (ArgumentException e)
         {
@@ -93,6 +93,8 @@ public static class TopologyJson
             LinkLatencyUs = topology.LinkLatency.TotalMicroseconds,
             PcieSwitch = Enumerable.Range(0, n).Select(topology.PcieSwitch).ToArray(),
             NumaNode = Enumerable.Range(0, n).Select(topology.NumaNode).ToArray(),
+            PcieGeneration = topology.PcieGeneration,
+            PcieWidth = topology.PcieWidth,
             Links = links,
         };
         return JsonSerializer.Serialize(doc, TopologyJsonContext.Default.TopologyDocument);
@@ -108,6 +110,8 @@ internal sealed class TopologyDocument
     public double LinkLatencyUs { get; set; } = 5;
     public int[] PcieSwitch { get; set; } = [];
     public int[]? NumaNode { get; set; }
+    public int PcieGeneration { get; set; }
+    public int PcieWidth { get; set; }
     public List<LinkDocument> Links { get; set; } = [];
 }
 

@@ -30,7 +30,7 @@ internal static class TopologyPresets
             }
         }
 
-        return new GpuTopology("dgx1-v100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 12 * GB, 900 * GB, 32L << 30, TimeSpan.FromMicroseconds(5), [0, 0, 0, 0, 1, 1, 1, 1]);
+        return new GpuTopology("dgx1-v100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 12 * GB, 900 * GB, 32L << 30, TimeSpan.FromMicroseconds(5), [0, 0, 0, 0, 1, 1, 1, 1], pcieGeneration: 3, pcieWidth: 16);
     }
 
     public static GpuTopology DgxA100()
@@ -44,9 +44,9 @@ internal static class TopologyPresets
             }
         }
 
-        return new GpuTopology("dgx-a100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 25 * GB, 1500 * GB, 40L << 30, TimeSpan.FromMicroseconds(5), [0, 0, 0, 0, 1, 1, 1, 1]);
+        return new GpuTopology("dgx-a100", peers, [0, 0, 1, 1, 2, 2, 3, 3], 25 * GB, 1500 * GB, 40L << 30, TimeSpan.FromMicroseconds(5), [0, 0, 0, 0, 1, 1, 1, 1], pcieGeneration: 4, pcieWidth: 16);
     }
 
     public static GpuTopology SingleH100() =>
-        new("h100-pcie", new PeerLink[1, 1], [0], 55 * GB, 1450 * GB, 80L << 30, TimeSpan.FromMicroseconds(5));
+        new("h100-pcie", new PeerLink[1, 1], [0], 55 * GB, 1450 * GB, 80L << 30, TimeSpan.FromMicroseconds(5), pcieGeneration: 5, pcieWidth: 16);
 }

@@ -15,6 +15,8 @@ public sealed class TopologyJsonTests
             Assert.AreEqual(preset.Name, back.Name);
             Assert.AreEqual(preset.GpuCount, back.GpuCount);
             Assert.AreEqual(preset.HostBytesPerSecond, back.HostBytesPerSecond, 1);
+            Assert.AreEqual(preset.PcieGeneration, back.PcieGeneration);
+            Assert.AreEqual(preset.PcieWidth, back.PcieWidth);
             for (int a = 0; a < preset.GpuCount; a++)
             {
                 Assert.AreEqual(preset.PcieSwitch(a), back.PcieSwitch(a));

@@ -26,6 +26,9 @@ public sealed class TopologyPresetTests
         Assert.AreEqual(8, single, "28% of pairs have one link (half bandwidth)");
         Assert.AreEqual(new PeerLink(PeerLinkKind.NvLink, 2, 48e9), t.Peer(0, 3));
         Assert.AreEqual(12e9, t.HostBytesPerSecond);
+        Assert.AreEqual((3, 16), (t.PcieGeneration, t.PcieWidth));
+        Assert.AreEqual(0, t.NumaNode(3));
+        Assert.AreEqual(1, t.NumaNode(4));
         Assert.AreEqual(t.PcieSwitch(0), t.PcieSwitch(1));
         Assert.AreNotEqual(t.PcieSwitch(1), t.PcieSwitch(2));
     }
@@ -43,6 +46,7 @@ public sealed class TopologyPresetTests
         }
 
         Assert.AreEqual(25e9, t.HostBytesPerSecond);
+        Assert.AreEqual((4, 16), (t.PcieGeneration, t.PcieWidth));
     }
 
     [TestMethod]
@@ -50,6 +54,7 @@ public sealed class TopologyPresetTests
     {
         var t = GpuTopology.FromName("h100");
         Assert.AreEqual(1, t.GpuCount);
+        Assert.AreEqual((5, 16), (t.PcieGeneration, t.PcieWidth));
         Assert.AreEqual(default, t.Peer(0, 0));
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => t.Peer(0, 1));
         Assert.ThrowsExactly<ArgumentException>(() => GpuTopology.FromName("tpu-pod"));

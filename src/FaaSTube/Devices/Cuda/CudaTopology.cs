@@ -37,6 +37,23 @@ internal static unsafe class CudaTopology
         return busId.Length >= 7 ? busId[..7] : busId;
     }
 
+    /// <summary>The host NUMA node of a PCI function, from sysfs (0 when unknown).</summary>
+    internal static int NumaOf(string busId)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText($"/sys/bus/pci/devices/{busId}/numa_node").Trim(), out int node) && node >= 0 ? node : 0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
+
     public static GpuTopology Discover(IReadOnlyList<GpuDevice> devices)
     {
         int n = devices.Count;
@@ -71,6 +88,8 @@ internal static unsafe class CudaTopology
         var switches = devices.Select(d => SwitchOf(d.PciBusId)).ToArray();
         var ids = switches.Distinct().Select((s, i) => (s, i)).ToDictionary(p => p.s, p => p.i);
         var name = n == 1 ? $"cuda ({devices[0].Name})" : $"cuda ({n} GPUs)";
-        return new GpuTopology(name, peers, switches.Select(s => ids[s]).ToArray(), 55e9, 1450e9, devices[0].TotalMemory, TimeSpan.FromMicroseconds(5));
+        var pcie = NvLinkDiscovery.PcieLink(devices[0].PciBusId);
+        return new GpuTopology(name, peers, switches.Select(s => ids[s]).ToArray(), 55e9, 1450e9, devices[0].TotalMemory, TimeSpan.FromMicroseconds(5),
+            numaNode: devices.Select(d => NumaOf(d.PciBusId)).ToArray(), pcieGeneration: pcie?.Generation ?? 0, pcieWidth: pcie?.Width ?? 0);
     }
 }
