@@ -12,6 +12,7 @@
 //   tube-gethost <socket> <workflow> <id> <expected-checksum>       Get to host memory, checksum, print "ok"
 //   tube-hold <socket> <workflow> <id>                              Get and print "ready", wait to be killed
 //   tube-allocate-hold <socket> <workflow> <length>                 Allocate, print "ready", wait to be killed
+//   tube-put-forever <socket> <workflow>                            Put 512 MiB over and over, "ready" after the first (killed mid-Put)
 //   tube-node <socket>                                              run a node, print "ready", wait to be killed
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
@@ -127,6 +128,19 @@ static async Task<int> Tube(string[] args)
         {
             await using var buffer = await client.GetAsync(TubeId.Parse(args[3]));
             return HoldUntilKilled();
+        }
+
+        case "tube-put-forever":
+        {
+            // Puts 512 MiB again and again; says "ready" once the first is done, so a kill lands mid-Put.
+            var data = new byte[512 << 20];
+            await client.DeleteAsync(await client.PutAsync(data, new PutOptions { Consumers = 1 }));
+            Console.WriteLine("ready");
+            Console.Out.Flush();
+            while (true)
+            {
+                await client.DeleteAsync(await client.PutAsync(data, new PutOptions { Consumers = 1 }));
+            }
         }
 
         case "tube-allocate-hold":

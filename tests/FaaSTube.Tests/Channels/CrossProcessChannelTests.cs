@@ -70,6 +70,16 @@ public sealed class CrossProcessChannelTests
         }
 
         Assert.AreEqual(before, h.Node.PoolOf(0).GetStatistics().InUseBytes, "the dead producer's allocation is gone; the data stays");
+
+        using (var putter = ChildProcess.Start("tube-put-forever", h.Socket, "wf"))
+        {
+            Assert.AreEqual("ready", await putter.ReadLineAsync());
+            var ended = SessionEndedOnce(h);
+            await putter.KillAsync(); // mid-Put: a part in flight, or between parts
+            await ended.WaitAsync(ChildProcess.Timeout);
+        }
+
+        Assert.AreEqual(before, h.Node.PoolOf(0).GetStatistics().InUseBytes, "the unfinished Put of the killed producer was dropped");
         var back = new byte[1 << 20];
         await client.GetAsync(id, back.AsMemory()); // the killed consumer never released: the data is still there for a live one
         Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
