@@ -268,6 +268,9 @@ public sealed class TubeClient : IAsyncDisposable
     public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
         CallAsync(FrameType.Delete, new PayloadWriter().Id(id), cancellationToken);
 
+    /// <summary>Sends any request as it is (tests forge requests with it); the node's answer payload, or its error as a <see cref="TubeException"/>.</summary>
+    internal Task<byte[]> CallRawAsync(FrameType type, PayloadWriter payload) => CallAsync(type, payload, CancellationToken.None);
+
     internal async Task ReleaseLeaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
         await CallAsync(FrameType.Release, new PayloadWriter().Id(id), cancellationToken).ConfigureAwait(false);
 

@@ -176,6 +176,34 @@ public sealed class CrossProcessChannelTests
     }
 
     [TestMethod]
+    public async Task Forged_descriptors_and_ranges_are_refused_and_nothing_is_touched()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var owner = await h.ConnectAsync(inProcess: false);
+        var intruder = await h.ConnectAsync(inProcess: false);
+        var data = random.Bytes(1 << 20);
+        var id = await owner.PutAsync(data, new PutOptions { Consumers = 2 });
+        await using var held = await intruder.GetAsync(id);
+        int slab = h.Node.PoolOf(0).GetSlabs().Single().Id;
+
+        async Task<TubeError> Refused(FrameType type, PayloadWriter payload) =>
+            (await Assert.ThrowsAsync<TubeException>(async () => await intruder.CallRawAsync(type, payload))).Error;
+
+        Assert.AreEqual(TubeError.BadRequest, await Refused(FrameType.SlabClosed, new PayloadWriter().I32(0).I32(slab + 1).I32(1)), "a slab it never opened");
+        Assert.AreEqual(TubeError.BadRequest, await Refused(FrameType.SlabClosed, new PayloadWriter().I32(0).I32(slab).I32(99)), "a wrong generation");
+        Assert.AreEqual(TubeError.BadRequest, await Refused(FrameType.GetToHost, new PayloadWriter().Id(id).I64(data.Length - 10).I32(0).I32(100)), "a range past the data");
+        Assert.AreEqual(TubeError.BadRequest, await Refused(FrameType.GetToHost, new PayloadWriter().Id(id).I64(0).I32(-4096).I32(100)), "a window offset outside the window");
+        Assert.AreEqual(TubeError.NotLeased, await Refused(FrameType.GetToHost, new PayloadWriter().Id(TubeId.NewId()).I64(0).I32(0).I32(100)), "data it holds no lease on");
+        Assert.AreEqual(TubeError.AccessDenied, await Refused(FrameType.PutPart, new PayloadWriter().Id(id).I64(0).I32(0).I32(100).Str("").I64(0)), "writing into another client's finished data");
+        Assert.AreEqual(TubeError.BadRequest, await Refused(FrameType.Get, new PayloadWriter().Id(id)), "a truncated payload");
+
+        var back = new byte[data.Length];
+        await owner.GetAsync(id, back.AsMemory());
+        CollectionAssert.AreEqual(data, back, "nothing was touched");
+    }
+
+    [TestMethod]
     public async Task Each_slab_is_opened_once_per_client_and_retired_end_to_end()
     {
         await using var h = await NodeHarness.StartAsync();
