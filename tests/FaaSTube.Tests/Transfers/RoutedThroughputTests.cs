@@ -16,25 +16,60 @@ public sealed class RoutedThroughputTests
 
     public TestContext TestContext { get; set; } = null!;
 
-    private static async Task<double> TimedAsync(VirtualClock clock, Func<Task> copy)
+    /// <summary>A simulated machine with a virtual clock, a copier, and a source and destination buffer.</summary>
+    private sealed class Machine : IDisposable
     {
-        var start = clock.Now;
-        await copy();
-        return Bytes / (clock.Now - start).TotalSeconds;
+        public Machine(GpuTopology topology, int from, int to)
+        {
+            Gpus = Support.Gpus.Open(GpuBackend.Simulated, topology, clock: Clock, simulatedMemory: 2L << 30);
+            Copier = new MultiPathCopier(Gpus);
+            Source = Gpus.Devices[from].Allocate(Bytes);
+            Destination = Gpus.Devices[to].Allocate(Bytes);
+            Stream = Gpus.Devices[from].CreateStream();
+        }
+
+        public VirtualClock Clock { get; } = new();
+
+        public GpuSystem Gpus { get; }
+
+        public MultiPathCopier Copier { get; }
+
+        public DeviceBuffer Source { get; }
+
+        public DeviceBuffer Destination { get; }
+
+        public GpuStream Stream { get; }
+
+        /// <summary>Bytes per second of <paramref name="copy"/> in virtual time.</summary>
+        public async Task<double> TimedAsync(Func<Task> copy)
+        {
+            var start = Clock.Now;
+            await copy();
+            return Bytes / (Clock.Now - start).TotalSeconds;
+        }
+
+        public Task<double> RoutedAsync() => TimedAsync(() => Copier.CopyAsync(Source, Destination));
+
+        public Task<double> DirectAsync() => TimedAsync(async () => await Stream.CopyAsync(Source, Destination));
+
+        public void Dispose()
+        {
+            Stream.Dispose();
+            Copier.Dispose();
+            Source.Dispose();
+            Destination.Dispose();
+            Gpus.Dispose();
+        }
     }
 
     [TestMethod]
     public async Task On_dgx1_a_pair_without_nvlink_copies_at_least_twice_as_fast_as_the_pcie_fallback()
     {
-        var clock = new VirtualClock();
-        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100, clock: clock, simulatedMemory: 2L << 30);
-        using var copier = new MultiPathCopier(gpus);
-        using var source = gpus.Devices[0].Allocate(Bytes);
-        using var destination = gpus.Devices[5].Allocate(Bytes);
+        using var m = new Machine(GpuTopology.Dgx1V100, 0, 5);
 
-        double routed = await TimedAsync(clock, () => copier.CopyAsync(source, destination));
-        using var everyGpuPath = copier.Router.Route(0, 5); // the next copy finds no GPU path: host fallback
-        double fallback = await TimedAsync(clock, () => copier.CopyAsync(source, destination));
+        double routed = await m.RoutedAsync();
+        using var everyGpuPath = m.Copier.Router.Route(0, 5); // the next copy finds no GPU path: host fallback
+        double fallback = await m.RoutedAsync();
 
         TestContext.WriteLine($"0 -> 5: routed {routed / 1e9:F1} GB/s, PCIe fallback {fallback / 1e9:F1} GB/s");
         Assert.IsGreaterThanOrEqualTo(2 * fallback, routed);
@@ -43,15 +78,10 @@ public sealed class RoutedThroughputTests
     [TestMethod]
     public async Task On_dgx1_a_single_link_pair_with_idle_neighbours_beats_its_direct_link_by_half()
     {
-        var clock = new VirtualClock();
-        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100, clock: clock, simulatedMemory: 2L << 30);
-        using var copier = new MultiPathCopier(gpus);
-        using var source = gpus.Devices[0].Allocate(Bytes);
-        using var destination = gpus.Devices[1].Allocate(Bytes);
-        using var stream = gpus.Devices[0].CreateStream();
+        using var m = new Machine(GpuTopology.Dgx1V100, 0, 1);
 
-        double direct = await TimedAsync(clock, async () => await stream.CopyAsync(source, destination));
-        double routed = await TimedAsync(clock, () => copier.CopyAsync(source, destination));
+        double direct = await m.DirectAsync();
+        double routed = await m.RoutedAsync();
 
         TestContext.WriteLine($"0 -> 1: direct {direct / 1e9:F1} GB/s, routed {routed / 1e9:F1} GB/s");
         Assert.IsGreaterThanOrEqualTo(1.5 * direct, routed);
@@ -60,15 +90,10 @@ public sealed class RoutedThroughputTests
     [TestMethod]
     public async Task On_dgx_a100_routing_adds_nothing_and_costs_nothing()
     {
-        var clock = new VirtualClock();
-        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.DgxA100, clock: clock, simulatedMemory: 2L << 30);
-        using var copier = new MultiPathCopier(gpus);
-        using var source = gpus.Devices[0].Allocate(Bytes);
-        using var destination = gpus.Devices[1].Allocate(Bytes);
-        using var stream = gpus.Devices[0].CreateStream();
+        using var m = new Machine(GpuTopology.DgxA100, 0, 1);
 
-        double direct = await TimedAsync(clock, async () => await stream.CopyAsync(source, destination));
-        double routed = await TimedAsync(clock, () => copier.CopyAsync(source, destination));
+        double direct = await m.DirectAsync();
+        double routed = await m.RoutedAsync();
 
         TestContext.WriteLine($"A100 0 -> 1: direct {direct / 1e9:F1} GB/s, routed {routed / 1e9:F1} GB/s");
         Assert.AreEqual(1.0, routed / direct, 0.1);
@@ -77,25 +102,20 @@ public sealed class RoutedThroughputTests
     [TestMethod]
     public async Task Pcie_harvesting_moves_one_gpus_host_data_at_least_1_8_times_a_single_link()
     {
-        var clock = new VirtualClock();
-        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100, clock: clock, simulatedMemory: 2L << 30);
-        using var copier = new MultiPathCopier(gpus);
-        using var pinned = gpus.Devices[0].AllocatePinned(Bytes);
-        using var destination = gpus.Devices[0].Allocate(Bytes);
-        using var stream = gpus.Devices[0].CreateStream();
+        using var m = new Machine(GpuTopology.Dgx1V100, 0, 0);
+        using var pinned = m.Gpus.Devices[0].AllocatePinned(Bytes);
 
-        double single = await TimedAsync(clock, async () => await stream.CopyAsync(pinned.Memory, destination));
+        double single = await m.TimedAsync(async () => await m.Stream.CopyAsync(pinned.Memory, m.Destination));
         IReadOnlyList<RoutePath> used = [];
-        double harvested = await TimedAsync(clock, async () => used = await copier.FromHostAsync(pinned.Memory, destination));
-        TestContext.WriteLine(string.Join("; ", used));
+        double harvested = await m.TimedAsync(async () => used = await m.Copier.FromHostAsync(pinned.Memory, m.Destination));
         for (int n = 1; n < 8; n++)
         {
-            copier.Router.SetLaneBusy(n, true);
+            m.Copier.Router.SetLaneBusy(n, true);
         }
 
-        double backedOff = await TimedAsync(clock, () => copier.FromHostAsync(pinned.Memory, destination));
+        double backedOff = await m.TimedAsync(() => m.Copier.FromHostAsync(pinned.Memory, m.Destination));
 
-        TestContext.WriteLine($"host -> 0: one lane {single / 1e9:F1} GB/s, harvested {harvested / 1e9:F1} GB/s, neighbours busy {backedOff / 1e9:F1} GB/s");
+        TestContext.WriteLine($"{string.Join("; ", used)}: one lane {single / 1e9:F1} GB/s, harvested {harvested / 1e9:F1} GB/s, neighbours busy {backedOff / 1e9:F1} GB/s");
         Assert.IsGreaterThanOrEqualTo(1.8 * single, harvested);
         Assert.AreEqual(1.0, backedOff / single, 0.1, "with its neighbours busy it backs off to its own lane");
     }
