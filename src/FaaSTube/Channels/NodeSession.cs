@@ -114,7 +114,7 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         catch (Exception e) when (e is TubeException or InvalidDataException or ArgumentException or IOException)
         {
             var error = e is TubeException t ? t.Error : TubeError.BadRequest;
-            await SendErrorAsync(requestId, error, e.Message).ConfigureAwait(false);
+            await SendErrorAsync(requestId, error, e is TubeException te ? te.Reason : e.Message).ConfigureAwait(false);
             return false;
         }
     }
@@ -173,7 +173,7 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         {
             var (error, message) = e switch
             {
-                TubeException t => (t.Error, t.Message),
+                TubeException t => (t.Error, t.Reason),
                 PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, p.Message),
                 PoolException p => (TubeError.BadRequest, p.Message),
                 InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),

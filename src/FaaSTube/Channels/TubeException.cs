@@ -35,17 +35,28 @@ public class TubeException : Exception
     /// <param name="error">Why.</param>
     /// <param name="message">The node's explanation.</param>
     public TubeException(TubeError error, string message)
-        : base($"{error}: {message}") => Error = error;
+        : base($"{error}: {message}")
+    {
+        Error = error;
+        Reason = message;
+    }
 
     /// <summary>Creates the exception with an inner one (for node-side failures).</summary>
     /// <param name="error">Why.</param>
     /// <param name="message">The explanation.</param>
     /// <param name="inner">The cause.</param>
     public TubeException(TubeError error, string message, Exception inner)
-        : base($"{error}: {message}", inner) => Error = error;
+        : base($"{error}: {message}", inner)
+    {
+        Error = error;
+        Reason = message;
+    }
 
     /// <summary>Why.</summary>
     public TubeError Error { get; }
+
+    /// <summary>The explanation without the error's name (what goes over the wire).</summary>
+    internal string Reason { get; }
 }
 
 /// <summary>The node is gone (it exited, crashed, or closed the connection): this and every pending and later call fail with it.</summary>
