@@ -111,6 +111,38 @@ public sealed class CrossProcessChannelTests
     }
 
     [TestMethod]
+    public async Task A_hung_node_fails_calls_after_the_call_timeout_instead_of_hanging_them()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            Assert.Inconclusive("SIGSTOP is Linux-only here.");
+        }
+
+        string socket = Path.Combine(Path.GetTempPath(), $"ft-{Guid.NewGuid():N}"[..20] + ".sock");
+        using var nodeProcess = ChildProcess.Start("tube-node", socket);
+        Assert.AreEqual("ready", await nodeProcess.ReadLineAsync());
+        await using var client = await TubeClient.ConnectAsync(new TubeClientOptions
+        {
+            SocketPath = socket,
+            Gpus = new FaaSTube.Devices.GpuSystemOptions { Backend = FaaSTube.Devices.GpuBackend.Simulated },
+            WindowBytes = 1 << 20,
+            CallTimeout = TimeSpan.FromSeconds(2),
+        });
+        var id = await client.PutAsync(new byte[1000]);
+        const int SigStop = 19, SigCont = 18;
+        Assert.AreEqual(0, FaaSTube.Native.Interop.Libc.kill(nodeProcess.Id, SigStop));
+        try
+        {
+            var error = await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await client.WhereAsync(id).WaitAsync(ChildProcess.Timeout));
+            StringAssert.Contains(error.Message, "did not answer");
+        }
+        finally
+        {
+            FaaSTube.Native.Interop.Libc.kill(nodeProcess.Id, SigCont);
+        }
+    }
+
+    [TestMethod]
     public async Task A_second_node_on_a_live_socket_is_refused()
     {
         await using var h = await NodeHarness.StartAsync();
