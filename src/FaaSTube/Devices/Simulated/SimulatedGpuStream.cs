@@ -11,14 +11,13 @@ internal sealed class SimulatedGpuStream : GpuStream
 {
     private readonly Channel<Work> _queue = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SimulatedMachine _machine;
-    private readonly Task _worker;
     private TimeSpan _lastEnd;
 
     public SimulatedGpuStream(SimulatedGpuDevice device, int priority)
         : base(device, priority)
     {
         _machine = device.Machine;
-        _worker = Task.Run(RunAsync);
+        _ = Task.Run(RunAsync); // ends when DisposeCore completes the queue
     }
 
     private protected override ValueTask<ulong> SubmitAsync(StreamOp op)
