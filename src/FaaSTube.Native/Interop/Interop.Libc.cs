@@ -13,5 +13,13 @@ internal static partial class Interop
         [LibraryImport(Lib, SetLastError = true)] internal static partial int kill(int pid, int signal);
 
         [LibraryImport(Lib)] internal static partial uint getuid();
+
+        /// <summary>waitid(2) for one child (idtype P_PID); <paramref name="siginfo"/> must hold 128 bytes.</summary>
+        [LibraryImport(Lib, SetLastError = true)] internal static partial int waitid(int idtype, int id, byte[] siginfo, int options);
+
+        internal const int P_PID = 1;
+        internal const int WSTOPPED = 2;
+        internal const int WNOWAIT = 0x01000000;
+        internal const int EINTR = 4;
     }
 }

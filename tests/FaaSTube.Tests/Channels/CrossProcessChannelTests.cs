@@ -129,8 +129,7 @@ public sealed class CrossProcessChannelTests
             CallTimeout = TimeSpan.FromSeconds(2),
         });
         var id = await client.PutAsync(new byte[1000]);
-        const int SigStop = 19, SigCont = 18;
-        Assert.AreEqual(0, FaaSTube.Native.Interop.Libc.kill(nodeProcess.Id, SigStop));
+        await nodeProcess.StopAsync();
         try
         {
             var error = await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await client.WhereAsync(id).WaitAsync(ChildProcess.Timeout));
@@ -138,7 +137,7 @@ public sealed class CrossProcessChannelTests
         }
         finally
         {
-            FaaSTube.Native.Interop.Libc.kill(nodeProcess.Id, SigCont);
+            nodeProcess.Continue();
         }
     }
 

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
+using FaaSTube.Native;
 
 namespace FaaSTube.Tests.Support;
 
@@ -59,6 +61,37 @@ internal sealed class ChildProcess : IDisposable
         using var cts = new CancellationTokenSource(Timeout);
         await _process.WaitForExitAsync(cts.Token);
     }
+
+    /// <summary>
+    /// Stops the child with SIGSTOP and returns once every thread of it is stopped (waitid with
+    /// WSTOPPED|WNOWAIT: the kernel reports the group stop only when it is complete), so that
+    /// nothing it was running can still answer. Linux only.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        const int SigStop = 19;
+        if (Interop.Libc.kill(_process.Id, SigStop) != 0)
+        {
+            throw new InvalidOperationException($"kill(SIGSTOP) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
+        int pid = _process.Id;
+        await Task.Run(() =>
+        {
+            var info = new byte[128];
+            while (Interop.Libc.waitid(Interop.Libc.P_PID, pid, info, Interop.Libc.WSTOPPED | Interop.Libc.WNOWAIT) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno != Interop.Libc.EINTR)
+                {
+                    throw new InvalidOperationException($"waitid(WSTOPPED) failed: errno {errno}");
+                }
+            }
+        }).WaitAsync(Timeout);
+    }
+
+    /// <summary>Continues a child stopped by <see cref="StopAsync"/> (SIGCONT).</summary>
+    public void Continue() => Interop.Libc.kill(_process.Id, 18);
 
     public void Dispose()
     {
