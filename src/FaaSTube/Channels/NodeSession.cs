@@ -15,7 +15,7 @@ namespace FaaSTube.Channels;
 /// </summary>
 internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, PipeWriter writer, int pid, uint uid, bool inProcess, IDisposable? transport)
 {
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly FrameWriter _writer = new(writer, transport);
     private readonly Lock _sync = new();
     private readonly Dictionary<TubeId, Stack<(PoolBlock Block, BlockUse Use)>> _held = [];
     private readonly HashSet<(int Device, int Slab, int Generation)> _opened = [];
@@ -535,24 +535,13 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
 
     public async Task CloseAsync()
     {
-        await TubeClient.Quietly(reader.CompleteAsync()).ConfigureAwait(false);
-        await TubeClient.Quietly(writer.CompleteAsync()).ConfigureAwait(false);
-        transport?.Dispose();
+        await FrameWriter.Quietly(reader.CompleteAsync()).ConfigureAwait(false);
+        await _writer.CompleteAsync().ConfigureAwait(false);
     }
 
     private Task SendErrorAsync(uint requestId, TubeError error, string message) =>
         SendAsync(FrameType.Error, requestId, new PayloadWriter().U16((ushort)error).Str(message.Length > 2000 ? message[..2000] : message).Memory).AsTask();
 
-    private async ValueTask SendAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload)
-    {
-        await _writeLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            await Frames.WriteAsync(writer, type, requestId, payload, CancellationToken.None).ConfigureAwait(false);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+    private ValueTask SendAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload) =>
+        _writer.SendAsync(type, requestId, payload, CancellationToken.None);
 }

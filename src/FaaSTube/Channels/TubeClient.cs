@@ -23,11 +23,9 @@ public sealed class TubeClient : IAsyncDisposable
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
     private readonly Dictionary<(int, int, int), Mapping> _mappings = [];
     private readonly Lock _mapLock = new();
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly TubeClientOptions _options;
     private readonly PipeReader _reader;
-    private readonly PipeWriter _writer;
-    private readonly IDisposable? _transport;
+    private readonly FrameWriter _writer;
     private readonly TubeNode? _inProcessNode;
     private readonly bool _ownsGpus;
     private readonly ClientWindow _window;
@@ -41,8 +39,7 @@ public sealed class TubeClient : IAsyncDisposable
     {
         _options = options;
         _reader = reader;
-        _writer = writer;
-        _transport = transport;
+        _writer = new FrameWriter(writer, transport);
         _inProcessNode = node;
         _ownsGpus = node is null;
         Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
@@ -428,10 +425,9 @@ public sealed class TubeClient : IAsyncDisposable
         _pending[requestId] = pending;
         try
         {
-            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                await Frames.WriteAsync(_writer, type, requestId, payload.Memory, cancellationToken).ConfigureAwait(false);
+                await _writer.SendAsync(type, requestId, payload.Memory, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
             {
@@ -439,10 +435,6 @@ public sealed class TubeClient : IAsyncDisposable
                 // reader see that frame first, so the caller gets the reason, not a broken pipe.
                 await Task.WhenAny(_readLoop, Task.Delay(_options.CallTimeout, CancellationToken.None)).ConfigureAwait(false);
                 Fail(e);
-            }
-            finally
-            {
-                _writeLock.Release();
             }
 
             return await pending.Task.WaitAsync(_options.CallTimeout, cancellationToken).ConfigureAwait(false);
@@ -531,10 +523,10 @@ public sealed class TubeClient : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Fail(new ObjectDisposedException(nameof(TubeClient)));
-        await Quietly(_writer.CompleteAsync()).ConfigureAwait(false); // flushing to a node that is gone fails: nothing to flush to
-        _transport?.Dispose();
+
+        await _writer.CompleteAsync().ConfigureAwait(false);
         await _readLoop.ConfigureAwait(false);
-        await Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
+        await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
         lock (_mapLock)
         {
             foreach (var mapping in _mappings.Values.Where(m => m.Owned))
@@ -549,19 +541,6 @@ public sealed class TubeClient : IAsyncDisposable
         if (_ownsGpus)
         {
             Gpus.Dispose();
-        }
-    }
-
-    /// <summary>Awaits a pipe's completion, ignoring a transport that is already broken.</summary>
-    internal static async ValueTask Quietly(ValueTask completion)
-    {
-        try
-        {
-            await completion.ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
-        {
-            // The other side is gone.
         }
     }
 
