@@ -6,13 +6,15 @@ namespace FaaSTube.Bench.Channels;
 /// <summary>
 /// The control path: one call (Where) round trip, and Allocate + Publish + Get + Release of a small
 /// block, in process and over the Unix socket (both clients in this process; the handoff scenario
-/// puts the consumer in another process).
+/// puts the consumer in another process). Baseline: a bare 16-byte echo over the same transport
+/// (<see cref="EchoLink"/>), the floor a call cannot go under on this machine.
 /// </summary>
 public class ChannelCallBenchmarks
 {
     private TubeNode _node = null!;
     private TubeClient _client = null!;
     private TubeId _id;
+    private EchoLink _echo = null!;
 
     [Params(true, false)]
     public bool InProcess { get; set; }
@@ -27,14 +29,19 @@ public class ChannelCallBenchmarks
         var options = new TubeClientOptions { SocketPath = socket, Workflow = "bench", Gpus = new() { Backend = _node.Gpus.Backend } };
         _client = InProcess ? await TubeClient.ConnectInProcessAsync(_node, options) : await TubeClient.ConnectAsync(options);
         _id = await _client.PutAsync(new byte[4096], new PutOptions { Pinned = true });
+        _echo = InProcess ? EchoLink.OpenPipes() : await EchoLink.OpenSocketAsync(socket + ".echo");
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
+        _echo.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _client.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _node.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
+
+    [Benchmark(Baseline = true)]
+    public ValueTask EchoRoundTrip() => _echo.RoundTripAsync();
 
     [Benchmark]
     public Task<int> WhereRoundTrip() => _client.WhereAsync(_id);
