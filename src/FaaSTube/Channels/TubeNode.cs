@@ -35,9 +35,10 @@ public sealed partial class TubeNode : IAsyncDisposable
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
         Router = new PathRouter(Gpus.Topology);
-        options.Transfers.Router ??= Router; // host lanes report to the router, so harvesting never borrows a busy one
+        // Host lanes report to the router, so harvesting never borrows a busy one.
+        var transfers = options.Transfers.Router is null ? options.Transfers.WithRouter(Router) : options.Transfers;
         FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // windows of clients that died
-        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options)).ToArray();
+        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, transfers)).ToArray();
         Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {
@@ -323,27 +324,4 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Session {Session} (pid {Pid}) ended; its leases and mappings were released")]
     private static partial void LogSessionEnded(ILogger logger, long session, int pid);
-}
-
-/// <summary>What the node keeps per GPU: its pool and its transfer engine.</summary>
-internal sealed class NodeDevice : IDisposable
-{
-    public NodeDevice(GpuDevice device, TubeNodeOptions options)
-    {
-        Device = device;
-        Pool = new GpuMemoryPool(device, options.Pool);
-        Engine = new TransferEngine(device, options.Transfers);
-    }
-
-    public GpuDevice Device { get; }
-
-    public GpuMemoryPool Pool { get; }
-
-    public TransferEngine Engine { get; }
-
-    public void Dispose()
-    {
-        Engine.Dispose();
-        Pool.Dispose();
-    }
 }

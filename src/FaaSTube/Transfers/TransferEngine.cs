@@ -18,6 +18,9 @@ public sealed class TransferEngine : IDisposable
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
+
+    /// <summary>The options this engine runs with (tests read the router it reports to).</summary>
+    internal TransferEngineOptions Options => _options;
     private readonly StagingPool _staging;
     private readonly PinnedBufferPool _rentals;
     private readonly TransferLane _h2d;

@@ -31,6 +31,14 @@ public sealed class TransferEngineOptions
     /// <summary>The clock of deadlines (default: the system's). Tests pass the simulated GPU's <see cref="Devices.VirtualClock"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>A copy of these options with <see cref="Router"/> set (the caller's object is left as it was given).</summary>
+    internal TransferEngineOptions WithRouter(PathRouter router)
+    {
+        var copy = (TransferEngineOptions)MemberwiseClone();
+        copy.Router = router;
+        return copy;
+    }
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(ChunkBytes, 4096);

@@ -142,6 +142,18 @@ public sealed class CrossProcessChannelTests
     }
 
     [TestMethod]
+    public async Task The_node_leaves_the_options_it_was_given_as_they_were()
+    {
+        var transfers = new FaaSTube.Transfers.TransferEngineOptions { StagingBytes = 8 << 20, ChunkBytes = 1 << 20 };
+        await using var h = await NodeHarness.StartAsync(configure: o => o.Transfers = transfers);
+
+        Assert.IsNull(transfers.Router, "the caller's object is not written to");
+        Assert.AreSame(transfers, h.Node.Options.Transfers);
+        Assert.AreSame(h.Node.Router, h.Node.Devices[0].Engine.Options.Router, "the engine reports its host lane to the node's router");
+        Assert.AreEqual(1 << 20, h.Node.Devices[0].Engine.Options.ChunkBytes, "everything else as given");
+    }
+
+    [TestMethod]
     public async Task A_second_node_on_a_live_socket_is_refused()
     {
         await using var h = await NodeHarness.StartAsync();
