@@ -1,0 +1,20 @@
+namespace FaaSTube.Channels;
+
+/// <summary>What to do with data after Put or Publish.</summary>
+public sealed record PutOptions
+{
+    /// <summary>How many consumers will Get it; it is freed when that many have released it (default 1).</summary>
+    public int Consumers { get; init; } = 1;
+
+    /// <summary>Freed after this long even if not all consumers came (default: the node's).</summary>
+    public TimeSpan? Ttl { get; init; }
+
+    /// <summary>The GPU the consumer will run on: the data is placed there (default: GPU 0).</summary>
+    public int? Device { get; init; }
+
+    /// <summary>Long-lived shared data (model weights): never evicted or expired, any number of consumers; remove with <see cref="TubeClient.DeleteAsync"/>.</summary>
+    public bool Pinned { get; init; }
+
+    /// <summary>Tenant, SLO and priority of the host-to-GPU transfer.</summary>
+    public Transfers.TransferRequest? Transfer { get; init; }
+}

@@ -1,0 +1,25 @@
+using FaaSTube.Devices;
+
+namespace FaaSTube.Channels;
+
+/// <summary>How a <see cref="TubeClient"/> connects.</summary>
+public sealed class TubeClientOptions
+{
+    /// <summary>The node's socket (default <see cref="TubeNodeOptions.DefaultSocketPath"/>).</summary>
+    public string SocketPath { get; set; } = TubeNodeOptions.DefaultSocketPath;
+
+    /// <summary>The workflow this function belongs to: ids are visible only inside it.</summary>
+    public string Workflow { get; set; } = "default";
+
+    /// <summary>The function's name (for statistics and logs).</summary>
+    public string Function { get; set; } = "function";
+
+    /// <summary>The shared-memory window for host data, registered (pinned) once by the node (default 64 MiB).</summary>
+    public int WindowBytes { get; set; } = 64 << 20;
+
+    /// <summary>The client's own view of the GPUs (must be the node's backend; for the simulated GPU, the same memory folder).</summary>
+    public GpuSystemOptions Gpus { get; set; } = new();
+
+    /// <summary>The longest any call waits for the node before failing (default 60 s).</summary>
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+}
