@@ -9,8 +9,9 @@ namespace FaaSTube.Memory;
 /// in these workflows ranges from KiB to hundreds of MiB. Best fit with coalescing finds any
 /// contiguous free range that is large enough, so a request that fits in a slab's free space is
 /// never refused because of bookkeeping (the rule), and it wastes at most the 256-byte
-/// alignment per allocation. Both indexes are balanced trees: O(log n) per operation, n = free
-/// extents of one slab, under the slab's own lock (no global lock on the common path).
+/// alignment per allocation. The size index is a balanced tree (best fit in O(log n), n = free
+/// extents of one slab); neighbours for coalescing are found by hash on their start and end
+/// (O(1), no allocation on free). All under the slab's own lock (no global lock on the common path).
 /// </para>
 /// Not thread-safe: the owning slab locks.
 /// </summary>
@@ -19,7 +20,8 @@ internal sealed class ExtentAllocator
     public const long Alignment = 256;
 
     private readonly SortedSet<Extent> _bySize = new(BySize.Instance);
-    private readonly SortedSet<Extent> _byOffset = new(ByOffset.Instance);
+    private readonly Dictionary<long, long> _sizeByStart = [];
+    private readonly Dictionary<long, long> _startByEnd = [];
 
     public ExtentAllocator(long capacity)
     {
@@ -39,7 +41,7 @@ internal sealed class ExtentAllocator
 
     public long LargestFree => _bySize.Count == 0 ? 0 : _bySize.Max.Size;
 
-    public int FreeExtentCount => _byOffset.Count;
+    public int FreeExtentCount => _sizeByStart.Count;
 
     public bool IsEmpty => FreeBytes == Capacity;
 
@@ -69,24 +71,17 @@ internal sealed class ExtentAllocator
     public void Free(long offset, long bytes)
     {
         var merged = new Extent(offset, bytes);
-        if (_byOffset.Count > 0)
+        if (_startByEnd.TryGetValue(offset, out long leftStart))
         {
-            var before = _byOffset.GetViewBetween(new Extent(0, 0), new Extent(offset, 0));
-            // Views' Min/Max are O(log n); an empty view gives default (size 0, never a real extent).
-            var left = before.Max;
-            if (left.Size > 0 && left.Offset + left.Size == offset)
-            {
-                Remove(left);
-                merged = new Extent(left.Offset, left.Size + merged.Size);
-            }
+            var left = new Extent(leftStart, offset - leftStart);
+            Remove(left);
+            merged = new Extent(left.Offset, left.Size + merged.Size);
+        }
 
-            var after = _byOffset.GetViewBetween(new Extent(offset + bytes, 0), new Extent(offset + bytes, long.MaxValue));
-            var right = after.Min;
-            if (right.Size > 0)
-            {
-                Remove(right);
-                merged = new Extent(merged.Offset, merged.Size + right.Size);
-            }
+        if (_sizeByStart.TryGetValue(offset + bytes, out long rightSize))
+        {
+            Remove(new Extent(offset + bytes, rightSize));
+            merged = new Extent(merged.Offset, merged.Size + rightSize);
         }
 
         Add(merged);
@@ -94,18 +89,20 @@ internal sealed class ExtentAllocator
     }
 
     /// <summary>The free extents in address order (for invariant checks and fragmentation reports).</summary>
-    public IEnumerable<(long Offset, long Size)> FreeExtents() => _byOffset.Select(e => (e.Offset, e.Size));
+    public IEnumerable<(long Offset, long Size)> FreeExtents() => _sizeByStart.OrderBy(e => e.Key).Select(e => (e.Key, e.Value));
 
     private void Add(Extent e)
     {
         _bySize.Add(e);
-        _byOffset.Add(e);
+        _sizeByStart.Add(e.Offset, e.Size);
+        _startByEnd.Add(e.Offset + e.Size, e.Offset);
     }
 
     private void Remove(Extent e)
     {
         _bySize.Remove(e);
-        _byOffset.Remove(e);
+        _sizeByStart.Remove(e.Offset);
+        _startByEnd.Remove(e.Offset + e.Size);
     }
 
     private readonly record struct Extent(long Offset, long Size);
@@ -119,12 +116,5 @@ internal sealed class ExtentAllocator
             int c = x.Size.CompareTo(y.Size);
             return c != 0 ? c : x.Offset.CompareTo(y.Offset);
         }
-    }
-
-    private sealed class ByOffset : IComparer<Extent>
-    {
-        public static readonly ByOffset Instance = new();
-
-        public int Compare(Extent x, Extent y) => x.Offset.CompareTo(y.Offset);
     }
 }

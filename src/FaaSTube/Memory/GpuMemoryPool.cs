@@ -118,22 +118,14 @@ public sealed partial class GpuMemoryPool : IDisposable
         lock (block.Sync)
         {
             ThrowIfFreed(block);
-            if (!block.Leases.TryGetValue(holder, out int count))
+            if (!block.Leases.TryRemoveOne(holder, out bool last))
             {
                 throw new PoolException(PoolError.LeaseNotHeld, $"Holder {holder} holds no lease on {block}.");
             }
 
-            if (count == 1)
+            if (last && _holders.TryGetValue(holder, out var held))
             {
-                block.Leases.Remove(holder);
-                if (_holders.TryGetValue(holder, out var held))
-                {
-                    held.TryRemove(block.Id, out _);
-                }
-            }
-            else
-            {
-                block.Leases[holder] = count - 1;
+                held.TryRemove(block.Id, out _);
             }
 
             FreeIfDeadLocked(block);
@@ -156,7 +148,7 @@ public sealed partial class GpuMemoryPool : IDisposable
             {
                 lock (block.Sync)
                 {
-                    if (!block.Freed && block.Leases.Remove(holder, out int count))
+                    if (!block.Freed && block.Leases.RemoveAll(holder) is int count and > 0)
                     {
                         released += count;
                         FreeIfDeadLocked(block);
@@ -207,7 +199,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         lock (block.Sync)
         {
             ThrowIfFreed(block);
-            block.Leases[holder] = block.Leases.GetValueOrDefault(holder) + 1;
+            block.Leases.Add(holder);
             HolderIndex(holder).TryAdd(block.Id, 0);
         }
     }
@@ -252,7 +244,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// <summary>Frees a block with no lease and no use left: its device range or spill entry goes back at once.</summary>
     private void FreeIfDeadLocked(PoolBlock block)
     {
-        if (block.Freed || block.Uses > 0 || block.Leases.Count > 0)
+        if (block.Freed || block.Uses > 0 || block.Leases.Holders > 0)
         {
             return;
         }

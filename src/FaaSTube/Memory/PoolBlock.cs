@@ -24,7 +24,7 @@ public sealed record BlockOptions
 /// </summary>
 public sealed class PoolBlock
 {
-    private readonly Dictionary<long, int> _leases = [];
+    private readonly Lock _sync = new();
 
     internal PoolBlock(GpuMemoryPool pool, long id, long length, long rounded, BlockOptions options, FunctionWindow window)
     {
@@ -36,7 +36,7 @@ public sealed class PoolBlock
         NextUse = options.NextUse;
         IsPinned = options.Pinned;
         Window = window;
-        _leases[options.Holder] = 1;
+        Leases.Add(options.Holder);
     }
 
     /// <summary>The pool that holds it.</summary>
@@ -88,7 +88,7 @@ public sealed class PoolBlock
         {
             lock (Sync)
             {
-                return _leases.Values.Sum();
+                return Leases.Total;
             }
         }
     }
@@ -104,7 +104,7 @@ public sealed class PoolBlock
     /// <inheritdoc/>
     public override string ToString() => $"block {Id} ({Length} bytes, {Function})";
 
-    internal object Sync => _leases;
+    internal Lock Sync => _sync;
 
     internal long Rounded { get; }
 
@@ -124,7 +124,8 @@ public sealed class PoolBlock
 
     internal bool Freed { get; set; }
 
-    internal Dictionary<long, int> Leases => _leases;
+    /// <summary>The leases by holder (a field: the table is a struct changed in place under <see cref="Sync"/>).</summary>
+    internal LeaseTable Leases;
 }
 
 /// <summary>An open use of a resident block: its device memory and descriptor. Dispose to let it be evicted (or freed) again.</summary>

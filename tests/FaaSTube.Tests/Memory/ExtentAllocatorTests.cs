@@ -38,6 +38,16 @@ public sealed class ExtentAllocatorTests
             }
 
             Assert.AreEqual(Capacity, live.Sum(l => l.Size) + allocator.FreeBytes, $"step {step}: bytes lost");
+            if (step % 100 == 0)
+            {
+                var free = allocator.FreeExtents().ToList();
+                Assert.AreEqual(free.Count, allocator.FreeExtentCount);
+                Assert.AreEqual(free.Count == 0 ? 0 : free.Max(e => e.Size), allocator.LargestFree, $"step {step}: largest free extent");
+                for (int i = 1; i < free.Count; i++)
+                {
+                    Assert.IsLessThan(free[i].Offset, free[i - 1].Offset + free[i - 1].Size, $"step {step}: free neighbours left uncoalesced at {free[i].Offset}");
+                }
+            }
         }
 
         var all = live.Concat(allocator.FreeExtents()).OrderBy(r => r.Item1).ToList();
