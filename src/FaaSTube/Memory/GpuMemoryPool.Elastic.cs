@@ -124,7 +124,7 @@ public sealed partial class GpuMemoryPool
     /// <summary>A snapshot of the pool's numbers (the same the <c>FaaSTube</c> meter reports).</summary>
     public PoolStatistics GetStatistics()
     {
-        var slabs = _slabs.Where(s => s is not null).Select(s => s!.Snapshot()).ToArray();
+        var slabs = _slabs.Where(s => s is not null).Select(s => s!.FreeSpace()).ToArray();
         long free = slabs.Sum(s => s.Free);
         long largest = slabs.Select(s => s.Largest).DefaultIfEmpty(0).Max();
         long reserved = Interlocked.Read(ref _reserved);
@@ -263,7 +263,7 @@ public sealed partial class GpuMemoryPool
                 continue;
             }
 
-            var (free, _, extents) = slab.Snapshot();
+            var (free, extents) = slab.FreeRanges();
             var ranges = extents.Select(e => (e.Offset, e.Size, What: "free")).ToList();
             foreach (var block in _blocks.Values)
             {

@@ -417,7 +417,7 @@ public sealed partial class GpuMemoryPool
         var sb = new StringBuilder();
         sb.Append($"No room for {rounded} bytes in the pool on {Device} within {_options.AllocationTimeout.TotalSeconds:0.###} s: ");
         sb.Append($"{s.ReservedBytes} bytes reserved (cap {_options.MaxBytes}, device free {Device.GetMemoryInfo().Free}), {s.InUseBytes} in use, ");
-        sb.Append($"largest free range {_slabs.Where(x => x is not null).Select(x => x!.Snapshot().Largest).DefaultIfEmpty(0).Max()}; ");
+        sb.Append($"largest free range {_slabs.Where(x => x is not null).Select(x => x!.FreeSpace().Largest).DefaultIfEmpty(0).Max()}; ");
         sb.Append($"spill store {s.SpillHostBytes}/{_options.HostSpillBytes} host and {s.SpillFileBytes}/{_options.MaxSpillFileBytes} file bytes. Held by: ");
         var holders = _blocks.Values
             .Where(b => b.IsResident)

@@ -151,11 +151,21 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer)
         }
     }
 
-    public (long Free, long Largest, IReadOnlyList<(long Offset, long Size)> Extents) Snapshot()
+    /// <summary>Free bytes and the largest free range: what statistics and messages need, O(log n).</summary>
+    public (long Free, long Largest) FreeSpace()
     {
         lock (Lock)
         {
-            return (_extents.FreeBytes, _extents.LargestFree, _extents.FreeExtents().ToArray());
+            return (_extents.FreeBytes, _extents.LargestFree);
+        }
+    }
+
+    /// <summary>Free bytes and every free range in address order (for the invariant walk only: it copies and sorts them).</summary>
+    public (long Free, IReadOnlyList<(long Offset, long Size)> Extents) FreeRanges()
+    {
+        lock (Lock)
+        {
+            return (_extents.FreeBytes, _extents.FreeExtents().ToArray());
         }
     }
 }
