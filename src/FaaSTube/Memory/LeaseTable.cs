@@ -1,9 +1,10 @@
 namespace FaaSTube.Memory;
 
 /// <summary>
-/// The leases on one block, counted per holder. Nearly every block has one or two holders (its
-/// producer, then its consumers one after another), so the first holder is kept inline and a
-/// dictionary is made only for more: an allocation does not pay for a table it will not use.
+/// The leases on one block, counted per holder. A block starts with one holder (whoever allocated
+/// it), and a pool used on its own often ends with that one, so that holder is kept inline and a
+/// dictionary is made only when a second holder comes while the first still holds (in the node:
+/// the directory, then each consumer): an allocation does not pay for a table it may not use.
 /// Not thread-safe: the block's lock guards it.
 /// </summary>
 internal struct LeaseTable
