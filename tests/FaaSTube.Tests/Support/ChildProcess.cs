@@ -69,8 +69,7 @@ internal sealed class ChildProcess : IDisposable
     /// </summary>
     public async Task StopAsync()
     {
-        const int SigStop = 19;
-        if (Interop.Libc.kill(_process.Id, SigStop) != 0)
+        if (Interop.Libc.kill(_process.Id, Interop.Libc.SIGSTOP) != 0)
         {
             throw new InvalidOperationException($"kill(SIGSTOP) failed: errno {Marshal.GetLastPInvokeError()}");
         }
@@ -91,7 +90,7 @@ internal sealed class ChildProcess : IDisposable
     }
 
     /// <summary>Continues a child stopped by <see cref="StopAsync"/> (SIGCONT).</summary>
-    public void Continue() => Interop.Libc.kill(_process.Id, 18);
+    public void Continue() => Interop.Libc.kill(_process.Id, Interop.Libc.SIGCONT);
 
     public void Dispose()
     {
