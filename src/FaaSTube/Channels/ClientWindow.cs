@@ -1,41 +1,48 @@
-using System.Buffers;
-using FaaSTube.Devices.Simulated;
+using System.Runtime.InteropServices;
+using FaaSTube.Channels.Transport;
+using FaaSTube.Native;
+using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels;
 
 /// <summary>
-/// The client's shared-memory window: a file in /dev/shm that the node maps and registers (pins)
-/// once, so host data crosses between the processes by DMA to and from it, never over the socket.
-/// Two halves: the client fills one while the node moves the other.
+/// The client's window for host data: anonymous shared memory (<see cref="SharedWindow"/>) that the
+/// node maps and registers (pins) once, so host data crosses between the processes by DMA to and
+/// from it, never over the socket. Two halves: the client fills one while the node moves the other.
 /// </summary>
-internal sealed unsafe class ClientWindow : MemoryManager<byte>
+internal sealed class ClientWindow : IDisposable
 {
-    private readonly SharedMemoryFile _file;
+    private readonly SharedWindow _shared;
 
     public ClientWindow(int bytes)
     {
-        Name = $"faastube-win.{Environment.ProcessId}.{Guid.NewGuid():N}";
-        _file = SharedMemoryFile.Create(Path.Combine(SharedMemoryFile.DefaultDirectory, Name), bytes, null);
-        Length = bytes;
+        if (bytes < 2 * 4096)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "A window holds at least two pages (8 KiB).");
+        }
+
+        _shared = SharedWindow.Create(bytes);
         HalfBytes = bytes / 2 & ~4095;
     }
 
-    public string Name { get; }
-
-    public int Length { get; }
+    public int Length => _shared.Length;
 
     /// <summary>Bytes per half (page-aligned).</summary>
     public int HalfBytes { get; }
 
-    public Memory<byte> Half(int index) => Memory.Slice(index * HalfBytes, HalfBytes);
+    /// <summary>The descriptor the node gets with Hello.</summary>
+    public SafeFileHandle Descriptor => _shared.Descriptor;
 
-    public override Span<byte> GetSpan() => new(_file.Pointer, Length);
+    public Memory<byte> Half(int index) => _shared.Memory.Slice(index * HalfBytes, HalfBytes);
 
-    public override MemoryHandle Pin(int elementIndex = 0) => new(_file.Pointer + elementIndex);
-
-    public override void Unpin()
+    /// <summary>A duplicate of the descriptor for a node in this process (the node owns and closes it).</summary>
+    public SafeFileHandle Duplicate()
     {
+        int fd = Interop.Libc.fcntl((int)_shared.Descriptor.DangerousGetHandle(), Interop.Libc.F_DUPFD_CLOEXEC, 0);
+        return fd >= 0
+            ? new SafeFileHandle(fd, ownsHandle: true)
+            : throw new IOException($"fcntl(F_DUPFD_CLOEXEC) failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}.");
     }
 
-    protected override void Dispose(bool disposing) => _file.Dispose();
+    public void Dispose() => ((IDisposable)_shared).Dispose();
 }

@@ -1,75 +1,105 @@
-using System.Diagnostics;
 using System.IO.Pipelines;
 using FaaSTube.Channels.Protocol;
-using FaaSTube.Devices;
-using FaaSTube.Devices.Simulated;
 using FaaSTube.Memory;
+using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels;
 
+/// <summary>The first frame of a connection and the descriptors that came with it (the window).</summary>
+internal sealed record HelloFrame(FrameType Type, uint RequestId, byte[] Payload, IReadOnlyList<SafeFileHandle> Descriptors);
+
 /// <summary>
-/// One client connection on the node: reads frames, runs each request concurrently (request ids
-/// let many calls be in flight), answers each with Ok or Error, and tracks what the client holds:
-/// leases with open uses (so held data is never evicted under it), opened slabs, and its window.
-/// Every descriptor it sends is made here from the pool's tables; nothing a client sends is trusted.
+/// One client connection on the node. Its lifetime is the safety boundary against a client that
+/// misbehaves or dies:
+/// <list type="bullet">
+/// <item>the handshake must finish within <see cref="TubeNodeOptions.HelloTimeout"/> and hand over the window as a descriptor;</item>
+/// <item>at most <see cref="TubeNodeOptions.MaxRequestsInFlight"/> requests run at once: the next frame is not read before a slot is free;</item>
+/// <item>when the connection ends (closed, broken, killed) every running request is cancelled and
+/// awaited before anything it uses is given back: the window is unregistered and unmapped after the
+/// last copy through it, leases and uses after the last request that could add one.</item>
+/// </list>
+/// The requests themselves are in <c>NodeSession.Requests.cs</c>.
 /// </summary>
-internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, PipeWriter writer, int pid, uint uid, bool inProcess, IDisposable? transport)
+internal sealed partial class NodeSession
 {
-    private readonly FrameWriter _writer = new(writer, transport);
-    private readonly Lock _sync = new();
-    private readonly Dictionary<TubeId, Stack<(PoolBlock Block, BlockUse Use)>> _held = [];
-    private readonly HashSet<(int Device, int Slab, int Generation)> _opened = [];
-    private SharedMemoryFile? _windowFile;
-    private PinnedBuffer? _window;
+    private readonly TubeNode _node;
+    private readonly PipeReader _reader;
+    private readonly FrameWriter _writer;
+    private readonly Func<CancellationToken, Task<HelloFrame?>> _receiveHello;
+    private readonly SemaphoreSlim _slots;
+    private readonly CancellationTokenSource _ended = new();
+    private readonly uint _uid;
+    private NodeWindow? _window;
     private string _workflow = "";
     private string _function = "";
 
-    public long Id { get; } = id;
-
-    public int Pid { get; } = pid;
-
-    public async Task RunAsync(bool denied, CancellationToken stop)
+    public NodeSession(TubeNode node, long id, PipeReader reader, PipeWriter writer, Func<CancellationToken, Task<HelloFrame?>> receiveHello, int pid, uint uid, bool inProcess, IDisposable? transport)
     {
+        _node = node;
+        Id = id;
+        _reader = reader;
+        _writer = new FrameWriter(writer, transport);
+        _receiveHello = receiveHello;
+        Pid = pid;
+        _uid = uid;
+        _inProcess = inProcess;
+        _slots = new SemaphoreSlim(node.Options.MaxRequestsInFlight, node.Options.MaxRequestsInFlight);
+    }
+
+    public long Id { get; }
+
+    public int Pid { get; }
+
+    public uint Uid => _uid;
+
+    /// <summary>Completes when the session has ended and everything it held was given back.</summary>
+    public Task Completion { get; private set; } = Task.CompletedTask;
+
+    public void Start(string? refusal, CancellationToken stop) => Completion = Task.Run(() => RunAsync(refusal, stop), CancellationToken.None);
+
+    private async Task RunAsync(string? refusal, CancellationToken stop)
+    {
+        using var stopping = stop.Register(static s => ((CancellationTokenSource)s!).Cancel(), _ended);
+        var ended = _ended.Token;
         try
         {
-            if (denied)
+            if (refusal is not null)
             {
-                await SendErrorAsync(0, TubeError.AccessDenied, $"User {uid} may not use this node.").ConfigureAwait(false);
+                await SendErrorAsync(0, TubeError.AccessDenied, refusal).ConfigureAwait(false);
                 return;
             }
 
-            bool greeted = false;
-            while (!stop.IsCancellationRequested)
+            if (!await HandshakeAsync(ended).ConfigureAwait(false))
             {
+                return;
+            }
+
+            while (true)
+            {
+                await _slots.WaitAsync(ended).ConfigureAwait(false);
                 (FrameType Type, uint RequestId, byte[] Payload)? frame;
                 try
                 {
-                    frame = await Frames.ReadAsync(reader, node.Options.MaxFrameBytes, stop).ConfigureAwait(false);
+                    frame = await Frames.ReadAsync(_reader, _node.Options.MaxFrameBytes, ended).ConfigureAwait(false);
                 }
-                catch (InvalidDataException e)
+                catch
                 {
-                    await SendErrorAsync(0, TubeError.FrameTooLarge, e.Message).ConfigureAwait(false);
-                    return; // the byte stream cannot be resynchronised
+                    _slots.Release();
+                    throw;
                 }
 
                 if (frame is not { } f)
                 {
+                    _slots.Release();
                     return; // the client closed
                 }
 
-                if (!greeted)
-                {
-                    greeted = await HelloAsync(f.Type, f.RequestId, f.Payload).ConfigureAwait(false);
-                    if (!greeted)
-                    {
-                        return;
-                    }
-
-                    continue;
-                }
-
-                _ = HandleAsync(f.Type, f.RequestId, f.Payload);
+                _ = HandleAsync(f.Type, f.RequestId, f.Payload); // releases its slot when done
             }
+        }
+        catch (InvalidDataException e)
+        {
+            await SendErrorQuietlyAsync(0, TubeError.FrameTooLarge, e.Message).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
@@ -77,442 +107,105 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         }
         finally
         {
-            await CloseAsync().ConfigureAwait(false);
+            await EndAsync().ConfigureAwait(false);
         }
     }
 
-    private async Task<bool> HelloAsync(FrameType type, uint requestId, byte[] payload)
+    /// <summary>Hello within the timeout, with exactly one descriptor: the window. False when the session must end.</summary>
+    private async Task<bool> HandshakeAsync(CancellationToken ended)
     {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ended);
+        timeout.CancelAfter(_node.Options.HelloTimeout);
+        HelloFrame? hello;
         try
         {
-            if (type != FrameType.Hello)
+            hello = await _receiveHello(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ended.IsCancellationRequested)
+        {
+            await SendErrorQuietlyAsync(0, TubeError.BadRequest, $"No Hello within {_node.Options.HelloTimeout.TotalSeconds:0.###} s.").ConfigureAwait(false);
+            return false;
+        }
+
+        if (hello is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            if (hello.Type != FrameType.Hello)
             {
                 throw new TubeException(TubeError.BadRequest, "The first frame must be Hello.");
             }
 
-            var r = new PayloadReader(payload);
+            var r = new PayloadReader(hello.Payload);
             ushort version = r.U16();
             if (version != Frames.Version)
             {
                 throw new TubeException(TubeError.VersionMismatch, $"The node speaks protocol {Frames.Version}; the client {version}.");
             }
 
-            _workflow = r.Str();
-            _function = r.Str();
-            string windowName = r.Str();
+            _workflow = r.Name();
+            _function = r.Name();
             long windowBytes = r.I64();
-            if (string.IsNullOrEmpty(_workflow))
+            if (_workflow.Length == 0)
             {
                 throw new TubeException(TubeError.BadRequest, "A client must name its workflow.");
             }
 
-            OpenWindow(windowName, windowBytes);
-            var ok = new PayloadWriter().U16(Frames.Version).I64(Id).I32(node.Gpus.Devices.Count).U8((byte)node.Gpus.Backend);
-            await SendAsync(FrameType.Ok, requestId, ok.Memory).ConfigureAwait(false);
+            if (hello.Descriptors.Count != 1 || hello.Descriptors[0].IsInvalid)
+            {
+                throw new TubeException(TubeError.BadRequest, $"Hello must carry exactly one descriptor, the window; it carried {hello.Descriptors.Count}.");
+            }
+
+            _window = NodeWindow.Open(hello.Descriptors[0], windowBytes, _node.Gpus.Devices[0]);
+            var ok = new PayloadWriter().U16(Frames.Version).I64(Id).I32(_node.Gpus.Devices.Count).U8((byte)_node.Gpus.Backend);
+            await SendAsync(FrameType.Ok, hello.RequestId, ok.Memory).ConfigureAwait(false);
             return true;
         }
         catch (Exception e) when (e is TubeException or InvalidDataException or ArgumentException or IOException)
         {
+            foreach (var descriptor in hello.Descriptors)
+            {
+                descriptor.Dispose(); // the window's too, unless it was adopted (then the window owns it)
+            }
+
+            _window?.Dispose();
+            _window = null;
             var error = e is TubeException t ? t.Error : TubeError.BadRequest;
-            await SendErrorAsync(requestId, error, e is TubeException te ? te.Reason : e.Message).ConfigureAwait(false);
+            await SendErrorQuietlyAsync(hello.RequestId, error, e is TubeException te ? te.Reason : e.Message).ConfigureAwait(false);
             return false;
         }
     }
 
-    /// <summary>Maps and registers (pins) the client's shared-memory window, once for the whole session.</summary>
-    private void OpenWindow(string name, long bytes)
+    /// <summary>
+    /// The connection is over: cancel what runs, wait until every request has let go (each holds a
+    /// slot), give back what the session held, then close the connection.
+    /// </summary>
+    private async Task EndAsync()
     {
-        if (bytes <= 0 || bytes > int.MaxValue || !name.StartsWith("faastube-win.", StringComparison.Ordinal) || name.Contains('/') || name.Contains(".."))
+        await _ended.CancelAsync().ConfigureAwait(false);
+        for (int i = 0; i < _node.Options.MaxRequestsInFlight; i++)
         {
-            throw new TubeException(TubeError.BadRequest, "The window must be a faastube-win.* file in shared memory of 1 byte to 2 GiB.");
+            await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         }
 
-        _windowFile = SharedMemoryFile.Open(Path.Combine(SharedMemoryFile.DefaultDirectory, name), bytes);
         try
         {
-            unsafe
-            {
-                _window = node.Gpus.Devices[0].RegisterHostMemory((nint)_windowFile.Pointer, bytes);
-            }
-        }
-        catch
-        {
-            _windowFile.Dispose();
-            _windowFile = null;
-            throw;
-        }
-    }
-
-    private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
-    {
-        var started = Stopwatch.GetTimestamp();
-        string path = "control";
-        using var activity = Telemetry.ActivitySource.StartActivity($"faastube.node.{type}");
-        activity?.SetTag("faastube.workflow", _workflow);
-        try
-        {
-            PayloadWriter reply;
-            (reply, path) = type switch
-            {
-                FrameType.PutBegin => (await PutBeginAsync(payload).ConfigureAwait(false), "host"),
-                FrameType.PutPart => (await PutPartAsync(payload).ConfigureAwait(false), "host"),
-                FrameType.PutCommit => (Commit(payload, isPublish: false), "host"),
-                FrameType.Allocate => (await AllocateAsync(payload).ConfigureAwait(false), "zero-copy"),
-                FrameType.Publish => (Commit(payload, isPublish: true), "zero-copy"),
-                FrameType.Get => await GetAsync(payload).ConfigureAwait(false),
-                FrameType.GetToHost => (await GetToHostAsync(payload).ConfigureAwait(false), "host"),
-                FrameType.Release => (Release(payload), "control"),
-                FrameType.Where => (Where(payload), "control"),
-                FrameType.SlabClosed => (SlabClosed(payload), "control"),
-                FrameType.Delete => (Delete(payload), "control"),
-                _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
-            };
-            await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            var (error, message) = e switch
-            {
-                TubeException t => (t.Error, t.Reason),
-                PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, p.Message),
-                PoolException p => (TubeError.BadRequest, p.Message),
-                InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
-                _ => (TubeError.Internal, e.ToString()),
-            };
-            activity?.SetStatus(ActivityStatusCode.Error, message);
-            try
-            {
-                await SendErrorAsync(requestId, error, message).ConfigureAwait(false);
-            }
-            catch (Exception sendError) when (sendError is IOException or InvalidOperationException or ObjectDisposedException)
-            {
-                // The client is gone; the session's end cleans up.
-            }
+            _node.EndSession(this);
         }
         finally
         {
-            ChannelMetrics.CallDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds,
-                new KeyValuePair<string, object?>("faastube.op", type.ToString()), new KeyValuePair<string, object?>("faastube.path", path));
+            await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
+            await _writer.CompleteAsync().ConfigureAwait(false);
         }
     }
 
-    private NodeDevice DeviceAt(int ordinal) =>
-        (uint)ordinal < (uint)node.Devices.Length ? node.Devices[ordinal] : throw new TubeException(TubeError.BadRequest, $"There is no GPU {ordinal}.");
+    /// <summary>Ends the connection from the node's side (the node is stopping); <see cref="Completion"/> completes once it is cleaned up.</summary>
+    public void Abort() => _reader.CancelPendingRead();
 
-    private async Task<PayloadWriter> PutBeginAsync(byte[] payload) =>
-        new PayloadWriter().Id((await NewEntryAsync(payload).ConfigureAwait(false)).Id);
-
-    /// <summary>Put and Allocate: a block on the asked GPU, leased to this client, in the directory but not yet visible.</summary>
-    private async Task<DataEntry> NewEntryAsync(byte[] payload)
-    {
-        var r = new PayloadReader(payload);
-        long length = r.I64();
-        int device = r.I32();
-        if (length <= 0)
-        {
-            throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
-        }
-
-        var block = await DeviceAt(device).Pool.AllocateAsync(length, new BlockOptions { Function = _function, Holder = Id }).ConfigureAwait(false);
-        return node.Register(new DataEntry(TubeId.NewId(), _workflow, device, block, Id));
-    }
-
-    /// <summary>DMA of one part from the client's pinned window into the block, under the device's transfer scheduler.</summary>
-    private async Task<PayloadWriter> PutPartAsync(byte[] payload)
-    {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        long offset = r.I64();
-        int windowOffset = r.I32();
-        int length = r.I32();
-        string tenant = r.Str();
-        long sloTicks = r.I64();
-        var entry = node.Find(_workflow, id, Id);
-        if (entry.Committed || entry.OwnerSession != Id)
-        {
-            throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put of this client.");
-        }
-
-        if (length <= 0 || offset < 0 || offset > entry.Length - length || windowOffset < 0 || windowOffset > _window!.Length - length)
-        {
-            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) from window offset {windowOffset} is out of range.");
-        }
-
-        using var use = await entry.Block.UseAsync().ConfigureAwait(false);
-        var request = new Transfers.TransferRequest { Tenant = string.IsNullOrEmpty(tenant) ? _function : tenant, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
-        await node.Devices[entry.Device].Engine.ToDeviceAsync(_window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), request).ConfigureAwait(false);
-        ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", "host"));
-        return new PayloadWriter();
-    }
-
-    private async Task<PayloadWriter> AllocateAsync(byte[] payload)
-    {
-        var entry = await NewEntryAsync(payload).ConfigureAwait(false);
-        var block = entry.Block;
-        int device = entry.Device;
-        var use = await block.UseAsync().ConfigureAwait(false);
-        lock (_sync)
-        {
-            Held(entry.Id).Push((block, use));
-        }
-
-        return Map(new PayloadWriter().Id(entry.Id), device, use);
-    }
-
-    /// <summary>PutCommit / Publish: the data becomes visible to the workflow; the producer's own lease and use go.</summary>
-    private PayloadWriter Commit(byte[] payload, bool isPublish)
-    {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        int consumers = r.I32();
-        long ttlTicks = r.I64();
-        bool pinned = r.U8() != 0;
-        var entry = node.Find(_workflow, id, Id);
-        if (entry.Committed || entry.OwnerSession != Id)
-        {
-            throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put or Allocate of this client.");
-        }
-
-        if (!pinned && consumers < 1)
-        {
-            throw new TubeException(TubeError.BadRequest, "Data needs at least one consumer (or Pinned).");
-        }
-
-        lock (entry.Sync)
-        {
-            entry.Block.AddLease(DataEntry.DirectoryHolder);
-            entry.Pinned = pinned;
-            entry.RemainingConsumers = pinned ? -1 : consumers;
-            entry.ExpiresAt = pinned ? null : node.Now + (ttlTicks > 0 ? TimeSpan.FromTicks(ttlTicks) : node.Options.DefaultTtl);
-            entry.Committed = true;
-            entry.OwnerSession = 0;
-        }
-
-        if (isPublish)
-        {
-            DropHeld(id); // the producer's use and lease
-        }
-        else
-        {
-            entry.Block.Pool.Release(entry.Block, Id);
-        }
-
-        return new PayloadWriter();
-    }
-
-    /// <summary>A lease and an open use for this client; device -1 is a host read (GetToHost parts follow).</summary>
-    private async Task<(PayloadWriter, string)> GetAsync(byte[] payload)
-    {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        int device = r.I32();
-        var entry = node.Find(_workflow, id);
-        PoolBlock block;
-        string path;
-        if (device < 0 || device == entry.Device)
-        {
-            block = entry.Block;
-            path = device < 0 ? "host" : "zero-copy";
-        }
-        else
-        {
-            block = await ReplicaAsync(entry, DeviceAt(device)).ConfigureAwait(false);
-            path = "peer-copy";
-        }
-
-        lock (entry.Sync)
-        {
-            if (!node.Find(_workflow, id).Equals(entry))
-            {
-                throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
-            }
-
-            block.AddLease(Id);
-        }
-
-        bool wasResident = block.IsResident;
-        BlockUse use;
-        try
-        {
-            use = await block.UseAsync().ConfigureAwait(false);
-        }
-        catch
-        {
-            block.Pool.Release(block, Id);
-            throw;
-        }
-
-        lock (_sync)
-        {
-            Held(id).Push((block, use));
-        }
-
-        path = wasResident ? path : "restore";
-        ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path));
-        var reply = new PayloadWriter().I64(block.Length);
-        return (device < 0 ? reply : Map(reply, device, use), path);
-    }
-
-    /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the routed peer paths and kept for later consumers there.</summary>
-    private async Task<PoolBlock> ReplicaAsync(DataEntry entry, NodeDevice target)
-    {
-        int device = target.Device.Ordinal;
-        lock (entry.Sync)
-        {
-            if (entry.On(device) is { } existing)
-            {
-                return existing;
-            }
-        }
-
-        var copy = await target.Pool.AllocateAsync(entry.Length, new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, Pinned = entry.Pinned }).ConfigureAwait(false);
-        using (var from = await entry.Block.UseAsync().ConfigureAwait(false))
-        using (var to = await copy.UseAsync().ConfigureAwait(false))
-        {
-            await node.Copier.CopyAsync(from.Memory, to.Memory).ConfigureAwait(false);
-        }
-
-        lock (entry.Sync)
-        {
-            if (entry.On(device) is { } raced)
-            {
-                copy.Pool.Release(copy, DataEntry.DirectoryHolder);
-                return raced;
-            }
-
-            entry.Replicas[device] = copy;
-            return copy;
-        }
-    }
-
-    private async Task<PayloadWriter> GetToHostAsync(byte[] payload)
-    {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        long offset = r.I64();
-        int windowOffset = r.I32();
-        int length = r.I32();
-        BlockUse use;
-        lock (_sync)
-        {
-            use = _held.TryGetValue(id, out var stack) && stack.Count > 0
-                ? stack.Peek().Use
-                : throw new TubeException(TubeError.NotLeased, $"Get {id} before reading it to the host.");
-        }
-
-        if (length <= 0 || offset < 0 || offset > use.Memory.Length - length || windowOffset < 0 || windowOffset > _window!.Length - length)
-        {
-            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) to window offset {windowOffset} is out of range.");
-        }
-
-        await node.Devices[use.Block.Pool.Device.Ordinal].Engine.ToHostAsync(use.Memory.Slice(offset, length), _window.Memory.Slice(windowOffset, length), new Transfers.TransferRequest { Tenant = _function }).ConfigureAwait(false);
-        return new PayloadWriter();
-    }
-
-    /// <summary>A consumer is done: its lease goes; when all consumers are, the data is freed at once.</summary>
-    private PayloadWriter Release(byte[] payload)
-    {
-        var id = new PayloadReader(payload).Id();
-        if (!DropHeld(id))
-        {
-            throw new TubeException(TubeError.NotLeased, $"This client holds no lease on {id}.");
-        }
-
-        var entry = node.TryFind(_workflow, id);
-        if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
-        {
-            node.RemoveEntry(abandoned); // an allocation dropped before Publish
-        }
-        else if (entry is { Committed: true })
-        {
-            bool last;
-            lock (entry.Sync)
-            {
-                last = entry.RemainingConsumers > 0 && --entry.RemainingConsumers == 0;
-            }
-
-            if (last)
-            {
-                node.RemoveEntry(entry);
-            }
-        }
-
-        return new PayloadWriter();
-    }
-
-    private PayloadWriter Where(byte[] payload) =>
-        new PayloadWriter().I32(node.Find(_workflow, new PayloadReader(payload).Id()).Device);
-
-    private PayloadWriter SlabClosed(byte[] payload)
-    {
-        var r = new PayloadReader(payload);
-        int device = r.I32(), slab = r.I32(), generation = r.I32();
-        lock (_sync)
-        {
-            if (!_opened.Remove((device, slab, generation)))
-            {
-                throw new TubeException(TubeError.BadRequest, $"This client has not opened slab {slab} generation {generation} of GPU {device}.");
-            }
-        }
-
-        DeviceAt(device).Pool.CloseSlab(slab, generation, Id);
-        return new PayloadWriter();
-    }
-
-    private PayloadWriter Delete(byte[] payload)
-    {
-        var entry = node.Find(_workflow, new PayloadReader(payload).Id());
-        node.RemoveEntry(entry);
-        return new PayloadWriter();
-    }
-
-    /// <summary>Appends the mapping of a use: device, slab id, generation, offset, length, and the slab's IPC handle the first time this client sees the slab.</summary>
-    private PayloadWriter Map(PayloadWriter reply, int device, BlockUse use)
-    {
-        var d = use.Descriptor;
-        bool first;
-        lock (_sync)
-        {
-            first = !inProcess && _opened.Add((device, d.SlabId, d.Generation));
-        }
-
-        byte[] handle = [];
-        if (first)
-        {
-            handle = new byte[IpcMemoryHandle.Size];
-            node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Id).WriteTo(handle);
-        }
-
-        return reply.I32(device).I32(d.SlabId).I32(d.Generation).I64(d.Offset).I64(d.Length).Bytes(handle);
-    }
-
-    private Stack<(PoolBlock, BlockUse)> Held(TubeId id) =>
-        _held.TryGetValue(id, out var stack) ? stack : _held[id] = new Stack<(PoolBlock, BlockUse)>();
-
-    /// <summary>Ends one use and lease this client holds on <paramref name="id"/>; false when it holds none.</summary>
-    private bool DropHeld(TubeId id)
-    {
-        (PoolBlock Block, BlockUse Use) held;
-        lock (_sync)
-        {
-            if (!_held.TryGetValue(id, out var stack) || stack.Count == 0)
-            {
-                return false;
-            }
-
-            held = stack.Pop();
-            if (stack.Count == 0)
-            {
-                _held.Remove(id);
-            }
-        }
-
-        held.Use.Dispose();
-        held.Block.Pool.Release(held.Block, Id);
-        return true;
-    }
-
-    /// <summary>The session ended: every use ends (leases go with the pool's ReleaseHolder), the window is unregistered.</summary>
+    /// <summary>Gives back every use the session holds and its window (called once every request has ended).</summary>
     public void ReleaseAll()
     {
         List<BlockUse> uses;
@@ -524,8 +217,8 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         }
 
         uses.ForEach(u => u.Dispose());
-        ((IDisposable?)_window)?.Dispose();
-        _windowFile?.Dispose();
+        _window?.Dispose();
+        _window = null;
     }
 
     /// <summary>Pushes "close this slab" (request id 0) to the client; it answers with SlabClosed once its buffers there are gone.</summary>
@@ -533,14 +226,20 @@ internal sealed class NodeSession(TubeNode node, long id, PipeReader reader, Pip
         _ = SendAsync(FrameType.CloseSlab, 0, new PayloadWriter().I32(device).I32(slab).I32(generation).Memory).AsTask()
             .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
 
-    public async Task CloseAsync()
-    {
-        await FrameWriter.Quietly(reader.CompleteAsync()).ConfigureAwait(false);
-        await _writer.CompleteAsync().ConfigureAwait(false);
-    }
-
     private Task SendErrorAsync(uint requestId, TubeError error, string message) =>
         SendAsync(FrameType.Error, requestId, new PayloadWriter().U16((ushort)error).Str(message.Length > 2000 ? message[..2000] : message).Memory).AsTask();
+
+    private async Task SendErrorQuietlyAsync(uint requestId, TubeError error, string message)
+    {
+        try
+        {
+            await SendErrorAsync(requestId, error, message).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client is gone; the session's end cleans up.
+        }
+    }
 
     private ValueTask SendAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload) =>
         _writer.SendAsync(type, requestId, payload, CancellationToken.None);

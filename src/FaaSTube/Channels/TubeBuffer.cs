@@ -39,7 +39,7 @@ public sealed class TubeBuffer : IAsyncDisposable
 
     internal (int Device, int Slab, int Generation) Slab => _slab;
 
-    /// <summary>Releases the lease (and for an unpublished allocation, drops it).</summary>
+    /// <summary>Releases the lease (and for an unpublished allocation, drops it). Never throws because the node is gone: the lease went with the connection.</summary>
     public async ValueTask DisposeAsync()
     {
         int was = Interlocked.Exchange(ref _state, 2);
@@ -51,7 +51,14 @@ public sealed class TubeBuffer : IAsyncDisposable
         _client.Unmapped(this);
         if (was == 0)
         {
-            await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);
+            try
+            {
+                await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);
+            }
+            catch (TubeNodeUnavailableException)
+            {
+                // The node is gone, and with it this lease: disposing must not hide the error that got the caller here.
+            }
         }
     }
 }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
 
 namespace FaaSTube.Channels;
@@ -35,15 +36,18 @@ public sealed class TubeClient : IAsyncDisposable
     private Exception? _dead;
     private int _slabsOpened;
 
-    private TubeClient(TubeClientOptions options, PipeReader reader, PipeWriter writer, IDisposable? transport, TubeNode? node)
+    private readonly Socket? _socket;
+
+    private TubeClient(TubeClientOptions options, ClientWindow window, PipeReader reader, PipeWriter writer, Socket? socket, IDisposable? transport, TubeNode? node)
     {
         _options = options;
+        _window = window;
         _reader = reader;
         _writer = new FrameWriter(writer, transport);
+        _socket = socket;
         _inProcessNode = node;
         _ownsGpus = node is null;
         Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
-        _window = new ClientWindow(options.WindowBytes);
     }
 
     /// <summary>The GPUs as this process sees them (for its own streams and kernels).</summary>
@@ -62,6 +66,7 @@ public sealed class TubeClient : IAsyncDisposable
     public static async Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var window = new ClientWindow(options.WindowBytes);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -70,11 +75,12 @@ public sealed class TubeClient : IAsyncDisposable
         catch (SocketException e)
         {
             socket.Dispose();
+            window.Dispose();
             throw new TubeNodeUnavailableException($"No FaaSTube node answers on {options.SocketPath}.", e);
         }
 
         var stream = new NetworkStream(socket, ownsSocket: true);
-        return await StartAsync(new TubeClient(options, PipeReader.Create(stream), PipeWriter.Create(stream), stream, null), cancellationToken).ConfigureAwait(false);
+        return await StartAsync(new TubeClient(options, window, PipeReader.Create(stream), PipeWriter.Create(stream), socket, stream, null), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Connects to a node in this process: no socket and no IPC handles, the same calls and semantics.</summary>
@@ -85,8 +91,20 @@ public sealed class TubeClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(options);
-        var (reader, writer) = node.ConnectInProcess();
-        return await StartAsync(new TubeClient(options, reader, writer, null, node), cancellationToken).ConfigureAwait(false);
+        var window = new ClientWindow(options.WindowBytes);
+        PipeReader reader;
+        PipeWriter writer;
+        try
+        {
+            (reader, writer) = node.ConnectInProcess(window.Duplicate());
+        }
+        catch
+        {
+            window.Dispose();
+            throw;
+        }
+
+        return await StartAsync(new TubeClient(options, window, reader, writer, null, null, node), cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<TubeClient> StartAsync(TubeClient client, CancellationToken cancellationToken)
@@ -95,7 +113,7 @@ public sealed class TubeClient : IAsyncDisposable
         {
             client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
             var hello = new PayloadWriter().U16(Frames.Version).Str(client._options.Workflow).Str(client._options.Function)
-                .Str(client._window.Name).I64(client._window.Length);
+                .I64(client._window.Length);
             var reply = await client.CallAsync(FrameType.Hello, hello, cancellationToken).ConfigureAwait(false);
             var r = new PayloadReader(reply);
             r.U16();
@@ -427,9 +445,17 @@ public sealed class TubeClient : IAsyncDisposable
         {
             try
             {
-                await _writer.SendAsync(type, requestId, payload.Memory, cancellationToken).ConfigureAwait(false);
+                if (type == FrameType.Hello && _socket is { } socket)
+                {
+                    // The window travels with Hello as a descriptor (SCM_RIGHTS), before any other frame.
+                    UnixRights.Send(socket, Frames.Encode(type, requestId, payload.Memory.Span), _window.Descriptor);
+                }
+                else
+                {
+                    await _writer.SendAsync(type, requestId, payload.Memory, cancellationToken).ConfigureAwait(false);
+                }
             }
-            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
+            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or SocketException)
             {
                 // The node may have closed after telling why (access denied, bad version): let the
                 // reader see that frame first, so the caller gets the reason, not a broken pipe.
@@ -537,7 +563,7 @@ public sealed class TubeClient : IAsyncDisposable
             _mappings.Clear();
         }
 
-        ((IDisposable)_window).Dispose();
+        _window.Dispose();
         if (_ownsGpus)
         {
             Gpus.Dispose();

@@ -24,8 +24,11 @@ public enum TubeError : ushort
     /// <summary>The GPU pool could not make room in time.</summary>
     OutOfMemory = 7,
 
-    /// <summary>The node failed while serving the call.</summary>
+    /// <summary>The node failed while serving the call (its log has the details, under the reference in the message).</summary>
     Internal = 8,
+
+    /// <summary>The request asks for more than the node could ever hold (beyond the GPU's memory or the pool's cap): it fails at once.</summary>
+    TooLarge = 9,
 }
 
 /// <summary>The node refused or failed a call; the connection stays usable unless the error says otherwise.</summary>

@@ -1,12 +1,16 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
 using FaaSTube.Memory;
 using FaaSTube.Native;
 using FaaSTube.Transfers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels;
 
@@ -26,18 +30,22 @@ public sealed partial class TubeNode : IAsyncDisposable
     private readonly long _start;
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
+    private readonly TubeNodeOptions _options;
+    private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
     private int _disposed;
 
     private TubeNode(TubeNodeOptions options)
     {
+        options.Validate();
         Options = options;
+        _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
         Router = new PathRouter(Gpus.Topology);
         // Host lanes report to the router, so harvesting never borrows a busy one.
         var transfers = options.Transfers.Router is null ? options.Transfers.WithRouter(Router) : options.Transfers;
-        FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // windows of clients that died
+        FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // simulated memory of processes that died
         Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, transfers)).ToArray();
         Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
@@ -134,26 +142,70 @@ public sealed partial class TubeNode : IAsyncDisposable
         LogListening(_logger, path, Gpus.Backend, Gpus.Devices.Count);
     }
 
+    /// <summary>
+    /// Accepts until the node stops. Running out of descriptors or memory (EMFILE, ENFILE, ENOBUFS)
+    /// does not end it: it logs, waits until a session ends (or a short while), and accepts again.
+    /// </summary>
     private async Task AcceptLoopAsync()
     {
+        bool starved = false;
         while (!_stop.IsCancellationRequested)
         {
             Socket socket;
             try
             {
-                socket = await _listener!.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                var sessionEnded = _sessionEnded.Task;
+                try
+                {
+                    socket = await _listener!.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable or SocketError.SystemNotReady)
+                {
+                    if (!starved)
+                    {
+                        LogAcceptStarved(_logger, e.SocketErrorCode, _sessions.Count);
+                        starved = true;
+                    }
+
+                    await Task.WhenAny(sessionEnded, Task.Delay(TimeSpan.FromMilliseconds(100), _stop.Token)).ConfigureAwait(false);
+                    continue;
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset or SocketError.Interrupted)
+                {
+                    continue; // that client gave up before it was accepted
+                }
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
             {
                 return;
             }
 
-            var (pid, uid) = PeerCredentials(socket);
-            var stream = new NetworkStream(socket, ownsSocket: true);
-            var allowed = Options.AllowedUids ?? [Interop.Libc.getuid()];
-            StartSession(PipeReader.Create(stream), PipeWriter.Create(stream), pid, uid, inProcess: false, denied: !allowed.Contains(uid), stream);
+            if (starved)
+            {
+                LogAcceptRecovered(_logger, _sessions.Count);
+                starved = false;
+            }
+
+            Accept(socket);
         }
     }
+
+    private void Accept(Socket socket)
+    {
+        var (pid, uid) = PeerCredentials(socket);
+        var allowed = Options.AllowedUids ?? [Interop.Libc.getuid()];
+        string? refusal = !allowed.Contains(uid)
+            ? $"User {uid} may not use this node."
+            : _sessions.Values.Count(s => s.Uid == uid) >= Options.MaxSessionsPerUser
+                ? $"User {uid} has {Options.MaxSessionsPerUser} connections open, the most the node allows."
+                : null;
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        int maxFrame = Options.MaxFrameBytes;
+        StartSession(PipeReader.Create(stream), PipeWriter.Create(stream), async ct => ToHello(await UnixRights.ReceiveAsync(socket, maxFrame, ct).ConfigureAwait(false)), pid, uid, inProcess: false, refusal, stream);
+    }
+
+    private static HelloFrame? ToHello((byte[] Frame, List<SafeFileHandle> Descriptors)? received) =>
+        received is not { } r ? null : new HelloFrame((FrameType)r.Frame[0], BinaryPrimitives.ReadUInt32LittleEndian(r.Frame.AsSpan(1)), r.Frame[5..], r.Descriptors);
 
     /// <summary>SO_PEERCRED: (pid, uid) of the connecting process.</summary>
     private static (int Pid, uint Uid) PeerCredentials(Socket socket)
@@ -167,27 +219,56 @@ public sealed partial class TubeNode : IAsyncDisposable
         return (0, uint.MaxValue);
     }
 
-    /// <summary>A client in this process: the same protocol over in-memory pipes, no socket, no IPC.</summary>
-    internal (PipeReader Reader, PipeWriter Writer) ConnectInProcess()
+    /// <summary>
+    /// A client in this process: the same protocol over in-memory pipes, no socket, no IPC. Its
+    /// window goes through the same checks as a remote client's (<paramref name="window"/> is a
+    /// duplicate the node owns from here on).
+    /// </summary>
+    internal (PipeReader Reader, PipeWriter Writer) ConnectInProcess(SafeFileHandle window)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var toNode = new Pipe();
         var toClient = new Pipe();
-        StartSession(toNode.Reader, toClient.Writer, Environment.ProcessId, Interop.Libc.getuid(), inProcess: true, denied: false, null);
+        int maxFrame = Options.MaxFrameBytes;
+        async Task<HelloFrame?> Receive(CancellationToken ct)
+        {
+            try
+            {
+                return await Frames.ReadAsync(toNode.Reader, maxFrame, ct).ConfigureAwait(false) is { } f
+                    ? new HelloFrame(f.Type, f.RequestId, f.Payload, [window])
+                    : Closed(window);
+            }
+            catch
+            {
+                window.Dispose();
+                throw;
+            }
+        }
+
+        StartSession(toNode.Reader, toClient.Writer, Receive, Environment.ProcessId, Interop.Libc.getuid(), inProcess: true, refusal: null, null);
         return (toClient.Reader, toNode.Writer);
     }
 
-    private void StartSession(PipeReader reader, PipeWriter writer, int pid, uint uid, bool inProcess, bool denied, IDisposable? transport)
+    private static HelloFrame? Closed(SafeFileHandle window)
     {
-        long id = Interlocked.Increment(ref _nextSession);
-        var session = new NodeSession(this, id, reader, writer, pid, uid, inProcess, transport);
-        _sessions[id] = session;
-        ChannelMetrics.Sessions.Add(1);
-        _ = session.RunAsync(denied, _stop.Token).ContinueWith(_ => EndSession(session), TaskScheduler.Default);
+        window.Dispose();
+        return null;
     }
 
-    /// <summary>A client went away (closed, crashed, killed): everything it held is given back; data it published stays.</summary>
-    private void EndSession(NodeSession session)
+    private void StartSession(PipeReader reader, PipeWriter writer, Func<CancellationToken, Task<HelloFrame?>> receiveHello, int pid, uint uid, bool inProcess, string? refusal, IDisposable? transport)
+    {
+        long id = Interlocked.Increment(ref _nextSession);
+        var session = new NodeSession(this, id, reader, writer, receiveHello, pid, uid, inProcess, transport);
+        _sessions[id] = session;
+        ChannelMetrics.Sessions.Add(1);
+        session.Start(refusal, _stop.Token);
+    }
+
+    /// <summary>
+    /// A client went away (closed, crashed, killed) and every request it had running has ended:
+    /// everything it held is given back; data it published stays. Called once, by the session.
+    /// </summary>
+    internal void EndSession(NodeSession session)
     {
         if (!_sessions.TryRemove(session.Id, out _))
         {
@@ -208,7 +289,16 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
 
         LogSessionEnded(_logger, session.Id, session.Pid);
+        Interlocked.Exchange(ref _sessionEnded, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         SessionEnded?.Invoke(session.Id);
+    }
+
+    /// <summary>Logs an unexpected failure with a reference and returns what the client is told: the reference, never the details.</summary>
+    internal string InternalError(string operation, long session, Exception exception)
+    {
+        string reference = Guid.NewGuid().ToString("N")[..12];
+        LogInternalError(_logger, exception, operation, session, reference);
+        return $"The node failed serving {operation} (reference {reference}; the node's log has the details).";
     }
 
     /// <summary>Raised after a session's leases, mappings and window were given back (tests wait on it).</summary>
@@ -303,8 +393,12 @@ public sealed partial class TubeNode : IAsyncDisposable
         await _acceptLoop.ConfigureAwait(false);
         foreach (var session in _sessions.Values)
         {
-            await session.CloseAsync().ConfigureAwait(false);
-            EndSession(session);
+            session.Abort();
+        }
+
+        foreach (var session in _sessions.Values)
+        {
+            await session.Completion.ConfigureAwait(false); // its requests end, then what it held goes back
         }
 
         Copier.Dispose();
@@ -321,6 +415,15 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Removed the stale socket {Path} of a node that is gone")]
     private static partial void LogStaleSocket(ILogger logger, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot accept connections ({Error}) with {Sessions} sessions open; accepting again when one ends")]
+    private static partial void LogAcceptStarved(ILogger logger, SocketError error, int sessions);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Accepting connections again ({Sessions} sessions open)")]
+    private static partial void LogAcceptRecovered(ILogger logger, int sessions);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Operation} of session {Session} failed (reference {Reference})")]
+    private static partial void LogInternalError(ILogger logger, Exception exception, string operation, long session, string reference);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Session {Session} (pid {Pid}) ended; its leases and mappings were released")]
     private static partial void LogSessionEnded(ILogger logger, long session, int pid);

@@ -38,9 +38,34 @@ public sealed class TubeNodeOptions
     /// <summary>How often expired data is swept (default 1 s); null: only by <see cref="TubeNode.SweepExpired"/>.</summary>
     public TimeSpan? SweepInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The longest TTL a client may ask for (default 7 days); longer-lived data is put as pinned.</summary>
+    public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>Requests one connection may have running at once (default 64); the node reads no further frame of it until one ends.</summary>
+    public int MaxRequestsInFlight { get; set; } = 64;
+
+    /// <summary>Connections one user id may hold at once (default 1024); more are refused with <see cref="TubeError.AccessDenied"/>.</summary>
+    public int MaxSessionsPerUser { get; set; } = 1024;
+
+    /// <summary>How long a new connection has to send Hello with its window (default 5 s); then it is closed.</summary>
+    public TimeSpan HelloTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The clock of TTLs (default: the system's).</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>Where the node logs.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxFrameBytes, 1 << 10, nameof(MaxFrameBytes));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(DefaultTtl, TimeSpan.Zero, nameof(DefaultTtl));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxTtl, DefaultTtl, nameof(MaxTtl));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxTtl, TimeSpan.FromDays(3650), nameof(MaxTtl));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRequestsInFlight, nameof(MaxRequestsInFlight));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxSessionsPerUser, nameof(MaxSessionsPerUser));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+    }
 }

@@ -32,8 +32,12 @@ internal enum FrameType : byte
 /// </summary>
 internal static class Frames
 {
-    public const ushort Version = 1;
+    /// <summary>2: the window is a descriptor passed with Hello (SCM_RIGHTS), not a file name.</summary>
+    public const ushort Version = 2;
     public const int HeaderBytes = 9;
+
+    /// <summary>The longest workflow, function or tenant name, in UTF-8 bytes.</summary>
+    public const int MaxNameBytes = 256;
 
     /// <summary>Reads one frame; null at a clean end of stream. Throws <see cref="InvalidDataException"/> on a bad or oversized frame.</summary>
     public static async ValueTask<(FrameType Type, uint RequestId, byte[] Payload)?> ReadAsync(PipeReader reader, int maxFrameBytes, CancellationToken cancellationToken)
@@ -74,6 +78,17 @@ internal static class Frames
 
             reader.AdvanceTo(buffer.Start, buffer.End);
         }
+    }
+
+    /// <summary>One whole frame as bytes (header and payload), for the handshake's descriptor-carrying send.</summary>
+    public static byte[] Encode(FrameType type, uint requestId, ReadOnlySpan<byte> payload)
+    {
+        var frame = new byte[HeaderBytes + payload.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)(5 + payload.Length));
+        frame[4] = (byte)type;
+        BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(5), requestId);
+        payload.CopyTo(frame.AsSpan(HeaderBytes));
+        return frame;
     }
 
     /// <summary>Writes one frame and flushes.</summary>
@@ -149,11 +164,34 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
         return Take(n).ToArray();
     }
 
-    public string Str()
+    /// <summary>A string of at most 4096 bytes of valid UTF-8: two different byte strings never decode to the same text.</summary>
+    public string Str() => Decode(Bytes(), MaxString);
+
+    /// <summary>A name (workflow, function, tenant): valid UTF-8, at most <see cref="Frames.MaxNameBytes"/> bytes, no control characters.</summary>
+    public string Name()
     {
-        var bytes = Bytes();
-        return bytes.Length > MaxString ? throw new InvalidDataException("A string field is too long.") : Encoding.UTF8.GetString(bytes);
+        var text = Decode(Bytes(), Frames.MaxNameBytes);
+        return text.Any(char.IsControl) ? throw new InvalidDataException("A name holds a control character.") : text;
     }
+
+    private static string Decode(byte[] bytes, int max)
+    {
+        if (bytes.Length > max)
+        {
+            throw new InvalidDataException($"A text field of {bytes.Length} bytes is over the limit of {max}.");
+        }
+
+        try
+        {
+            return StrictUtf8.GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new InvalidDataException("A text field is not valid UTF-8.");
+        }
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private ReadOnlySpan<byte> Take(int n)
     {

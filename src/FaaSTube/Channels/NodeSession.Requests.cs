@@ -1,0 +1,423 @@
+using System.Diagnostics;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Devices;
+using FaaSTube.Memory;
+using FaaSTube.Transfers;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// The requests of a session. Every request is parsed and validated completely before it touches
+/// any state; every descriptor sent back is made from the pool's tables (nothing a client sends is
+/// trusted); every copy holds its own use of the block it copies and runs while the session's window
+/// is guaranteed mapped (the session's end waits for it).
+/// </summary>
+internal sealed partial class NodeSession
+{
+    private readonly bool _inProcess;
+    private readonly Lock _sync = new();
+    private readonly Dictionary<TubeId, Stack<(PoolBlock Block, BlockUse Use)>> _held = [];
+    private readonly HashSet<(int Device, int Slab, int Generation)> _opened = [];
+
+    private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
+    {
+        var started = Stopwatch.GetTimestamp();
+        string path = "control";
+        using var activity = Telemetry.ActivitySource.StartActivity($"faastube.node.{type}");
+        activity?.SetTag("faastube.workflow", _workflow);
+        try
+        {
+            PayloadWriter reply;
+            (reply, path) = type switch
+            {
+                FrameType.PutBegin => (await PutBeginAsync(payload).ConfigureAwait(false), "host"),
+                FrameType.PutPart => (await PutPartAsync(payload).ConfigureAwait(false), "host"),
+                FrameType.PutCommit => (Commit(payload, isPublish: false), "host"),
+                FrameType.Allocate => (await AllocateAsync(payload).ConfigureAwait(false), "zero-copy"),
+                FrameType.Publish => (Commit(payload, isPublish: true), "zero-copy"),
+                FrameType.Get => await GetAsync(payload).ConfigureAwait(false),
+                FrameType.GetToHost => (await GetToHostAsync(payload).ConfigureAwait(false), "host"),
+                FrameType.Release => (Release(payload), "control"),
+                FrameType.Where => (Where(payload), "control"),
+                FrameType.SlabClosed => (SlabClosed(payload), "control"),
+                FrameType.Delete => (Delete(payload), "control"),
+                _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
+            };
+            await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_ended.IsCancellationRequested)
+        {
+            // The session ended under the request: nobody is there to answer.
+        }
+        catch (Exception e)
+        {
+            var (error, message) = e switch
+            {
+                TubeException t => (t.Error, t.Reason),
+                PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, p.Message),
+                PoolException p => (TubeError.BadRequest, p.Message),
+                InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
+                _ => (TubeError.Internal, _node.InternalError(type.ToString(), Id, e)),
+            };
+            activity?.SetStatus(ActivityStatusCode.Error, message);
+            await SendErrorQuietlyAsync(requestId, error, message).ConfigureAwait(false);
+        }
+        finally
+        {
+            _slots.Release();
+            ChannelMetrics.CallDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+                new KeyValuePair<string, object?>("faastube.op", type.ToString()), new KeyValuePair<string, object?>("faastube.path", path));
+        }
+    }
+
+    private NodeDevice DeviceAt(int ordinal) =>
+        (uint)ordinal < (uint)_node.Devices.Length ? _node.Devices[ordinal] : throw new TubeException(TubeError.BadRequest, $"There is no GPU {ordinal}.");
+
+    private NodeWindow Window => _window ?? throw new TubeException(TubeError.BadRequest, "The session has no window.");
+
+    private async Task<PayloadWriter> PutBeginAsync(byte[] payload) =>
+        new PayloadWriter().Id((await NewEntryAsync(payload).ConfigureAwait(false)).Id);
+
+    /// <summary>Put and Allocate: a block of this workflow on the asked GPU, leased to this client, in the directory but not yet visible.</summary>
+    private async Task<DataEntry> NewEntryAsync(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        long length = r.I64();
+        var device = DeviceAt(r.I32());
+        if (length <= 0)
+        {
+            throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
+        }
+
+        var options = new BlockOptions { Function = _function, Holder = Id };
+        var block = await device.Pool.AllocateAsync(length, options, _ended.Token).ConfigureAwait(false);
+        return _node.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
+    }
+
+    /// <summary>DMA of one part from the client's pinned window into the block, under the device's transfer scheduler.</summary>
+    private async Task<PayloadWriter> PutPartAsync(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        var id = r.Id();
+        long offset = r.I64();
+        int windowOffset = r.I32();
+        int length = r.I32();
+        string tenant = r.Name();
+        long sloTicks = r.I64();
+        var window = Window;
+        var entry = _node.Find(_workflow, id, Id);
+        if (entry.Committed || entry.OwnerSession != Id)
+        {
+            throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put of this client.");
+        }
+
+        if (length <= 0 || offset < 0 || offset > entry.Length - length || windowOffset < 0 || windowOffset > window.Length - length)
+        {
+            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) from window offset {windowOffset} is out of range.");
+        }
+
+        if (sloTicks < 0)
+        {
+            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks.");
+        }
+
+        using var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
+        var request = new TransferRequest { Tenant = tenant.Length == 0 ? _function : tenant, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
+        await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), request, _ended.Token).ConfigureAwait(false);
+        ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", "host"));
+        return new PayloadWriter();
+    }
+
+    private async Task<PayloadWriter> AllocateAsync(byte[] payload)
+    {
+        var entry = await NewEntryAsync(payload).ConfigureAwait(false);
+        var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
+        lock (_sync)
+        {
+            Held(entry.Id).Push((entry.Block, use));
+        }
+
+        return Map(new PayloadWriter().Id(entry.Id), entry.Device, use);
+    }
+
+    /// <summary>PutCommit / Publish: the data becomes visible to the workflow; the producer's own lease and use go.</summary>
+    private PayloadWriter Commit(byte[] payload, bool isPublish)
+    {
+        var r = new PayloadReader(payload);
+        var id = r.Id();
+        int consumers = r.I32();
+        long ttlTicks = r.I64();
+        bool pinned = r.U8() != 0;
+        if (!pinned && consumers < 1)
+        {
+            throw new TubeException(TubeError.BadRequest, "Data needs at least one consumer (or Pinned).");
+        }
+
+        var maxTtl = _node.Options.MaxTtl;
+        if (ttlTicks < 0 || ttlTicks > maxTtl.Ticks)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A TTL of {ttlTicks} ticks: it must be 0 (the default) up to {maxTtl}.");
+        }
+
+        var expiresAt = _node.Now + (ttlTicks > 0 ? TimeSpan.FromTicks(ttlTicks) : _node.Options.DefaultTtl);
+        var entry = _node.Find(_workflow, id, Id);
+        lock (entry.Sync)
+        {
+            if (entry.Committed || entry.OwnerSession != Id)
+            {
+                throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put or Allocate of this client.");
+            }
+
+            entry.Block.AddLease(DataEntry.DirectoryHolder);
+            if (pinned)
+            {
+                _ = entry.Block; // POOL: Pin
+            }
+
+            entry.Pinned = pinned;
+            entry.RemainingConsumers = pinned ? -1 : consumers;
+            entry.ExpiresAt = pinned ? null : expiresAt;
+            entry.Committed = true;
+            entry.OwnerSession = 0;
+        }
+
+        if (isPublish)
+        {
+            DropHeld(id); // the producer's use and lease
+        }
+        else
+        {
+            entry.Block.Pool.Release(entry.Block, Id);
+        }
+
+        return new PayloadWriter();
+    }
+
+    /// <summary>A lease and an open use for this client; device -1 is a host read (GetToHost parts follow).</summary>
+    private async Task<(PayloadWriter, string)> GetAsync(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        var id = r.Id();
+        int device = r.I32();
+        var entry = _node.Find(_workflow, id);
+        PoolBlock block;
+        string path;
+        if (device < 0 || device == entry.Device)
+        {
+            block = entry.Block;
+            path = device < 0 ? "host" : "zero-copy";
+        }
+        else
+        {
+            block = await ReplicaAsync(entry, DeviceAt(device)).ConfigureAwait(false);
+            path = "peer-copy";
+        }
+
+        lock (entry.Sync)
+        {
+            if (!_node.Find(_workflow, id).Equals(entry))
+            {
+                throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
+            }
+
+            block.AddLease(Id);
+        }
+
+        bool wasResident = block.IsResident;
+        BlockUse use;
+        try
+        {
+            use = await block.UseAsync(_ended.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            block.Pool.Release(block, Id);
+            throw;
+        }
+
+        lock (_sync)
+        {
+            Held(id).Push((block, use));
+        }
+
+        path = wasResident ? path : "restore";
+        ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path));
+        var reply = new PayloadWriter().I64(block.Length);
+        return (device < 0 ? reply : Map(reply, device, use), path);
+    }
+
+    /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the routed peer paths and kept for later consumers there.</summary>
+    private async Task<PoolBlock> ReplicaAsync(DataEntry entry, NodeDevice target)
+    {
+        int device = target.Device.Ordinal;
+        lock (entry.Sync)
+        {
+            if (entry.On(device) is { } existing)
+            {
+                return existing;
+            }
+        }
+
+        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, Pinned = entry.Pinned };
+        var copy = await target.Pool.AllocateAsync(entry.Length, options, _ended.Token).ConfigureAwait(false);
+        try
+        {
+            using var from = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
+            using var to = await copy.UseAsync(_ended.Token).ConfigureAwait(false);
+            await _node.Copier.CopyAsync(from.Memory, to.Memory, _ended.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            copy.Pool.Release(copy, DataEntry.DirectoryHolder);
+            throw;
+        }
+
+        lock (entry.Sync)
+        {
+            if (entry.On(device) is { } raced)
+            {
+                copy.Pool.Release(copy, DataEntry.DirectoryHolder);
+                return raced;
+            }
+
+            entry.Replicas[device] = copy;
+            return copy;
+        }
+    }
+
+    /// <summary>One part of a held block to the window. The copy holds a use of its own: a Release racing it cannot free the block under it.</summary>
+    private async Task<PayloadWriter> GetToHostAsync(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        var id = r.Id();
+        long offset = r.I64();
+        int windowOffset = r.I32();
+        int length = r.I32();
+        var window = Window;
+        PoolBlock block;
+        lock (_sync)
+        {
+            block = _held.TryGetValue(id, out var stack) && stack.Count > 0
+                ? stack.Peek().Block
+                : throw new TubeException(TubeError.NotLeased, $"Get {id} before reading it to the host.");
+        }
+
+        if (length <= 0 || offset < 0 || offset > block.Length - length || windowOffset < 0 || windowOffset > window.Length - length)
+        {
+            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) to window offset {windowOffset} is out of range.");
+        }
+
+        using var use = await block.UseAsync(_ended.Token).ConfigureAwait(false); // Stale if a Release freed it first
+        var request = new TransferRequest { Tenant = _function };
+        await _node.Devices[block.Pool.Device.Ordinal].Engine.ToHostAsync(use.Memory.Slice(offset, length), window.Memory.Slice(windowOffset, length), request, _ended.Token).ConfigureAwait(false);
+        return new PayloadWriter();
+    }
+
+    /// <summary>A consumer is done: its lease goes; when all consumers are, the data is freed at once.</summary>
+    private PayloadWriter Release(byte[] payload)
+    {
+        var id = new PayloadReader(payload).Id();
+        if (!DropHeld(id))
+        {
+            throw new TubeException(TubeError.NotLeased, $"This client holds no lease on {id}.");
+        }
+
+        var entry = _node.TryFind(_workflow, id);
+        if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
+        {
+            _node.RemoveEntry(abandoned); // an allocation dropped before Publish
+        }
+        else if (entry is { Committed: true })
+        {
+            bool last;
+            lock (entry.Sync)
+            {
+                last = entry.RemainingConsumers > 0 && --entry.RemainingConsumers == 0;
+            }
+
+            if (last)
+            {
+                _node.RemoveEntry(entry);
+            }
+        }
+
+        return new PayloadWriter();
+    }
+
+    private PayloadWriter Where(byte[] payload) =>
+        new PayloadWriter().I32(_node.Find(_workflow, new PayloadReader(payload).Id()).Device);
+
+    private PayloadWriter SlabClosed(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        int device = r.I32(), slab = r.I32(), generation = r.I32();
+        var pool = DeviceAt(device).Pool;
+        lock (_sync)
+        {
+            if (!_opened.Remove((device, slab, generation)))
+            {
+                throw new TubeException(TubeError.BadRequest, $"This client has not opened slab {slab} generation {generation} of GPU {device}.");
+            }
+        }
+
+        pool.CloseSlab(slab, generation, Id);
+        return new PayloadWriter();
+    }
+
+    private PayloadWriter Delete(byte[] payload)
+    {
+        var entry = _node.Find(_workflow, new PayloadReader(payload).Id());
+        _node.RemoveEntry(entry);
+        return new PayloadWriter();
+    }
+
+    /// <summary>
+    /// Appends the mapping of a use: device, slab id, generation, offset, length, and the slab's IPC
+    /// handle the first time this client sees the slab. The slab holds this workflow's blocks only
+    /// (the pool's partitions), so the whole slab a client maps is its own workflow's memory.
+    /// </summary>
+    private PayloadWriter Map(PayloadWriter reply, int device, BlockUse use)
+    {
+        var d = use.Descriptor;
+        bool first;
+        lock (_sync)
+        {
+            first = !_inProcess && _opened.Add((device, d.SlabId, d.Generation));
+        }
+
+        byte[] handle = [];
+        if (first)
+        {
+            handle = new byte[IpcMemoryHandle.Size];
+            _node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Id).WriteTo(handle);
+        }
+
+        return reply.I32(device).I32(d.SlabId).I32(d.Generation).I64(d.Offset).I64(d.Length).Bytes(handle);
+    }
+
+    private Stack<(PoolBlock, BlockUse)> Held(TubeId id) =>
+        _held.TryGetValue(id, out var stack) ? stack : _held[id] = new Stack<(PoolBlock, BlockUse)>();
+
+    /// <summary>Ends one use and lease this client holds on <paramref name="id"/>; false when it holds none.</summary>
+    private bool DropHeld(TubeId id)
+    {
+        (PoolBlock Block, BlockUse Use) held;
+        lock (_sync)
+        {
+            if (!_held.TryGetValue(id, out var stack) || stack.Count == 0)
+            {
+                return false;
+            }
+
+            held = stack.Pop();
+            if (stack.Count == 0)
+            {
+                _held.Remove(id);
+            }
+        }
+
+        held.Use.Dispose();
+        held.Block.Pool.Release(held.Block, Id);
+        return true;
+    }
+}

@@ -1,0 +1,56 @@
+using FaaSTube.Channels.Transport;
+using FaaSTube.Devices;
+using Microsoft.Win32.SafeHandles;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// The node's view of one client's window: the adopted anonymous shared memory (checked seals and
+/// size: <see cref="SharedWindow.Adopt"/>) registered (pinned) with the GPU once. The registration
+/// owns the mapping: the mapping is released only after the registration is, so memory the driver
+/// still has registered is never unmapped under it (and a later window mapped at the same address
+/// never meets a stale registration).
+/// </summary>
+internal sealed class NodeWindow : IDisposable
+{
+    private readonly SharedWindow _shared;
+    private readonly PinnedBuffer _registration;
+    private readonly IDisposable _mappingHeld;
+
+    private NodeWindow(SharedWindow shared, PinnedBuffer registration, IDisposable mappingHeld)
+    {
+        _shared = shared;
+        _registration = registration;
+        _mappingHeld = mappingHeld;
+    }
+
+    public int Length => _shared.Length;
+
+    /// <summary>The registered window, for DMA.</summary>
+    public Memory<byte> Memory => _registration.Memory;
+
+    /// <summary>Adopts and registers a client's window; the descriptor is the node's from here on (closed on failure).</summary>
+    public static NodeWindow Open(SafeFileHandle descriptor, long bytes, GpuDevice device)
+    {
+        var shared = SharedWindow.Adopt(descriptor, bytes);
+        var held = shared.KeepAlive();
+        try
+        {
+            return new NodeWindow(shared, device.RegisterHostMemory(shared.Pointer, shared.Length), held);
+        }
+        catch
+        {
+            held.Dispose();
+            ((IDisposable)shared).Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Unregisters, then lets the mapping go (it is unmapped once the last copy through it has ended).</summary>
+    public void Dispose()
+    {
+        ((IDisposable)_registration).Dispose();
+        _mappingHeld.Dispose();
+        ((IDisposable)_shared).Dispose();
+    }
+}
