@@ -26,6 +26,9 @@ internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBloc
 
     public bool Committed { get; set; }
 
+    /// <summary>Taken out of the directory (under <see cref="Sync"/>): it can no longer be committed or get replicas.</summary>
+    public bool Removed { get; set; }
+
     /// <summary>Consumers still to release it; -1: unlimited (pinned data).</summary>
     public int RemainingConsumers { get; set; }
 

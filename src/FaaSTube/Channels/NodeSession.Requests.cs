@@ -18,10 +18,12 @@ internal sealed partial class NodeSession
     private readonly Lock _sync = new();
     private readonly Dictionary<TubeId, Stack<(PoolBlock Block, BlockUse Use)>> _held = [];
     private readonly HashSet<(int Device, int Slab, int Generation)> _opened = [];
+    private int _running;
 
     private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
     {
         var started = Stopwatch.GetTimestamp();
+        _node.RecordRunning(Interlocked.Increment(ref _running));
         string path = "control";
         using var activity = Telemetry.ActivitySource.StartActivity($"faastube.node.{type}");
         activity?.SetTag("faastube.workflow", _workflow);
@@ -64,6 +66,7 @@ internal sealed partial class NodeSession
         }
         finally
         {
+            Interlocked.Decrement(ref _running);
             _slots.Release();
             ChannelMetrics.CallDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds,
                 new KeyValuePair<string, object?>("faastube.op", type.ToString()), new KeyValuePair<string, object?>("faastube.path", path));
@@ -163,7 +166,7 @@ internal sealed partial class NodeSession
         var entry = _node.Find(_workflow, id, Id);
         lock (entry.Sync)
         {
-            if (entry.Committed || entry.OwnerSession != Id)
+            if (entry.Committed || entry.OwnerSession != Id || entry.Removed)
             {
                 throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put or Allocate of this client.");
             }
@@ -313,21 +316,27 @@ internal sealed partial class NodeSession
         return new PayloadWriter();
     }
 
-    /// <summary>A consumer is done: its lease goes; when all consumers are, the data is freed at once.</summary>
+    /// <summary>
+    /// A consumer is done: its lease goes; when all consumers are, the data is freed at once. For the
+    /// client's own unfinished Put or Allocate, Release drops it (a producer that gave up).
+    /// </summary>
     private PayloadWriter Release(byte[] payload)
     {
         var id = new PayloadReader(payload).Id();
+        var entry = _node.TryFind(_workflow, id);
+        if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
+        {
+            DropHeld(id); // an Allocate's use and lease; a Put holds only the lease RemoveEntry gives back
+            _node.RemoveEntry(abandoned);
+            return new PayloadWriter();
+        }
+
         if (!DropHeld(id))
         {
             throw new TubeException(TubeError.NotLeased, $"This client holds no lease on {id}.");
         }
 
-        var entry = _node.TryFind(_workflow, id);
-        if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
-        {
-            _node.RemoveEntry(abandoned); // an allocation dropped before Publish
-        }
-        else if (entry is { Committed: true })
+        if (entry is { Committed: true })
         {
             bool last;
             lock (entry.Sync)

@@ -283,6 +283,9 @@ public sealed class TubeClient : IAsyncDisposable
     public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
         CallAsync(FrameType.Delete, new PayloadWriter().Id(id), cancellationToken);
 
+    /// <summary>One half of the window (tests read what the node copied into it).</summary>
+    internal Memory<byte> WindowHalf(int half) => _window.Half(half);
+
     /// <summary>Sends any request as it is (tests forge requests with it); the node's answer payload, or its error as a <see cref="TubeException"/>.</summary>
     internal Task<byte[]> CallRawAsync(FrameType type, PayloadWriter payload) => CallAsync(type, payload, CancellationToken.None);
 

@@ -33,6 +33,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private readonly TubeNodeOptions _options;
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
+    private int _peakRunning;
     private int _disposed;
 
     private TubeNode(TubeNodeOptions options)
@@ -293,6 +294,17 @@ public sealed partial class TubeNode : IAsyncDisposable
         SessionEnded?.Invoke(session.Id);
     }
 
+    /// <summary>The most requests one session ever had running at once (never above <see cref="TubeNodeOptions.MaxRequestsInFlight"/>).</summary>
+    internal int PeakRequestsPerSession => Volatile.Read(ref _peakRunning);
+
+    internal void RecordRunning(int running)
+    {
+        int peak;
+        while (running > (peak = Volatile.Read(ref _peakRunning)) && Interlocked.CompareExchange(ref _peakRunning, running, peak) != peak)
+        {
+        }
+    }
+
     /// <summary>Logs an unexpected failure with a reference and returns what the client is told: the reference, never the details.</summary>
     internal string InternalError(string operation, long session, Exception exception)
     {
@@ -321,13 +333,15 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Takes an entry out of the directory and drops the directory's leases: its blocks are freed when no session holds them.</summary>
     internal void RemoveEntry(DataEntry entry)
     {
-        if (!_directory.TryRemove(new KeyValuePair<(string, TubeId), DataEntry>((entry.Workflow, entry.Id), entry)))
-        {
-            return;
-        }
-
         lock (entry.Sync)
         {
+            if (entry.Removed)
+            {
+                return;
+            }
+
+            entry.Removed = true;
+            _directory.TryRemove(new KeyValuePair<(string, TubeId), DataEntry>((entry.Workflow, entry.Id), entry));
             foreach (var block in entry.Blocks())
             {
                 if (!block.IsFreed && block.LeaseCount > 0)

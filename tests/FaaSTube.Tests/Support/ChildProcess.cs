@@ -17,16 +17,46 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>Starts the helper on the simulated GPU (FAASTUBE_BACKEND=simulated), like the nodes of most tests.</summary>
     public static ChildProcess Start(params string[] args) => StartWith("simulated", args);
 
-    /// <summary>Starts the helper with FAASTUBE_BACKEND=<paramref name="backend"/>.</summary>
-    public static ChildProcess StartWith(string backend, params string[] args)
+    /// <summary>Starts the helper on the simulated GPU with at most <paramref name="maxFiles"/> open descriptors (RLIMIT_NOFILE, through the shell's ulimit).</summary>
+    public static ChildProcess StartLimited(int maxFiles, params string[] args) =>
+        StartWith("simulated", args, $"ulimit -n {maxFiles} && exec \"$0\" \"$@\"");
+
+    /// <summary>Waits (bounded) until the child has at least <paramref name="count"/> descriptors open (read from /proc); false if it never does.</summary>
+    public async Task<bool> WaitForOpenDescriptorsAsync(int count)
     {
-        var info = new ProcessStartInfo(DotnetHost())
+        var deadline = DateTime.UtcNow + Timeout;
+        while (DateTime.UtcNow < deadline && !_process.HasExited)
+        {
+            if (Directory.GetFiles($"/proc/{_process.Id}/fd").Length >= count)
+            {
+                return true;
+            }
+
+            await Task.Delay(20); // polls a condition another process reaches; nothing here can signal it
+        }
+
+        return false;
+    }
+
+    /// <summary>Starts the helper with FAASTUBE_BACKEND=<paramref name="backend"/>.</summary>
+    public static ChildProcess StartWith(string backend, params string[] args) => StartWith(backend, args, shell: null);
+
+    private static ChildProcess StartWith(string backend, string[] args, string? shell)
+    {
+        var info = new ProcessStartInfo(shell is null ? DotnetHost() : "/bin/sh")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (shell is not null)
+        {
+            info.ArgumentList.Add("-c");
+            info.ArgumentList.Add(shell);
+            info.ArgumentList.Add(DotnetHost());
+        }
+
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "FaaSTube.TestChild.dll"));
         info.Environment["FAASTUBE_BACKEND"] = backend;
         foreach (var a in args)

@@ -1,0 +1,279 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using FaaSTube.Channels;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Transport;
+using FaaSTube.Kernels;
+using FaaSTube.Native;
+using FaaSTube.Tests.Support;
+using Microsoft.Win32.SafeHandles;
+
+namespace FaaSTube.Tests.Channels;
+
+/// <summary>
+/// The node against a hostile or dying client, one test per way a client once hurt the node or
+/// another workflow (issue "The node trusts its clients"): windows by capability, copies that hold
+/// what they copy, requests bounded per connection, validation before state, sessions that wait for
+/// their own work. The fuzz, kill and soak runs are in the Hostile* tests and the bench project.
+/// </summary>
+[TestClass]
+public sealed class NodeSafetyTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    public async Task Hello_names_no_file_and_its_window_must_be_sealed_anonymous_memory_of_the_size_it_claims()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var hello = new PayloadWriter().U16(Frames.Version).Str("wf").Str("f").I64(1 << 20);
+
+        Assert.AreEqual(TubeError.VersionMismatch, (await HelloAsync(h.Socket, new PayloadWriter().U16(1).Str("wf").Str("f").Str("faastube-win.1.x").I64(4096), null)).Error,
+            "a version-1 Hello (which named a window file) is refused before anything is opened");
+        Assert.AreEqual(TubeError.BadRequest, (await HelloAsync(h.Socket, hello, null)).Error, "no descriptor");
+
+        using (var unsealed = Memfd(1 << 20, seal: false))
+        {
+            Assert.AreEqual(TubeError.BadRequest, (await HelloAsync(h.Socket, hello, unsealed)).Error, "a memfd the client could still shrink");
+        }
+
+        using (var wrongSize = Memfd(4096, seal: true))
+        {
+            Assert.AreEqual(TubeError.BadRequest, (await HelloAsync(h.Socket, hello, wrongSize)).Error, "a window smaller than it claims");
+        }
+
+        string file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(file, new byte[1 << 20]);
+            using var regular = File.OpenHandle(file, FileMode.Open, FileAccess.ReadWrite);
+            Assert.AreEqual(TubeError.BadRequest, (await HelloAsync(h.Socket, hello, regular)).Error, "a regular file (it cannot be sealed)");
+            using var pipe = new System.IO.Pipes.AnonymousPipeServerStream();
+            Assert.AreEqual(TubeError.BadRequest, (await HelloAsync(h.Socket, hello, pipe.SafePipeHandle)).Error, "a pipe");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+
+        using (var window = Memfd(1 << 20, seal: true))
+        {
+            var invalid = new PayloadWriter().U16(Frames.Version).Bytes([0x77, 0x66, 0xff]).Str("f").I64(1 << 20);
+            Assert.AreEqual(TubeError.BadRequest, (await HelloAsync(h.Socket, invalid, window)).Error, "a workflow name that is not UTF-8");
+            Assert.AreEqual(-1, Interop.Libc.ftruncate((int)window.DangerousGetHandle(), 0), "a sealed window cannot be truncated under the node's copies");
+        }
+
+        var healthy = await h.ConnectAsync(inProcess: false);
+        var data = Seeds.Create(TestContext).Bytes(3 << 20);
+        var back = new byte[data.Length];
+        await healthy.GetAsync(await healthy.PutAsync(data), back.AsMemory());
+        CollectionAssert.AreEqual(data, back, "the node still serves");
+        Assert.AreEqual(1, h.Node.SessionCount, "every refused connection was closed");
+    }
+
+    [TestMethod]
+    public async Task A_release_racing_a_copy_to_the_host_cannot_free_the_block_under_it()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var reader = await h.ConnectAsync(inProcess: false, workflow: "a");
+        var writer = await h.ConnectAsync(inProcess: false, workflow: "b");
+        const int Length = 1 << 20;
+        for (int round = 0; round < 20; round++)
+        {
+            var mine = random.Bytes(Length);
+            var id = await reader.PutAsync(mine, new PutOptions { Consumers = 1 });
+            await reader.CallRawAsync(FrameType.Get, new PayloadWriter().Id(id).I32(-1));
+            reader.WindowHalf(0).Span[..Length].Clear();
+
+            // The copy out and the Release go out back to back; another workflow puts meanwhile.
+            var copy = reader.CallRawAsync(FrameType.GetToHost, new PayloadWriter().Id(id).I64(0).I32(0).I32(Length));
+            var release = reader.CallRawAsync(FrameType.Release, new PayloadWriter().Id(id));
+            var other = writer.PutAsync(random.Bytes(Length), new PutOptions { Consumers = 1 });
+            await release;
+            await other;
+            try
+            {
+                await copy;
+                CollectionAssert.AreEqual(mine, reader.WindowHalf(0)[..Length].ToArray(), $"round {round}: the copy read its own data, whole");
+            }
+            catch (TubeException e) when (e.Error is TubeError.BadRequest or TubeError.NotLeased)
+            {
+                Assert.IsFalse(reader.WindowHalf(0).Span[..Length].ContainsAnyExcept((byte)0), $"round {round}: a refused copy wrote nothing");
+            }
+        }
+    }
+
+    [TestMethod]
+    public async Task A_ttl_the_clock_cannot_hold_is_refused_before_anything_is_held()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var client = await h.ConnectAsync(inProcess: false);
+        var pool = h.Node.PoolOf(0);
+        for (int i = 0; i < 20; i++)
+        {
+            var id = new PayloadReader(await client.CallRawAsync(FrameType.PutBegin, new PayloadWriter().I64(1 << 20).I32(0))).Id();
+            foreach (long ttl in new[] { long.MaxValue, -1, TimeSpan.FromDays(3651).Ticks })
+            {
+                var refused = await Assert.ThrowsAsync<TubeException>(async () => await client.CallRawAsync(FrameType.PutCommit, new PayloadWriter().Id(id).I32(1).I64(ttl).U8(0)));
+                Assert.AreEqual(TubeError.BadRequest, refused.Error);
+                Assert.IsFalse(refused.Message.Contains("   at ", StringComparison.Ordinal), "no stack trace reaches the client");
+            }
+
+            await client.CallRawAsync(FrameType.Release, new PayloadWriter().Id(id)); // the unfinished Put goes
+        }
+
+        Assert.AreEqual(0, pool.GetStatistics().InUseBytes, "nothing leaked");
+        Assert.AreEqual(0, pool.GetStatistics().Blocks);
+    }
+
+    [TestMethod]
+    public async Task Requests_running_for_one_connection_are_bounded_and_all_are_answered()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o =>
+        {
+            o.MaxRequestsInFlight = 4;
+            o.Pool.MaxBytes = 16 << 20;
+            o.Pool.AllocationTimeout = TimeSpan.FromMinutes(2);
+        });
+        var owner = await h.ConnectAsync(inProcess: false, workflow: "filler");
+        var filler = await owner.PutAsync(new byte[16 << 20], new PutOptions { Consumers = 1 });
+        var held = await owner.GetAsync(filler); // in use: it cannot be evicted
+        var hog = await h.ConnectAsync(inProcess: false);
+
+        // 40 allocations that must wait for memory: only 4 may run; the rest wait unread.
+        var calls = Enumerable.Range(0, 40).Select(_ => hog.CallRawAsync(FrameType.Allocate, new PayloadWriter().I64(64 << 10).I32(0))).ToList();
+        var answered = hog.WhereAsync(filler); // queued behind them, on the same connection
+        Assert.IsFalse(answered.IsCompleted);
+        await held.DisposeAsync(); // its one consumer is done: the memory is free
+        await Task.WhenAll(calls);
+        await Assert.ThrowsAsync<TubeException>(async () => await answered, "another workflow's id is not found, once its turn came");
+
+        Assert.AreEqual(4, h.Node.PeakRequestsPerSession, $"peak {h.Node.PeakRequestsPerSession}: never more than the limit ran at once, and the limit was reached");
+    }
+
+    [TestMethod]
+    public async Task A_client_that_leaves_while_its_allocation_waits_for_memory_leaks_nothing()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o =>
+        {
+            o.Pool.MaxBytes = 16 << 20;
+            o.Pool.AllocationTimeout = TimeSpan.FromMinutes(2);
+        });
+        var owner = await h.ConnectAsync(inProcess: false, workflow: "filler");
+        var filler = await owner.PutAsync(new byte[16 << 20], new PutOptions { Consumers = 1 });
+        var held = await owner.GetAsync(filler); // in use: it cannot be evicted
+        var pool = h.Node.PoolOf(0);
+        long before = pool.GetStatistics().InUseBytes;
+
+        for (int i = 0; i < 10; i++)
+        {
+            var leaving = await h.ConnectAsync(inProcess: i % 2 == 0);
+            var ended = h.SessionEnded(leaving.SessionId);
+            var waiting = leaving.CallRawAsync(FrameType.Allocate, new PayloadWriter().I64(4 << 20).I32(0));
+            var put = leaving.PutAsync(new byte[2 << 20]);
+            await leaving.DisposeAsync();
+            await ended; // the session ends only after its waiting requests did
+            await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await waiting);
+            await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await put);
+        }
+
+        Assert.AreEqual(before, pool.GetStatistics().InUseBytes, "no block was registered after its session's cleanup");
+        await held.DisposeAsync();
+        Assert.AreEqual(0, pool.GetStatistics().InUseBytes);
+        Assert.AreEqual(0, pool.GetStatistics().Blocks);
+    }
+
+    [TestMethod]
+    public async Task Disposing_a_buffer_after_the_node_is_gone_does_not_hide_the_first_error()
+    {
+        var h = await NodeHarness.StartAsync();
+        var client = await h.ConnectAsync(inProcess: false);
+        var id = await client.PutAsync(new byte[1 << 20]);
+        var buffer = await client.GetAsync(id);
+        await h.Node.DisposeAsync();
+        await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await client.WhereAsync(id));
+        await buffer.DisposeAsync(); // must not throw: the lease went with the connection
+        await h.DisposeAsync();
+    }
+
+    [TestMethod]
+    public async Task The_node_accepts_again_after_running_out_of_file_descriptors()
+    {
+        const int Limit = 200;
+        string socket = Path.Combine(Path.GetTempPath(), $"ft-{Guid.NewGuid():N}"[..20] + ".sock");
+        using var node = ChildProcess.StartLimited(Limit, "tube-node", socket);
+        Assert.AreEqual("ready", await node.ReadLineAsync());
+
+        // Connections that never say Hello, until the node's descriptors are all used.
+        var idle = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < Limit + 50; i++)
+            {
+                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                idle.Add(s);
+                using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                try
+                {
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), quick.Token);
+                }
+                catch (Exception e) when (e is OperationCanceledException or SocketException)
+                {
+                    break; // the backlog is full: the node is not accepting
+                }
+            }
+
+            Assert.IsTrue(await node.WaitForOpenDescriptorsAsync(Limit - 2), $"the node reached its limit of {Limit} descriptors");
+        }
+        finally
+        {
+            idle.ForEach(s => s.Dispose());
+        }
+
+        await using var healthy = await TubeClient.ConnectAsync(new TubeClientOptions { SocketPath = socket, Workflow = "wf", WindowBytes = 1 << 20, CallTimeout = TimeSpan.FromSeconds(30) });
+        var data = Seeds.Create(TestContext).Bytes(1 << 20);
+        var back = new byte[data.Length];
+        await healthy.GetAsync(await healthy.PutAsync(data), back.AsMemory());
+        CollectionAssert.AreEqual(data, back, "the node serves again once descriptors are free");
+    }
+
+    /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
+    private static async Task<TubeException> HelloAsync(string path, PayloadWriter payload, SafeHandle? descriptor)
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        var frame = Frames.Encode(FrameType.Hello, 1, payload.Memory.Span);
+        if (descriptor is null)
+        {
+            await socket.SendAsync(frame);
+        }
+        else
+        {
+            UnixRights.Send(socket, frame, descriptor);
+        }
+
+        using var stream = new NetworkStream(socket);
+        var reader = System.IO.Pipelines.PipeReader.Create(stream);
+        using var timeout = new CancellationTokenSource(ChildProcess.Timeout);
+        var reply = await Frames.ReadAsync(reader, 1 << 16, timeout.Token);
+        Assert.IsNotNull(reply, "the node closed without saying why");
+        Assert.AreEqual(FrameType.Error, reply.Value.Type);
+        var r = new PayloadReader(reply.Value.Payload);
+        var error = new TubeException((TubeError)r.U16(), r.Str());
+        Assert.IsNull(await Frames.ReadAsync(reader, 1 << 16, timeout.Token), "and then it closed the connection");
+        return error;
+    }
+
+    private static SafeFileHandle Memfd(int bytes, bool seal)
+    {
+        int fd = Interop.Libc.memfd_create("test-window", Interop.Libc.MFD_CLOEXEC | Interop.Libc.MFD_ALLOW_SEALING);
+        Assert.IsTrue(fd >= 0);
+        Assert.AreEqual(0, Interop.Libc.ftruncate(fd, bytes));
+        if (seal)
+        {
+            Assert.AreEqual(0, Interop.Libc.fcntl(fd, Interop.Libc.F_ADD_SEALS, SharedWindow.RequiredSeals));
+        }
+
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+}
