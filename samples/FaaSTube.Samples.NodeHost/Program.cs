@@ -4,6 +4,7 @@
 using FaaSTube.Channels;
 using FaaSTube.Devices;
 using FaaSTube.Topology;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 
 var options = new TubeNodeOptions();
@@ -24,8 +25,17 @@ options.Gpus.LoggerFactory = logging;
 await using var node = await TubeNode.StartAsync(options);
 Console.WriteLine($"FaaSTube node on {node.SocketPath}: {node.Gpus.Devices.Count} {node.Gpus.Backend} GPU(s). Ctrl+C to stop.");
 
+// SIGINT and SIGTERM stop the node in order (clients told, slabs freed, socket removed) before the
+// process exits: the default handling would exit as soon as the handlers return, leaving both behind.
 var stop = new TaskCompletionSource();
-Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.TrySetResult(); };
-AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.TrySetResult();
+void Stop(PosixSignalContext context)
+{
+    context.Cancel = true;
+    stop.TrySetResult();
+}
+
+using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
 await stop.Task;
+Console.WriteLine("Stopping the node.");
 return 0;
