@@ -11,8 +11,12 @@ namespace FaaSTube.Memory;
 /// evicts the blocks needed furthest in the future to host memory or files, restoring them on use.
 /// A block is never lost: if nothing can give, an allocation waits, then fails with
 /// <see cref="PoolError.OutOfMemory"/> naming what holds the memory.
-/// <para>Files: this one holds allocation, leases and uses; <c>.Pressure</c> growth, eviction and
-/// restore; <c>.Elastic</c> trimming, slabs and importers.</para>
+/// <para>Files: this one holds allocation, leases and uses; <c>.Pressure</c> placement, eviction and
+/// restore; <c>.Growth</c> new slabs (per partition, cleared before use); <c>.Elastic</c> trimming,
+/// slabs and importers.</para>
+/// <para>Partitions (<see cref="BlockOptions.Partition"/>): a slab serves one partition for its whole
+/// life and is cleared on the device before its first block, so nothing a client maps can hold
+/// another partition's bytes; memory moves between partitions only by freeing an empty slab.</para>
 /// </summary>
 public sealed partial class GpuMemoryPool : IDisposable
 {
