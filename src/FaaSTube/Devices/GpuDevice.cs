@@ -36,6 +36,13 @@ public abstract class GpuDevice : IDisposable
 
     internal GpuSystemOptions Options { get; }
 
+    /// <summary>
+    /// True when every new allocation is guaranteed to read as zeros (the simulated backend creates a
+    /// new file per allocation); false where freed memory may come back with old contents (CUDA), so
+    /// the memory pool clears each new slab before it hands out a block of it.
+    /// </summary>
+    internal virtual bool FreshAllocationsAreZeroed => false;
+
     /// <summary>Free and total memory now.</summary>
     public GpuMemoryInfo GetMemoryInfo()
     {

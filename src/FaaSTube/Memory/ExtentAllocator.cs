@@ -45,8 +45,20 @@ internal sealed class ExtentAllocator
 
     public bool IsEmpty => FreeBytes == Capacity;
 
-    /// <summary>Rounds a request up to the alignment.</summary>
-    public static long Round(long bytes) => (bytes + Alignment - 1) & ~(Alignment - 1);
+    /// <summary>The largest request <see cref="Round"/> accepts (its rounded size is still a positive long).</summary>
+    public const long MaxRoundable = long.MaxValue & ~(Alignment - 1);
+
+    /// <summary>
+    /// Rounds a request up to the alignment. Callers validate sizes first (the pool refuses anything
+    /// larger than the device with <see cref="PoolError.TooLarge"/>); beyond <see cref="MaxRoundable"/>
+    /// this throws instead of wrapping to a negative size.
+    /// </summary>
+    public static long Round(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, MaxRoundable);
+        return (bytes + Alignment - 1) & ~(Alignment - 1);
+    }
 
     /// <summary>Takes <paramref name="bytes"/> (already rounded) from the smallest free extent that holds it; -1 when none does.</summary>
     public long TryAllocate(long bytes)

@@ -6,32 +6,66 @@ namespace FaaSTube.Memory;
 /// <see cref="GpuPoolOptions.StatisticsWindow"/>, at most <see cref="Capacity"/> samples.
 /// Reservation = p99 size x p99 concurrency; the function is active while a request arrived within
 /// max(min idle window, p99 inter-arrival).
+/// <para>Names come from untrusted clients, so a window costs little until used (its sample buffer
+/// grows on demand) and the pool drops it once it is idle (<see cref="TryRetire"/>).</para>
 /// </summary>
 internal sealed class FunctionWindow(string function)
 {
     public const int Capacity = 1024;
+    private const int InitialCapacity = 4;
 
     private readonly Lock _lock = new();
-    private readonly Sample[] _samples = new Sample[Capacity];
+    private Sample[] _samples = new Sample[InitialCapacity];
     private int _next;
     private int _count;
     private long _live;
+    private bool _retired;
     private TimeSpan _lastArrival = TimeSpan.MinValue;
 
     public string Function { get; } = function;
 
     public long Live => Interlocked.Read(ref _live);
 
-    public void Arrive(long bytes, TimeSpan now)
+    /// <summary>Records an arrival; false (nothing recorded) when the window was retired: take a new one.</summary>
+    public bool TryArrive(long bytes, TimeSpan now)
     {
-        long concurrency = Interlocked.Increment(ref _live);
         lock (_lock)
         {
+            if (_retired)
+            {
+                return false;
+            }
+
+            long concurrency = Interlocked.Increment(ref _live);
+            if (_count == _samples.Length && _samples.Length < Capacity)
+            {
+                Array.Resize(ref _samples, Math.Min(Capacity, _samples.Length * 2)); // full and never wrapped: order is kept
+            }
+
             var gap = _lastArrival == TimeSpan.MinValue ? TimeSpan.Zero : now - _lastArrival;
             _samples[_next] = new Sample(now, bytes, concurrency, gap);
-            _next = (_next + 1) % Capacity;
-            _count = Math.Min(_count + 1, Capacity);
+            _next = _samples.Length == Capacity ? (_next + 1) % Capacity : _next + 1; // below Capacity it grows instead of wrapping
+            _count = Math.Min(_count + 1, _samples.Length);
             _lastArrival = now;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Retires the window when it has no live block and its last arrival is older than
+    /// <paramref name="window"/>: it then contributes nothing to the target (no sample is recent), so
+    /// dropping it changes no reservation. A retired window takes no more arrivals.
+    /// </summary>
+    public bool TryRetire(TimeSpan now, TimeSpan window)
+    {
+        lock (_lock)
+        {
+            if (!_retired && Live == 0 && (_lastArrival == TimeSpan.MinValue || now - _lastArrival > window))
+            {
+                _retired = true;
+            }
+
+            return _retired;
         }
     }
 
@@ -45,7 +79,7 @@ internal sealed class FunctionWindow(string function)
             var recent = new List<Sample>(_count);
             for (int i = 0; i < _count; i++)
             {
-                var s = _samples[(_next - 1 - i + Capacity) % Capacity];
+                var s = _samples[(_next - 1 - i + _samples.Length) % _samples.Length];
                 if (now - s.Time > window)
                 {
                     break; // samples are in arrival order: the rest are older

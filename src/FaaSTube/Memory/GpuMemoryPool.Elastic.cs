@@ -43,11 +43,13 @@ public sealed partial class GpuMemoryPool
     /// <summary>
     /// Returns slabs that have been empty for the idle window to the device, oldest first, while the
     /// pool stays at or above <see cref="TargetBytes"/>. Slabs that importers have open start retiring
-    /// instead (see <see cref="SlabRetiring"/>). Returns the bytes given back now.
+    /// instead (see <see cref="SlabRetiring"/>). Also drops the statistics of functions with no live
+    /// block and no arrival within the statistics window. Returns the bytes given back now.
     /// </summary>
     public long Trim()
     {
         ThrowIfDisposed();
+        PruneFunctionWindows();
         long target = TargetBytes;
         var retiring = new List<SlabRetiringEventArgs>();
         long freed;
@@ -145,21 +147,20 @@ public sealed partial class GpuMemoryPool
             TargetBytes);
     }
 
-    /// <summary>Frees empty idle slabs without importers until <paramref name="needed"/> bytes are back (growth blocked by the cap).</summary>
-    private void FreeIdleEmptySlabsLocked(long needed)
+    /// <summary>
+    /// Drops the windows of functions with no live block whose last arrival is older than the
+    /// statistics window: they add nothing to <see cref="TargetBytes"/> (no recent sample), and
+    /// function names come from clients, so keeping them would grow the node without bound. An
+    /// allocation racing with the drop takes a fresh window (<see cref="FunctionWindow.TryArrive"/>).
+    /// </summary>
+    private void PruneFunctionWindows()
     {
-        var retiring = new List<SlabRetiringEventArgs>();
-        long before = _reserved;
-        foreach (var slab in _slabs.Where(s => s is { State: SlabState.Active, EmptySince: not null }).ToList())
+        var now = Now;
+        foreach (var entry in _functions)
         {
-            if (before - _reserved >= needed)
+            if (entry.Value.TryRetire(now, _options.StatisticsWindow))
             {
-                break;
-            }
-
-            if (slab!.Describe().Importers.Count == 0)
-            {
-                RetireLocked(slab, retiring);
+                _functions.TryRemove(entry);
             }
         }
     }
@@ -249,7 +250,8 @@ public sealed partial class GpuMemoryPool
 
     /// <summary>
     /// Walks every slab and block and throws when the books do not balance: blocks in a slab do not
-    /// overlap each other or a free extent, are aligned, and with the free bytes cover the slab exactly.
+    /// overlap each other or a free extent, are aligned, and with the free bytes cover the slab exactly;
+    /// every block lives in a slab of its own partition, and a slab still being cleared holds none.
     /// For tests after every step; takes every lock, so not for hot paths.
     /// </summary>
     internal void CheckInvariants()
@@ -271,6 +273,11 @@ public sealed partial class GpuMemoryPool
                 {
                     if (block.Slab == slab)
                     {
+                        if (!string.Equals(slab.Partition, block.Partition, StringComparison.Ordinal) || slab.State == SlabState.Clearing)
+                        {
+                            throw new InvalidOperationException($"Slab {slab.Id} ({slab.State}, partition '{slab.Partition}') holds {block} of partition '{block.Partition}'.");
+                        }
+
                         ranges.Add((block.Offset, block.Rounded, What: block.ToString()));
                         inUse += block.Rounded;
                     }

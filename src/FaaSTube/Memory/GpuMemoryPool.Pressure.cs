@@ -3,7 +3,7 @@ using FaaSTube.Devices;
 
 namespace FaaSTube.Memory;
 
-/// <summary>Growth, eviction and restore: the paths taken only when a slab has no room.</summary>
+/// <summary>Placement under pressure, eviction and restore: the paths taken only when a slab has no room (growth itself: <c>GpuMemoryPool.Growth.cs</c>).</summary>
 public sealed partial class GpuMemoryPool
 {
     private readonly Lock _growLock = new();
@@ -18,15 +18,21 @@ public sealed partial class GpuMemoryPool
     private Task _proactiveRestore = Task.CompletedTask;
     private long _evictions, _evictedBytes, _restores, _restoredBytes;
 
-    /// <summary>Finds room in an active slab, starting at a per-thread slab to spread lock traffic.</summary>
-    private bool TryPlace(long rounded, out Slab slab, out long offset)
+    /// <summary>
+    /// Finds room in an active slab of <paramref name="partition"/> (never another partition's: a
+    /// client that maps the slab may see only its own partition's bytes), starting at a per-thread
+    /// slab to spread lock traffic.
+    /// </summary>
+    private bool TryPlace(long rounded, string partition, out Slab slab, out long offset)
     {
         var slabs = _slabs;
         int n = slabs.Length;
         int start = n == 0 ? 0 : Environment.CurrentManagedThreadId % n;
         for (int i = 0; i < n; i++)
         {
-            if (slabs[(start + i) % n] is { } candidate && (offset = candidate.TryAllocate(rounded)) >= 0)
+            if (slabs[(start + i) % n] is { } candidate
+                && string.Equals(candidate.Partition, partition, StringComparison.Ordinal)
+                && (offset = candidate.TryAllocate(rounded)) >= 0)
             {
                 slab = candidate;
                 Interlocked.Add(ref _inUse, rounded);
@@ -57,7 +63,7 @@ public sealed partial class GpuMemoryPool
                 (Slab Slab, long Offset)? place;
                 try
                 {
-                    place = await MakeRoomAsync(block.Rounded, cancellationToken).ConfigureAwait(false);
+                    place = await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -76,108 +82,103 @@ public sealed partial class GpuMemoryPool
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new PoolException(PoolError.OutOfMemory, DescribePressure(block.Rounded));
+            throw new PoolException(PoolError.OutOfMemory, DescribePressure(block.Rounded, block.Partition));
         }
     }
 
-    /// <summary>Place, else grow, else evict one victim and try again; null when nothing can give. Holds the pressure gate.</summary>
-    private async Task<(Slab, long)?> MakeRoomAsync(long rounded, CancellationToken cancellationToken)
+    /// <summary>
+    /// Place in a slab of <paramref name="partition"/>, else grow one for it, else evict one victim
+    /// and try again; null when nothing can give (or when retiring slabs must be closed first).
+    /// Holds the pressure gate.
+    /// </summary>
+    private async Task<(Slab, long)?> MakeRoomAsync(long rounded, string partition, CancellationToken cancellationToken)
     {
         while (true)
         {
-            if (TryPlace(rounded, out var slab, out long offset))
+            if (TryPlace(rounded, partition, out var slab, out long offset))
             {
                 return (slab, offset);
             }
 
-            if (TryGrow(rounded))
+            var growth = await TryGrowAsync(rounded, partition, cancellationToken).ConfigureAwait(false);
+            if (growth == Growth.Grown)
             {
                 continue;
             }
 
-            if (NextVictim() is not { } victim || !await TryEvictAsync(victim, cancellationToken).ConfigureAwait(false))
+            // Pending: the memory comes back when importers close the retiring slabs; meanwhile only
+            // the asker's own blocks are worth evicting (emptying other partitions' slabs would not help sooner).
+            if (NextVictim(partition, ownOnly: growth == Growth.Pending) is not { } victim
+                || !await TryEvictAsync(victim, cancellationToken).ConfigureAwait(false))
             {
                 return null;
             }
         }
     }
 
-    /// <summary>Adds a slab for <paramref name="rounded"/> bytes if the cap and the device's free memory allow.</summary>
-    private bool TryGrow(long rounded)
+    /// <summary>
+    /// The block to evict next, or null. Blocks in the asker's own partition come first (evicting them
+    /// frees room it can use), by <see cref="EvictionOrder"/>. Another partition's block only helps when
+    /// its slab empties and can be freed, so those victims come from one slab at a time: the one with
+    /// the fewest bytes in use whose blocks can all go (no importer first), best block by
+    /// <see cref="EvictionOrder"/> within it. Never an in-use, pinned, moving or non-resident block.
+    /// </summary>
+    private PoolBlock? NextVictim(string partition, bool ownOnly)
     {
-        lock (_growLock)
-        {
-            long size = Math.Max(_options.SlabBytes, (rounded + (1 << 20) - 1) & ~((1L << 20) - 1));
-            if (_reserved + size > _options.MaxBytes)
-            {
-                FreeIdleEmptySlabsLocked(_reserved + size - _options.MaxBytes);
-                if (_reserved + size > _options.MaxBytes)
-                {
-                    return false;
-                }
-            }
-
-            if (size > _options.MaxFreeMemoryFraction * Device.GetMemoryInfo().Free)
-            {
-                return false;
-            }
-
-            DeviceBuffer buffer;
-            try
-            {
-                buffer = Device.Allocate(size);
-            }
-            catch (DeviceOutOfMemoryException)
-            {
-                return false;
-            }
-
-            var slabs = _slabs;
-            int slot = Array.IndexOf(slabs, null);
-            if (slot < 0)
-            {
-                slot = slabs.Length;
-                Array.Resize(ref slabs, slot + 1);
-                Array.Resize(ref _generations, slot + 1);
-            }
-            else
-            {
-                slabs = (Slab?[])slabs.Clone();
-            }
-
-            var slab = new Slab(slot, ++_generations[slot], buffer);
-            slab.MarkEmptySince(Now);
-            slabs[slot] = slab;
-            _slabs = slabs;
-            _reserved += size;
-            return true;
-        }
-    }
-
-    /// <summary>The resident, unused, unpinned block to evict first (see <see cref="EvictionOrder"/>), or null.</summary>
-    private PoolBlock? NextVictim()
-    {
-        EvictionOrder.Candidate? best = null;
+        EvictionOrder.Candidate? own = null;
+        var others = new Dictionary<Slab, (EvictionOrder.Candidate? Best, bool Stuck)>();
         foreach (var block in _blocks.Values)
         {
             EvictionOrder.Candidate candidate;
+            Slab slab;
+            bool evictable;
             lock (block.Sync)
             {
-                if (block.Slab is null || block.IsMoving || block.Uses > 0 || block.IsPinned || block.Freed)
+                if (block.Slab is null || block.Freed)
                 {
                     continue;
                 }
 
+                slab = block.Slab;
+                evictable = !block.IsMoving && block.Uses == 0 && !block.IsPinned;
                 candidate = new EvictionOrder.Candidate(block, block.NextUse, block.LastUse);
             }
 
-            if (best is null || EvictionOrder.Instance.Compare(candidate, best.Value) < 0)
+            if (string.Equals(slab.Partition, partition, StringComparison.Ordinal))
             {
-                best = candidate;
+                if (evictable && (own is null || EvictionOrder.Instance.Compare(candidate, own.Value) < 0))
+                {
+                    own = candidate;
+                }
+            }
+            else if (!ownOnly)
+            {
+                var (best, stuck) = others.GetValueOrDefault(slab);
+                if (!evictable)
+                {
+                    stuck = true;
+                }
+                else if (best is null || EvictionOrder.Instance.Compare(candidate, best.Value) < 0)
+                {
+                    best = candidate;
+                }
+
+                others[slab] = (best, stuck);
             }
         }
 
-        return best?.Block;
+        if (own is not null)
+        {
+            return own.Value.Block;
+        }
+
+        return others
+            .Where(e => !e.Value.Stuck && e.Value.Best is not null)
+            .OrderBy(e => e.Key.HasImporters)
+            .ThenBy(e => e.Key.Capacity - e.Key.FreeBytes)
+            .ThenBy(e => e.Value.Best!.Value, EvictionOrder.Instance)
+            .Select(e => e.Value.Best!.Value.Block)
+            .FirstOrDefault();
     }
 
     /// <summary>Copies a block to the spill store and frees its device range; false when the spill store is full.</summary>
@@ -192,10 +193,10 @@ public sealed partial class GpuMemoryPool
         Slab slab;
         lock (block.Sync)
         {
-            if (block.Slab is null || block.IsMoving || block.Uses > 0 || block.Freed)
+            if (block.Slab is null || block.IsMoving || block.Uses > 0 || block.Freed || block.IsPinned)
             {
                 entry.Dispose();
-                return true; // it changed under us: pick again
+                return true; // it changed under us (used, freed, or pinned after the fact): pick again
             }
 
             block.IsMoving = true;
@@ -262,7 +263,7 @@ public sealed partial class GpuMemoryPool
                         return use;
                     }
 
-                    if (await MakeRoomAsync(block.Rounded, cancellationToken).ConfigureAwait(false) is { } place)
+                    if (await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false) is { } place)
                     {
                         await RestoreIntoAsync(block, place.Item1, place.Item2, cancellationToken).ConfigureAwait(false);
                         if (TryBeginUse(block) is { } restored)
@@ -283,7 +284,7 @@ public sealed partial class GpuMemoryPool
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new PoolException(PoolError.OutOfMemory, $"Restoring {block}: " + DescribePressure(block.Rounded));
+            throw new PoolException(PoolError.OutOfMemory, $"Restoring {block}: " + DescribePressure(block.Rounded, block.Partition));
         }
     }
 
@@ -366,7 +367,7 @@ public sealed partial class GpuMemoryPool
             foreach (var block in evicted)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                if (TryPlace(block.Rounded, out var slab, out long offset))
+                if (TryPlace(block.Rounded, block.Partition, out var slab, out long offset))
                 {
                     restored += await RestoreIntoAsync(block, slab, offset, cancellationToken).ConfigureAwait(false) ? 1 : 0;
                 }
@@ -411,11 +412,11 @@ public sealed partial class GpuMemoryPool
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The out-of-memory message: what was asked, the limits, and who holds the memory.</summary>
-    private string DescribePressure(long rounded)
+    private string DescribePressure(long rounded, string partition)
     {
         var s = GetStatistics();
         var sb = new StringBuilder();
-        sb.Append($"No room for {rounded} bytes in the pool on {Device} within {_options.AllocationTimeout.TotalSeconds:0.###} s: ");
+        sb.Append($"No room for {rounded} bytes of partition '{partition}' in the pool on {Device} within {_options.AllocationTimeout.TotalSeconds:0.###} s: ");
         sb.Append($"{s.ReservedBytes} bytes reserved (cap {_options.MaxBytes}, device free {Device.GetMemoryInfo().Free}), {s.InUseBytes} in use, ");
         sb.Append($"largest free range {_slabs.Where(x => x is not null).Select(x => x!.FreeSpace().Largest).DefaultIfEmpty(0).Max()}; ");
         sb.Append($"spill store {s.SpillHostBytes}/{_options.HostSpillBytes} host and {s.SpillFileBytes}/{_options.MaxSpillFileBytes} file bytes. Held by: ");

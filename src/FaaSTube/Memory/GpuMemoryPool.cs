@@ -11,8 +11,12 @@ namespace FaaSTube.Memory;
 /// evicts the blocks needed furthest in the future to host memory or files, restoring them on use.
 /// A block is never lost: if nothing can give, an allocation waits, then fails with
 /// <see cref="PoolError.OutOfMemory"/> naming what holds the memory.
-/// <para>Files: this one holds allocation, leases and uses; <c>.Pressure</c> growth, eviction and
-/// restore; <c>.Elastic</c> trimming, slabs and importers.</para>
+/// <para>Files: this one holds allocation, leases and uses; <c>.Pressure</c> placement, eviction and
+/// restore; <c>.Growth</c> new slabs (per partition, cleared before use); <c>.Elastic</c> trimming,
+/// slabs and importers.</para>
+/// <para>Partitions (<see cref="BlockOptions.Partition"/>): a slab serves one partition for its whole
+/// life and is cleared on the device before its first block, so nothing a client maps can hold
+/// another partition's bytes; memory moves between partitions only by freeing an empty slab.</para>
 /// </summary>
 public sealed partial class GpuMemoryPool : IDisposable
 {
@@ -59,32 +63,29 @@ public sealed partial class GpuMemoryPool : IDisposable
     private TimeSpan Now => _time.GetElapsedTime(_start);
 
     /// <summary>
-    /// Allocates a block of <paramref name="bytes"/> with one lease for <see cref="BlockOptions.Holder"/>.
+    /// Allocates a block of <paramref name="bytes"/> with one lease for <see cref="BlockOptions.Holder"/>,
+    /// in a slab of <see cref="BlockOptions.Partition"/> (never in another partition's slab).
     /// Fast when a slab has room; otherwise grows, evicts, or waits (up to
     /// <see cref="GpuPoolOptions.AllocationTimeout"/>) for memory.
     /// </summary>
-    /// <param name="bytes">Size, at least 1 and at most the pool's cap.</param>
-    /// <param name="options">Function, holder, eviction hint; null for the defaults.</param>
+    /// <param name="bytes">Size, at least 1 and at most the pool's cap and the device's total memory.</param>
+    /// <param name="options">Function, holder, partition, eviction hint; null for the defaults.</param>
     /// <param name="cancellationToken">Cancels a wait for memory.</param>
-    /// <exception cref="PoolException"><see cref="PoolError.OutOfMemory"/>: nothing could give in time.</exception>
+    /// <exception cref="PoolException"><see cref="PoolError.TooLarge"/>: the pool could never hold it (refused at once);
+    /// <see cref="PoolError.OutOfMemory"/>: nothing could give in time.</exception>
     public async ValueTask<PoolBlock> AllocateAsync(long bytes, BlockOptions? options = null, CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         options ??= DefaultBlock;
         ArgumentNullException.ThrowIfNull(options.Function, nameof(options.Function));
-        long rounded = ExtentAllocator.Round(bytes);
-        if (rounded > _options.MaxBytes)
-        {
-            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"The request is larger than the pool's cap of {_options.MaxBytes} bytes.");
-        }
-
-        var window = _functions.GetOrAdd(options.Function, f => new FunctionWindow(f));
-        window.Arrive(rounded, Now);
+        ArgumentNullException.ThrowIfNull(options.Partition, nameof(options.Partition));
+        long rounded = RoundOrThrowTooLarge(bytes); // before any state is touched
+        var window = ArriveAt(options.Function, rounded);
         var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, window);
         try
         {
-            if (TryPlace(rounded, out var slab, out long offset))
+            if (TryPlace(rounded, block.Partition, out var slab, out long offset))
             {
                 block.Slab = slab;
                 block.Offset = offset;
@@ -106,6 +107,63 @@ public sealed partial class GpuMemoryPool : IDisposable
         Interlocked.Increment(ref _allocations);
         PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
         return block;
+    }
+
+    /// <summary>
+    /// The most one block can be: the smaller of the cap and the device's total memory, less what a
+    /// slab adds by rounding up to whole MiB (a request whose slab could never be reserved never fits).
+    /// </summary>
+    private long MaxBlockBytes => Math.Min(_options.MaxBytes, Device.TotalMemory) & ~(SlabRounding - 1);
+
+    /// <summary>
+    /// The request rounded to the alignment, or <see cref="PoolError.TooLarge"/> at once when the pool
+    /// could never hold it: compared before rounding, so no size near <see cref="long.MaxValue"/> can
+    /// wrap to a negative that passes a later check.
+    /// </summary>
+    private long RoundOrThrowTooLarge(long bytes)
+    {
+        long max = MaxBlockBytes;
+        if (bytes > max)
+        {
+            throw new PoolException(PoolError.TooLarge,
+                $"A block of {bytes} bytes can never fit in the pool on {Device}: at most {max} bytes (cap {_options.MaxBytes}, device total {Device.TotalMemory}, in whole MiB).");
+        }
+
+        return ExtentAllocator.Round(bytes); // max is a multiple of 1 MiB: the rounded size is at most max
+    }
+
+    /// <summary>Records an arrival in the function's window, taking a new window if the pool just retired its old one.</summary>
+    private FunctionWindow ArriveAt(string function, long rounded)
+    {
+        while (true)
+        {
+            var window = _functions.GetOrAdd(function, f => new FunctionWindow(f));
+            if (window.TryArrive(rounded, Now))
+            {
+                return window;
+            }
+
+            _functions.TryRemove(new KeyValuePair<string, FunctionWindow>(function, window)); // retired by Trim: replace it
+        }
+    }
+
+    /// <summary>Function windows held now (bounded: idle ones go in <see cref="Trim"/>).</summary>
+    internal int FunctionWindowCount => _functions.Count;
+
+    /// <summary>
+    /// Marks a block never to be evicted again (data committed as long-lived after it was allocated).
+    /// If it is being evicted or is evicted now, it comes back on its next use as usual and stays then.
+    /// </summary>
+    /// <param name="block">A live block of this pool.</param>
+    /// <exception cref="PoolException">Foreign or freed block.</exception>
+    internal void Pin(PoolBlock block)
+    {
+        CheckOwn(block);
+        lock (block.Sync)
+        {
+            ThrowIfFreed(block);
+            block.MarkPinned();
+        }
     }
 
     /// <summary>Releases one lease of <paramref name="holder"/>; the block is freed at once when no lease and no use is left.</summary>

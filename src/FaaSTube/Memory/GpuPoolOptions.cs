@@ -48,6 +48,12 @@ public sealed class GpuPoolOptions
     /// <summary>The clock for windows and idle times (default: the system's). Tests pass a <see cref="Devices.VirtualClock"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Zero-fill every new slab on the device even where the backend already hands out zeroed memory
+    /// (the simulated GPU): lets tests exercise the clearing path that CUDA always takes.
+    /// </summary>
+    internal bool AlwaysClearNewSlabs { get; set; }
+
     internal void Validate()
     {
         if (SlabBytes < (1L << 20) || SlabBytes % ExtentAllocator.Alignment != 0)

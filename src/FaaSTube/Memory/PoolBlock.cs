@@ -14,6 +14,13 @@ public sealed record BlockOptions
 
     /// <summary>Never evict this block (long-lived shared data such as model weights).</summary>
     public bool Pinned { get; init; }
+
+    /// <summary>
+    /// The isolation domain, e.g. the workflow: a slab holds blocks of one partition for its whole
+    /// life, so whoever maps a slab can only ever see that partition's bytes. "" (the default) is
+    /// node-internal memory that is never handed to clients.
+    /// </summary>
+    public string Partition { get; init; } = "";
 }
 
 /// <summary>
@@ -25,6 +32,7 @@ public sealed record BlockOptions
 public sealed class PoolBlock
 {
     private readonly Lock _sync = new();
+    private volatile bool _pinned;
 
     internal PoolBlock(GpuMemoryPool pool, long id, long length, long rounded, BlockOptions options, FunctionWindow window)
     {
@@ -33,8 +41,9 @@ public sealed class PoolBlock
         Length = length;
         Rounded = rounded;
         Function = options.Function;
+        Partition = options.Partition;
         NextUse = options.NextUse;
-        IsPinned = options.Pinned;
+        _pinned = options.Pinned;
         Window = window;
         Leases.Add(options.Holder);
     }
@@ -51,11 +60,14 @@ public sealed class PoolBlock
     /// <summary>The function it belongs to.</summary>
     public string Function { get; }
 
+    /// <summary>Its isolation domain (<see cref="BlockOptions.Partition"/>): it only ever lives in slabs of this partition.</summary>
+    public string Partition { get; }
+
     /// <summary>The eviction hint: larger is needed later; null is unknown (see <see cref="BlockOptions.NextUse"/>).</summary>
     public double? NextUse { get; set; }
 
-    /// <summary>True when it may never be evicted.</summary>
-    public bool IsPinned { get; }
+    /// <summary>True when it may never be evicted (from allocation, or once pinned by the pool after the fact).</summary>
+    public bool IsPinned => _pinned;
 
     /// <summary>True while its bytes are on the device (false while evicted).</summary>
     public bool IsResident
@@ -105,6 +117,9 @@ public sealed class PoolBlock
     public override string ToString() => $"block {Id} ({Length} bytes, {Function})";
 
     internal Lock Sync => _sync;
+
+    /// <summary>Marks the block never to be evicted again; set under <see cref="Sync"/> by the pool.</summary>
+    internal void MarkPinned() => _pinned = true;
 
     internal long Rounded { get; }
 

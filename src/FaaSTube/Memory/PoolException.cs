@@ -17,6 +17,13 @@ public enum PoolError
 
     /// <summary>The descriptor's range lies outside its block or slab.</summary>
     OutOfBounds,
+
+    /// <summary>
+    /// The request is larger than the pool could ever hold (its cap <see cref="GpuPoolOptions.MaxBytes"/>
+    /// or the device's total memory, whichever is smaller): refused at once, with nothing waited for,
+    /// grown or evicted.
+    /// </summary>
+    TooLarge,
 }
 
 /// <summary>A pool call was refused; the pool's state is unchanged. <see cref="Error"/> says why.</summary>

@@ -13,6 +13,9 @@ public enum SlabState
 
     /// <summary>Returned to the device; its descriptors are stale.</summary>
     Freed,
+
+    /// <summary>New, and being zero-filled on the device: takes no allocations and cannot be opened until cleared.</summary>
+    Clearing,
 }
 
 /// <summary>A slab as a UI or a node sees it.</summary>
@@ -24,10 +27,15 @@ public enum SlabState
 /// <param name="State">Active or retiring.</param>
 /// <param name="Importers">Importers that have it open.</param>
 /// <param name="Exports">How many times it was exported (once at most).</param>
-public readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<long> Importers, int Exports);
+/// <param name="Partition">The partition whose blocks it holds, fixed for its whole life (<see cref="BlockOptions.Partition"/>).</param>
+public readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<long> Importers, int Exports, string Partition);
 
-/// <summary>One large device allocation, sub-allocated by an <see cref="ExtentAllocator"/> under its own lock.</summary>
-internal sealed class Slab(int id, int generation, DeviceBuffer buffer)
+/// <summary>
+/// One large device allocation, sub-allocated by an <see cref="ExtentAllocator"/> under its own lock.
+/// It belongs to one partition from creation to free (<see cref="Partition"/> never changes), so a
+/// process that mapped it can only ever see that partition's bytes.
+/// </summary>
+internal sealed class Slab(int id, int generation, DeviceBuffer buffer, string partition, SlabState state = SlabState.Active)
 {
     private readonly ExtentAllocator _extents = new(buffer.Length);
     private readonly HashSet<long> _importers = [];
@@ -43,7 +51,10 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer)
 
     public long Capacity => Buffer.Length;
 
-    public SlabState State { get; set; } = SlabState.Active;
+    /// <summary>The partition whose blocks it holds: set at creation, never changed.</summary>
+    public string Partition { get; } = partition;
+
+    public SlabState State { get; set; } = state;
 
     /// <summary>When the slab last became empty (null while anything is allocated in it).</summary>
     public TimeSpan? EmptySince { get; private set; }
@@ -89,6 +100,32 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer)
             if (_extents.IsEmpty)
             {
                 EmptySince = now;
+            }
+        }
+    }
+
+    /// <summary>A cleared slab starts serving allocations (empty since <paramref name="now"/>).</summary>
+    public void Activate(TimeSpan now)
+    {
+        lock (Lock)
+        {
+            if (State == SlabState.Clearing)
+            {
+                State = SlabState.Active;
+            }
+        }
+
+        MarkEmptySince(now);
+    }
+
+    /// <summary>True when it has importers (it was opened and not every importer closed it).</summary>
+    public bool HasImporters
+    {
+        get
+        {
+            lock (Lock)
+            {
+                return _importers.Count > 0;
             }
         }
     }
@@ -147,7 +184,7 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer)
     {
         lock (Lock)
         {
-            return new SlabInfo(Id, Generation, Capacity, _extents.FreeBytes, _extents.LargestFree, State, [.. _importers], Exports);
+            return new SlabInfo(Id, Generation, Capacity, _extents.FreeBytes, _extents.LargestFree, State, [.. _importers], Exports, Partition);
         }
     }
 

@@ -185,7 +185,7 @@ public abstract class PoolContractTests
 
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await h.Pool.AllocateAsync(0));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await h.Pool.AllocateAsync(-5));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await h.Pool.AllocateAsync(4 * MiB + 1));
+        Assert.AreEqual(PoolError.TooLarge, (await Assert.ThrowsAsync<PoolException>(async () => await h.Pool.AllocateAsync(4 * MiB + 1))).Error, "larger than the cap");
         Assert.AreEqual(PoolError.LeaseNotHeld, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(block, 2)).Error);
         Assert.AreEqual(PoolError.Foreign, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(foreign, 0)).Error);
         Assert.AreEqual(PoolError.Foreign, Assert.ThrowsExactly<PoolException>(() => h.Pool.Resolve(descriptor with { PoolId = Guid.NewGuid() })).Error);

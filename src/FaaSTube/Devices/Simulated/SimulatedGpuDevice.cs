@@ -21,6 +21,9 @@ internal sealed class SimulatedGpuDevice : GpuDevice
 
     public override GpuBackend Backend => GpuBackend.Simulated;
 
+    /// <summary>Each allocation is a new file (<see cref="SharedMemoryFile.Create"/>): it reads as zeros.</summary>
+    internal override bool FreshAllocationsAreZeroed => true;
+
     public override string Name => $"Simulated GPU ({_machine.Topology.Name})";
 
     public override string PciBusId => $"0000:{0x10 + Ordinal:x2}:00.0";
