@@ -57,6 +57,7 @@ internal sealed partial class NodeSession
             {
                 TubeException t => (t.Error, t.Reason),
                 PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, p.Message),
+                PoolException { Error: PoolError.TooLarge } p => (TubeError.TooLarge, p.Message),
                 PoolException p => (TubeError.BadRequest, p.Message),
                 InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
                 _ => (TubeError.Internal, _node.InternalError(type.ToString(), Id, e)),
@@ -92,7 +93,7 @@ internal sealed partial class NodeSession
             throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
         }
 
-        var options = new BlockOptions { Function = _function, Holder = Id };
+        var options = new BlockOptions { Function = _function, Holder = Id, Partition = _workflow };
         var block = await device.Pool.AllocateAsync(length, options, _ended.Token).ConfigureAwait(false);
         return _node.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
     }
@@ -174,7 +175,7 @@ internal sealed partial class NodeSession
             entry.Block.AddLease(DataEntry.DirectoryHolder);
             if (pinned)
             {
-                _ = entry.Block; // POOL: Pin
+                entry.Block.Pool.Pin(entry.Block);
             }
 
             entry.Pinned = pinned;
@@ -261,7 +262,7 @@ internal sealed partial class NodeSession
             }
         }
 
-        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, Pinned = entry.Pinned };
+        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, Pinned = entry.Pinned, Partition = entry.Workflow };
         var copy = await target.Pool.AllocateAsync(entry.Length, options, _ended.Token).ConfigureAwait(false);
         try
         {

@@ -154,7 +154,12 @@ internal sealed partial class NodeSession
                 throw new TubeException(TubeError.BadRequest, "A client must name its workflow.");
             }
 
-            if (hello.Descriptors.Count != 1 || hello.Descriptors[0].IsInvalid)
+            if (hello.Descriptors.Any(d => d.IsInvalid))
+            {
+                throw new TubeException(TubeError.OutOfMemory, "The node could not take the window's descriptor (it is out of descriptors, or more than one came); try again.");
+            }
+
+            if (hello.Descriptors.Count != 1)
             {
                 throw new TubeException(TubeError.BadRequest, $"Hello must carry exactly one descriptor, the window; it carried {hello.Descriptors.Count}.");
             }

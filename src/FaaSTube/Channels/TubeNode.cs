@@ -297,8 +297,12 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>The most requests one session ever had running at once (never above <see cref="TubeNodeOptions.MaxRequestsInFlight"/>).</summary>
     internal int PeakRequestsPerSession => Volatile.Read(ref _peakRunning);
 
+    /// <summary>Raised with a session's count of running requests each time one starts (tests wait on it).</summary>
+    internal event Action<int>? RequestStarted;
+
     internal void RecordRunning(int running)
     {
+        RequestStarted?.Invoke(running);
         int peak;
         while (running > (peak = Volatile.Read(ref _peakRunning)) && Interlocked.CompareExchange(ref _peakRunning, running, peak) != peak)
         {

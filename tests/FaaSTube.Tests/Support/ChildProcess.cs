@@ -21,13 +21,17 @@ internal sealed class ChildProcess : IDisposable
     public static ChildProcess StartLimited(int maxFiles, params string[] args) =>
         StartWith("simulated", args, $"ulimit -n {maxFiles} && exec \"$0\" \"$@\"");
 
-    /// <summary>Waits (bounded) until the child has at least <paramref name="count"/> descriptors open (read from /proc); false if it never does.</summary>
-    public async Task<bool> WaitForOpenDescriptorsAsync(int count)
+    /// <summary>True when the child has at least <paramref name="count"/> descriptors open now.</summary>
+    public Task<bool> HasOpenDescriptorsAsync(int count) =>
+        Task.FromResult(!_process.HasExited && Directory.GetFiles($"/proc/{_process.Id}/fd").Length >= count);
+
+    /// <summary>Waits (bounded) until the child has at least (or, <paramref name="below"/>, fewer than) <paramref name="count"/> descriptors open (read from /proc); false if it never does.</summary>
+    public async Task<bool> WaitForOpenDescriptorsAsync(int count, bool below = false)
     {
         var deadline = DateTime.UtcNow + Timeout;
         while (DateTime.UtcNow < deadline && !_process.HasExited)
         {
-            if (Directory.GetFiles($"/proc/{_process.Id}/fd").Length >= count)
+            if (Directory.GetFiles($"/proc/{_process.Id}/fd").Length >= count != below)
             {
                 return true;
             }
