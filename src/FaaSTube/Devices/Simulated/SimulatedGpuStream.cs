@@ -61,6 +61,11 @@ internal sealed class SimulatedGpuStream : GpuStream
     {
         var op = work.Op;
         _machine.OnExecute?.Invoke(op);
+        if (op.Kind is StreamOpKind.HostToDevice or StreamOpKind.DeviceToHost && !PinnedRanges.Contains(op.Host, op.Length))
+        {
+            _machine.CountPageable();
+        }
+
         ulong result = 0;
         switch (op.Kind)
         {

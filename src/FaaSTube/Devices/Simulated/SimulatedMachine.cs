@@ -50,6 +50,16 @@ internal sealed class SimulatedMachine
     internal Action<StreamOp>? OnExecute { get; set; }
 
     /// <summary>
+    /// Host copies that reached a stream with pageable (not page-locked) host memory. CUDA runs those
+    /// synchronously on the issuing thread; <see cref="GpuStream"/> stages them, so this stays 0.
+    /// </summary>
+    internal int PageableHostCopies => Volatile.Read(ref _pageableHostCopies);
+
+    private int _pageableHostCopies;
+
+    internal void CountPageable() => Interlocked.Increment(ref _pageableHostCopies);
+
+    /// <summary>
     /// The links a copy uses, in the order it crosses them. A peer copy without a direct link goes
     /// through the host (source's lane to the host, then the host to the destination).
     /// </summary>
