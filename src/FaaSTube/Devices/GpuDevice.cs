@@ -195,7 +195,8 @@ public abstract class GpuDevice : IDisposable
 
     private DeviceBuffer Alias(DeviceBuffer local, IpcMemoryHandle handle)
     {
-        if (local.Device != this && local.Device.Backend == Backend)
+        // Another GpuSystem of this process may have exported it: the same ordinal is the same GPU (CUDA: the same primary context).
+        if (local.Device.Ordinal != Ordinal)
         {
             if (!CanAccessPeerCore(local.Device))
             {

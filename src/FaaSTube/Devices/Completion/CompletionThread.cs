@@ -85,7 +85,7 @@ internal sealed class CompletionThread<T> : IDisposable
 
         lock (_lock)
         {
-            while (!_signalled)
+            while (!_signalled && !_stopping)
             {
                 Monitor.Wait(_lock);
             }

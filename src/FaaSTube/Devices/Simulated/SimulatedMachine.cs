@@ -14,6 +14,7 @@ internal sealed class SimulatedMachine
     {
         Topology = options.SimulatedTopology ?? throw new ArgumentException("SimulatedTopology is required.", nameof(options));
         Clock = options.SimulatedClock;
+        RealTime = options.SimulatedRealTime;
         Directory = options.SimulatedMemoryDirectory ?? SharedMemoryFile.DefaultDirectory;
         int n = Topology.GpuCount;
         var latency = Topology.LinkLatency;
@@ -40,6 +41,9 @@ internal sealed class SimulatedMachine
     public GpuTopology Topology { get; }
 
     public VirtualClock? Clock { get; }
+
+    /// <summary>Ops complete in wall-clock time as the link model says (<see cref="GpuSystemOptions.SimulatedRealTime"/>).</summary>
+    public bool RealTime { get; }
 
     public string Directory { get; }
 
