@@ -36,17 +36,35 @@ internal sealed class CompletionThread<T> : IDisposable
     /// <exception cref="ObjectDisposedException">The thread was stopped.</exception>
     public void Add(T item)
     {
+        if (!TryAdd(item))
+        {
+            throw new ObjectDisposedException(GetType().Name, "The completion thread was stopped.");
+        }
+    }
+
+    /// <summary>As <see cref="Add"/>; false, leaving <paramref name="item"/> to the caller, once the thread was stopped.</summary>
+    public bool TryAdd(T item)
+    {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_stopping, this);
+            if (_stopping)
+            {
+                return false;
+            }
+
             _queue.Enqueue(item);
             if (!_signalled)
             {
                 _signalled = true;
                 Monitor.Pulse(_lock);
             }
+
+            return true;
         }
     }
+
+    /// <summary>Waits for <paramref name="item"/> on the calling thread and completes it (an op issued while its stream was being disposed).</summary>
+    public static void CompleteInline(T item) => Complete(item);
 
     /// <summary>Stops the thread once every item added so far has completed; returns at once.</summary>
     public void Dispose()

@@ -108,7 +108,13 @@ internal sealed class CudaGpuStream : GpuStream
             completion.ReadResult = readResult;
             completion.Watch(cudaEvent, _device.ReturnEvent);
             var task = completion.Task;
-            _completions.Add(completion);
+            if (!_completions.TryAdd(completion))
+            {
+                // The stream was disposed while this op was issued: the op is on the GPU, so wait for it
+                // here rather than release its memory under it (a race only; never the common path).
+                CompletionThread<CudaCompletion>.CompleteInline(completion);
+            }
+
             return task;
         }
         finally
