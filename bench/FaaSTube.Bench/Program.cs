@@ -12,6 +12,8 @@ switch (args.FirstOrDefault())
         return await FaaSTube.Bench.Channels.HandoffScenario.ConsumerMainAsync(args[1..]);
     case "routing-matrix":
         return await FaaSTube.Bench.Routing.BandwidthMatrixScenario.RunAsync(args[1..]);
+    case "completion-cpu":
+        return await FaaSTube.Bench.Devices.CompletionCpuScenario.RunAsync(args[1..]);
     case "transfer-isolation":
         return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }

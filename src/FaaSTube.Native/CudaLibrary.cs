@@ -6,7 +6,8 @@ namespace FaaSTube.Native;
 
 /// <summary>
 /// Finds and loads the CUDA driver (<c>libcuda.so.1</c>, then <c>libcuda.so</c>) and NVRTC
-/// (<c>libnvrtc.so.13</c>, <c>.12</c>, then unversioned) on first use. Loading never throws:
+/// (<c>libnvrtc.so.13</c>, <c>.12</c>, then unversioned, in the folders of <see cref="NvrtcSearch"/>;
+/// every path tried is in <see cref="NvrtcUnavailableReason"/>) on first use. Loading never throws:
 /// <see cref="IsAvailable"/> and <see cref="UnavailableReason"/> say what happened, and any use of
 /// CUDA when it is missing throws <see cref="PlatformNotSupportedException"/> with that reason.
 /// </summary>
@@ -20,16 +21,14 @@ public static class CudaLibrary
         ? ["nvcuda.dll"]
         : ["libcuda.so.1", "libcuda.so"];
 
-    private static readonly string[] NvrtcCandidates = OperatingSystem.IsWindows()
-        ? ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll"]
-        : ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"];
-
     private static readonly string[] NvmlCandidates = OperatingSystem.IsWindows() ? ["nvml.dll"] : ["libnvidia-ml.so.1", "libnvidia-ml.so"];
 
     private static readonly Lazy<LoadResult> Nvml = new(() => Load(NvmlCandidates, "NVML"), LazyThreadSafetyMode.ExecutionAndPublication);
 
     private static readonly Lazy<LoadResult> Driver = new(LoadDriver, LazyThreadSafetyMode.ExecutionAndPublication);
-    private static readonly Lazy<LoadResult> Nvrtc = new(() => Load(NvrtcCandidates, "NVRTC"), LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<LoadResult> Nvrtc = new(
+        () => Load([.. NvrtcSearch.Candidates(Environment.GetEnvironmentVariable, OperatingSystem.IsWindows())], "NVRTC", $"set {NvrtcSearch.OverrideVariable} to its path"),
+        LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>True when the CUDA driver loaded and <c>cuInit</c> succeeded.</summary>
     public static bool IsAvailable => Driver.Value.Available;
@@ -114,7 +113,7 @@ public static class CudaLibrary
         return init(0);
     }
 
-    private static LoadResult Load(string[] candidates, string what)
+    private static LoadResult Load(string[] candidates, string what, string? hint = null)
     {
         var tried = new List<string>();
         foreach (var candidate in candidates)
@@ -127,7 +126,7 @@ public static class CudaLibrary
             tried.Add(candidate);
         }
 
-        return new LoadResult(0, null, $"{what} was not found (tried {string.Join(", ", tried)})", false);
+        return new LoadResult(0, null, $"{what} was not found (tried {string.Join(", ", tried)}){(hint is null ? "" : $"; {hint}")}", false);
     }
 
     private sealed record LoadResult(nint Handle, string? LoadedName, string? Reason, bool Available);

@@ -6,7 +6,12 @@ namespace FaaSTube.Native;
 /// <summary>NVLink counts between GPUs and each GPU's PCIe link, read with NVML; null when NVML is missing or fails (the caller falls back to peer attributes).</summary>
 internal static unsafe class NvLinkDiscovery
 {
-    /// <summary>The current PCIe generation and width of the GPU at <paramref name="busId"/>, or null.</summary>
+    /// <summary>
+    /// The PCIe generation and width the GPU at <paramref name="busId"/> can run at in this system
+    /// (NVML's max link generation and width), or null. Not the current ones: an idle GPU trains its
+    /// link down (an idle H100 reports Gen1), which would make the topology's host bandwidth wrong.
+    /// The current values stand in only when NVML cannot tell the maximum.
+    /// </summary>
     public static (int Generation, int Width)? PcieLink(string busId)
     {
         if (!CudaLibrary.IsNvmlAvailable || Interop.Nvml.nvmlInit() != 0)
@@ -17,20 +22,35 @@ internal static unsafe class NvLinkDiscovery
         try
         {
             nint device;
-            uint generation, width;
             fixed (byte* id = Encoding.ASCII.GetBytes(busId + "\0"))
             {
-                return Interop.Nvml.nvmlDeviceGetHandleByPciBusId(id, &device) == 0
-                    && Interop.Nvml.nvmlDeviceGetCurrPcieLinkGeneration(device, &generation) == 0
-                    && Interop.Nvml.nvmlDeviceGetCurrPcieLinkWidth(device, &width) == 0
-                    ? ((int)generation, (int)width)
-                    : null;
+                if (Interop.Nvml.nvmlDeviceGetHandleByPciBusId(id, &device) != 0)
+                {
+                    return null;
+                }
             }
+
+            return ChooseLink(Read(device, &Interop.Nvml.nvmlDeviceGetMaxPcieLinkGeneration), Read(device, &Interop.Nvml.nvmlDeviceGetMaxPcieLinkWidth),
+                Read(device, &Interop.Nvml.nvmlDeviceGetCurrPcieLinkGeneration), Read(device, &Interop.Nvml.nvmlDeviceGetCurrPcieLinkWidth));
         }
         finally
         {
             Interop.Nvml.nvmlShutdown();
         }
+    }
+
+    /// <summary>The maximum generation and width where NVML reported them, else the current ones; null when neither is known.</summary>
+    internal static (int Generation, int Width)? ChooseLink(int? maxGeneration, int? maxWidth, int? currentGeneration, int? currentWidth)
+    {
+        int? generation = maxGeneration is > 0 ? maxGeneration : currentGeneration;
+        int? width = maxWidth is > 0 ? maxWidth : currentWidth;
+        return generation is > 0 && width is > 0 ? (generation.Value, width.Value) : null;
+    }
+
+    private static int? Read(nint device, delegate*<nint, uint*, int> query)
+    {
+        uint value;
+        return query(device, &value) == 0 ? (int)value : null;
     }
 
     /// <summary>For each ordered pair of the given PCI bus ids, how many active NVLinks join them.</summary>

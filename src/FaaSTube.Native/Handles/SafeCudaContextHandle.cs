@@ -27,6 +27,18 @@ internal sealed unsafe class SafeCudaContextHandle : SafeHandle
         return result;
     }
 
+    /// <summary>
+    /// Drops the owner's (the device's) reference without closing the handle: objects still alive
+    /// in the context keep it, and can still make new children (a stream's events after its device
+    /// was disposed); the context is released when the last reference goes. The finalizer is
+    /// suppressed: the handle is released by reference count, never by finalization.
+    /// </summary>
+    public void ReleaseOwnerReference()
+    {
+        GC.SuppressFinalize(this);
+        DangerousRelease();
+    }
+
     /// <summary>Makes this context current on the calling thread until the scope is disposed.</summary>
     public ContextScope Enter() => new(this);
 

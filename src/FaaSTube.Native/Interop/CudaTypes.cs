@@ -115,6 +115,7 @@ internal static class CuFlags
     public const uint MemHostRegisterPortable = 0x01;
     public const uint MemHostRegisterDeviceMap = 0x02;
     public const uint StreamNonBlocking = 0x1;
+    public const uint EventBlockingSync = 0x1;
     public const uint EventDisableTiming = 0x2;
     public const uint EventInterprocess = 0x4;
     public const uint IpcMemLazyEnablePeerAccess = 0x1;

@@ -29,6 +29,8 @@ internal static unsafe partial class Interop
         [LibraryImport(Lib)] internal static partial int nvmlShutdown();
         [LibraryImport(Lib, EntryPoint = "nvmlDeviceGetHandleByPciBusId_v2")] internal static partial int nvmlDeviceGetHandleByPciBusId(byte* pciBusId, nint* device);
         [LibraryImport(Lib)] internal static partial int nvmlDeviceGetNvLinkState(nint device, uint link, int* isActive);
+        [LibraryImport(Lib)] internal static partial int nvmlDeviceGetMaxPcieLinkGeneration(nint device, uint* maxLinkGen);
+        [LibraryImport(Lib)] internal static partial int nvmlDeviceGetMaxPcieLinkWidth(nint device, uint* maxLinkWidth);
         [LibraryImport(Lib)] internal static partial int nvmlDeviceGetCurrPcieLinkGeneration(nint device, uint* generation);
         [LibraryImport(Lib)] internal static partial int nvmlDeviceGetCurrPcieLinkWidth(nint device, uint* width);
         [LibraryImport(Lib, EntryPoint = "nvmlDeviceGetNvLinkRemotePciInfo_v2")] internal static partial int nvmlDeviceGetNvLinkRemotePciInfo(nint device, uint link, NvmlPciInfo* pci);

@@ -5,11 +5,14 @@ namespace FaaSTube.Devices;
 /// <summary>
 /// Device memory: allocated on a <see cref="GpuDevice"/>, or imported from another process with
 /// <see cref="GpuDevice.Import"/>. Disposing frees (or unmaps) it once no copy is using it; using it
-/// after that throws <see cref="ObjectDisposedException"/>.
+/// after that throws <see cref="ObjectDisposedException"/>. An import of a handle this same process
+/// exported is an alias of the local memory (<see cref="IsAlias"/>): disposing it frees nothing, and
+/// the memory stays allocated until the original and every alias are disposed.
 /// </summary>
 public sealed class DeviceBuffer : IDisposable
 {
     private readonly SafeHandle _memory;
+    private IpcMemoryHandle? _exportedAs;
 
     internal DeviceBuffer(GpuDevice device, SafeHandle memory, ulong address, long length, bool imported)
     {
@@ -32,6 +35,9 @@ public sealed class DeviceBuffer : IDisposable
     /// <summary>True when the memory belongs to another process and was opened from its IPC handle.</summary>
     public bool IsImported { get; }
 
+    /// <summary>True when imported from a handle this process exported: the same memory as the exported buffer, at the same address.</summary>
+    public bool IsAlias => _memory is AliasHandle;
+
     /// <summary>True once disposed.</summary>
     public bool IsDisposed => _memory.IsClosed;
 
@@ -41,7 +47,17 @@ public sealed class DeviceBuffer : IDisposable
     public DeviceMemory Slice(long offset, long length) => new(this, offset, length);
 
     /// <summary>Frees the memory (or closes the mapping) once in-flight work on it has completed.</summary>
-    public void Dispose() => _memory.Dispose();
+    public void Dispose()
+    {
+        if (Volatile.Read(ref _exportedAs) is { } handle)
+        {
+            ExportRegistry.Remove(handle, this);
+        }
+
+        _memory.Dispose();
+    }
+
+    internal void MarkExported(IpcMemoryHandle handle) => Volatile.Write(ref _exportedAs, handle);
 
     /// <summary>Keeps the memory alive for an operation; throws <see cref="ObjectDisposedException"/> when already disposed.</summary>
     internal void AddRef()
@@ -62,5 +78,5 @@ public sealed class DeviceBuffer : IDisposable
     internal SafeHandle Handle => _memory;
 
     /// <inheritdoc/>
-    public override string ToString() => $"{(IsImported ? "imported " : "")}buffer of {Length} bytes at 0x{Address:x} on {Device}";
+    public override string ToString() => $"{(IsAlias ? "aliased " : IsImported ? "imported " : "")}buffer of {Length} bytes at 0x{Address:x} on {Device}";
 }

@@ -113,7 +113,9 @@ public abstract class GpuDevice : IDisposable
         buffer.AddRef();
         try
         {
-            return ExportCore(buffer);
+            var handle = ExportCore(buffer);
+            ExportRegistry.Add(handle, buffer);
+            return handle;
         }
         finally
         {
@@ -121,7 +123,12 @@ public abstract class GpuDevice : IDisposable
         }
     }
 
-    /// <summary>Maps memory exported by another process (or this one) into this device's context.</summary>
+    /// <summary>
+    /// Maps memory exported by another process into this device's context. A handle this same
+    /// process exported (CUDA refuses to open those) gives back an alias of the local memory
+    /// (<see cref="DeviceBuffer.IsAlias"/>, same address): disposing the alias frees nothing, and it
+    /// keeps the memory allocated until it is disposed, even if the exported buffer is disposed first.
+    /// </summary>
     /// <param name="handle">The exporter's handle.</param>
     /// <exception cref="ArgumentException">The handle is from another backend, or its allocation is gone.</exception>
     public DeviceBuffer Import(IpcMemoryHandle handle)
@@ -131,6 +138,18 @@ public abstract class GpuDevice : IDisposable
         if (handle.Backend != Backend)
         {
             throw new ArgumentException($"The handle is from the {handle.Backend} backend; this device is {Backend}.", nameof(handle));
+        }
+
+        if (ExportRegistry.Find(handle) is { } local)
+        {
+            try
+            {
+                return Alias(local, handle);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed just now: the backend's import says what a freed allocation says.
+            }
         }
 
         return ImportCore(handle);
@@ -176,6 +195,25 @@ public abstract class GpuDevice : IDisposable
         {
             throw new ObjectDisposedException(ToString(), $"{this} was disposed.");
         }
+    }
+
+    /// <summary>Pinned memory for a stream's own staging, made without the disposal check: streams outlive their device.</summary>
+    internal PinnedBuffer AllocatePinnedForStaging(long bytes) => AllocatePinnedCore(bytes);
+
+    private DeviceBuffer Alias(DeviceBuffer local, IpcMemoryHandle handle)
+    {
+        // Another GpuSystem of this process may have exported it: the same ordinal is the same GPU (CUDA: the same primary context).
+        if (local.Device.Ordinal != Ordinal)
+        {
+            if (!CanAccessPeerCore(local.Device))
+            {
+                throw new ArgumentException($"The handle names memory of this process on {local.Device}, which {this} cannot reach.", nameof(handle));
+            }
+
+            EnablePeerAccessCore(local.Device); // what cuIpcOpenMemHandle's LAZY_ENABLE_PEER_ACCESS does for another process
+        }
+
+        return new DeviceBuffer(this, new AliasHandle(local.Handle), local.Address, Math.Min(handle.Length, local.Length), imported: true);
     }
 
     private void CheckPeer(GpuDevice peer)

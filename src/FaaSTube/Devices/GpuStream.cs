@@ -8,7 +8,7 @@ namespace FaaSTube.Devices;
 /// pipelined chunks (<see cref="GpuSystemOptions.CopyChunkBytes"/>); cancellation is honoured between
 /// chunks: chunks already issued complete, the rest of the destination is left untouched.
 /// </summary>
-public abstract class GpuStream : IDisposable
+public abstract partial class GpuStream : IDisposable
 {
     private const int MaxChunksInFlight = 4;
     private int _disposed;
@@ -26,7 +26,7 @@ public abstract class GpuStream : IDisposable
     public int Priority { get; }
 
     /// <summary>Copies host memory to device memory (lengths must match).</summary>
-    /// <param name="source">Host bytes: any memory; a <see cref="PinnedBuffer"/>'s memory runs at full DMA speed.</param>
+    /// <param name="source">Host bytes: any memory. A <see cref="PinnedBuffer"/>'s memory is copied directly at full DMA speed; other (pageable) memory goes through the stream's pinned staging ring, so the copy stays asynchronous.</param>
     /// <param name="destination">Device range of the same length.</param>
     /// <param name="cancellationToken">Checked between chunks.</param>
     public ValueTask CopyAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, CancellationToken cancellationToken = default)
@@ -38,7 +38,7 @@ public abstract class GpuStream : IDisposable
 
     /// <summary>Copies device memory to host memory (lengths must match).</summary>
     /// <param name="source">Device range.</param>
-    /// <param name="destination">Host bytes of the same length.</param>
+    /// <param name="destination">Host bytes of the same length: a <see cref="PinnedBuffer"/>'s memory directly, pageable memory through the staging ring.</param>
     /// <param name="cancellationToken">Checked between chunks.</param>
     public ValueTask CopyAsync(DeviceMemory source, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
@@ -108,6 +108,7 @@ public abstract class GpuStream : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             DisposeCore();
+            DisposeStaging();
         }
     }
 
@@ -125,6 +126,12 @@ public abstract class GpuStream : IDisposable
     {
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
+        if (host.Length > 0 && !IsPinned(host))
+        {
+            await RunStagedCopyAsync(host, kind, device, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         using MemoryHandle pin = host.Pin();
         nint pointer;
         unsafe

@@ -25,6 +25,14 @@ public sealed class GpuSystemOptions
     /// </summary>
     public VirtualClock? SimulatedClock { get; set; }
 
+    /// <summary>
+    /// When true, each simulated op completes when the link model says it would, in wall-clock time
+    /// (latency + bytes / bandwidth of its links, ops of a stream one after another), through the
+    /// same kind of completion thread as a CUDA stream: for probes of what waiting costs, e.g. the
+    /// CPU a 100 ms copy takes while it is awaited. The bytes still move at memcpy speed. Default false.
+    /// </summary>
+    public bool SimulatedRealTime { get; set; }
+
     /// <summary>The folder that holds simulated device memory (default <c>/dev/shm</c>, or the temp folder where there is none).</summary>
     public string? SimulatedMemoryDirectory { get; set; }
 

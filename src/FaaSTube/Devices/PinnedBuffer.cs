@@ -14,6 +14,7 @@ public sealed unsafe class PinnedBuffer : MemoryManager<byte>
     private readonly SafeHandle _owner;
     private readonly byte* _pointer;
     private readonly int _length;
+    private int _unregistered;
 
     internal PinnedBuffer(GpuDevice device, SafeHandle owner, nint pointer, long length, bool registered)
     {
@@ -27,6 +28,7 @@ public sealed unsafe class PinnedBuffer : MemoryManager<byte>
         _pointer = (byte*)pointer;
         _length = (int)length;
         IsRegistered = registered;
+        PinnedRanges.Add(pointer, length);
     }
 
     /// <summary>The device the memory is pinned for (portable: every device can use it).</summary>
@@ -62,5 +64,13 @@ public sealed unsafe class PinnedBuffer : MemoryManager<byte>
     public override void Unpin() => _owner.DangerousRelease();
 
     /// <inheritdoc/>
-    protected override void Dispose(bool disposing) => _owner.Dispose();
+    protected override void Dispose(bool disposing)
+    {
+        if (Interlocked.Exchange(ref _unregistered, 1) == 0)
+        {
+            PinnedRanges.Remove((nint)_pointer);
+        }
+
+        _owner.Dispose();
+    }
 }

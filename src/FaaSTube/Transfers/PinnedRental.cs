@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Numerics;
 using FaaSTube.Devices;
-using Microsoft.Extensions.ObjectPool;
 
 namespace FaaSTube.Transfers;
 
@@ -38,15 +37,23 @@ public sealed class PinnedRental : IDisposable
 }
 
 /// <summary>
-/// Pinned buffers by power-of-two size class (64 KiB and up), kept for reuse
-/// (Microsoft.Extensions.ObjectPool): pinning costs milliseconds, reuse costs nothing.
+/// Pinned buffers by power-of-two size class (64 KiB and up), kept for reuse: pinning costs
+/// milliseconds, reuse costs nothing. Each class keeps at most <see cref="KeptPerClass"/> idle buffers
+/// and frees the ones it does not keep (<see cref="DisposingObjectPool{T}"/>), so pinned memory
+/// follows the peak of concurrent rentals instead of only growing. Disposing frees the idle buffers;
+/// buffers still rented are freed when they come back.
 /// </summary>
 internal sealed class PinnedBufferPool(GpuDevice device) : IDisposable
 {
-    private readonly GpuDevice _device = device;
+    /// <summary>Idle buffers kept per size class.</summary>
+    public const int KeptPerClass = 8;
+
     private const int MinClass = 16; // 64 KiB
-    private readonly ConcurrentDictionary<int, ObjectPool<PinnedBuffer>> _classes = new();
-    private readonly ConcurrentBag<PinnedBuffer> _all = [];
+    private readonly GpuDevice _device = device;
+    private readonly ConcurrentDictionary<int, DisposingObjectPool<PinnedBuffer>> _classes = new();
+
+    /// <summary>Idle buffers held now, over all size classes.</summary>
+    public int IdleCount => _classes.Values.Sum(c => c.Count);
 
     public PinnedRental Rent(int bytes)
     {
@@ -59,27 +66,15 @@ internal sealed class PinnedBufferPool(GpuDevice device) : IDisposable
     public void Return(PinnedBuffer buffer) =>
         Pool(BitOperations.Log2((uint)buffer.Length)).Return(buffer);
 
-    private ObjectPool<PinnedBuffer> Pool(int sizeClass) =>
-        _classes.GetOrAdd(sizeClass, c => new DefaultObjectPool<PinnedBuffer>(new Policy(this, c), 8));
+    private DisposingObjectPool<PinnedBuffer> Pool(int sizeClass) =>
+        _classes.GetOrAdd(sizeClass, c => new DisposingObjectPool<PinnedBuffer>(
+            () => _device.AllocatePinned(Math.Min(1L << c, int.MaxValue)), KeptPerClass));
 
     public void Dispose()
     {
-        foreach (IDisposable buffer in _all)
+        foreach (var pool in _classes.Values)
         {
-            buffer.Dispose();
+            pool.Dispose();
         }
-    }
-
-    private sealed class Policy(PinnedBufferPool owner, int sizeClass) : IPooledObjectPolicy<PinnedBuffer>
-    {
-        public PinnedBuffer Create()
-        {
-            long size = 1L << sizeClass;
-            var buffer = owner._device.AllocatePinned(Math.Min(size, int.MaxValue));
-            owner._all.Add(buffer);
-            return buffer;
-        }
-
-        public bool Return(PinnedBuffer obj) => true;
     }
 }

@@ -12,6 +12,21 @@ public sealed class CudaDeviceTests : DeviceContractTests
     private protected override GpuBackend Backend => GpuBackend.Cuda;
 
     [TestMethod]
+    public void Topology_reports_the_max_pcie_link_not_the_trained_down_current_one()
+    {
+        using var gpus = Gpus.Open(GpuBackend.Cuda);
+        if (!CudaLibrary.IsNvmlAvailable)
+        {
+            Assert.Inconclusive("No NVML here: the PCIe link is not read.");
+        }
+
+        // An idle GPU trains its link down (an idle H100 reports Gen1); the topology wants what the link can do.
+        TestContext.WriteLine($"PCIe Gen{gpus.Topology.PcieGeneration} x{gpus.Topology.PcieWidth}");
+        Assert.IsGreaterThanOrEqualTo(3, gpus.Topology.PcieGeneration);
+        Assert.IsGreaterThanOrEqualTo(8, gpus.Topology.PcieWidth);
+    }
+
+    [TestMethod]
     public void Discovery_reports_devices_names_and_memory()
     {
         using var gpus = Gpus.Open(GpuBackend.Cuda);

@@ -304,6 +304,42 @@ public abstract class DeviceContractTests
     }
 
     [TestMethod]
+    public async Task An_import_of_a_handle_this_process_exported_is_an_alias_of_the_local_memory()
+    {
+        // CUDA refuses cuIpcOpenMemHandle in the exporting process (and so does the simulated GPU):
+        // Import must give back the local memory for every caller that imports (client, pool, tests).
+        var random = Seeds.Create(TestContext);
+        using var gpus = Open();
+        var device = gpus.Devices[0];
+        var data = random.Bytes(64 << 10);
+        var buffer = device.Allocate(data.Length);
+        using var stream = device.CreateStream();
+        await stream.CopyAsync(data, buffer);
+        var handle = IpcMemoryHandle.ReadFrom(HandleBytes(device.Export(buffer))); // as received over a socket
+
+        var alias = device.Import(handle);
+
+        Assert.IsTrue(alias.IsImported);
+        Assert.IsTrue(alias.IsAlias);
+        Assert.AreEqual(buffer.Address, alias.Address, "an alias is the same memory, not a second mapping");
+        Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(alias));
+        buffer.Dispose(); // the exporter lets go first: the alias keeps the memory
+        await stream.FillAsync(alias.Slice(0, 8), 7);
+        var head = new byte[8];
+        await stream.CopyAsync(alias.Slice(0, 8), head.AsMemory());
+        CollectionAssert.AreEqual(Enumerable.Repeat((byte)7, 8).ToArray(), head);
+        alias.Dispose();
+        Assert.ThrowsExactly<ArgumentException>(() => device.Import(handle), "once both are gone the handle names nothing");
+    }
+
+    private static byte[] HandleBytes(IpcMemoryHandle handle)
+    {
+        var bytes = new byte[IpcMemoryHandle.Size];
+        handle.WriteTo(bytes);
+        return bytes;
+    }
+
+    [TestMethod]
     public void Importing_a_handle_of_another_backend_is_rejected()
     {
         using var gpus = Open();

@@ -119,8 +119,9 @@ public sealed class SimulatedDeviceTests : DeviceContractTests
         await stream.CopyAsync(g0, g5); // no NVLink: down to the host and up again, 12 GB/s each
         Assert.AreEqual(t0 + 2 * (latency + TimeSpan.FromMilliseconds(2)), clock.Now);
 
+        using var pinned = gpus.Devices[0].AllocatePinned(Bytes); // pinned: a pageable copy is staged in slots, each charged its latency
         t0 = clock.Now;
-        await stream.CopyAsync(new byte[Bytes], g0); // PCIe Gen3
+        await stream.CopyAsync(pinned.Memory, g0); // PCIe Gen3
         Assert.AreEqual(t0 + latency + TimeSpan.FromMilliseconds(2), clock.Now);
     }
 
@@ -213,5 +214,88 @@ public sealed class SimulatedDeviceTests : DeviceContractTests
         bytes[16 + 16] = 0;
 
         Assert.ThrowsExactly<ArgumentException>(() => gpus.Devices[0].Import(IpcMemoryHandle.ReadFrom(bytes)));
+    }
+
+    [TestMethod]
+    public void The_simulated_gpu_refuses_to_map_a_handle_of_its_own_process_as_cuda_does()
+    {
+        // A shared-memory allocation named for this process but not a live export here (e.g. one
+        // whose exporter the registry no longer knows): the mapping layer must refuse it, as
+        // cuIpcOpenMemHandle does in the exporting process, so a path that skips the alias fails on CI.
+        string dir = Directory.CreateTempSubdirectory("faastube-own-").FullName;
+        try
+        {
+            using var gpus = GpuSystem.Open(new GpuSystemOptions { Backend = GpuBackend.Simulated, SimulatedMemoryDirectory = dir });
+            string path = SharedMemoryFile.PathOf(dir, Environment.ProcessId, Guid.NewGuid());
+            using var file = SharedMemoryFile.Create(path, 4096, null);
+            var bytes = ForgedHandle(GpuBackend.Simulated);
+            BitConverter.GetBytes(4096L).CopyTo(bytes, 8);
+            System.Text.Encoding.ASCII.GetBytes(Path.GetFileName(path)).CopyTo(bytes, 16);
+
+            var error = Assert.ThrowsExactly<ArgumentException>(() => gpus.Devices[0].Import(IpcMemoryHandle.ReadFrom(bytes)));
+
+            var cuda = Assert.IsInstanceOfType<FaaSTube.Native.CudaException>(error.InnerException);
+            Assert.AreEqual(FaaSTube.Native.CudaResult.ErrorInvalidContext, cuda.Result);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    [DataRow(1)]
+    [DataRow((5 << 20) + 3)] // more slots than the ring holds, and a remainder
+    public async Task Pageable_host_copies_reach_the_gpu_only_through_pinned_staging(int length)
+    {
+        // CUDA runs a pageable cuMemcpy*Async synchronously, blocking the issuing (thread-pool)
+        // thread; the stream must stage such copies, so the backend sees only page-locked memory.
+        var random = Seeds.Create(TestContext);
+        using var gpus = Gpus.Open(GpuBackend.Simulated, chunkBytes: 1 << 20);
+        var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
+        var data = random.Bytes(length);
+        var back = new byte[length];
+        using var buffer = gpus.Devices[0].Allocate(length);
+        using var stream = gpus.Devices[0].CreateStream();
+        using var pinned = gpus.Devices[0].AllocatePinned(length);
+
+        await stream.CopyAsync(data, buffer);
+        await stream.CopyAsync(buffer, back.AsMemory());
+        await stream.CopyAsync(buffer, pinned.Memory);
+
+        Assert.AreEqual(0, machine.PageableHostCopies, "a pageable host pointer reached the stream");
+        CollectionAssert.AreEqual(data, back);
+        CollectionAssert.AreEqual(data, pinned.GetSpan().ToArray());
+    }
+
+    [TestMethod]
+    public async Task A_cancelled_staged_copy_stops_between_slots_and_the_stream_stays_usable()
+    {
+        var random = Seeds.Create(TestContext);
+        using var gpus = Gpus.Open(GpuBackend.Simulated);
+        var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
+        var data = random.Bytes(GpuStream.StagingSlotBytes * 4);
+        using var buffer = gpus.Devices[0].Allocate(data.Length);
+        using var stream = gpus.Devices[0].CreateStream();
+        await stream.FillAsync(buffer, 0);
+        using var cts = new CancellationTokenSource();
+        int copies = 0;
+        machine.OnExecute = op =>
+        {
+            if (op.Kind == StreamOpKind.HostToDevice && Interlocked.Increment(ref copies) == 1)
+            {
+                cts.Cancel();
+            }
+        };
+
+        await Assert.ThrowsAsync<OperationCanceledException>(async () => await stream.CopyAsync(data, buffer, cts.Token));
+        machine.OnExecute = null;
+
+        var back = new byte[data.Length];
+        await stream.CopyAsync(buffer, back.AsMemory());
+        int copied = copies * GpuStream.StagingSlotBytes;
+        Assert.IsTrue(copies is >= 1 and <= GpuStream.StagingSlots, $"{copies} slots ran after the cancel");
+        CollectionAssert.AreEqual(data[..copied], back[..copied]);
+        Assert.IsTrue(back.AsSpan(copied).IndexOfAnyExcept((byte)0) < 0, "bytes past the cancelled slot were written");
     }
 }

@@ -1,15 +1,17 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using FaaSTube.Native;
-using Microsoft.Extensions.ObjectPool;
 
 namespace FaaSTube.Devices.Cuda;
 
 /// <summary>A real GPU through the CUDA driver API, in its primary context.</summary>
 internal sealed unsafe class CudaGpuDevice : GpuDevice
 {
+    /// <summary>Idle events kept for reuse; more are made on demand and freed when returned to a full pool.</summary>
+    private const int KeptEvents = 256;
+
     private readonly Lazy<CudaKernelModule> _kernels;
-    private readonly ObjectPool<SafeCudaEventHandle> _events;
+    private readonly DisposingObjectPool<SafeCudaEventHandle> _events;
 
     public CudaGpuDevice(int ordinal, GpuSystemOptions options)
         : base(ordinal, options)
@@ -33,7 +35,7 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
         ComputeCapability = (Attribute(CuDeviceAttribute.ComputeCapabilityMajor), Attribute(CuDeviceAttribute.ComputeCapabilityMinor));
         MultiprocessorCount = Attribute(CuDeviceAttribute.MultiprocessorCount);
         Context = SafeCudaContextHandle.RetainPrimary(device);
-        _events = new DefaultObjectPool<SafeCudaEventHandle>(new EventPolicy(Context), 256);
+        _events = new DisposingObjectPool<SafeCudaEventHandle>(() => CreateEvent(Context), KeptEvents, e => !e.IsClosed);
         _kernels = new Lazy<CudaKernelModule>(() => new CudaKernelModule(this), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
@@ -53,7 +55,32 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
 
     internal SafeCudaContextHandle Context { get; }
 
-    internal CudaKernelModule Kernels => _kernels.Value;
+    /// <summary>
+    /// The kernels, loaded on first use (NVRTC compiles them once per architecture per process); the
+    /// caller holds a reference until it calls <see cref="CudaKernelModule.Release"/>. Null, with the
+    /// reason in <paramref name="error"/>, when they cannot be built (no NVRTC): copies still work.
+    /// </summary>
+    internal CudaKernelModule? AcquireKernels(out Exception? error)
+    {
+        try
+        {
+            var module = _kernels.Value;
+            module.AddRef();
+            error = null;
+            return module;
+        }
+        catch (Exception e) when (e is CudaException or PlatformNotSupportedException or ObjectDisposedException)
+        {
+            error = e;
+            return null;
+        }
+    }
+
+    /// <summary>Device memory for a stream's own use, made even after the device was disposed (the stream keeps the context).</summary>
+    internal DeviceBuffer AllocateForStream(long bytes) => AllocateCore(bytes);
+
+    /// <summary>Pinned memory for a stream's own use, made even after the device was disposed.</summary>
+    internal PinnedBuffer AllocatePinnedForStream(long bytes) => AllocatePinnedCore(bytes);
 
     internal SafeCudaEventHandle RentEvent() => _events.Get();
 
@@ -171,31 +198,40 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
         }
     }
 
+    /// <summary>
+    /// In order: the idle pooled events, the device's reference to the kernel module, then its
+    /// reference to the context. Streams and buffers still alive hold their own references (events
+    /// in flight are freed when their op completes), so the module unloads and the primary context
+    /// is released when the last of them goes, not at the next garbage collection.
+    /// </summary>
     private protected override void DisposeCore()
     {
-        // Children hold references: the primary context is released when the last of them is.
-        Context.Dispose();
-    }
-
-    /// <summary>Makes events (no timing: cheaper) in the device's context; drops closed ones.</summary>
-    private sealed class EventPolicy(SafeCudaContextHandle context) : IPooledObjectPolicy<SafeCudaEventHandle>
-    {
-        public SafeCudaEventHandle Create()
+        _events.Dispose();
+        if (_kernels.IsValueCreated)
         {
-            var cudaEvent = new SafeCudaEventHandle(context);
-            using var scope = context.Enter();
-            nint handle;
-            var result = Interop.Cuda.cuEventCreate(&handle, CuFlags.EventDisableTiming);
-            if (result != CudaResult.Success)
-            {
-                cudaEvent.AbandonUnattached();
-                CudaException.ThrowIfFailed(result, "cuEventCreate(DISABLE_TIMING)");
-            }
-
-            cudaEvent.Attach(handle);
-            return cudaEvent;
+            _kernels.Value.Dispose();
         }
 
-        public bool Return(SafeCudaEventHandle obj) => !obj.IsClosed;
+        Context.ReleaseOwnerReference();
+    }
+
+    /// <summary>
+    /// An event for completions: BLOCKING_SYNC, so <c>cuEventSynchronize</c> sleeps in the driver
+    /// instead of spinning; DISABLE_TIMING, which is cheaper to record.
+    /// </summary>
+    private static SafeCudaEventHandle CreateEvent(SafeCudaContextHandle context)
+    {
+        var cudaEvent = new SafeCudaEventHandle(context);
+        using var scope = context.Enter();
+        nint handle;
+        var result = Interop.Cuda.cuEventCreate(&handle, CuFlags.EventBlockingSync | CuFlags.EventDisableTiming);
+        if (result != CudaResult.Success)
+        {
+            cudaEvent.AbandonUnattached();
+            CudaException.ThrowIfFailed(result, "cuEventCreate(BLOCKING_SYNC | DISABLE_TIMING)");
+        }
+
+        cudaEvent.Attach(handle);
+        return cudaEvent;
     }
 }

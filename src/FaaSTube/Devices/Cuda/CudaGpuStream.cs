@@ -1,35 +1,61 @@
 using System.Buffers.Binary;
+using FaaSTube.Devices.Completion;
 using FaaSTube.Native;
 
 namespace FaaSTube.Devices.Cuda;
 
-/// <summary>A CUDA stream: ops are issued asynchronously; an event after each one is watched by <see cref="CudaCompletionPoller"/>.</summary>
+/// <summary>
+/// A CUDA stream: ops are issued asynchronously, each followed by a blocking-sync event that the
+/// stream's <see cref="CompletionThread{T}"/> waits for (sleeping in the driver). Everything the
+/// stream needs later (the checksum's scratch word and pinned result, the kernel module) is taken
+/// when the stream is made, so it keeps working after its device is disposed.
+/// </summary>
 internal sealed class CudaGpuStream : GpuStream
 {
     private readonly CudaGpuDevice _device;
     private readonly SafeCudaStreamHandle _stream;
     private readonly SemaphoreSlim _checksumGate = new(1, 1);
-    private DeviceBuffer? _checksumScratch;
-    private PinnedBuffer? _checksumResult;
+    private readonly CompletionThread<CudaCompletion> _completions;
+    private readonly DeviceBuffer _checksumScratch;
+    private readonly PinnedBuffer _checksumResult;
+    private readonly CudaKernelModule? _kernels;
+    private readonly Exception? _kernelsError;
 
     public unsafe CudaGpuStream(CudaGpuDevice device, int priority)
         : base(device, priority)
     {
         _device = device;
         _stream = new SafeCudaStreamHandle(device.Context);
-        using var scope = device.Context.Enter();
-        int least, greatest;
-        CudaException.ThrowIfFailed(Interop.Cuda.cuCtxGetStreamPriorityRange(&least, &greatest));
-        int cudaPriority = Math.Max(greatest, least - priority); // CUDA: lower number = higher priority
-        nint handle;
-        var result = Interop.Cuda.cuStreamCreateWithPriority(&handle, CuFlags.StreamNonBlocking, cudaPriority);
-        if (result != CudaResult.Success)
+        using (device.Context.Enter())
         {
-            _stream.AbandonUnattached();
-            CudaException.ThrowIfFailed(result, $"cuStreamCreateWithPriority(NON_BLOCKING, {cudaPriority})");
+            int least, greatest;
+            CudaException.ThrowIfFailed(Interop.Cuda.cuCtxGetStreamPriorityRange(&least, &greatest));
+            int cudaPriority = Math.Max(greatest, least - priority); // CUDA: lower number = higher priority
+            nint handle;
+            var result = Interop.Cuda.cuStreamCreateWithPriority(&handle, CuFlags.StreamNonBlocking, cudaPriority);
+            if (result != CudaResult.Success)
+            {
+                _stream.AbandonUnattached();
+                CudaException.ThrowIfFailed(result, $"cuStreamCreateWithPriority(NON_BLOCKING, {cudaPriority})");
+            }
+
+            _stream.Attach(handle);
         }
 
-        _stream.Attach(handle);
+        try
+        {
+            _checksumScratch = device.AllocateForStream(8);
+            _checksumResult = device.AllocatePinnedForStream(8);
+        }
+        catch
+        {
+            _checksumScratch?.Dispose();
+            _stream.Dispose();
+            throw;
+        }
+
+        _kernels = device.AcquireKernels(out _kernelsError);
+        _completions = new CompletionThread<CudaCompletion>($"FaaSTube CUDA completions ({device.Ordinal})", ReleaseResources);
     }
 
     private nint Stream => _stream.DangerousGetHandle();
@@ -40,11 +66,16 @@ internal sealed class CudaGpuStream : GpuStream
     private protected override async ValueTask SynchronizeCoreAsync(CancellationToken cancellationToken) =>
         await Issue(default, null).AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
 
-    private protected override void DisposeCore()
+    /// <summary>Stops the completion thread once issued work has completed; it then frees the stream's resources.</summary>
+    private protected override void DisposeCore() => _completions.Dispose();
+
+    /// <summary>Runs on the completion thread after the last issued op completed.</summary>
+    private void ReleaseResources()
     {
-        _checksumScratch?.Dispose();
-        ((IDisposable?)_checksumResult)?.Dispose();
-        _stream.Dispose(); // cuStreamDestroy returns at once; queued work still completes
+        _checksumScratch.Dispose();
+        ((IDisposable)_checksumResult).Dispose();
+        _kernels?.Release();
+        _stream.Dispose();
     }
 
     /// <summary>Issues <paramref name="op"/> (nothing for a default op), then an event, and returns the completion.</summary>
@@ -55,25 +86,35 @@ internal sealed class CudaGpuStream : GpuStream
         try
         {
             var cudaEvent = _device.RentEvent();
-            using (_device.Context.Enter())
+            try
             {
-                if (op.Length > 0)
+                using (_device.Context.Enter())
                 {
-                    Enqueue(op);
-                }
+                    if (op.Length > 0)
+                    {
+                        Enqueue(op);
+                    }
 
-                var result = Interop.Cuda.cuEventRecord(cudaEvent.DangerousGetHandle(), Stream);
-                if (result != CudaResult.Success)
-                {
-                    cudaEvent.Dispose();
-                    CudaException.ThrowIfFailed(result, "cuEventRecord");
+                    CudaException.ThrowIfFailed(Interop.Cuda.cuEventRecord(cudaEvent.DangerousGetHandle(), Stream), "cuEventRecord");
                 }
+            }
+            catch
+            {
+                _device.ReturnEvent(cudaEvent); // nothing was recorded on it: it is as good as new
+                throw;
             }
 
             var completion = CudaCompletion.Rent();
             completion.ReadResult = readResult;
+            completion.Watch(cudaEvent, _device.ReturnEvent);
             var task = completion.Task;
-            CudaCompletionPoller.Instance.Watch(cudaEvent, completion, _device.ReturnEvent);
+            if (!_completions.TryAdd(completion))
+            {
+                // The stream was disposed while this op was issued: the op is on the GPU, so wait for it
+                // here rather than release its memory under it (a race only; never the common path).
+                CompletionThread<CudaCompletion>.CompleteInline(completion);
+            }
+
             return task;
         }
         finally
@@ -105,12 +146,15 @@ internal sealed class CudaGpuStream : GpuStream
                 CudaException.ThrowIfFailed(Interop.Cuda.cuMemsetD8Async(op.Destination.Address, op.Value, n, Stream));
                 break;
             case StreamOpKind.FillPattern:
-                Launch(_device.Kernels.FillPattern, op.Length, op.Destination.Address, (ulong)op.Length, op.Seed, 0UL);
+                Launch(Kernels.FillPattern, op.Length, op.Destination.Address, (ulong)op.Length, op.Seed, 0UL);
                 break;
             default:
                 throw new InvalidOperationException($"{op.Kind} is not issued directly.");
         }
     }
+
+    private CudaKernelModule Kernels =>
+        _kernels ?? throw new PlatformNotSupportedException($"The built-in kernels are not available on {Device}: {_kernelsError?.Message}", _kernelsError);
 
     /// <summary>Zero a device word, add every mixed word into it, copy it to pinned memory; one checksum at a time per stream.</summary>
     private async ValueTask<ulong> ChecksumAsync(StreamOp op)
@@ -118,8 +162,6 @@ internal sealed class CudaGpuStream : GpuStream
         await _checksumGate.WaitAsync().ConfigureAwait(false);
         try
         {
-            _checksumScratch ??= Device.Allocate(8);
-            _checksumResult ??= Device.AllocatePinned(8);
             var pinned = _checksumResult;
             EnqueueChecksum(op, _checksumScratch, pinned);
             return await Issue(default, () => BinaryPrimitives.ReadUInt64LittleEndian(pinned.GetSpan())).ConfigureAwait(false);
@@ -134,7 +176,7 @@ internal sealed class CudaGpuStream : GpuStream
     {
         using var scope = _device.Context.Enter();
         CudaException.ThrowIfFailed(Interop.Cuda.cuMemsetD8Async(scratch.Address, 0, 8, Stream));
-        Launch(_device.Kernels.Checksum, op.Length, op.Source.Address, (ulong)op.Length, 0UL, scratch.Address);
+        Launch(Kernels.Checksum, op.Length, op.Source.Address, (ulong)op.Length, 0UL, scratch.Address);
         CudaException.ThrowIfFailed(Interop.Cuda.cuMemcpyDtoHAsync((void*)result.Pointer, scratch.Address, 8, Stream));
     }
 
@@ -145,7 +187,7 @@ internal sealed class CudaGpuStream : GpuStream
         args[1] = &a1;
         args[2] = &a2;
         args[3] = &a3;
-        uint blocks = _device.Kernels.BlocksFor(bytes);
+        uint blocks = Kernels.BlocksFor(bytes);
         CudaException.ThrowIfFailed(Interop.Cuda.cuLaunchKernel(
             function, blocks, 1, 1, CudaKernelModule.ThreadsPerBlock, 1, 1, 0, Stream, args, null));
     }

@@ -3,16 +3,20 @@ using FaaSTube.Native;
 
 namespace FaaSTube.Devices.Cuda;
 
-/// <summary>The built-in kernels, compiled once per device with NVRTC for its exact architecture and loaded into its context.</summary>
-internal sealed unsafe class CudaKernelModule
+/// <summary>
+/// The built-in kernels loaded into one device's context; the CUBIN comes from
+/// <see cref="CudaKernelImages"/> (compiled once per architecture per process). Streams hold a
+/// reference (<see cref="AddRef"/>) for as long as they may launch, so disposing the device unloads
+/// the module only once its last stream is gone.
+/// </summary>
+internal sealed unsafe class CudaKernelModule : IDisposable
 {
     private readonly SafeCudaModuleHandle _module;
 
     public CudaKernelModule(CudaGpuDevice device)
     {
         var (major, minor) = device.ComputeCapability;
-        byte[] cubin = NvrtcCompiler.Compile(
-            CudaKernelSource.Source, "faastube_kernels.cu", [$"--gpu-architecture=sm_{major}{minor}", "--std=c++17"], cubin: true);
+        byte[] cubin = CudaKernelImages.Get(CudaKernelSource.Source, $"sm_{major}{minor}");
 
         _module = new SafeCudaModuleHandle(device.Context);
         using var scope = device.Context.Enter();
@@ -46,6 +50,18 @@ internal sealed unsafe class CudaKernelModule
     /// <summary>Blocks for a grid-stride kernel over <paramref name="bytes"/> bytes (one thread per 8-byte word).</summary>
     public uint BlocksFor(long bytes) =>
         (uint)Math.Clamp(((bytes + 7) / 8 + ThreadsPerBlock - 1) / ThreadsPerBlock, 1, MaxBlocks);
+
+    /// <summary>Keeps the module loaded until the matching <see cref="Release"/>.</summary>
+    public void AddRef()
+    {
+        bool added = false;
+        _module.DangerousAddRef(ref added);
+    }
+
+    public void Release() => _module.DangerousRelease();
+
+    /// <summary>Drops the device's reference; the module unloads when no stream holds it.</summary>
+    public void Dispose() => _module.Dispose();
 
     private nint GetFunction(string name)
     {

@@ -110,6 +110,14 @@ internal sealed class SimulatedGpuDevice : GpuDevice
             throw new ArgumentException("The handle does not name a simulated allocation.", nameof(handle));
         }
 
+        // As CUDA: cuIpcOpenMemHandle in the exporting process fails (GpuDevice.Import aliases live local exports before this).
+        if (name.Split('.') is [_, var pid, _] && pid == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+        {
+            throw new ArgumentException(
+                "The IPC handle could not be opened (its allocation was freed, or it was exported by this same process).",
+                nameof(handle), new Native.CudaException(Native.CudaResult.ErrorInvalidContext, "cuIpcOpenMemHandle_v2 (simulated: the handle was exported by this process)"));
+        }
+
         var file = SharedMemoryFile.Open(Path.Combine(_machine.Directory, name), handle.Length);
         unsafe
         {

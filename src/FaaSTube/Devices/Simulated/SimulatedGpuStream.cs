@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using FaaSTube.Devices.Completion;
 using FaaSTube.Kernels;
 
 namespace FaaSTube.Devices.Simulated;
@@ -11,12 +12,19 @@ internal sealed class SimulatedGpuStream : GpuStream
 {
     private readonly Channel<Work> _queue = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SimulatedMachine _machine;
+    private readonly CompletionThread<SimulatedCompletion>? _completions;
     private TimeSpan _lastEnd;
+    private long _realTimeEnd;
 
     public SimulatedGpuStream(SimulatedGpuDevice device, int priority)
         : base(device, priority)
     {
         _machine = device.Machine;
+        if (_machine.RealTime)
+        {
+            _completions = new CompletionThread<SimulatedCompletion>($"FaaSTube simulated completions ({device.Ordinal})");
+        }
+
         _ = Task.Run(RunAsync); // ends when DisposeCore completes the queue
     }
 
@@ -46,21 +54,62 @@ internal sealed class SimulatedGpuStream : GpuStream
     {
         await foreach (var work in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
         {
+            ulong result = 0;
+            Exception? error = null;
             try
             {
-                work.Completion.TrySetResult(work.Op.Length == 0 ? 0 : Execute(work));
+                result = work.Op.Length == 0 ? 0 : Execute(work);
             }
             catch (Exception e)
             {
-                work.Completion.TrySetException(e);
+                error = e;
+            }
+
+            if (_completions is { } completions)
+            {
+                completions.Add(new SimulatedCompletion(work.Completion, result, error, RealTimeEnd(work.Op, error is null)));
+            }
+            else if (error is null)
+            {
+                work.Completion.TrySetResult(result);
+            }
+            else
+            {
+                work.Completion.TrySetException(error);
             }
         }
+
+        _completions?.Dispose();
+    }
+
+    /// <summary>The wall-clock timestamp at which the op ends in the link model, after the stream's previous op.</summary>
+    private long RealTimeEnd(StreamOp op, bool ran)
+    {
+        var duration = TimeSpan.Zero;
+        if (ran && op.Length > 0)
+        {
+            int source = op.Source.Buffer?.Device.Ordinal ?? Device.Ordinal;
+            int destination = op.Destination.Buffer?.Device.Ordinal ?? Device.Ordinal;
+            foreach (var link in _machine.LinksFor(op.Kind, source, destination))
+            {
+                duration += link.Duration(op.Length);
+            }
+        }
+
+        _realTimeEnd = Math.Max(_realTimeEnd, System.Diagnostics.Stopwatch.GetTimestamp())
+            + (long)(duration.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        return _realTimeEnd;
     }
 
     private unsafe ulong Execute(Work work)
     {
         var op = work.Op;
         _machine.OnExecute?.Invoke(op);
+        if (op.Kind is StreamOpKind.HostToDevice or StreamOpKind.DeviceToHost && !PinnedRanges.Contains(op.Host, op.Length))
+        {
+            _machine.CountPageable();
+        }
+
         ulong result = 0;
         switch (op.Kind)
         {
@@ -134,6 +183,37 @@ internal sealed class SimulatedGpuStream : GpuStream
         }
 
         clock.AdvanceTo(notBefore);
+    }
+
+    /// <summary>A simulated op's completion in real-time mode: its "device" finishes at a wall-clock timestamp.</summary>
+    private sealed class SimulatedCompletion(TaskCompletionSource<ulong> completion, ulong result, Exception? error, long endTimestamp) : IDeviceCompletion
+    {
+        /// <summary>Sleeps until the modelled end, as a thread in a blocking-sync <c>cuEventSynchronize</c> would.</summary>
+        public void WaitForDevice()
+        {
+            var remaining = System.Diagnostics.Stopwatch.GetElapsedTime(System.Diagnostics.Stopwatch.GetTimestamp(), endTimestamp);
+            if (remaining > TimeSpan.Zero)
+            {
+                Thread.Sleep(remaining);
+            }
+
+            if (error is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+            }
+        }
+
+        public void Finish(Exception? failure)
+        {
+            if (failure is null)
+            {
+                completion.TrySetResult(result);
+            }
+            else
+            {
+                completion.TrySetException(failure);
+            }
+        }
     }
 
     private delegate void SpanAction(Span<byte> span, long firstWord);

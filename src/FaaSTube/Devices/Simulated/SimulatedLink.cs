@@ -16,10 +16,13 @@ internal sealed class SimulatedLink(string name, double bytesPerSecond, TimeSpan
 
     public double BytesPerSecond { get; } = bytesPerSecond;
 
+    /// <summary>How long <paramref name="bytes"/> occupy the link alone: latency + bytes / bandwidth.</summary>
+    public TimeSpan Duration(long bytes) => latency + TimeSpan.FromSeconds(bytes / BytesPerSecond);
+
     /// <summary>Books <paramref name="bytes"/> on the link no earlier than <paramref name="notBefore"/>; returns the modelled end.</summary>
     public TimeSpan Book(long bytes, TimeSpan notBefore)
     {
-        var duration = latency + TimeSpan.FromSeconds(bytes / BytesPerSecond);
+        var duration = Duration(bytes);
         lock (_lock)
         {
             var start = notBefore;

@@ -14,6 +14,7 @@ internal sealed class SimulatedMachine
     {
         Topology = options.SimulatedTopology ?? throw new ArgumentException("SimulatedTopology is required.", nameof(options));
         Clock = options.SimulatedClock;
+        RealTime = options.SimulatedRealTime;
         Directory = options.SimulatedMemoryDirectory ?? SharedMemoryFile.DefaultDirectory;
         int n = Topology.GpuCount;
         var latency = Topology.LinkLatency;
@@ -41,6 +42,9 @@ internal sealed class SimulatedMachine
 
     public VirtualClock? Clock { get; }
 
+    /// <summary>Ops complete in wall-clock time as the link model says (<see cref="GpuSystemOptions.SimulatedRealTime"/>).</summary>
+    public bool RealTime { get; }
+
     public string Directory { get; }
 
     /// <summary>
@@ -48,6 +52,16 @@ internal sealed class SimulatedMachine
     /// exact chunk, or throw to inject a failure into that op.
     /// </summary>
     internal Action<StreamOp>? OnExecute { get; set; }
+
+    /// <summary>
+    /// Host copies that reached a stream with pageable (not page-locked) host memory. CUDA runs those
+    /// synchronously on the issuing thread; <see cref="GpuStream"/> stages them, so this stays 0.
+    /// </summary>
+    internal int PageableHostCopies => Volatile.Read(ref _pageableHostCopies);
+
+    private int _pageableHostCopies;
+
+    internal void CountPageable() => Interlocked.Increment(ref _pageableHostCopies);
 
     /// <summary>
     /// The links a copy uses, in the order it crosses them. A peer copy without a direct link goes
