@@ -15,13 +15,11 @@ internal sealed class NodeWindow : IDisposable
 {
     private readonly SharedWindow _shared;
     private readonly PinnedBuffer _registration;
-    private readonly IDisposable _mappingHeld;
 
-    private NodeWindow(SharedWindow shared, PinnedBuffer registration, IDisposable mappingHeld)
+    private NodeWindow(SharedWindow shared, PinnedBuffer registration)
     {
         _shared = shared;
         _registration = registration;
-        _mappingHeld = mappingHeld;
     }
 
     public int Length => _shared.Length;
@@ -33,24 +31,21 @@ internal sealed class NodeWindow : IDisposable
     public static NodeWindow Open(SafeFileHandle descriptor, long bytes, GpuDevice device)
     {
         var shared = SharedWindow.Adopt(descriptor, bytes);
-        var held = shared.KeepAlive();
         try
         {
-            return new NodeWindow(shared, device.RegisterHostMemory(shared.Pointer, shared.Length), held);
+            return new NodeWindow(shared, device.RegisterHostMemory(shared.Pointer, shared.Length, shared.KeepAlive()));
         }
         catch
         {
-            held.Dispose();
             ((IDisposable)shared).Dispose();
             throw;
         }
     }
 
-    /// <summary>Unregisters, then lets the mapping go (it is unmapped once the last copy through it has ended).</summary>
+    /// <summary>Lets go of the window: it is unregistered once the last copy through it has ended, then unmapped.</summary>
     public void Dispose()
     {
         ((IDisposable)_registration).Dispose();
-        _mappingHeld.Dispose();
-        ((IDisposable)_shared).Dispose();
+        ((IDisposable)_shared).Dispose(); // the registration still holds the mapping until it is released
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 namespace FaaSTube.Devices;
 
 /// <summary>
@@ -83,6 +84,44 @@ public abstract class GpuDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, int.MaxValue);
         ThrowIfDisposed();
         return RegisterHostMemoryCore(pointer, bytes);
+    }
+
+    /// <summary>
+    /// Registers memory whose mapping <paramref name="mapping"/> keeps alive, and makes the
+    /// registration own it: the mapping reference is released only after the memory is unregistered
+    /// (which waits for the last copy that pinned it). So registered memory is never unmapped under
+    /// the driver, and a later mapping at the same address never meets a stale registration.
+    /// </summary>
+    /// <param name="pointer">The first byte.</param>
+    /// <param name="bytes">Length.</param>
+    /// <param name="mapping">A reference on the mapping; the returned buffer owns it (released on failure too).</param>
+    internal PinnedBuffer RegisterHostMemory(nint pointer, long bytes, SafeHandle mapping)
+    {
+        PinnedBuffer registration;
+        try
+        {
+            registration = RegisterHostMemory(pointer, bytes);
+        }
+        catch
+        {
+            mapping.Dispose();
+            throw;
+        }
+
+        return new PinnedBuffer(this, new OwnedMapping(registration.Owner, mapping), pointer, bytes, registered: true);
+    }
+
+    /// <summary>A registration that releases its mapping after itself.</summary>
+    private sealed class OwnedMapping(SafeHandle registration, SafeHandle mapping) : SafeHandle(1, ownsHandle: true)
+    {
+        public override bool IsInvalid => false;
+
+        protected override bool ReleaseHandle()
+        {
+            registration.Dispose();
+            mapping.Dispose();
+            return true;
+        }
     }
 
     /// <summary>Creates a stream: an ordered queue of copies and kernels.</summary>

@@ -6,7 +6,7 @@ namespace FaaSTube.Devices;
 /// <summary>
 /// Page-locked host memory that the GPU reaches by DMA at the link's full speed: allocated by the
 /// device (<see cref="GpuDevice.AllocatePinned"/>) or the caller's memory registered with it
-/// (<see cref="GpuDevice.RegisterHostMemory"/>). Its <see cref="MemoryManager{T}.Memory"/> can be passed to
+/// (<see cref="GpuDevice.RegisterHostMemory(nint, long)"/>). Its <see cref="MemoryManager{T}.Memory"/> can be passed to
 /// any copy; copies from and to it need no staging.
 /// </summary>
 public sealed unsafe class PinnedBuffer : MemoryManager<byte>
@@ -39,6 +39,9 @@ public sealed unsafe class PinnedBuffer : MemoryManager<byte>
 
     /// <summary>True when the memory is the caller's, registered rather than allocated.</summary>
     public bool IsRegistered { get; }
+
+    /// <summary>What keeps the memory pinned (the allocation, or the registration).</summary>
+    internal SafeHandle Owner => _owner;
 
     /// <summary>The host address of the first byte.</summary>
     public nint Pointer => (nint)_pointer;
