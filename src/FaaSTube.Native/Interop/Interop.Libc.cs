@@ -21,6 +21,7 @@ internal static partial class Interop
         internal const int WSTOPPED = 2;
         internal const int WNOWAIT = 0x01000000;
         internal const int EINTR = 4;
+        internal const int SIGTERM = 15;
         internal const int SIGCONT = 18;
         internal const int SIGSTOP = 19;
     }

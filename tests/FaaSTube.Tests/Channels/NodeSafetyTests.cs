@@ -334,6 +334,31 @@ public sealed class NodeSafetyTests
         CollectionAssert.AreEqual(data, back, "the node serves again once descriptors are free");
     }
 
+    [TestMethod]
+    public async Task A_node_host_stopped_with_sigterm_frees_its_memory_and_removes_its_socket()
+    {
+        string socket = Path.Combine(Path.GetTempPath(), $"ft-{Guid.NewGuid():N}"[..20] + ".sock");
+        using var host = ChildProcess.StartProgram("FaaSTube.Samples.NodeHost", "--socket", socket, "--backend", "simulated");
+        string line;
+        while (!(line = await host.ReadLineAsync()).StartsWith("FaaSTube node on", StringComparison.Ordinal))
+        {
+            Assert.IsFalse(line.StartsWith("(end of output", StringComparison.Ordinal), line);
+        }
+
+        using (var producer = ChildProcess.Start("tube-put", socket, "wf", (3 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture), "7", "1"))
+        {
+            Assert.AreEqual(0, (await producer.WaitAsync()).ExitCode, "data is on the node: it holds slabs");
+        }
+
+        string slabs = $"faastube-sim.{host.Id}.";
+        Assert.IsTrue(Directory.EnumerateFiles("/dev/shm", slabs + "*").Any(), "the node's simulated GPU memory");
+        host.Terminate();
+        var (exit, output) = await host.WaitAsync();
+        Assert.AreEqual(0, exit, output);
+        Assert.IsFalse(Directory.EnumerateFiles("/dev/shm", slabs + "*").Any(), "its memory went back");
+        Assert.IsFalse(File.Exists(socket), "its socket is gone");
+    }
+
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
     private static async Task<TubeException> HelloAsync(string path, PayloadWriter payload, SafeHandle? descriptor)
     {

@@ -45,7 +45,10 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>Starts the helper with FAASTUBE_BACKEND=<paramref name="backend"/>.</summary>
     public static ChildProcess StartWith(string backend, params string[] args) => StartWith(backend, args, shell: null);
 
-    private static ChildProcess StartWith(string backend, string[] args, string? shell)
+    /// <summary>Starts another program built beside the tests (a sample), on the simulated GPU.</summary>
+    public static ChildProcess StartProgram(string assembly, params string[] args) => StartWith("simulated", args, shell: null, assembly);
+
+    private static ChildProcess StartWith(string backend, string[] args, string? shell, string assembly = "FaaSTube.TestChild")
     {
         var info = new ProcessStartInfo(shell is null ? DotnetHost() : "/bin/sh")
         {
@@ -61,7 +64,7 @@ internal sealed class ChildProcess : IDisposable
             info.ArgumentList.Add(DotnetHost());
         }
 
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "FaaSTube.TestChild.dll"));
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, assembly + ".dll"));
         info.Environment["FAASTUBE_BACKEND"] = backend;
         foreach (var a in args)
         {
@@ -122,6 +125,9 @@ internal sealed class ChildProcess : IDisposable
             }
         }).WaitAsync(Timeout);
     }
+
+    /// <summary>Sends SIGTERM (what service managers send to stop a process).</summary>
+    public void Terminate() => Interop.Libc.kill(_process.Id, Interop.Libc.SIGTERM);
 
     /// <summary>Continues a child stopped by <see cref="StopAsync"/> (SIGCONT).</summary>
     public void Continue() => Interop.Libc.kill(_process.Id, Interop.Libc.SIGCONT);
