@@ -201,6 +201,255 @@ public sealed partial class HostileFuzzTests
         Assert.AreEqual(before.Evictions, after.Evictions, "nothing was evicted for it");
     }
 
+    /// <summary>
+    /// Hand-written handshakes over a raw socket: every wrong descriptor, version, size or byte
+    /// stream gets a clear error (or, for bytes that are no frame at all, at least a closed
+    /// connection); every descriptor the node was handed is closed again; the node keeps serving.
+    /// A correct hand-written Hello is accepted, so the refusals are the node's, not the encoding's.
+    /// </summary>
+    [TestMethod]
+    public async Task Hand_written_handshakes_with_wrong_descriptors_versions_and_bytes_are_refused_and_the_node_keeps_serving()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(configure: o => o.HelloTimeout = TimeSpan.FromSeconds(2));
+        await using var healthy = await ConnectAsync(h, "healthy", "healthy");
+        string tag = $"hostile-{Guid.NewGuid():N}"[..20];
+        const long Size = 64 << 10;
+        byte[] Hello(long windowBytes, ushort version = Frames.Version, string workflow = "wf") =>
+            Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(version).Str(workflow).Str("f").I64(windowBytes).Memory.Span);
+
+        string regular = Path.Combine(Path.GetTempPath(), tag + ".file");
+        string shmRegular = Path.Combine("/dev/shm", tag + ".shm");
+        string directory = Directory.CreateTempSubdirectory(tag).FullName;
+        await File.WriteAllBytesAsync(regular, new byte[Size]);
+        await File.WriteAllBytesAsync(shmRegular, new byte[Size]);
+        int[] pipe = Pipe();
+        using var looseSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var opened = new List<int>();
+        int Keep(int fd)
+        {
+            Assert.IsGreaterThanOrEqualTo(0, fd, $"errno {Marshal.GetLastPInvokeError()}");
+            opened.Add(fd);
+            return fd;
+        }
+
+        var cases = new List<(string Name, byte[] Bytes, int[] Fds, TubeError? Expected)>
+        {
+            ("no descriptor", Hello(Size), [], TubeError.BadRequest),
+            ("two sealed memfds", Hello(Size), [Keep(Memfd(tag, Size, SharedSeals)), Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a regular file", Hello(Size), [Keep(Open(regular, O_RDWR))], TubeError.BadRequest),
+            ("a regular file in /dev/shm", Hello(Size), [Keep(Open(shmRegular, O_RDWR))], TubeError.BadRequest),
+            ("a directory", Hello(Size), [Keep(Open(directory, O_RDONLY | O_DIRECTORY))], TubeError.BadRequest),
+            ("a pipe", Hello(Size), [pipe[0]], TubeError.BadRequest),
+            ("a socket", Hello(Size), [(int)looseSocket.Handle], TubeError.BadRequest),
+            ("an unsealed memfd", Hello(Size), [Keep(Memfd(tag, Size, 0))], TubeError.BadRequest),
+            ("a memfd sealed against shrinking only", Hello(Size), [Keep(Memfd(tag, Size, Interop.Libc.F_SEAL_SHRINK))], TubeError.BadRequest),
+            ("a memfd of another size than claimed", Hello(2 * Size), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a claimed size of 0", Hello(0), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a claimed size of -1", Hello(-1), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a claimed size of 2^62", Hello(1L << 62), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("version 1 (window by name)", Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(1).Str("wf").Str("f").Str("faastube-win.1.x").I64(Size).Memory.Span), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.VersionMismatch),
+            ("version 3", Hello(Size, version: 3), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.VersionMismatch),
+            ("a workflow of invalid UTF-8", Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Bytes([0x77, 0xC3, 0x28]).Str("f").I64(Size).Memory.Span), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("an empty workflow", Hello(Size, workflow: ""), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a first frame that is not Hello", Frames.Encode(FrameType.Get, 1, new byte[20]), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a truncated Hello", Frames.Encode(FrameType.Hello, 1, [2, 0, 5]), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("an oversized frame", [0x00, 0x00, 0x10, 0x00, 1, 1, 0, 0, 0], [Keep(Memfd(tag, Size, SharedSeals))], TubeError.FrameTooLarge),
+            ("a frame of 4 bytes", [4, 0, 0, 0, 1, 1, 0, 0, 0], [], TubeError.FrameTooLarge),
+        };
+        for (int i = 0; i < 8; i++)
+        {
+            cases.Add(($"garbage {i}", random.Bytes(random.Next(1, 200)), [], null));
+            var framed = random.Bytes(random.Next(9, 200)); // a plausible length, then garbage: type, id and payload
+            BitConverter.TryWriteBytes(framed.AsSpan(0, 4), framed.Length - 4);
+            cases.Add(($"framed garbage {i}", framed, i % 2 == 0 ? [Keep(Memfd(tag, Size, SharedSeals))] : [], null));
+        }
+
+        var failures = new List<string>();
+        foreach (var (name, bytes, fds, expected) in cases)
+        {
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
+            SendWithRights(socket, bytes, fds);
+            socket.Shutdown(SocketShutdown.Send); // nothing more comes: a frame cut short ends now, not at the Hello timeout
+            var (answer, closed) = await ReadAnswerAsync(socket);
+            if (answer is { } e && (string.IsNullOrWhiteSpace(e.Reason) || e.Reason.Contains("   at ", StringComparison.Ordinal)))
+            {
+                failures.Add($"{name}: a malformed error '{e.Reason}'");
+            }
+
+            if (expected is { } want ? answer?.Error != want : answer is null && !closed)
+            {
+                failures.Add($"{name}: {(answer is null ? "no answer" : $"{answer.Error} '{answer.Reason}'")}, expected {(expected?.ToString() ?? "an error or a close")}");
+            }
+
+            if (!closed)
+            {
+                failures.Add($"{name}: the connection stayed open after the refusal");
+            }
+
+            TestContext.WriteLine($"{name}: {(answer is null ? "-" : $"{answer.Error} '{answer.Reason}'")}{(closed ? ", closed" : "")}");
+        }
+
+        // Our copies go; then no descriptor in this process (the node's included) may still refer to them.
+        opened.ForEach(fd => Interop.Libc.close(fd));
+        Interop.Libc.close(pipe[0]);
+        var leaked = Directory.GetFiles("/proc/self/fd").Select(f => { try { return File.ResolveLinkTarget(f, false)?.FullName ?? ""; } catch (IOException) { return ""; } })
+            .Where(t => t.Contains(tag, StringComparison.Ordinal)).ToList();
+        bool pipeReaderGone = WriteOne(pipe[1]) < 0 && Marshal.GetLastPInvokeError() == EPIPE; // every read end (the node's copy too) is closed
+
+        Interop.Libc.close(pipe[1]);
+        File.Delete(regular);
+        File.Delete(shmRegular);
+        Directory.Delete(directory);
+
+        Assert.IsEmpty(failures, string.Join("\n", failures));
+        Assert.IsEmpty(leaked, "descriptors the node refused are closed: " + string.Join(", ", leaked));
+        Assert.IsTrue(pipeReaderGone, "the node closed the pipe it was handed");
+        Assert.AreEqual(1, h.Node.SessionCount, "every refused connection ended; the healthy client is served");
+
+        // A hand-written Hello done right is accepted (the refusals above are about what was wrong).
+        using (var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
+            int fd = Memfd(tag, Size, SharedSeals);
+            SendWithRights(socket, Hello(Size), [fd]);
+            Interop.Libc.close(fd);
+            var reply = await ReadFrameAsync(socket);
+            Assert.AreEqual((byte)FrameType.Ok, reply?[4], "a correct hand-written Hello is accepted");
+        }
+
+        var data = random.Bytes(700_000);
+        var id = await healthy.PutAsync(data, new PutOptions { Consumers = 1 });
+        var back = new byte[data.Length];
+        await healthy.GetAsync(id, back.AsMemory());
+        Assert.AreEqual(DataChecksum.Compute(data), DataChecksum.Compute(back), "the node still serves a healthy client");
+    }
+
+    private const int SharedSeals = Interop.Libc.F_SEAL_SHRINK | Interop.Libc.F_SEAL_GROW;
+    private const int O_RDONLY = 0;
+    private const int O_RDWR = 2;
+    private const int O_DIRECTORY = 0x10000;
+    private const int EPIPE = 32;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
+    private static unsafe partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    private static unsafe partial nint Write(int fd, byte* bytes, nuint count);
+
+    private static unsafe nint WriteOne(int fd)
+    {
+        byte one = 1;
+        return Write(fd, &one, 1);
+    }
+
+    private static unsafe int[] Pipe()
+    {
+        int* fds = stackalloc int[2];
+        Assert.AreEqual(0, Pipe2(fds, 0x80000 /* O_CLOEXEC */), $"pipe2: errno {Marshal.GetLastPInvokeError()}");
+        return [fds[0], fds[1]];
+    }
+
+    /// <summary>A memfd named after <paramref name="tag"/> of <paramref name="size"/> bytes with <paramref name="seals"/> added.</summary>
+    private static int Memfd(string tag, long size, int seals)
+    {
+        int fd = Interop.Libc.memfd_create(tag, Interop.Libc.MFD_CLOEXEC | Interop.Libc.MFD_ALLOW_SEALING);
+        Assert.IsGreaterThanOrEqualTo(0, fd);
+        Assert.AreEqual(0, Interop.Libc.ftruncate(fd, size));
+        if (seals != 0)
+        {
+            Assert.AreEqual(0, Interop.Libc.fcntl(fd, Interop.Libc.F_ADD_SEALS, seals));
+        }
+
+        return fd;
+    }
+
+    /// <summary>Sends <paramref name="bytes"/> with <paramref name="fds"/> attached (SCM_RIGHTS), in one sendmsg.</summary>
+    private static unsafe void SendWithRights(Socket socket, byte[] bytes, int[] fds)
+    {
+        int space = fds.Length == 0 ? 0 : Interop.Libc.ControlSpace(fds.Length * sizeof(int));
+        byte* control = stackalloc byte[Math.Max(space, 1)];
+        new Span<byte>(control, Math.Max(space, 1)).Clear();
+        if (fds.Length > 0)
+        {
+            var header = (Interop.Libc.ControlHeader*)control;
+            header->Length = (nuint)Interop.Libc.ControlLength(fds.Length * sizeof(int));
+            header->Level = Interop.Libc.SOL_SOCKET;
+            header->Type = Interop.Libc.SCM_RIGHTS;
+            for (int i = 0; i < fds.Length; i++)
+            {
+                ((int*)(control + 16))[i] = fds[i];
+            }
+        }
+
+        fixed (byte* data = bytes)
+        {
+            var vector = new Interop.Libc.IoVector { Base = data, Length = (nuint)bytes.Length };
+            var message = new Interop.Libc.MessageHeader { Vectors = &vector, VectorCount = 1, Control = fds.Length > 0 ? control : null, ControlLength = (nuint)space };
+            nint sent = Interop.Libc.sendmsg(socket.Handle, &message, Interop.Libc.MSG_NOSIGNAL);
+            Assert.AreEqual((nint)bytes.Length, sent, $"sendmsg: errno {Marshal.GetLastPInvokeError()}");
+        }
+    }
+
+    /// <summary>The error the node answered (null if none) and whether it then closed the connection (bounded wait).</summary>
+    private static async Task<(TubeException? Answer, bool Closed)> ReadAnswerAsync(Socket socket)
+    {
+        var frame = await ReadFrameAsync(socket);
+        TubeException? answer = null;
+        if (frame is not null && frame[4] == (byte)FrameType.Error)
+        {
+            var r = new PayloadReader(frame.AsSpan(9));
+            answer = new TubeException((TubeError)r.U16(), r.Str());
+        }
+
+        bool closed = frame is null || await ReadFrameAsync(socket) is null;
+        return (answer, closed);
+    }
+
+    /// <summary>One whole frame (header included), or null when the connection ends first. Bounded by <see cref="ChildProcess.Timeout"/>.</summary>
+    private static async Task<byte[]?> ReadFrameAsync(Socket socket)
+    {
+        using var timeout = new CancellationTokenSource(ChildProcess.Timeout);
+        var header = new byte[4];
+        if (!await FillAsync(socket, header, timeout.Token))
+        {
+            return null;
+        }
+
+        var frame = new byte[4 + BitConverter.ToInt32(header)];
+        header.CopyTo(frame, 0);
+        return await FillAsync(socket, frame.AsMemory(4), timeout.Token) ? frame : null;
+    }
+
+    private static async Task<bool> FillAsync(Socket socket, Memory<byte> into, CancellationToken cancellationToken)
+    {
+        for (int n = 0; n < into.Length;)
+        {
+            int got;
+            try
+            {
+                got = await socket.ReceiveAsync(into[n..], cancellationToken);
+            }
+            catch (SocketException)
+            {
+                return false; // reset by the node: closed
+            }
+
+            if (got == 0)
+            {
+                return false;
+            }
+
+            n += got;
+        }
+
+        return true;
+    }
+
     /// <summary>Checksummed Put/Get (host) and Allocate/Publish/Get (GPU) round trips until the storm is over; returns how many.</summary>
     private static async Task<int> HealthyLoopAsync(NodeHarness h, Random random, ConcurrentQueue<string> violations, CancellationToken stormDone)
     {
