@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Transport;
 using FaaSTube.Kernels;
 
 namespace FaaSTube.Bench.Channels;
@@ -145,16 +146,13 @@ internal static class NodeSoakScenario
                     }
                     else
                     {
-                        // Gone in the middle of a Put (or between its parts): the node drops the unfinished data.
-                        _ = client.PutAsync(new byte[4 << 20], new PutOptions { Consumers = 1 }).ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
-                        await client.DisposeAsync();
-                        client = await ConnectAsync(socket, index);
+                        await AbruptPutAsync(socket, random);
                         Interlocked.Increment(ref c.Abrupt);
                     }
 
                     Interlocked.Increment(ref c.Ops);
                 }
-                catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
+                catch (Exception e) when (e is TubeException or TubeNodeUnavailableException or IOException or SocketException)
                 {
                     Interlocked.Increment(ref c.Errors);
                     Interlocked.CompareExchange(ref c.FirstError, $"{e.GetType().Name}: {e.Message}", null);
@@ -164,6 +162,62 @@ internal static class NodeSoakScenario
         finally
         {
             await client.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// A client that goes away in the middle of a Put: a handshake by hand (a sealed memfd window),
+    /// PutBegin of 4 MiB, some of its parts on the wire, then the connection closes without waiting.
+    /// (Not a <see cref="TubeClient"/> disposed under its own Put: that crashes the disposing process,
+    /// see bench/results/2026-12-01-hostile-clients-simulated.md.)
+    /// </summary>
+    private static async Task AbruptPutAsync(string socket, Random random)
+    {
+        const int Window = 1 << 20;
+        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket));
+        var window = SharedWindow.Create(Window);
+        try
+        {
+            UnixRights.Send(s, Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Str("soak-abrupt").Str("abrupt").I64(Window).Memory.Span), window.Descriptor);
+            await ReadFrameAsync(s); // Ok
+            await s.SendAsync(Frames.Encode(FrameType.PutBegin, 2, new PayloadWriter().I64(4 << 20).I32(0).Memory.Span));
+            var begin = await ReadFrameAsync(s);
+            if (begin[4] != (byte)FrameType.Ok)
+            {
+                return;
+            }
+
+            var id = new PayloadReader(begin.AsSpan(9)).Id();
+            int parts = random.Next(0, 4);
+            for (int i = 0; i < parts; i++)
+            {
+                await s.SendAsync(Frames.Encode(FrameType.PutPart, (uint)(3 + i), new PayloadWriter().Id(id).I64((long)i * Window).I32(0).I32(Window).Str("").I64(0).Memory.Span));
+            }
+        }
+        finally
+        {
+            s.Close(); // gone, with parts in flight
+            ((IDisposable)window).Dispose();
+        }
+    }
+
+    private static async Task<byte[]> ReadFrameAsync(Socket s)
+    {
+        var header = new byte[4];
+        await FillAsync(s, header);
+        var frame = new byte[4 + BitConverter.ToInt32(header)];
+        header.CopyTo(frame, 0);
+        await FillAsync(s, frame.AsMemory(4));
+        return frame;
+    }
+
+    private static async Task FillAsync(Socket s, Memory<byte> into)
+    {
+        for (int n = 0; n < into.Length;)
+        {
+            int got = await s.ReceiveAsync(into[n..]);
+            n += got > 0 ? got : throw new IOException("the node closed the connection");
         }
     }
 
@@ -222,7 +276,7 @@ internal static class NodeSoakScenario
         }
     }
 
-    /// <summary>Waits on the node's session-end events until its pool holds nothing (10 s at most: a leak shows in the last row).</summary>
+    /// <summary>Waits (10 s at most, on session ends and the 1 s TTL sweeper) until the node's pool holds nothing: a leak shows in the last row.</summary>
     private static async Task CleanedUpAsync(TubeNode node)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
@@ -238,7 +292,8 @@ internal static class NodeSoakScenario
                     return;
                 }
 
-                await ended.Task.WaitAsync(timeout.Token);
+                await Task.WhenAny(ended.Task, Task.Delay(TimeSpan.FromMilliseconds(500), timeout.Token)); // also the sweeper: expired data goes without a session ending
+                timeout.Token.ThrowIfCancellationRequested();
             }
             catch (OperationCanceledException)
             {
