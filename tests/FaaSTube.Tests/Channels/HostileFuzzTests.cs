@@ -50,6 +50,8 @@ public sealed partial class HostileFuzzTests
     private sealed record Generated(FrameType Type, string Category, byte[] Payload, Expect Expect);
 
     [TestMethod]
+    [TestCategory("NodeBug")]
+    [Description("Fails while finding 10 is open: PutBegin/Allocate of ~long.MaxValue bytes overflow the pool's rounding (Internal errors, then allocations that never answer). See bench/results/2026-12-01-hostile-clients-simulated.md.")]
     public async Task Hostile_frames_of_every_type_never_hurt_the_node_another_workflow_or_a_healthy_client()
     {
         var random = Seeds.Create(TestContext);
