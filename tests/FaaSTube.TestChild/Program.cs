@@ -13,10 +13,16 @@
 //   tube-hold <socket> <workflow> <id>                              Get and print "ready", wait to be killed
 //   tube-allocate-hold <socket> <workflow> <length>                 Allocate, print "ready", wait to be killed
 //   tube-put-forever <socket> <workflow>                            Put 512 MiB over and over, "ready" after the first (killed mid-Put)
-//   tube-node <socket>                                              run a node, print "ready", wait to be killed
+//   tube-node <socket>                                              run a node, print "ready", wait to be killed; on stdin
+//       "stats <n>": once every session but n has ended and been cleaned up, print "stats <in-use> <reserved> <blocks> <sessions>" (GPU 0's pool)
+//   tube-put-forever <socket> <workflow> <mib>                      PutBegin, "id <id>", PutParts, PutCommit, Delete of <mib> MiB, again; "ready" after the first
+//   tube-publish-forever <socket> <workflow> <length>               Allocate, "id <id>", fill, Publish, Delete, again; "ready" after the first
+//   tube-gethost-forever <socket> <workflow> <id> <checksum>        Get to host and check, again and again; "ready" after the first (exit 3 on a mismatch)
+//   tube-get-forever <socket> <workflow> <id> <checksum>            Get on GPU 0, checksum there, release, again; "ready" after the first
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
+using FaaSTube.Channels.Protocol;
 using FaaSTube.Devices;
 using FaaSTube.Kernels;
 
@@ -79,7 +85,21 @@ static async Task<int> Tube(string[] args)
             SocketPath = socket,
             Pool = new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0 },
         });
-        return HoldUntilKilled();
+        var sessions = new SessionCounter(node);
+        Console.WriteLine("ready");
+        Console.Out.Flush();
+        while (Console.ReadLine() is { } line)
+        {
+            if (line.StartsWith("stats ", StringComparison.Ordinal))
+            {
+                await sessions.AtMostAsync(int.Parse(line[6..], CultureInfo.InvariantCulture));
+                var s = node.PoolOf(0).GetStatistics();
+                Console.WriteLine($"stats {s.InUseBytes} {s.ReservedBytes} {s.Blocks} {node.SessionCount}");
+                Console.Out.Flush();
+            }
+        }
+
+        return 0;
     }
 
     await using var client = await TubeClient.ConnectAsync(new TubeClientOptions
@@ -130,6 +150,35 @@ static async Task<int> Tube(string[] args)
             return HoldUntilKilled();
         }
 
+        case "tube-put-forever" when args.Length > 3:
+        {
+            // The Put protocol by hand (PutBegin, PutPart per window half, PutCommit), so that the id is
+            // printed before the data is committed: the test deletes whatever a kill leaves committed.
+            long bytes = Long(3) << 20;
+            const int Half = 2 << 20; // the window is 4 MiB: its two halves
+            for (int round = 0; ; round++)
+            {
+                var id = new PayloadReader(await client.CallRawAsync(FrameType.PutBegin, new PayloadWriter().I64(bytes).I32(0))).Id();
+                Console.WriteLine($"id {id}");
+                Console.Out.Flush();
+                var parts = new List<Task>();
+                for (long offset = 0; offset < bytes; offset += Half)
+                {
+                    int half = (int)(offset / Half % 2);
+                    parts.Add(client.CallRawAsync(FrameType.PutPart, new PayloadWriter().Id(id).I64(offset).I32(half * Half).I32((int)Math.Min(Half, bytes - offset)).Str("").I64(0)));
+                }
+
+                await Task.WhenAll(parts);
+                await client.CallRawAsync(FrameType.PutCommit, new PayloadWriter().Id(id).I32(1).I64(0).U8(0));
+                await client.DeleteAsync(id);
+                if (round == 0)
+                {
+                    Console.WriteLine("ready");
+                    Console.Out.Flush();
+                }
+            }
+        }
+
         case "tube-put-forever":
         {
             // Puts 512 MiB again and again; says "ready" once the first is done, so a kill lands mid-Put.
@@ -140,6 +189,69 @@ static async Task<int> Tube(string[] args)
             while (true)
             {
                 await client.DeleteAsync(await client.PutAsync(data, new PutOptions { Consumers = 1 }));
+            }
+        }
+
+        case "tube-publish-forever":
+        {
+            for (int round = 0; ; round++)
+            {
+                var buffer = await client.AllocateAsync(Long(3));
+                using (var stream = buffer.Device.CreateStream())
+                {
+                    Console.WriteLine($"id {buffer.Id}"); // before Publish: the test deletes whatever a kill leaves committed
+                    Console.Out.Flush();
+                    await stream.FillPatternAsync(buffer.Memory, (ulong)round);
+                    await client.DeleteAsync(await client.PublishAsync(buffer, stream, new PutOptions { Consumers = 1 }));
+                }
+
+                if (round == 0)
+                {
+                    Console.WriteLine("ready");
+                    Console.Out.Flush();
+                }
+            }
+        }
+
+        case "tube-gethost-forever":
+        {
+            var id = TubeId.Parse(args[3]);
+            var destination = new byte[64 << 20];
+            for (int round = 0; ; round++)
+            {
+                long length = await client.GetAsync(id, destination.AsMemory());
+                if (Report(DataChecksum.Compute(destination.AsSpan(0, (int)length)), args[4], quiet: true) != 0)
+                {
+                    return 3;
+                }
+
+                if (round == 0)
+                {
+                    Console.WriteLine("ready");
+                    Console.Out.Flush();
+                }
+            }
+        }
+
+        case "tube-get-forever":
+        {
+            var id = TubeId.Parse(args[3]);
+            for (int round = 0; ; round++)
+            {
+                await using (var buffer = await client.GetAsync(id, 0))
+                {
+                    using var stream = buffer.Device.CreateStream();
+                    if (Report(await stream.ChecksumAsync(buffer.Memory), args[4], quiet: true) != 0)
+                    {
+                        return 3;
+                    }
+                }
+
+                if (round == 0)
+                {
+                    Console.WriteLine("ready");
+                    Console.Out.Flush();
+                }
             }
         }
 
@@ -170,9 +282,55 @@ static int Unknown(string command)
 }
 
 // Prints "ok" (exit 0) when the checksum is the expected one, else the mismatch (exit 3).
-static int Report(ulong actual, string expected)
+static int Report(ulong actual, string expected, bool quiet = false)
 {
     bool same = actual == ulong.Parse(expected, CultureInfo.InvariantCulture);
-    Console.WriteLine(same ? "ok" : $"checksum mismatch {actual}");
+    if (!same || !quiet)
+    {
+        Console.WriteLine(same ? "ok" : $"checksum mismatch {actual}");
+    }
+
     return same ? 0 : 3;
+}
+
+/// <summary>
+/// Sessions not yet cleaned up: those the node started minus those whose end (leases, uses, window
+/// given back) it has reported. A session is counted as open until its clean-up has finished, so
+/// statistics read after <see cref="AtMostAsync"/> never see a clean-up half done.
+/// </summary>
+internal sealed class SessionCounter
+{
+    private static readonly System.Reflection.FieldInfo Started =
+        typeof(TubeNode).GetField("_nextSession", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)
+        ?? throw new InvalidOperationException("TubeNode._nextSession is gone: update the test child");
+
+    private readonly TubeNode _node;
+    private long _ended;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public SessionCounter(TubeNode node)
+    {
+        _node = node;
+        node.SessionEnded += _ =>
+        {
+            Interlocked.Increment(ref _ended);
+            Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        };
+    }
+
+    /// <summary>Completes once at most <paramref name="open"/> sessions are started and not cleaned up (60 s at most).</summary>
+    public async Task AtMostAsync(int open)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            var changed = Volatile.Read(ref _changed).Task;
+            if ((long)Started.GetValue(_node)! - Interlocked.Read(ref _ended) <= open)
+            {
+                return;
+            }
+
+            await changed.WaitAsync(timeout.Token);
+        }
+    }
 }

@@ -14,6 +14,15 @@ internal sealed class ChildProcess : IDisposable
 
     public int Id => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Writes one line to the child's stdin.</summary>
+    public async Task SendLineAsync(string line)
+    {
+        await _process.StandardInput.WriteLineAsync(line);
+        await _process.StandardInput.FlushAsync();
+    }
+
     /// <summary>Starts the helper on the simulated GPU (FAASTUBE_BACKEND=simulated), like the nodes of most tests.</summary>
     public static ChildProcess Start(params string[] args) => StartWith("simulated", args);
 
