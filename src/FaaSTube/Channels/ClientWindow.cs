@@ -35,6 +35,24 @@ internal sealed class ClientWindow : IDisposable
 
     public Memory<byte> Half(int index) => _shared.Memory.Slice(index * HalfBytes, HalfBytes);
 
+    /// <summary>
+    /// Copies into a half while holding the mapping: a dispose racing the copy (the client closed
+    /// under its own Put) waits for it instead of unmapping under it; after the dispose this throws
+    /// <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    public unsafe void CopyIn(int half, ReadOnlySpan<byte> source)
+    {
+        using var pin = Half(half).Pin();
+        source.CopyTo(new Span<byte>(pin.Pointer, HalfBytes));
+    }
+
+    /// <summary>Copies out of a half while holding the mapping (see <see cref="CopyIn"/>).</summary>
+    public unsafe void CopyOut(int half, Span<byte> destination)
+    {
+        using var pin = Half(half).Pin();
+        new ReadOnlySpan<byte>(pin.Pointer, destination.Length).CopyTo(destination);
+    }
+
     /// <summary>A duplicate of the descriptor for a node in this process (the node owns and closes it).</summary>
     public SafeFileHandle Duplicate()
     {

@@ -18,6 +18,7 @@ internal sealed partial class NodeSession
     private readonly Lock _sync = new();
     private readonly Dictionary<TubeId, Stack<(PoolBlock Block, BlockUse Use)>> _held = [];
     private readonly HashSet<(int Device, int Slab, int Generation)> _opened = [];
+    private readonly SemaphoreSlim _allocating = new(1, 1);
     private int _running;
 
     private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
@@ -94,8 +95,32 @@ internal sealed partial class NodeSession
         }
 
         var options = new BlockOptions { Function = _function, Holder = Id, Partition = _workflow };
-        var block = await device.Pool.AllocateAsync(length, options, _ended.Token).ConfigureAwait(false);
+        var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
         return _node.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
+    }
+
+    /// <summary>
+    /// One allocation of this session at a time: when memory is short, each session has at most one
+    /// request queued at the pool (whose slow path is one queue for everybody), so a client that
+    /// floods allocations delays only itself. Waiting behind its own earlier allocations counts
+    /// against the pool's allocation timeout.
+    /// </summary>
+    private async Task<PoolBlock> AllocateInTurnAsync(GpuMemoryPool pool, long length, BlockOptions options)
+    {
+        var patience = _node.Options.Pool.AllocationTimeout;
+        if (!await _allocating.WaitAsync(patience > TimeSpan.Zero ? patience : Timeout.InfiniteTimeSpan, _ended.Token).ConfigureAwait(false))
+        {
+            throw new TubeException(TubeError.OutOfMemory, $"This client's earlier allocations still wait for memory after {patience.TotalSeconds:0.###} s.");
+        }
+
+        try
+        {
+            return await pool.AllocateAsync(length, options, _ended.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _allocating.Release();
+        }
     }
 
     /// <summary>DMA of one part from the client's pinned window into the block, under the device's transfer scheduler.</summary>
@@ -120,9 +145,9 @@ internal sealed partial class NodeSession
             throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) from window offset {windowOffset} is out of range.");
         }
 
-        if (sloTicks < 0)
+        if (sloTicks < 0 || sloTicks > _node.Options.MaxTtl.Ticks)
         {
-            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks.");
+            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks: it must be 0 (none) up to {_node.Options.MaxTtl}.");
         }
 
         using var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
@@ -263,7 +288,7 @@ internal sealed partial class NodeSession
         }
 
         var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, Pinned = entry.Pinned, Partition = entry.Workflow };
-        var copy = await target.Pool.AllocateAsync(entry.Length, options, _ended.Token).ConfigureAwait(false);
+        var copy = await AllocateInTurnAsync(target.Pool, entry.Length, options).ConfigureAwait(false);
         try
         {
             using var from = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);

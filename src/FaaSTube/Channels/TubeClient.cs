@@ -158,7 +158,7 @@ public sealed class TubeClient : IAsyncDisposable
                 int half = part % 2;
                 int length = (int)Math.Min(_window.HalfBytes, data.Length - offset);
                 await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false); // the node is done with this half
-                data.Slice((int)offset, length).CopyTo(_window.Half(half));
+                _window.CopyIn(half, data.Span.Slice((int)offset, length));
                 var request = new PayloadWriter().Id(id).I64(offset).I32(half * _window.HalfBytes).I32(length)
                     .Str(options.Transfer?.Tenant ?? "").I64(options.Transfer?.Slo?.Ticks ?? 0);
                 parts.Add(ReleaseAfter(CallAsync(FrameType.PutPart, request, cancellationToken), _halves[half]));
@@ -324,7 +324,7 @@ public sealed class TubeClient : IAsyncDisposable
         try
         {
             await call.ConfigureAwait(false);
-            _window.Half(half)[..destination.Length].CopyTo(destination);
+            _window.CopyOut(half, destination.Span);
         }
         finally
         {

@@ -160,7 +160,7 @@ public sealed partial class GpuMemoryPool
     {
         try
         {
-            await _stream.Value.FillAsync(slab.Buffer.Slice(0, slab.Capacity), 0, cancellationToken).ConfigureAwait(false);
+            await StreamFor(slab.Partition).FillAsync(slab.Buffer.Slice(0, slab.Capacity), 0, cancellationToken).ConfigureAwait(false);
         }
         catch
         {

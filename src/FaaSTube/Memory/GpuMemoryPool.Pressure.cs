@@ -9,7 +9,16 @@ public sealed partial class GpuMemoryPool
     private readonly Lock _growLock = new();
     private readonly SemaphoreSlim _pressure = new(1, 1);
     private readonly SpillStore _spill;
-    private readonly Lazy<GpuStream> _stream;
+    /// <summary>
+    /// The streams that move blocks (evict, restore, clear), one per lane; a block moves on its
+    /// partition's lane, so a tenant's multi-GiB move queues only behind its own lane's work, not in
+    /// front of every other tenant's small evictions (a single stream was head-of-line blocking).
+    /// </summary>
+    private readonly Lazy<GpuStream>[] _streams;
+
+    private const int MoveLanes = 4;
+
+    private GpuStream StreamFor(string partition) => _streams[(uint)StringComparer.Ordinal.GetHashCode(partition) % MoveLanes].Value;
     private volatile Slab?[] _slabs = [];
     private int[] _generations = [];
     private long _reserved;
@@ -17,6 +26,7 @@ public sealed partial class GpuMemoryPool
     private int _restoreScheduled;
     private Task _proactiveRestore = Task.CompletedTask;
     private long _evictions, _evictedBytes, _restores, _restoredBytes;
+    private int _slowPathWaiters;
 
     /// <summary>
     /// Finds room in an active slab of <paramref name="partition"/> (never another partition's: a
@@ -46,34 +56,43 @@ public sealed partial class GpuMemoryPool
     }
 
     /// <summary>
-    /// The slow path: under the pressure gate, grow or evict; when nothing can give, wait for memory
-    /// to change. Only those waits count against <see cref="GpuPoolOptions.AllocationTimeout"/> (zero:
+    /// The slow path. Decisions (place, grow, pick a victim) are taken under the pressure gate; the
+    /// bulk copy of an eviction runs after the gate is released, so one tenant's large eviction never
+    /// holds everybody else's allocations behind it. When nothing can give, it waits for memory to
+    /// change. Only those waits count against <see cref="GpuPoolOptions.AllocationTimeout"/> (zero:
     /// fail at once when nothing can give).
     /// </summary>
     private async Task PlaceUnderPressureAsync(PoolBlock block, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.AllocationTimeout);
+        Interlocked.Increment(ref _slowPathWaiters);
         try
         {
             while (true)
             {
                 var changed = _memoryChanged.Task; // taken before trying, so a change during the attempt is not missed
                 await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
-                (Slab Slab, long Offset)? place;
+                RoomStep? step;
                 try
                 {
-                    place = await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false);
+                    step = await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {
                     _pressure.Release();
                 }
 
-                if (place is { } p)
+                if (step is { Eviction: { } eviction })
                 {
-                    block.Slab = p.Slab;
-                    block.Offset = p.Offset;
+                    await FinishEvictionAsync(eviction, cancellationToken).ConfigureAwait(false);
+                    continue; // the victim's range is free now: try again at once
+                }
+
+                if (step is { Slab: { } slab })
+                {
+                    block.Slab = slab;
+                    block.Offset = step.Value.Offset;
                     return;
                 }
 
@@ -84,20 +103,30 @@ public sealed partial class GpuMemoryPool
         {
             throw new PoolException(PoolError.OutOfMemory, DescribePressure(block.Rounded, block.Partition));
         }
+        finally
+        {
+            Interlocked.Decrement(ref _slowPathWaiters);
+        }
     }
+
+    /// <summary>What one decision under the gate produced: a place (slab and offset), or an eviction to finish outside the gate.</summary>
+    private readonly record struct RoomStep(Slab? Slab, long Offset, Eviction? Eviction);
+
+    /// <summary>A victim marked as moving and its reserved spill entry: the copy still has to run.</summary>
+    private sealed record Eviction(PoolBlock Block, Slab Slab, SpillStore.SpillEntry Entry);
 
     /// <summary>
     /// Place in a slab of <paramref name="partition"/>, else grow one for it, else evict one victim
     /// and try again; null when nothing can give (or when retiring slabs must be closed first).
     /// Holds the pressure gate.
     /// </summary>
-    private async Task<(Slab, long)?> MakeRoomAsync(long rounded, string partition, CancellationToken cancellationToken)
+    private async Task<RoomStep?> MakeRoomAsync(long rounded, string partition, CancellationToken cancellationToken)
     {
         while (true)
         {
             if (TryPlace(rounded, partition, out var slab, out long offset))
             {
-                return (slab, offset);
+                return new RoomStep(slab, offset, null);
             }
 
             var growth = await TryGrowAsync(rounded, partition, cancellationToken).ConfigureAwait(false);
@@ -108,10 +137,14 @@ public sealed partial class GpuMemoryPool
 
             // Pending: the memory comes back when importers close the retiring slabs; meanwhile only
             // the asker's own blocks are worth evicting (emptying other partitions' slabs would not help sooner).
-            if (NextVictim(partition, ownOnly: growth == Growth.Pending) is not { } victim
-                || !await TryEvictAsync(victim, cancellationToken).ConfigureAwait(false))
+            if (NextVictim(partition, ownOnly: growth == Growth.Pending) is not { } victim || !TryBeginEviction(victim, out var eviction))
             {
                 return null;
+            }
+
+            if (eviction is not null)
+            {
+                return new RoomStep(null, 0, eviction);
             }
         }
     }
@@ -181,31 +214,41 @@ public sealed partial class GpuMemoryPool
             .FirstOrDefault();
     }
 
-    /// <summary>Copies a block to the spill store and frees its device range; false when the spill store is full.</summary>
-    private async Task<bool> TryEvictAsync(PoolBlock block, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts evicting <paramref name="block"/> (under the gate): reserves its spill entry and marks it
+    /// moving. False when the spill store is full; true with a null eviction when the block changed
+    /// under us (used, freed, or pinned after the fact): pick again.
+    /// </summary>
+    private bool TryBeginEviction(PoolBlock block, out Eviction? eviction)
     {
+        eviction = null;
         var entry = _spill.TryReserve(block.Length);
         if (entry is null)
         {
             return false;
         }
 
-        Slab slab;
         lock (block.Sync)
         {
-            if (block.Slab is null || block.IsMoving || block.Uses > 0 || block.Freed || block.IsPinned)
+            if (block.Slab is not { } slab || block.IsMoving || block.Uses > 0 || block.Freed || block.IsPinned)
             {
                 entry.Dispose();
-                return true; // it changed under us (used, freed, or pinned after the fact): pick again
+                return true;
             }
 
             block.IsMoving = true;
-            slab = block.Slab;
+            eviction = new Eviction(block, slab, entry);
+            return true;
         }
+    }
 
+    /// <summary>Copies an evicted block to its spill entry and frees its device range (outside the gate); wakes those waiting for memory.</summary>
+    private async Task FinishEvictionAsync(Eviction eviction, CancellationToken cancellationToken)
+    {
+        var (block, slab, entry) = eviction;
         try
         {
-            await entry.WriteFromDeviceAsync(_stream.Value, slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
+            await entry.WriteFromDeviceAsync(StreamFor(block.Partition), slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -219,6 +262,7 @@ public sealed partial class GpuMemoryPool
                 }
             }
 
+            SignalMemoryChange();
             throw;
         }
 
@@ -242,7 +286,7 @@ public sealed partial class GpuMemoryPool
         Interlocked.Add(ref _evictedBytes, block.Length);
         PoolMetrics.Evictions.Add(1, PoolMetrics.Tag(this));
         PoolMetrics.EvictedBytes.Add(block.Length, PoolMetrics.Tag(this));
-        return true;
+        SignalMemoryChange();
     }
 
     /// <summary>Brings an evicted block back (making room as an allocation would), then begins the use.</summary>
@@ -250,12 +294,15 @@ public sealed partial class GpuMemoryPool
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.AllocationTimeout);
+        Interlocked.Increment(ref _slowPathWaiters);
         try
         {
             while (true)
             {
                 var changed = _memoryChanged.Task;
                 await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
+                RoomStep? step = null;
+                bool moving;
                 try
                 {
                     if (TryBeginUse(block) is { } use)
@@ -263,15 +310,14 @@ public sealed partial class GpuMemoryPool
                         return use;
                     }
 
-                    if (await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false) is { } place)
+                    lock (block.Sync)
                     {
-                        await RestoreIntoAsync(block, place.Item1, place.Item2, cancellationToken).ConfigureAwait(false);
-                        if (TryBeginUse(block) is { } restored)
-                        {
-                            return restored;
-                        }
+                        moving = block.IsMoving;
+                    }
 
-                        continue; // moved or evicted again meanwhile: try again at once
+                    if (!moving)
+                    {
+                        step = await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false);
                     }
                 }
                 finally
@@ -279,12 +325,35 @@ public sealed partial class GpuMemoryPool
                     _pressure.Release();
                 }
 
-                await changed.WaitAsync(timeout.Token).ConfigureAwait(false);
+                if (moving)
+                {
+                    await changed.WaitAsync(cancellationToken).ConfigureAwait(false); // another path moves it now; its end signals
+                }
+                else if (step is { Eviction: { } eviction })
+                {
+                    await FinishEvictionAsync(eviction, cancellationToken).ConfigureAwait(false);
+                }
+                else if (step is { Slab: { } slab })
+                {
+                    await RestoreIntoAsync(block, slab, step.Value.Offset, cancellationToken).ConfigureAwait(false);
+                    if (TryBeginUse(block) is { } restored)
+                    {
+                        return restored;
+                    }
+                }
+                else
+                {
+                    await changed.WaitAsync(timeout.Token).ConfigureAwait(false);
+                }
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             throw new PoolException(PoolError.OutOfMemory, $"Restoring {block}: " + DescribePressure(block.Rounded, block.Partition));
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _slowPathWaiters);
         }
     }
 
@@ -307,7 +376,7 @@ public sealed partial class GpuMemoryPool
 
         try
         {
-            await entry.ReadToDeviceAsync(_stream.Value, slab.Buffer.Slice(offset, block.Length), cancellationToken).ConfigureAwait(false);
+            await entry.ReadToDeviceAsync(StreamFor(block.Partition), slab.Buffer.Slice(offset, block.Length), cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -322,6 +391,7 @@ public sealed partial class GpuMemoryPool
                 }
             }
 
+            SignalMemoryChange();
             throw;
         }
 
@@ -335,9 +405,12 @@ public sealed partial class GpuMemoryPool
             if (block.Freed)
             {
                 ReleaseStorageLocked(block);
+                SignalMemoryChange();
                 return false;
             }
         }
+
+        SignalMemoryChange(); // whoever waited for it to stop moving
 
         Interlocked.Increment(ref _restores);
         Interlocked.Add(ref _restoredBytes, block.Length);
@@ -355,30 +428,39 @@ public sealed partial class GpuMemoryPool
     public async Task<int> RestoreEvictedAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
-        await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        var evicted = _blocks.Values
+            .Where(b => { lock (b.Sync) { return b.Spill is not null && !b.IsMoving && !b.Freed; } })
+            .OrderBy(b => b.NextUse ?? double.PositiveInfinity)
+            .ThenByDescending(b => b.LastUse)
+            .ToList();
+        int restored = 0;
+        foreach (var block in evicted)
         {
-            var evicted = _blocks.Values
-                .Where(b => { lock (b.Sync) { return b.Spill is not null && !b.IsMoving && !b.Freed; } })
-                .OrderBy(b => b.NextUse ?? double.PositiveInfinity)
-                .ThenByDescending(b => b.LastUse)
-                .ToList();
-            int restored = 0;
-            foreach (var block in evicted)
+            cancellationToken.ThrowIfCancellationRequested();
+            if (Volatile.Read(ref _slowPathWaiters) > 0)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                if (TryPlace(block.Rounded, block.Partition, out var slab, out long offset))
-                {
-                    restored += await RestoreIntoAsync(block, slab, offset, cancellationToken).ConfigureAwait(false) ? 1 : 0;
-                }
+                break; // allocations wait for memory: they come first
             }
 
-            return restored;
+            Slab slab;
+            long offset;
+            await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (!TryPlace(block.Rounded, block.Partition, out slab, out offset))
+                {
+                    continue;
+                }
+            }
+            finally
+            {
+                _pressure.Release();
+            }
+
+            restored += await RestoreIntoAsync(block, slab, offset, cancellationToken).ConfigureAwait(false) ? 1 : 0;
         }
-        finally
-        {
-            _pressure.Release();
-        }
+
+        return restored;
     }
 
     private void ScheduleProactiveRestore()

@@ -45,7 +45,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         _time = _options.TimeProvider;
         _start = _time.GetTimestamp();
         _spill = new SpillStore(device, _options);
-        _stream = new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication);
+        _streams = Enumerable.Range(0, MoveLanes).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
         if (_options.TrimInterval is { } interval)
         {
             _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
@@ -393,9 +393,9 @@ public sealed partial class GpuMemoryPool : IDisposable
             _slabs = [];
         }
 
-        if (_stream.IsValueCreated)
+        foreach (var stream in _streams.Where(s => s.IsValueCreated))
         {
-            _stream.Value.Dispose();
+            stream.Value.Dispose();
         }
 
         _spill.Dispose();

@@ -50,8 +50,6 @@ public sealed partial class HostileFuzzTests
     private sealed record Generated(FrameType Type, string Category, byte[] Payload, Expect Expect);
 
     [TestMethod]
-    [TestCategory("NodeBug")]
-    [Description("Fails while finding 10 is open: PutBegin/Allocate of ~long.MaxValue bytes overflow the pool's rounding (Internal errors, then allocations that never answer). See bench/results/2026-12-01-hostile-clients-simulated.md.")]
     public async Task Hostile_frames_of_every_type_never_hurt_the_node_another_workflow_or_a_healthy_client()
     {
         var random = Seeds.Create(TestContext);
@@ -150,8 +148,6 @@ public sealed partial class HostileFuzzTests
     /// state is touched (no rounding overflow, no negative in-use count, no growth, no eviction).
     /// </summary>
     [TestMethod]
-    [TestCategory("NodeBug")]
-    [Description("Fails while NodeSession.NewEntryAsync passes any positive length to GpuMemoryPool.AllocateAsync, whose ExtentAllocator.Round overflows for lengths near long.MaxValue (issue 15, finding 10).")]
     public async Task Sizes_beyond_what_the_device_could_hold_fail_at_once_and_touch_nothing()
     {
         await using var h = await NodeHarness.StartAsync(); // the pool's default AllocationTimeout: 10 s
@@ -459,8 +455,6 @@ public sealed partial class HostileFuzzTests
     /// Puts that committed as their client left; committed data is swept here before judging).
     /// </summary>
     [TestMethod]
-    [TestCategory("ClientBug")]
-    [Ignore("Crashes the test host (SIGSEGV) about 1 run in 3: TubeClient.DisposeAsync unmaps the client's window (_window.Dispose()) while its own PutAsync still copies into it (data.CopyTo(_window.Half(half))). Run it by name after the client waits for its calls before unmapping.")]
     public async Task Clients_that_leave_in_the_middle_of_their_Put_leave_nothing_in_the_pool()
     {
         await using var h = await NodeHarness.StartAsync();
@@ -718,7 +712,10 @@ public sealed partial class HostileFuzzTests
         string idName = foreign ? "victim-id" : own.Contains(id) ? "own-id" : "made-up-id";
         Expect onForeign = type is FrameType.GetToHost or FrameType.Release ? Expect.NotLeased : Expect.NotFound;
 
-        long Length() => wellFormed ? random.Next(1, 1 << 20) : Pick(random, random.Next(1, 1 << 18), random.Next(1, 4 << 20), 0, -1, long.MinValue, long.MaxValue, 1L << 40, 1L << 62, (long)int.MaxValue + 1, 256L * 1024 * 1024 * 1024);
+        // Sizes: small and mid legal ones, and ones no GPU here could hold (refused at once). Legal
+        // multi-GiB requests are left to the pressure tests: six tenants asking 2 GiB each of an 8 GiB
+        // simulated GPU are answered at the speed of the evictions they cause, not within a frame's bound.
+        long Length() => wellFormed ? random.Next(1, 1 << 20) : Pick(random, random.Next(1, 1 << 18), random.Next(1, 4 << 20), random.Next(1, 64 << 20), 0, -1, long.MinValue, long.MaxValue, 1L << 40, 1L << 62, 256L * 1024 * 1024 * 1024);
         int Device() => wellFormed ? 0 : Pick(random, 0, 0, 0, 1, -1, -2, int.MaxValue, int.MinValue);
         long Offset() => wellFormed ? 0 : Pick(random, 0, 0, random.Next(0, 1 << 20), -1, long.MinValue, long.MaxValue, 1L << 40);
         int WindowOffset() => wellFormed ? 0 : Pick(random, 0, WindowBytes / 2, WindowBytes - 1, WindowBytes, -1, int.MinValue, int.MaxValue);
