@@ -40,7 +40,8 @@ internal static class Report
         output.WriteLine();
         foreach (var baseline in new[] { Mode.HostTypical, Mode.HostBest })
         {
-            output.WriteLine($"FaaSTube's end-to-end latency is {Reduction(runs, baseline, 0.5):P0} lower at p50 and {Reduction(runs, baseline, 0.99):P0} lower at p99 than {baseline.Title()} ({baseline.Description()})");
+            output.WriteLine($"against {baseline.Title(),-14}: FaaSTube's end-to-end latency is {Change(runs, baseline, 0.5)} at p50 ({P(runs[Mode.Tube], 0.5):F1} vs {P(runs[baseline], 0.5):F1} ms) " +
+                $"and {Change(runs, baseline, 0.99)} at p99 ({P(runs[Mode.Tube], 0.99):F1} vs {P(runs[baseline], 0.99):F1} ms)");
         }
 
         var medians = Modes.All.Select(m => Percentile(runs[m].Select(x => x.ComputeMs), 0.5)).ToArray();
@@ -53,7 +54,12 @@ internal static class Report
 
     private static string Breakdown(RequestResult r) => $"{r.HostToGpuMs:F1} / {r.GpuToGpuMs:F1} / {r.ComputeMs:F1} / {r.GpuToHostMs:F1} / {r.OtherMs:F1}";
 
-    private static double Reduction(Dictionary<Mode, List<RequestResult>> runs, Mode baseline, double q) => 1 - P(runs[Mode.Tube], q) / P(runs[baseline], q);
+    /// <summary>"N % lower" (FaaSTube's reduction against the baseline) or "N % higher".</summary>
+    private static string Change(Dictionary<Mode, List<RequestResult>> runs, Mode baseline, double q)
+    {
+        double reduction = 1 - P(runs[Mode.Tube], q) / P(runs[baseline], q);
+        return reduction >= 0 ? $"{reduction:P0} lower" : $"{-reduction:P0} higher";
+    }
 
     private static double P(List<RequestResult> results, double q) => Percentile(results.Select(r => r.TotalMs), q);
 
