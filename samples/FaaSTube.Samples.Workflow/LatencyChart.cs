@@ -21,7 +21,8 @@ internal static class LatencyChart
         plot.XLabel("request");
         plot.YLabel("end-to-end latency (ms)");
         plot.Axes.SetLimitsY(0, runs.Values.Max(r => r.Max(x => x.TotalMs)) * 1.1);
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        plot.ShowLegend(Edge.Bottom); // below the axes: it never hides a line
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         Directory.CreateDirectory(dir!);
         if (path.EndsWith(".svg", StringComparison.OrdinalIgnoreCase))

@@ -42,7 +42,7 @@ await using (coordinator)
         : "results: DIFFERENT between the modes");
     if (options.Chart is { } chart)
     {
-        LatencyChart.Save(runs, chart, $"{options.Requests} requests per mode, {node.Gpus.Devices[0].Name} ({node.Gpus.Backend})");
+        LatencyChart.Save(runs, chart, $"{options.Requests} requests per mode, {node.Gpus.Devices[0].Name}");
         Console.WriteLine($"chart: {chart}");
     }
 
