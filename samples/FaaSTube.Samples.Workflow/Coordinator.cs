@@ -5,9 +5,6 @@ using FaaSTube.Kernels;
 
 namespace FaaSTube.Samples.Workflow;
 
-/// <summary>One request's end-to-end time and where it went.</summary>
-internal sealed record RequestResult(double TotalMs, double HostToGpuMs, double GpuToGpuMs, double ComputeMs, ulong ResultChecksum);
-
 /// <summary>
 /// The workflow's driver: it plays the gateway (frames arrive as host bytes), invokes the stages in
 /// order (the classifiers in parallel), and collects the classifiers' results to the host.
@@ -15,12 +12,12 @@ internal sealed record RequestResult(double TotalMs, double HostToGpuMs, double 
 internal sealed class Coordinator : IAsyncDisposable
 {
     private readonly SampleOptions _options;
-    private readonly TubeClient _gateway;
+    private readonly Gateway _gateway;
     private readonly IStage _preprocess;
     private readonly IStage _detect;
     private readonly IStage[] _classifiers;
 
-    private Coordinator(SampleOptions options, TubeClient gateway, IStage preprocess, IStage detect, IStage[] classifiers)
+    private Coordinator(SampleOptions options, Gateway gateway, IStage preprocess, IStage detect, IStage[] classifiers)
     {
         _options = options;
         _gateway = gateway;
@@ -55,93 +52,83 @@ internal sealed class Coordinator : IAsyncDisposable
         }
 
         var stages = await Task.WhenAll(new[] { Stage.Preprocess, Stage.Detect }.Concat(Enumerable.Repeat(Stage.Classify, options.FanOut)).Select(Start));
-        return new Coordinator(options, gateway, stages[0], stages[1], stages[2..]);
+        return new Coordinator(options, new Gateway(gateway), stages[0], stages[1], stages[2..]);
     }
 
-    /// <summary>Runs every request through the workflow in one mode ("tube" or "host").</summary>
-    public async Task<List<RequestResult>> RunAsync(string mode)
+    /// <summary>
+    /// Runs every request through the workflow in every mode, interleaved (request r in all modes,
+    /// the order rotating, before request r + 1) so that drift on a shared machine hits all modes
+    /// alike. Each mode first runs one warm-up request (first touch of memory, kernel compilation,
+    /// mappings and registrations), which is not reported.
+    /// </summary>
+    public async Task<Dictionary<Mode, List<RequestResult>>> RunAsync(Action warmedUp, Action<Mode> requestDone)
     {
-        var results = new List<RequestResult>();
-        await RunOneAsync(mode, -1); // warm-up: first-touch of memory, kernel compilation, slab mapping
+        var results = Modes.All.ToDictionary(m => m, _ => new List<RequestResult>());
+        foreach (var mode in Modes.All)
+        {
+            await RunOneAsync(mode, -1);
+        }
+
+        warmedUp();
         for (int r = 0; r < _options.Requests; r++)
         {
-            results.Add(await RunOneAsync(mode, r));
+            for (int i = 0; i < Modes.All.Length; i++)
+            {
+                var mode = Modes.All[(r + i) % Modes.All.Length];
+                results[mode].Add(await RunOneAsync(mode, r));
+                requestDone(mode);
+            }
         }
 
         return results;
     }
 
-    private async Task<RequestResult> RunOneAsync(string mode, int request)
+    private async Task<RequestResult> RunOneAsync(Mode mode, int request)
     {
         var frames = new byte[Stage.FrameBytes];
         new Random(_options.Seed + request).NextBytes(frames);
-        bool tube = mode == "tube";
+        var files = new List<string>(); // typical: this request's shared-memory objects, deleted after it
         long start = Stopwatch.GetTimestamp();
 
-        // Frames arrive at the gateway in host memory: into the GPU pool (tube) or into shared memory (host).
+        // Frames arrive at the gateway in host memory: into the GPU pool (tube) or into shared memory (host modes).
         long t = Stopwatch.GetTimestamp();
-        string framesRef = tube ? (await _gateway.PutAsync(frames)).ToString() : HostFiles.Write(frames);
-        double hostToGpu = tube ? StageTimes.Ms(t) : 0;
-        double gpuToGpu = 0, compute = 0;
-
-        void Account(StageTimes s, bool firstStage)
-        {
-            compute += s.ComputeMs;
-            if (firstStage)
-            {
-                hostToGpu += s.InputMs; // the frames' way onto the GPU
-            }
-            else
-            {
-                gpuToGpu += s.InputMs;
-            }
-
-            gpuToGpu += s.OutputMs;
-        }
+        string framesRef = await _gateway.ArriveAsync(mode, frames, files);
+        double gatewayMs = StageTimes.Ms(t);
 
         var (pre, preTimes) = await Invoke(_preprocess, mode, framesRef, salt: 1, consumers: 1);
-        Account(preTimes, firstStage: true);
         var (det, detTimes) = await Invoke(_detect, mode, pre, salt: 2, consumers: _classifiers.Length);
-        Account(detTimes, firstStage: false);
         var outs = await Task.WhenAll(_classifiers.Select((c, k) => Invoke(c, mode, det, salt: 3 + (ulong)k, consumers: 1)));
-        foreach (var (_, times) in outs)
-        {
-            Account(times, firstStage: false);
-        }
+        files.AddRange([pre, det, .. outs.Select(o => o.Reference)]);
 
-        // The results go back to the host.
+        // The results go back to the host (the gateway's reply), one after another.
         ulong checksum = 0;
         t = Stopwatch.GetTimestamp();
         foreach (var (reference, _) in outs)
         {
-            var result = new byte[Stage.Classify.OutputBytes];
-            if (tube)
-            {
-                await _gateway.GetAsync(TubeId.Parse(reference), result.AsMemory());
-            }
-            else
-            {
-                result = await File.ReadAllBytesAsync(reference);
-            }
-
-            checksum = checksum * 31 + DataChecksum.Compute(result);
+            checksum = checksum * 31 + DataChecksum.Compute(await _gateway.CollectAsync(mode, reference));
         }
 
-        gpuToGpu += StageTimes.Ms(t) / 2; // the last hop: counted as GPU -> host
-        if (!tube)
+        double collectMs = StageTimes.Ms(t);
+        double total = StageTimes.Ms(start);
+        if (mode == Mode.HostTypical)
         {
-            foreach (var file in new[] { framesRef, pre, det }.Concat(outs.Select(o => o.Reference)))
-            {
-                HostFiles.Delete(file);
-            }
+            files.ForEach(HostRegion.Delete);
         }
 
-        return new RequestResult(StageTimes.Ms(start), hostToGpu, gpuToGpu, compute, checksum);
+        // The critical path: gateway, preprocess, detect, the slowest classifier (they run in parallel), collection.
+        var slowest = outs.Select(o => o.Times).MaxBy(c => c.InputMs + c.ComputeMs + c.OutputMs)!;
+        return new RequestResult(
+            TotalMs: total,
+            HostToGpuMs: gatewayMs + preTimes.InputMs,
+            GpuToGpuMs: preTimes.OutputMs + detTimes.InputMs + detTimes.OutputMs + slowest.InputMs,
+            ComputeMs: preTimes.ComputeMs + detTimes.ComputeMs + slowest.ComputeMs,
+            GpuToHostMs: slowest.OutputMs + collectMs,
+            ResultChecksum: checksum);
     }
 
-    private static async Task<(string Reference, StageTimes Times)> Invoke(IStage stage, string mode, string input, ulong salt, int consumers)
+    private static async Task<(string Reference, StageTimes Times)> Invoke(IStage stage, Mode mode, string input, ulong salt, int consumers)
     {
-        var reply = (await stage.RunAsync($"{mode} {input} {salt} {consumers}")).Split(' ');
+        var reply = (await stage.RunAsync($"{mode.Wire()} {input} {salt} {consumers}")).Split(' ');
         return (reply[0], StageTimes.Parse(reply, 1));
     }
 

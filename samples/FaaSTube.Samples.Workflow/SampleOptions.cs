@@ -3,13 +3,13 @@ using FaaSTube.Devices;
 
 namespace FaaSTube.Samples.Workflow;
 
-internal sealed record SampleOptions(int Requests, int FanOut, bool InProcess, GpuBackend Backend, string? Worker, string? Socket, string Workflow, int Seed)
+internal sealed record SampleOptions(int Requests, int FanOut, bool InProcess, GpuBackend Backend, string? Worker, string? Socket, string Workflow, int Seed, string? Chart)
 {
-    public const string Usage = "usage: FaaSTube.Samples.Workflow [--requests N] [--fanout 2-4] [--in-process] [--backend auto|cuda|simulated] [--seed N]";
+    public const string Usage = "usage: FaaSTube.Samples.Workflow [--requests N] [--fanout 2-4] [--in-process] [--backend auto|cuda|simulated] [--seed N] [--chart latency.svg|.png]";
 
     public static SampleOptions Parse(string[] args)
     {
-        var o = new SampleOptions(10, 3, false, GpuBackend.Auto, null, null, "traffic", 2026);
+        var o = new SampleOptions(10, 3, false, GpuBackend.Auto, null, null, "traffic", 2026, null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value. {Usage}");
@@ -20,6 +20,7 @@ internal sealed record SampleOptions(int Requests, int FanOut, bool InProcess, G
                 "--in-process" => o with { InProcess = true },
                 "--backend" => o with { Backend = Enum.Parse<GpuBackend>(Next(), ignoreCase: true) },
                 "--seed" => o with { Seed = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--chart" => o with { Chart = Next() },
                 "--worker" => o with { Worker = Next() },
                 "--socket" => o with { Socket = Next() },
                 "--workflow" => o with { Workflow = Next() },
@@ -44,7 +45,7 @@ internal static class WorkerMain
             WindowBytes = 8 << 20,
             Gpus = new GpuSystemOptions { Backend = options.Backend },
         });
-        var worker = new StageWorker(client, Stage.ByName(stageName));
+        using var worker = new StageWorker(client, Stage.ByName(stageName));
         Console.WriteLine("ready");
         while (await Console.In.ReadLineAsync() is { } line)
         {

@@ -64,5 +64,9 @@ internal sealed class StageTask(StageWorker worker, IAsyncDisposable client) : I
 {
     public Task<string> RunAsync(string request) => worker.RunAsync(request.Split(' '));
 
-    public ValueTask DisposeAsync() => client.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        worker.Dispose();
+        return client.DisposeAsync();
+    }
 }

@@ -5,30 +5,38 @@ using FaaSTube.Devices;
 namespace FaaSTube.Samples.Workflow;
 
 /// <summary>
-/// A stage as a function: it runs in a process of its own (or as a task, in-process mode) and
-/// serves requests "run tube|host ...". Through FaaSTube its input arrives as a mapped pool buffer
-/// (zero copy) and its output is written in place and published. Through host memory (the INFless
-/// baseline) its input is a shared-memory file copied to the GPU, and its output is copied back to
-/// a new file: two PCIe crossings per hop.
+/// A stage as a function: it runs in a process of its own (or as a task, in-process mode) and serves
+/// requests "&lt;mode&gt; &lt;input&gt; &lt;salt&gt; &lt;consumers&gt;". In every mode the kernels run on warm device
+/// memory, so compute costs the same: through FaaSTube the input is the producer's pool buffer mapped
+/// here (zero copy) and the output comes from the pool's cache; through host memory the stage keeps
+/// one device input and one device output buffer, allocated on its first host request, as a function
+/// with a caching allocator would. The host modes differ only in how a hop crosses host memory: see
+/// <see cref="Mode"/>.
 /// </summary>
-internal sealed class StageWorker(TubeClient client, Stage stage)
+internal sealed class StageWorker(TubeClient client, Stage stage) : IDisposable
 {
+    private readonly GpuDevice _device = client.Gpus.Devices[0];
     private readonly GpuStream _stream = client.Gpus.Devices[0].CreateStream();
+    private readonly Dictionary<string, HostRegion> _inputs = []; // best: producers' regions, mapped and registered once
+    private DeviceBuffer? _deviceInput;
+    private DeviceBuffer? _deviceOutput;
+    private HostRegion? _output;                                  // best: this stage's pinned output region
 
-    /// <summary>tube &lt;input-id&gt; &lt;salt&gt; &lt;consumers&gt; -> "&lt;output-id&gt; times"; host &lt;input-file&gt; &lt;salt&gt; -> "&lt;output-file&gt; times".</summary>
+    /// <summary>Serves one request; the reply is "&lt;output reference&gt; &lt;input ms&gt; &lt;compute ms&gt; &lt;output ms&gt;".</summary>
     public async Task<string> RunAsync(string[] request)
     {
+        var mode = Modes.Parse(request[0]);
         ulong salt = ulong.Parse(request[2]);
-        return request[0] == "tube"
+        return mode == Mode.Tube
             ? await ThroughTubeAsync(TubeId.Parse(request[1]), salt, int.Parse(request[3]))
-            : await ThroughHostAsync(request[1], salt);
+            : await ThroughHostAsync(mode, request[1], salt);
     }
 
     private async Task<string> ThroughTubeAsync(TubeId input, ulong salt, int consumers)
     {
         long t0 = Stopwatch.GetTimestamp();
         await using var source = await client.GetAsync(input);          // zero copy: the producer's pool memory, mapped
-        var output = await client.AllocateAsync(stage.OutputBytes);      // pool memory to write in place
+        var output = await client.AllocateAsync(stage.OutputBytes);      // from the pool's cache, to write in place
         double inputMs = StageTimes.Ms(t0);
 
         long t1 = Stopwatch.GetTimestamp();
@@ -40,47 +48,65 @@ internal sealed class StageWorker(TubeClient client, Stage stage)
         return $"{id} {new StageTimes(inputMs, computeMs, StageTimes.Ms(t2))}";
     }
 
-    private async Task<string> ThroughHostAsync(string inputFile, ulong salt)
+    private async Task<string> ThroughHostAsync(Mode mode, string inputPath, ulong salt)
     {
-        var device = client.Gpus.Devices[0];
+        bool best = mode == Mode.HostBest;
         long t0 = Stopwatch.GetTimestamp();
-        var bytes = await File.ReadAllBytesAsync(inputFile);               // host shared memory -> this process
-        using var input = device.Allocate(bytes.Length);
-        await _stream.CopyAsync(bytes, input);                             // -> GPU (pageable)
-        using var output = device.Allocate(stage.OutputBytes);
+        var input = best ? InputRegion(inputPath) : HostRegion.Open(inputPath);
+        try
+        {
+            _deviceInput ??= _device.Allocate(input.Length);
+            await _stream.CopyAsync(input.Memory, _deviceInput);          // -> GPU: DMA (best) or staged pageable copy (typical)
+        }
+        finally
+        {
+            if (!best)
+            {
+                input.Dispose();
+            }
+        }
+
+        _deviceOutput ??= _device.Allocate(stage.OutputBytes);
         double inputMs = StageTimes.Ms(t0);
 
         long t1 = Stopwatch.GetTimestamp();
-        await Stage.ComputeAsync(_stream, input, output, salt);
+        await Stage.ComputeAsync(_stream, _deviceInput, _deviceOutput, salt);
         double computeMs = StageTimes.Ms(t1);
 
         long t2 = Stopwatch.GetTimestamp();
-        var result = new byte[stage.OutputBytes];
-        await _stream.CopyAsync(output, result.AsMemory());                // GPU -> host
-        string outputFile = HostFiles.Write(result);                      // -> shared memory for the next stage
-        return $"{outputFile} {new StageTimes(inputMs, computeMs, StageTimes.Ms(t2))}";
-    }
-}
+        var output = best
+            ? _output ??= HostRegion.Create(stage.OutputBytes, deleteOnDispose: true).Register(_device)
+            : HostRegion.Create(stage.OutputBytes, deleteOnDispose: false);  // a new object per request; the gateway deletes it
+        await _stream.CopyAsync(_deviceOutput, output.Memory);              // GPU -> shared memory for the next stage
+        string reference = output.Path;
+        if (!best)
+        {
+            output.Dispose();
+        }
 
-/// <summary>The baseline's intermediate files in /dev/shm (pageable shared memory, as host-memory FaaS platforms pass data).</summary>
-internal static class HostFiles
-{
-    public static string Write(byte[] data)
-    {
-        string path = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), $"faastube-sample.{Environment.ProcessId}.{Guid.NewGuid():N}");
-        File.WriteAllBytes(path, data);
-        return path;
+        return $"{reference} {new StageTimes(inputMs, computeMs, StageTimes.Ms(t2))}";
     }
 
-    public static void Delete(string path)
+    private HostRegion InputRegion(string path)
     {
-        try
+        if (!_inputs.TryGetValue(path, out var region))
         {
-            File.Delete(path);
+            _inputs[path] = region = HostRegion.Open(path).Register(_device);
         }
-        catch (IOException)
+
+        return region;
+    }
+
+    public void Dispose()
+    {
+        foreach (var region in _inputs.Values)
         {
-            // Already gone.
+            region.Dispose();
         }
+
+        _output?.Dispose();
+        _deviceInput?.Dispose();
+        _deviceOutput?.Dispose();
+        _stream.Dispose();
     }
 }
