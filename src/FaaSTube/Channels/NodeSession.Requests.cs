@@ -20,6 +20,8 @@ internal sealed partial class NodeSession
     private readonly HashSet<(int Device, int Slab, int Generation)> _opened = [];
     private readonly SemaphoreSlim _allocating = new(1, 1);
     private int _running;
+    private int _heldCount;
+    private int _unfinishedPuts;
 
     private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
     {
@@ -57,7 +59,7 @@ internal sealed partial class NodeSession
             var (error, message) = e switch
             {
                 TubeException t => (t.Error, t.Reason),
-                PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, p.Message),
+                PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, _node.OutOfMemory(type.ToString(), Id, p)),
                 PoolException { Error: PoolError.TooLarge } p => (TubeError.TooLarge, p.Message),
                 PoolException p => (TubeError.BadRequest, p.Message),
                 InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
@@ -78,10 +80,23 @@ internal sealed partial class NodeSession
     private NodeDevice DeviceAt(int ordinal) =>
         (uint)ordinal < (uint)_node.Devices.Length ? _node.Devices[ordinal] : throw new TubeException(TubeError.BadRequest, $"There is no GPU {ordinal}.");
 
+    /// <summary>A part [offset, +length) of data of <paramref name="dataLength"/> bytes, at <paramref name="windowOffset"/> of the window.</summary>
+    private static void CheckPart(long offset, int length, long dataLength, int windowOffset, int windowLength)
+    {
+        if (length <= 0 || offset < 0 || offset > dataLength - length || windowOffset < 0 || windowOffset > windowLength - length)
+        {
+            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) at window offset {windowOffset} is out of range.");
+        }
+    }
+
     private NodeWindow Window => _window ?? throw new TubeException(TubeError.BadRequest, "The session has no window.");
 
-    private async Task<PayloadWriter> PutBeginAsync(byte[] payload) =>
-        new PayloadWriter().Id((await NewEntryAsync(payload).ConfigureAwait(false)).Id);
+    private async Task<PayloadWriter> PutBeginAsync(byte[] payload)
+    {
+        var entry = await NewEntryAsync(payload).ConfigureAwait(false);
+        Interlocked.Increment(ref _unfinishedPuts); // until committed or dropped
+        return new PayloadWriter().Id(entry.Id);
+    }
 
     /// <summary>Put and Allocate: a block of this workflow on the asked GPU, leased to this client, in the directory but not yet visible.</summary>
     private async Task<DataEntry> NewEntryAsync(byte[] payload)
@@ -93,6 +108,8 @@ internal sealed partial class NodeSession
         {
             throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
         }
+
+        CheckRoomToHold();
 
         var options = new BlockOptions { Function = _function, Holder = Id, Partition = _workflow };
         var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
@@ -140,10 +157,7 @@ internal sealed partial class NodeSession
             throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put of this client.");
         }
 
-        if (length <= 0 || offset < 0 || offset > entry.Length - length || windowOffset < 0 || windowOffset > window.Length - length)
-        {
-            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) from window offset {windowOffset} is out of range.");
-        }
+        CheckPart(offset, length, entry.Length, windowOffset, window.Length);
 
         if (sloTicks < 0 || sloTicks > _node.Options.MaxTtl.Ticks)
         {
@@ -151,7 +165,8 @@ internal sealed partial class NodeSession
         }
 
         using var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
-        var request = new TransferRequest { Tenant = tenant.Length == 0 ? _function : tenant, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
+        _ = tenant; // the scheduler's tenant is the session's workflow: a client cannot join or split another's fair share
+        var request = new TransferRequest { Tenant = _workflow, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
         await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), request, _ended.Token).ConfigureAwait(false);
         ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", "host"));
         return new PayloadWriter();
@@ -217,6 +232,7 @@ internal sealed partial class NodeSession
         else
         {
             entry.Block.Pool.Release(entry.Block, Id);
+            Interlocked.Decrement(ref _unfinishedPuts);
         }
 
         return new PayloadWriter();
@@ -229,6 +245,7 @@ internal sealed partial class NodeSession
         var id = r.Id();
         int device = r.I32();
         var entry = _node.Find(_workflow, id);
+        CheckRoomToHold();
         PoolBlock block;
         string path;
         if (device < 0 || device == entry.Device)
@@ -303,6 +320,12 @@ internal sealed partial class NodeSession
 
         lock (entry.Sync)
         {
+            if (entry.Removed)
+            {
+                copy.Pool.Release(copy, DataEntry.DirectoryHolder); // deleted or consumed during the copy: nobody would ever release it
+                throw new TubeException(TubeError.NotFound, $"No data {entry.Id} in workflow '{_workflow}'.");
+            }
+
             if (entry.On(device) is { } raced)
             {
                 copy.Pool.Release(copy, DataEntry.DirectoryHolder);
@@ -331,13 +354,10 @@ internal sealed partial class NodeSession
                 : throw new TubeException(TubeError.NotLeased, $"Get {id} before reading it to the host.");
         }
 
-        if (length <= 0 || offset < 0 || offset > block.Length - length || windowOffset < 0 || windowOffset > window.Length - length)
-        {
-            throw new TubeException(TubeError.BadRequest, $"Part [{offset}, +{length}) to window offset {windowOffset} is out of range.");
-        }
+        CheckPart(offset, length, block.Length, windowOffset, window.Length);
 
         using var use = await block.UseAsync(_ended.Token).ConfigureAwait(false); // Stale if a Release freed it first
-        var request = new TransferRequest { Tenant = _function };
+        var request = new TransferRequest { Tenant = _workflow };
         await _node.Devices[block.Pool.Device.Ordinal].Engine.ToHostAsync(use.Memory.Slice(offset, length), window.Memory.Slice(windowOffset, length), request, _ended.Token).ConfigureAwait(false);
         return new PayloadWriter();
     }
@@ -352,8 +372,12 @@ internal sealed partial class NodeSession
         var entry = _node.TryFind(_workflow, id);
         if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
         {
-            DropHeld(id); // an Allocate's use and lease; a Put holds only the lease RemoveEntry gives back
-            _node.RemoveEntry(abandoned);
+            bool allocation = DropHeld(id); // an Allocate's use and lease; a Put holds only the lease RemoveEntry gives back
+            if (_node.RemoveEntry(abandoned) && !allocation)
+            {
+                Interlocked.Decrement(ref _unfinishedPuts);
+            }
+
             return new PayloadWriter();
         }
 
@@ -414,24 +438,53 @@ internal sealed partial class NodeSession
     private PayloadWriter Map(PayloadWriter reply, int device, BlockUse use)
     {
         var d = use.Descriptor;
+        var key = (device, d.SlabId, d.Generation);
         bool first;
         lock (_sync)
         {
-            first = !_inProcess && _opened.Add((device, d.SlabId, d.Generation));
+            first = !_inProcess && !_opened.Contains(key);
         }
 
         byte[] handle = [];
         if (first)
         {
             handle = new byte[IpcMemoryHandle.Size];
-            _node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Id).WriteTo(handle);
+            _node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Id).WriteTo(handle); // idempotent for this importer
+            lock (_sync)
+            {
+                _opened.Add(key);
+            }
         }
 
         return reply.I32(device).I32(d.SlabId).I32(d.Generation).I64(d.Offset).I64(d.Length).Bytes(handle);
     }
 
-    private Stack<(PoolBlock, BlockUse)> Held(TubeId id) =>
-        _held.TryGetValue(id, out var stack) ? stack : _held[id] = new Stack<(PoolBlock, BlockUse)>();
+    /// <summary>The uses this client holds on <paramref name="id"/> (counted). Call under <see cref="_sync"/>.</summary>
+    private Stack<(PoolBlock, BlockUse)> Held(TubeId id)
+    {
+        _heldCount++;
+        return _held.TryGetValue(id, out var stack) ? stack : _held[id] = new Stack<(PoolBlock, BlockUse)>();
+    }
+
+    /// <summary>
+    /// Refuses a request that would make this client hold more than <see cref="TubeNodeOptions.MaxHeldPerSession"/>
+    /// leases and unfinished Puts: what one connection makes the node remember is bounded. Checked
+    /// before anything is taken (requests running at once may pass it together: at most
+    /// <see cref="TubeNodeOptions.MaxRequestsInFlight"/> over).
+    /// </summary>
+    private void CheckRoomToHold()
+    {
+        int held;
+        lock (_sync)
+        {
+            held = _heldCount;
+        }
+
+        if (held + Volatile.Read(ref _unfinishedPuts) >= _node.Options.MaxHeldPerSession)
+        {
+            throw new TubeException(TubeError.BadRequest, $"This client holds {_node.Options.MaxHeldPerSession} leases and unfinished Puts, the most the node allows one connection; release some first.");
+        }
+    }
 
     /// <summary>Ends one use and lease this client holds on <paramref name="id"/>; false when it holds none.</summary>
     private bool DropHeld(TubeId id)
@@ -445,6 +498,7 @@ internal sealed partial class NodeSession
             }
 
             held = stack.Pop();
+            _heldCount--;
             if (stack.Count == 0)
             {
                 _held.Remove(id);

@@ -101,9 +101,13 @@ internal sealed partial class NodeSession
         {
             await SendErrorQuietlyAsync(0, TubeError.FrameTooLarge, e.Message).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
         {
             // The connection broke or the node is stopping.
+        }
+        catch (Exception e)
+        {
+            await SendErrorQuietlyAsync(0, TubeError.Internal, _node.InternalError("the connection", Id, e)).ConfigureAwait(false);
         }
         finally
         {
@@ -154,6 +158,16 @@ internal sealed partial class NodeSession
                 throw new TubeException(TubeError.BadRequest, "A client must name its workflow.");
             }
 
+            if (!_node.MayUseWorkflow(Pid, _uid, _workflow))
+            {
+                throw new TubeException(TubeError.AccessDenied, $"User {_uid} may not use workflow '{_workflow}'.");
+            }
+
+            if (windowBytes > _node.Options.MaxWindowBytes)
+            {
+                throw new TubeException(TubeError.BadRequest, $"A window of {windowBytes} bytes is over the node's limit of {_node.Options.MaxWindowBytes}.");
+            }
+
             if (hello.Descriptors.Any(d => d.IsInvalid))
             {
                 throw new TubeException(TubeError.OutOfMemory, "The node could not take the window's descriptor (it is out of descriptors, or more than one came); try again.");
@@ -169,7 +183,7 @@ internal sealed partial class NodeSession
             await SendAsync(FrameType.Ok, hello.RequestId, ok.Memory).ConfigureAwait(false);
             return true;
         }
-        catch (Exception e) when (e is TubeException or InvalidDataException or ArgumentException or IOException)
+        catch (Exception e)
         {
             foreach (var descriptor in hello.Descriptors)
             {
@@ -178,19 +192,27 @@ internal sealed partial class NodeSession
 
             _window?.Dispose();
             _window = null;
-            var error = e is TubeException t ? t.Error : TubeError.BadRequest;
-            await SendErrorQuietlyAsync(hello.RequestId, error, e is TubeException te ? te.Reason : e.Message).ConfigureAwait(false);
+            var (error, message) = e switch
+            {
+                TubeException t => (t.Error, t.Reason),
+                InvalidDataException or ArgumentException or IOException => (TubeError.BadRequest, e.Message),
+                _ => (TubeError.Internal, _node.InternalError("Hello", Id, e)), // e.g. the driver refused to register the window
+            };
+            await SendErrorQuietlyAsync(hello.RequestId, error, message).ConfigureAwait(false);
             return false;
         }
     }
 
     /// <summary>
-    /// The connection is over: cancel what runs, wait until every request has let go (each holds a
-    /// slot), give back what the session held, then close the connection.
+    /// The connection is over: cancel what runs and close the connection (a reply blocked on a client
+    /// that stopped reading ends with it), wait until every request has let go (each holds a slot),
+    /// then give back what the session held.
     /// </summary>
     private async Task EndAsync()
     {
         await _ended.CancelAsync().ConfigureAwait(false);
+        await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
+        await _writer.CompleteAsync().ConfigureAwait(false);
         for (int i = 0; i < _node.Options.MaxRequestsInFlight; i++)
         {
             await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
@@ -200,10 +222,9 @@ internal sealed partial class NodeSession
         {
             _node.EndSession(this);
         }
-        finally
+        catch (Exception e)
         {
-            await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
-            await _writer.CompleteAsync().ConfigureAwait(false);
+            _node.InternalError("the session's cleanup", Id, e);
         }
     }
 

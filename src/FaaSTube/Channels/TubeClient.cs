@@ -79,6 +79,16 @@ public sealed class TubeClient : IAsyncDisposable
             throw new TubeNodeUnavailableException($"No FaaSTube node answers on {options.SocketPath}.", e);
         }
 
+        // The window (and every Put's bytes) goes to whoever listens on the path: make sure it is the node's user.
+        uint nodeUid = UnixRights.PeerCredentials(socket).Uid;
+        uint self = FaaSTube.Native.Interop.Libc.getuid();
+        if (options.NodeUid is { } expected ? nodeUid != expected : nodeUid != self && nodeUid != 0)
+        {
+            socket.Dispose();
+            window.Dispose();
+            throw new TubeNodeUnavailableException($"The process on {options.SocketPath} runs as user {nodeUid}, not as the node's user ({options.NodeUid?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "this process's own or root"}).");
+        }
+
         var stream = new NetworkStream(socket, ownsSocket: true);
         return await StartAsync(new TubeClient(options, window, PipeReader.Create(stream), PipeWriter.Create(stream), socket, stream, null), cancellationToken).ConfigureAwait(false);
     }

@@ -20,6 +20,9 @@ public sealed class TubeClientOptions
     /// <summary>The client's own view of the GPUs (must be the node's backend; for the simulated GPU, the same memory folder).</summary>
     public GpuSystemOptions Gpus { get; set; } = new();
 
+    /// <summary>The user the node runs as (checked with SO_PEERCRED before the window is handed over); null: this process's own user or root.</summary>
+    public uint? NodeUid { get; set; }
+
     /// <summary>The longest any call waits for the node before failing (default 60 s).</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }

@@ -57,7 +57,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         _start = options.TimeProvider.GetTimestamp();
         if (options.SweepInterval is { } interval)
         {
-            _sweeper = options.TimeProvider.CreateTimer(_ => SweepExpired(), null, interval, interval);
+            _sweeper = options.TimeProvider.CreateTimer(_ => SweepQuietly(), null, interval, interval);
         }
     }
 
@@ -134,7 +134,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         listener.Bind(new UnixDomainSocketEndPoint(path));
         if (!OperatingSystem.IsWindows())
         {
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            File.SetUnixFileMode(path, Options.SocketAccess);
         }
 
         listener.Listen(128);
@@ -176,9 +176,15 @@ public sealed partial class TubeNode : IAsyncDisposable
                     continue; // that client gave up before it was accepted
                 }
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
-                return;
+                return; // the node is stopping
+            }
+            catch (SocketException e)
+            {
+                InternalError("accept", 0, e);
+                await Task.WhenAny(Task.Delay(TimeSpan.FromMilliseconds(100), _stop.Token)).ConfigureAwait(false);
+                continue;
             }
 
             if (starved)
@@ -187,13 +193,21 @@ public sealed partial class TubeNode : IAsyncDisposable
                 starved = false;
             }
 
-            Accept(socket);
+            try
+            {
+                Accept(socket);
+            }
+            catch (Exception e)
+            {
+                socket.Dispose();
+                InternalError("accepting a connection", 0, e);
+            }
         }
     }
 
     private void Accept(Socket socket)
     {
-        var (pid, uid) = PeerCredentials(socket);
+        var (pid, uid) = UnixRights.PeerCredentials(socket);
         var allowed = Options.AllowedUids ?? [Interop.Libc.getuid()];
         string? refusal = !allowed.Contains(uid)
             ? $"User {uid} may not use this node."
@@ -207,18 +221,6 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     private static HelloFrame? ToHello((byte[] Frame, List<SafeFileHandle> Descriptors)? received) =>
         received is not { } r ? null : new HelloFrame((FrameType)r.Frame[0], BinaryPrimitives.ReadUInt32LittleEndian(r.Frame.AsSpan(1)), r.Frame[5..], r.Descriptors);
-
-    /// <summary>SO_PEERCRED: (pid, uid) of the connecting process.</summary>
-    private static (int Pid, uint Uid) PeerCredentials(Socket socket)
-    {
-        Span<byte> creds = stackalloc byte[12];
-        if (OperatingSystem.IsLinux() && socket.GetRawSocketOption(1, 17, creds) == 12)
-        {
-            return (BitConverter.ToInt32(creds), BitConverter.ToUInt32(creds[4..]));
-        }
-
-        return (0, uint.MaxValue);
-    }
 
     /// <summary>
     /// A client in this process: the same protocol over in-memory pipes, no socket, no IPC. Its
@@ -309,6 +311,22 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a client may name <paramref name="workflow"/>: <see cref="TubeNodeOptions.AuthorizeWorkflow"/>
+    /// decides when set; otherwise only clients running as the node's own user may (they could read
+    /// the node's memory anyway), and any other user may name none.
+    /// </summary>
+    internal bool MayUseWorkflow(int pid, uint uid, string workflow) =>
+        Options.AuthorizeWorkflow is { } authorize ? authorize(new TubeClientCredentials(pid, uid), workflow) : uid == Interop.Libc.getuid();
+
+    /// <summary>What a client is told when the pool had no room: its request, never other tenants' figures (those go to the log).</summary>
+    internal string OutOfMemory(string operation, long session, PoolException exception)
+    {
+        string reference = Guid.NewGuid().ToString("N")[..12];
+        LogOutOfMemory(_logger, operation, session, reference, exception.Message);
+        return $"The GPU pool could not make room for {operation} in time (reference {reference}; the node's log has the pool's state).";
+    }
+
     /// <summary>Logs an unexpected failure with a reference and returns what the client is told: the reference, never the details.</summary>
     internal string InternalError(string operation, long session, Exception exception)
     {
@@ -335,13 +353,13 @@ public sealed partial class TubeNode : IAsyncDisposable
     internal DataEntry? TryFind(string workflow, TubeId id) => _directory.GetValueOrDefault((workflow, id));
 
     /// <summary>Takes an entry out of the directory and drops the directory's leases: its blocks are freed when no session holds them.</summary>
-    internal void RemoveEntry(DataEntry entry)
+    internal bool RemoveEntry(DataEntry entry)
     {
         lock (entry.Sync)
         {
             if (entry.Removed)
             {
-                return;
+                return false;
             }
 
             entry.Removed = true;
@@ -360,6 +378,21 @@ public sealed partial class TubeNode : IAsyncDisposable
                     }
                 }
             }
+        }
+
+        return true;
+    }
+
+    /// <summary>The sweep timer's callback: nothing it meets may end the process.</summary>
+    private void SweepQuietly()
+    {
+        try
+        {
+            SweepExpired();
+        }
+        catch (Exception e)
+        {
+            InternalError("the TTL sweep", 0, e);
         }
     }
 
@@ -439,6 +472,9 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Accepting connections again ({Sessions} sessions open)")]
     private static partial void LogAcceptRecovered(ILogger logger, int sessions);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Operation} of session {Session} found no memory (reference {Reference}): {Detail}")]
+    private static partial void LogOutOfMemory(ILogger logger, string operation, long session, string reference, string detail);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Operation} of session {Session} failed (reference {Reference})")]
     private static partial void LogInternalError(ILogger logger, Exception exception, string operation, long session, string reference);

@@ -29,6 +29,22 @@ public sealed class TubeNodeOptions
     /// <summary>User ids allowed to connect (checked with SO_PEERCRED); null: only the node's own user.</summary>
     public IReadOnlyCollection<uint>? AllowedUids { get; set; }
 
+    /// <summary>
+    /// Whether a connecting client may name a workflow (ids, data and pool memory are scoped by it).
+    /// Null (the default): clients running as the node's own user may name any workflow, clients of any
+    /// other user none. Run tenants as users of their own and say here which workflows each may use.
+    /// </summary>
+    public Func<TubeClientCredentials, string, bool>? AuthorizeWorkflow { get; set; }
+
+    /// <summary>The socket file's permissions (default owner read/write only); other users listed in <see cref="AllowedUids"/> need group or other access to connect.</summary>
+    public UnixFileMode SocketAccess { get; set; } = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>The largest window a client may register (default 256 MiB): windows are pinned host memory charged to the node.</summary>
+    public long MaxWindowBytes { get; set; } = 256L << 20;
+
+    /// <summary>Leases and unfinished Puts one connection may hold at once (default 16,384).</summary>
+    public int MaxHeldPerSession { get; set; } = 16384;
+
     /// <summary>The largest control frame accepted (default 64 KiB; bulk data never goes over the socket).</summary>
     public int MaxFrameBytes { get; set; } = 64 << 10;
 
@@ -66,6 +82,14 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRequestsInFlight, nameof(MaxRequestsInFlight));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxSessionsPerUser, nameof(MaxSessionsPerUser));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
     }
 }
+
+/// <summary>Who is connecting, as the kernel says (SO_PEERCRED): what <see cref="TubeNodeOptions.AuthorizeWorkflow"/> decides on.</summary>
+/// <param name="Pid">The client's process id.</param>
+/// <param name="Uid">The client's user id.</param>
+public readonly record struct TubeClientCredentials(int Pid, uint Uid);

@@ -245,8 +245,15 @@ public sealed partial class GpuMemoryPool
             {
                 // Disposed between the check and the trim.
             }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                TrimFailed?.Invoke(e); // a timer callback: nothing it meets may end the process
+            }
         }
     }
+
+    /// <summary>Raised when the background trim failed (it runs again at the next interval).</summary>
+    internal event Action<Exception>? TrimFailed;
 
     /// <summary>
     /// Walks every slab and block and throws when the books do not balance: blocks in a slab do not

@@ -27,6 +27,7 @@ public sealed partial class GpuMemoryPool
     private Task _proactiveRestore = Task.CompletedTask;
     private long _evictions, _evictedBytes, _restores, _restoredBytes;
     private int _slowPathWaiters;
+    private int _movesInFlight;
 
     /// <summary>
     /// Finds room in an active slab of <paramref name="partition"/> (never another partition's: a
@@ -113,7 +114,11 @@ public sealed partial class GpuMemoryPool
     private readonly record struct RoomStep(Slab? Slab, long Offset, Eviction? Eviction);
 
     /// <summary>A victim marked as moving and its reserved spill entry: the copy still has to run.</summary>
-    private sealed record Eviction(PoolBlock Block, Slab Slab, SpillStore.SpillEntry Entry);
+    /// <param name="Block">The victim, marked moving.</param>
+    /// <param name="Slab">Where it is now.</param>
+    /// <param name="Entry">Its reserved spill entry.</param>
+    /// <param name="Lane">The asker's partition: the copy runs on its move lane, so a tenant that forces evictions waits on its own lane, not the victim's.</param>
+    private sealed record Eviction(PoolBlock Block, Slab Slab, SpillStore.SpillEntry Entry, string Lane);
 
     /// <summary>
     /// Place in a slab of <paramref name="partition"/>, else grow one for it, else evict one victim
@@ -137,7 +142,7 @@ public sealed partial class GpuMemoryPool
 
             // Pending: the memory comes back when importers close the retiring slabs; meanwhile only
             // the asker's own blocks are worth evicting (emptying other partitions' slabs would not help sooner).
-            if (NextVictim(partition, ownOnly: growth == Growth.Pending) is not { } victim || !TryBeginEviction(victim, out var eviction))
+            if (NextVictim(partition, ownOnly: growth == Growth.Pending) is not { } victim || !TryBeginEviction(victim, partition, out var eviction))
             {
                 return null;
             }
@@ -219,9 +224,14 @@ public sealed partial class GpuMemoryPool
     /// moving. False when the spill store is full; true with a null eviction when the block changed
     /// under us (used, freed, or pinned after the fact): pick again.
     /// </summary>
-    private bool TryBeginEviction(PoolBlock block, out Eviction? eviction)
+    private bool TryBeginEviction(PoolBlock block, string lane, out Eviction? eviction)
     {
         eviction = null;
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return false;
+        }
+
         var entry = _spill.TryReserve(block.Length);
         if (entry is null)
         {
@@ -237,7 +247,8 @@ public sealed partial class GpuMemoryPool
             }
 
             block.IsMoving = true;
-            eviction = new Eviction(block, slab, entry);
+            Interlocked.Increment(ref _movesInFlight);
+            eviction = new Eviction(block, slab, entry, lane);
             return true;
         }
     }
@@ -245,10 +256,10 @@ public sealed partial class GpuMemoryPool
     /// <summary>Copies an evicted block to its spill entry and frees its device range (outside the gate); wakes those waiting for memory.</summary>
     private async Task FinishEvictionAsync(Eviction eviction, CancellationToken cancellationToken)
     {
-        var (block, slab, entry) = eviction;
+        var (block, slab, entry, lane) = eviction;
         try
         {
-            await entry.WriteFromDeviceAsync(StreamFor(block.Partition), slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
+            await entry.WriteFromDeviceAsync(StreamFor(lane), slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -262,7 +273,7 @@ public sealed partial class GpuMemoryPool
                 }
             }
 
-            SignalMemoryChange();
+            MoveEnded();
             throw;
         }
 
@@ -286,6 +297,13 @@ public sealed partial class GpuMemoryPool
         Interlocked.Add(ref _evictedBytes, block.Length);
         PoolMetrics.Evictions.Add(1, PoolMetrics.Tag(this));
         PoolMetrics.EvictedBytes.Add(block.Length, PoolMetrics.Tag(this));
+        MoveEnded();
+    }
+
+    /// <summary>A move (eviction or restore) is over: wakes those waiting for memory or for the block, and a dispose waiting for moves.</summary>
+    private void MoveEnded()
+    {
+        Interlocked.Decrement(ref _movesInFlight);
         SignalMemoryChange();
     }
 
@@ -370,7 +388,13 @@ public sealed partial class GpuMemoryPool
                 return false;
             }
 
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return false; // the pool is going: its slabs go with it
+            }
+
             block.IsMoving = true;
+            Interlocked.Increment(ref _movesInFlight);
             entry = block.Spill;
         }
 
@@ -391,7 +415,7 @@ public sealed partial class GpuMemoryPool
                 }
             }
 
-            SignalMemoryChange();
+            MoveEnded();
             throw;
         }
 
@@ -405,12 +429,12 @@ public sealed partial class GpuMemoryPool
             if (block.Freed)
             {
                 ReleaseStorageLocked(block);
-                SignalMemoryChange();
+                MoveEnded();
                 return false;
             }
         }
 
-        SignalMemoryChange(); // whoever waited for it to stop moving
+        MoveEnded(); // whoever waited for it to stop moving
 
         Interlocked.Increment(ref _restores);
         Interlocked.Add(ref _restoredBytes, block.Length);

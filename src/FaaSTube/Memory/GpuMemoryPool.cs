@@ -367,6 +367,10 @@ public sealed partial class GpuMemoryPool : IDisposable
 
         PoolMetrics.Unregister(this);
         _trimTimer?.Dispose();
+
+        // Evictions and restores copy outside the pressure gate: let those in flight end before their
+        // slabs and spill entries go (no new one starts once disposed). Bounded: they are device copies.
+        SpinWait.SpinUntil(() => Volatile.Read(ref _movesInFlight) == 0, TimeSpan.FromSeconds(30));
         foreach (var block in _blocks.Values)
         {
             lock (block.Sync)

@@ -90,8 +90,14 @@ internal sealed class SpillStore : IDisposable
         {
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
-                Free();
-                Interlocked.Add(ref IsFile ? ref Store._fileBytes : ref Store._hostBytes, -Length);
+                try
+                {
+                    Free();
+                }
+                finally
+                {
+                    Interlocked.Add(ref IsFile ? ref Store._fileBytes : ref Store._hostBytes, -Length);
+                }
             }
         }
 
@@ -180,6 +186,16 @@ internal sealed class SpillStore : IDisposable
             }
         }
 
-        protected override void Free() => File.Delete(path);
+        protected override void Free()
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Gone already (a temp cleaner took the folder): nothing left to free.
+            }
+        }
     }
 }

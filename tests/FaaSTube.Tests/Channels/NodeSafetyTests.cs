@@ -359,6 +359,94 @@ public sealed class NodeSafetyTests
         Assert.IsFalse(File.Exists(socket), "its socket is gone");
     }
 
+    [TestMethod]
+    public async Task A_client_that_never_reads_its_replies_cannot_hold_up_the_nodes_stop()
+    {
+        var h = await NodeHarness.StartAsync();
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
+        using var window = Memfd(1 << 20, seal: true);
+        UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Str("wf").Str("f").I64(1 << 20).Memory.Span), window);
+
+        // Requests whose answers pile up unread until the socket's buffers are full and replies block.
+        var where = Frames.Encode(FrameType.Where, 2, new PayloadWriter().Id(TubeId.NewId()).Memory.Span);
+        var burst = Enumerable.Range(0, 20_000).SelectMany(_ => where).ToArray();
+        using var sending = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await socket.SendAsync(burst, sending.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // The node stopped reading: its replies are blocked on us, as intended.
+        }
+
+        await h.Node.DisposeAsync().AsTask().WaitAsync(ChildProcess.Timeout); // must not wait for the reader that never comes
+        Assert.AreEqual(0, h.Node.SessionCount);
+        await h.DisposeAsync();
+    }
+
+    [TestMethod]
+    public async Task A_workflow_is_only_as_open_as_the_nodes_policy_says()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.AuthorizeWorkflow = (client, workflow) => workflow == "allowed" && client.Pid > 0);
+        var allowed = await h.ConnectAsync(inProcess: false, workflow: "allowed");
+        Assert.AreEqual(0, await allowed.WhereAsync(await allowed.PutAsync(new byte[4096])));
+        var refused = await Assert.ThrowsAsync<TubeException>(async () => await h.ConnectAsync(inProcess: false, workflow: "someone-elses"));
+        Assert.AreEqual(TubeError.AccessDenied, refused.Error);
+    }
+
+    [TestMethod]
+    public async Task A_client_holds_at_most_the_leases_the_node_allows_one_connection()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.MaxHeldPerSession = 8);
+        var client = await h.ConnectAsync(inProcess: false);
+        var id = await client.PutAsync(new byte[4096], new PutOptions { Pinned = true });
+        var held = new List<TubeBuffer>();
+        for (int i = 0; i < 8; i++)
+        {
+            held.Add(await client.GetAsync(id));
+        }
+
+        var refused = await Assert.ThrowsAsync<TubeException>(async () => await client.GetAsync(id));
+        Assert.AreEqual(TubeError.BadRequest, refused.Error);
+        Assert.AreEqual(TubeError.BadRequest, (await Assert.ThrowsAsync<TubeException>(async () => await client.AllocateAsync(4096))).Error);
+        await held[0].DisposeAsync();
+        await using var again = await client.GetAsync(id); // room again
+        Assert.AreEqual(4096L, again.Memory.Length);
+        foreach (var buffer in held.Skip(1))
+        {
+            await buffer.DisposeAsync();
+        }
+    }
+
+    [TestMethod]
+    public async Task An_out_of_memory_answer_tells_nothing_about_other_tenants()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o =>
+        {
+            o.Pool.MaxBytes = 16 << 20;
+            o.Pool.AllocationTimeout = TimeSpan.Zero;
+        });
+        var owner = await h.ConnectAsync(inProcess: false, workflow: "secret-workflow", function: "secret-function");
+        var held = await owner.GetAsync(await owner.PutAsync(new byte[16 << 20]));
+        var other = await h.ConnectAsync(inProcess: false, workflow: "b");
+        var refused = await Assert.ThrowsAsync<TubeException>(async () => await other.PutAsync(new byte[4 << 20]));
+        Assert.AreEqual(TubeError.OutOfMemory, refused.Error);
+        StringAssert.Contains(refused.Message, "reference");
+        Assert.IsFalse(refused.Message.Contains("secret", StringComparison.Ordinal), refused.Message);
+        await held.DisposeAsync();
+    }
+
+    [TestMethod]
+    public async Task A_client_does_not_hand_its_window_to_a_listener_of_another_user()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var options = new TubeClientOptions { SocketPath = h.Socket, Workflow = "wf", WindowBytes = 1 << 20, NodeUid = FaaSTube.Native.Interop.Libc.getuid() + 1 };
+        var refused = await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await TubeClient.ConnectAsync(options));
+        StringAssert.Contains(refused.Message, "runs as user", "refused before Hello: the window was never sent");
+    }
+
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
     private static async Task<TubeException> HelloAsync(string path, PayloadWriter payload, SafeHandle? descriptor)
     {

@@ -52,7 +52,7 @@ internal static class Frames
                 if (length < 5 || length > maxFrameBytes)
                 {
                     reader.AdvanceTo(buffer.Start, buffer.End);
-                    throw new InvalidDataException(length < 5 ? $"A frame of {length} bytes is too short." : $"A frame of {length} bytes is over the limit of {maxFrameBytes}.");
+                    CheckLength(length, maxFrameBytes);
                 }
 
                 if (buffer.Length >= 4 + length)
@@ -79,6 +79,12 @@ internal static class Frames
             reader.AdvanceTo(buffer.Start, buffer.End);
         }
     }
+
+    /// <summary>A frame's length field, checked: at least 5 (type and request id), at most <paramref name="maxFrameBytes"/>; else <see cref="InvalidDataException"/>.</summary>
+    public static uint CheckLength(uint length, int maxFrameBytes) =>
+        length < 5 ? throw new InvalidDataException($"A frame of {length} bytes is too short.")
+        : length > maxFrameBytes ? throw new InvalidDataException($"A frame of {length} bytes is over the limit of {maxFrameBytes}.")
+        : length;
 
     /// <summary>One whole frame as bytes (header and payload), for the handshake's descriptor-carrying send.</summary>
     public static byte[] Encode(FrameType type, uint requestId, ReadOnlySpan<byte> payload)

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using FaaSTube.Channels.Protocol;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using FaaSTube.Native;
@@ -16,6 +17,20 @@ internal static class UnixRights
 {
     private const int MaxDescriptors = 4;
     private const int ControlHeaderBytes = 16; // sizeof(cmsghdr) on LP64 // room to see (and close) a client that sends more than one
+
+    /// <summary>SO_PEERCRED: (pid, uid) of the process at the other end, as the kernel recorded them at connect time.</summary>
+    public static (int Pid, uint Uid) PeerCredentials(Socket socket)
+    {
+        Span<byte> creds = stackalloc byte[12];
+        if (OperatingSystem.IsLinux() && socket.GetRawSocketOption(Interop.Libc.SOL_SOCKET, SoPeerCred, creds) == 12)
+        {
+            return (BitConverter.ToInt32(creds), BitConverter.ToUInt32(creds[4..]));
+        }
+
+        return (0, uint.MaxValue);
+    }
+
+    private const int SoPeerCred = 17;
 
     /// <summary>Sends <paramref name="frame"/> (a whole frame, header included) with <paramref name="descriptor"/> attached to its first byte.</summary>
     public static unsafe void Send(Socket socket, ReadOnlySpan<byte> frame, SafeHandle descriptor)
@@ -88,11 +103,7 @@ internal static class UnixRights
                 return null;
             }
 
-            uint n = BinaryPrimitives.ReadUInt32LittleEndian(length);
-            if (n < 5 || n > maxFrameBytes)
-            {
-                throw new InvalidDataException(n < 5 ? $"A frame of {n} bytes is too short." : $"A frame of {n} bytes is over the limit of {maxFrameBytes}.");
-            }
+            uint n = Frames.CheckLength(BinaryPrimitives.ReadUInt32LittleEndian(length), maxFrameBytes);
 
             var frame = new byte[n];
             if (!await ReceiveExactlyAsync(socket, frame, descriptors, cancellationToken).ConfigureAwait(false))

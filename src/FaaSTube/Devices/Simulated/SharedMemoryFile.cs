@@ -10,7 +10,7 @@ namespace FaaSTube.Devices.Simulated;
 /// <see cref="MemoryMappedFile.CreateFromFile(string, FileMode, string?, long)"/> (.NET has no named maps on
 /// Linux), so another process that opens the same file sees the same bytes. The file is fully
 /// preallocated, so touching it never faults for lack of space. Files are named
-/// <c>faastube-sim.{pid}.{id}</c> (client windows: <c>faastube-win.{pid}.{id}</c>): the owner deletes
+/// <c>faastube-sim.{pid}.{id}</c>: the owner deletes
 /// its files when they are freed, and <see cref="SweepDeadOwners"/> deletes the files of owners that
 /// died (killed processes cannot clean up after themselves).
 /// </summary>
@@ -129,7 +129,7 @@ internal sealed unsafe class SharedMemoryFile : SafeHandle
         foreach (var file in Directory.EnumerateFiles(directory, "faastube-*"))
         {
             var parts = System.IO.Path.GetFileName(file).Split('.');
-            if (parts.Length == 3 && parts[0] is "faastube-sim" or "faastube-win"
+            if (parts.Length == 3 && parts[0] is "faastube-sim"
                 && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && !IsAlive(pid))
             {
                 try
