@@ -228,8 +228,21 @@ internal sealed partial class NodeSession
         }
     }
 
-    /// <summary>Ends the connection from the node's side (the node is stopping); <see cref="Completion"/> completes once it is cleaned up.</summary>
-    public void Abort() => _reader.CancelPendingRead();
+    /// <summary>Ends the connection from the node's side; <see cref="Completion"/> completes once it is cleaned up.</summary>
+    public void Abort()
+    {
+        _reader.CancelPendingRead();
+        _ended.Cancel(); // also mid-handshake, or while it waits for a request slot
+    }
+
+    /// <summary>Whether this client still has slab (<paramref name="device"/>, <paramref name="slab"/>, <paramref name="generation"/>) open.</summary>
+    public bool HasOpened(int device, int slab, int generation)
+    {
+        lock (_sync)
+        {
+            return _opened.Contains((device, slab, generation));
+        }
+    }
 
     /// <summary>Gives back every use the session holds and its window (called once every request has ended).</summary>
     public void ReleaseAll()

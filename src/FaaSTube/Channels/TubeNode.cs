@@ -417,11 +417,35 @@ public sealed partial class TubeNode : IAsyncDisposable
             if (_sessions.TryGetValue(importer, out var session))
             {
                 session.TellToClose(device, e.SlabId, e.Generation);
+                _ = CloseOrEndAsync(session, device, e.SlabId, e.Generation);
             }
             else
             {
                 Devices[device].Pool.ImporterGone(importer);
             }
+        }
+    }
+
+    /// <summary>
+    /// A client told to close a retiring slab has <see cref="TubeNodeOptions.SlabCloseTimeout"/> to do
+    /// so; one that has not by then is ended (its mappings then count as closed), so no client can keep
+    /// memory from going back to the device, and with it other tenants' allocations waiting.
+    /// </summary>
+    private async Task CloseOrEndAsync(NodeSession session, int device, int slab, int generation)
+    {
+        try
+        {
+            await Task.Delay(Options.SlabCloseTimeout, _stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // the node is stopping: every session ends anyway
+        }
+
+        if (session.HasOpened(device, slab, generation) && _sessions.ContainsKey(session.Id))
+        {
+            LogSlabNotClosed(_logger, session.Id, session.Pid, slab, device, Options.SlabCloseTimeout.TotalSeconds);
+            session.Abort();
         }
     }
 
@@ -478,6 +502,9 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Operation} of session {Session} failed (reference {Reference})")]
     private static partial void LogInternalError(ILogger logger, Exception exception, string operation, long session, string reference);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Session {Session} (pid {Pid}) did not close slab {Slab} of GPU {Device} within {Seconds} s of being told to; ending it")]
+    private static partial void LogSlabNotClosed(ILogger logger, long session, int pid, int slab, int device, double seconds);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Session {Session} (pid {Pid}) ended; its leases and mappings were released")]
     private static partial void LogSessionEnded(ILogger logger, long session, int pid);

@@ -63,6 +63,9 @@ public sealed class TubeNodeOptions
     /// <summary>Connections one user id may hold at once (default 1024); more are refused with <see cref="TubeError.AccessDenied"/>.</summary>
     public int MaxSessionsPerUser { get; set; } = 1024;
 
+    /// <summary>How long a client has to close a retiring slab it was told to close (default 30 s); then its session is ended.</summary>
+    public TimeSpan SlabCloseTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How long a new connection has to send Hello with its window (default 5 s); then it is closed.</summary>
     public TimeSpan HelloTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -82,6 +85,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRequestsInFlight, nameof(MaxRequestsInFlight));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxSessionsPerUser, nameof(MaxSessionsPerUser));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SlabCloseTimeout, TimeSpan.Zero, nameof(SlabCloseTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));

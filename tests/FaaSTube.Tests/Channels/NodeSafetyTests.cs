@@ -447,6 +447,29 @@ public sealed class NodeSafetyTests
         StringAssert.Contains(refused.Message, "runs as user", "refused before Hello: the window was never sent");
     }
 
+    [TestMethod]
+    public async Task A_client_that_ignores_close_slab_is_ended_and_the_slab_goes_back()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.SlabCloseTimeout = TimeSpan.FromMilliseconds(200));
+        var stubborn = await h.ConnectAsync(inProcess: false);
+        var ended = h.SessionEnded(stubborn.SessionId);
+
+        // Allocate by hand: the node counts the slab as opened by this client, which never maps it and so never closes it.
+        var id = new PayloadReader(await stubborn.CallRawAsync(FrameType.Allocate, new PayloadWriter().I64(4096).I32(0))).Id();
+        await stubborn.CallRawAsync(FrameType.Release, new PayloadWriter().Id(id));
+        var pool = h.Node.PoolOf(0);
+        var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        pool.SlabFreed += (_, _) => freed.TrySetResult();
+
+        h.Clock.Advance(TimeSpan.FromMinutes(10)); // empty and idle: the slab retires, the client is told to close it
+        pool.Trim();
+
+        await ended.WaitAsync(ChildProcess.Timeout);
+        await freed.Task.WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(0L, pool.GetStatistics().ReservedBytes, "the slab went back to the device");
+        await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await stubborn.WhereAsync(id));
+    }
+
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
     private static async Task<TubeException> HelloAsync(string path, PayloadWriter payload, SafeHandle? descriptor)
     {
