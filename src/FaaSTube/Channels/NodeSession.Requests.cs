@@ -61,6 +61,7 @@ internal sealed partial class NodeSession
                 TubeException t => (t.Error, t.Reason),
                 PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, _node.OutOfMemory(type.ToString(), Id, p)),
                 PoolException { Error: PoolError.TooLarge } p => (TubeError.TooLarge, p.Message),
+                PoolException { Error: PoolError.QuotaExceeded } p => (TubeError.OutOfMemory, p.Message), // names only the asker's own workflow
                 PoolException p => (TubeError.BadRequest, p.Message),
                 InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
                 _ => (TubeError.Internal, _node.InternalError(type.ToString(), Id, e)),

@@ -28,6 +28,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
     private readonly ConcurrentDictionary<long, ConcurrentDictionary<long, byte>> _holders = new();
     private readonly ConcurrentDictionary<string, FunctionWindow> _functions = new();
+    private readonly ConcurrentDictionary<string, long> _partitionBytes = new(StringComparer.Ordinal);
     private long _nextBlockId;
     private long _inUse;
     private long _allocations;
@@ -72,6 +73,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// <param name="options">Function, holder, partition, eviction hint; null for the defaults.</param>
     /// <param name="cancellationToken">Cancels a wait for memory.</param>
     /// <exception cref="PoolException"><see cref="PoolError.TooLarge"/>: the pool could never hold it (refused at once);
+    /// <see cref="PoolError.QuotaExceeded"/>: its partition holds its quota already (refused at once);
     /// <see cref="PoolError.OutOfMemory"/>: nothing could give in time.</exception>
     public async ValueTask<PoolBlock> AllocateAsync(long bytes, BlockOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -81,7 +83,30 @@ public sealed partial class GpuMemoryPool : IDisposable
         ArgumentNullException.ThrowIfNull(options.Function, nameof(options.Function));
         ArgumentNullException.ThrowIfNull(options.Partition, nameof(options.Partition));
         long rounded = RoundOrThrowTooLarge(bytes); // before any state is touched
-        var window = ArriveAt(options.Function, rounded);
+        TakeQuota(options.Partition, rounded);
+        var block = await PlaceAsync(bytes, rounded, options, cancellationToken).ConfigureAwait(false);
+        block.LastUse = _time.GetTimestamp();
+        _blocks[block.Id] = block;
+        HolderIndex(options.Holder).TryAdd(block.Id, 0);
+        Interlocked.Increment(ref _allocations);
+        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
+        return block;
+    }
+
+    /// <summary>Places a new block (fast path, else under pressure); on failure the function's arrival and the partition's quota are given back.</summary>
+    private async ValueTask<PoolBlock> PlaceAsync(long bytes, long rounded, BlockOptions options, CancellationToken cancellationToken)
+    {
+        FunctionWindow window;
+        try
+        {
+            window = ArriveAt(options.Function, rounded);
+        }
+        catch
+        {
+            GiveQuota(options.Partition, rounded);
+            throw;
+        }
+
         var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, window);
         try
         {
@@ -98,15 +123,53 @@ public sealed partial class GpuMemoryPool : IDisposable
         catch
         {
             window.Depart();
+            GiveQuota(options.Partition, rounded);
             throw;
         }
 
-        block.LastUse = _time.GetTimestamp();
-        _blocks[block.Id] = block;
-        HolderIndex(options.Holder).TryAdd(block.Id, 0);
-        Interlocked.Increment(ref _allocations);
-        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
         return block;
+    }
+
+    /// <summary>The quota of a partition: <see cref="GpuPoolOptions.MaxPartitionBytes"/>, or half the device's memory.</summary>
+    private long PartitionQuota => _options.MaxPartitionBytes ?? Device.TotalMemory / 2;
+
+    /// <summary>Counts <paramref name="rounded"/> bytes against <paramref name="partition"/>'s quota, or refuses with <see cref="PoolError.QuotaExceeded"/> at once.</summary>
+    private void TakeQuota(string partition, long rounded)
+    {
+        if (partition.Length == 0)
+        {
+            return;
+        }
+
+        long quota = PartitionQuota;
+        while (true)
+        {
+            long held = _partitionBytes.GetValueOrDefault(partition);
+            if (held + rounded > quota)
+            {
+                throw new PoolException(PoolError.QuotaExceeded, $"Partition '{partition}' holds {held} bytes on {Device}; {rounded} more would pass its quota of {quota}.");
+            }
+
+            if (held == 0 ? _partitionBytes.TryAdd(partition, rounded) : _partitionBytes.TryUpdate(partition, held + rounded, held))
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Gives a freed block's bytes back to its partition's quota; a partition at zero is forgotten.</summary>
+    private void GiveQuota(string partition, long rounded)
+    {
+        if (partition.Length == 0)
+        {
+            return;
+        }
+
+        long left = _partitionBytes.AddOrUpdate(partition, 0, (_, held) => held - rounded);
+        if (left == 0)
+        {
+            _partitionBytes.TryRemove(new KeyValuePair<string, long>(partition, 0));
+        }
     }
 
     /// <summary>
@@ -309,6 +372,7 @@ public sealed partial class GpuMemoryPool : IDisposable
 
         block.Freed = true;
         _blocks.TryRemove(block.Id, out _);
+        GiveQuota(block.Partition, block.Rounded);
         block.Window.Depart();
         if (!block.IsMoving)
         {

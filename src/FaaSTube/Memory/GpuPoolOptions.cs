@@ -9,6 +9,13 @@ public sealed class GpuPoolOptions
     /// <summary>The most the pool ever reserves from the device (default: unlimited, then only <see cref="MaxFreeMemoryFraction"/> bounds it).</summary>
     public long MaxBytes { get; set; } = long.MaxValue;
 
+    /// <summary>
+    /// The most one partition (a workflow, for the node) may hold at once, resident and evicted
+    /// together; null (the default): half of the device's memory. Partition "" (the pool's own
+    /// staging) is not limited. Keeps one tenant from taking the whole pool, pinned data included.
+    /// </summary>
+    public long? MaxPartitionBytes { get; set; }
+
     /// <summary>A growth never takes more than this fraction of the device's free memory at the time (default 0.5).</summary>
     public double MaxFreeMemoryFraction { get; set; } = 0.5;
 
@@ -62,6 +69,11 @@ public sealed class GpuPoolOptions
         }
 
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxBytes);
+        if (MaxPartitionBytes is { } quota)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(quota, nameof(MaxPartitionBytes));
+        }
+
         if (MaxFreeMemoryFraction is <= 0 or > 1)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxFreeMemoryFraction), MaxFreeMemoryFraction, "The fraction is in (0, 1].");

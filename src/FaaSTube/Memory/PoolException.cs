@@ -24,6 +24,12 @@ public enum PoolError
     /// grown or evicted.
     /// </summary>
     TooLarge,
+
+    /// <summary>
+    /// The block's partition already holds as much as <see cref="GpuPoolOptions.MaxPartitionBytes"/>
+    /// allows (resident and evicted): refused at once; other partitions are not touched for it.
+    /// </summary>
+    QuotaExceeded,
 }
 
 /// <summary>A pool call was refused; the pool's state is unchanged. <see cref="Error"/> says why.</summary>

@@ -470,6 +470,28 @@ public sealed class NodeSafetyTests
         await Assert.ThrowsAsync<TubeNodeUnavailableException>(async () => await stubborn.WhereAsync(id));
     }
 
+    [TestMethod]
+    public async Task A_workflow_holds_at_most_its_quota_and_the_others_keep_theirs()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.Pool.MaxPartitionBytes = 8 << 20);
+        var greedy = await h.ConnectAsync(inProcess: false, workflow: "greedy");
+        var other = await h.ConnectAsync(inProcess: false, workflow: "other");
+        var pinned = await greedy.PutAsync(new byte[6 << 20], new PutOptions { Pinned = true });
+        var refused = await Assert.ThrowsAsync<TubeException>(async () => await greedy.PutAsync(new byte[4 << 20], new PutOptions { Pinned = true }));
+        Assert.AreEqual(TubeError.OutOfMemory, refused.Error);
+        StringAssert.Contains(refused.Message, "quota");
+        Assert.IsFalse(refused.Message.Contains("other", StringComparison.Ordinal), "it names only its own workflow");
+
+        var data = Seeds.Create(TestContext).Bytes(6 << 20);
+        var back = new byte[data.Length];
+        await other.GetAsync(await other.PutAsync(data), back.AsMemory());
+        CollectionAssert.AreEqual(data, back, "another workflow has its own quota");
+
+        await greedy.DeleteAsync(pinned);
+        await greedy.DeleteAsync(await greedy.PutAsync(new byte[4 << 20], new PutOptions { Pinned = true })); // room again once its data went
+        Assert.AreEqual(0, h.Node.PoolOf(0).GetStatistics().InUseBytes);
+    }
+
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
     private static async Task<TubeException> HelloAsync(string path, PayloadWriter payload, SafeHandle? descriptor)
     {
