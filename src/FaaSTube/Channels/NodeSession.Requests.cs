@@ -50,9 +50,9 @@ internal sealed partial class NodeSession
             };
             await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (_ended.IsCancellationRequested)
+        catch (Exception e) when (_ended.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException or IOException)
         {
-            // The session ended under the request: nobody is there to answer.
+            // The session ended under the request (its connection is closed first): nobody is there to answer.
         }
         catch (Exception e)
         {
