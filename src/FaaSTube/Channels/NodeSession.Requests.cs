@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Devices;
 using FaaSTube.Memory;
 using FaaSTube.Transfers;
@@ -35,17 +36,17 @@ internal sealed partial class NodeSession
             PayloadWriter reply;
             (reply, path) = type switch
             {
-                FrameType.PutBegin => (await PutBeginAsync(payload).ConfigureAwait(false), "host"),
-                FrameType.PutPart => (await PutPartAsync(payload).ConfigureAwait(false), "host"),
-                FrameType.PutCommit => (Commit(payload, isPublish: false), "host"),
-                FrameType.Allocate => (await AllocateAsync(payload).ConfigureAwait(false), "zero-copy"),
-                FrameType.Publish => (Commit(payload, isPublish: true), "zero-copy"),
-                FrameType.Get => await GetAsync(payload).ConfigureAwait(false),
-                FrameType.GetToHost => (await GetToHostAsync(payload).ConfigureAwait(false), "host"),
-                FrameType.Release => (Release(payload), "control"),
-                FrameType.Where => (Where(payload), "control"),
-                FrameType.SlabClosed => (SlabClosed(payload), "control"),
-                FrameType.Delete => (Delete(payload), "control"),
+                FrameType.PutBegin => (Reply(await PutBeginAsync(Payload.Read<PutBegin>(payload)).ConfigureAwait(false)), "host"),
+                FrameType.PutPart => (Reply(await PutPartAsync(Payload.Read<PutPart>(payload)).ConfigureAwait(false)), "host"),
+                FrameType.PutCommit => (Reply(Commit(Payload.Read<PutCommit>(payload))), "host"),
+                FrameType.Allocate => (Reply(await AllocateAsync(Payload.Read<Allocate>(payload)).ConfigureAwait(false)), "zero-copy"),
+                FrameType.Publish => (Reply(Commit(Payload.Read<Publish>(payload))), "zero-copy"),
+                FrameType.Get => await GetAsync(Payload.Read<Get>(payload)).ConfigureAwait(false),
+                FrameType.GetToHost => (Reply(await GetToHostAsync(Payload.Read<GetToHost>(payload)).ConfigureAwait(false)), "host"),
+                FrameType.Release => (Reply(ReleaseHeld(Payload.Read<Release>(payload))), "control"),
+                FrameType.Where => (Reply(Locate(Payload.Read<Where>(payload))), "control"),
+                FrameType.SlabClosed => (Reply(ForgetSlab(Payload.Read<SlabClosed>(payload))), "control"),
+                FrameType.Delete => (Reply(Remove(Payload.Read<Delete>(payload))), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
             await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
@@ -78,6 +79,9 @@ internal sealed partial class NodeSession
         }
     }
 
+    private static PayloadWriter Reply<T>(T payload)
+        where T : IPayload<T> => Payload.Writer(payload);
+
     private NodeDevice DeviceAt(int ordinal) =>
         (uint)ordinal < (uint)_node.Devices.Length ? _node.Devices[ordinal] : throw new TubeException(TubeError.BadRequest, $"There is no GPU {ordinal}.");
 
@@ -92,19 +96,17 @@ internal sealed partial class NodeSession
 
     private NodeWindow Window => _window ?? throw new TubeException(TubeError.BadRequest, "The session has no window.");
 
-    private async Task<PayloadWriter> PutBeginAsync(byte[] payload)
+    private async Task<PutBeginOk> PutBeginAsync(PutBegin request)
     {
-        var entry = await NewEntryAsync(payload).ConfigureAwait(false);
+        var entry = await NewEntryAsync(request.Length, request.Device).ConfigureAwait(false);
         Interlocked.Increment(ref _unfinishedPuts); // until committed or dropped
-        return new PayloadWriter().Id(entry.Id);
+        return new PutBeginOk(entry.Id);
     }
 
     /// <summary>Put and Allocate: a block of this workflow on the asked GPU, leased to this client, in the directory but not yet visible.</summary>
-    private async Task<DataEntry> NewEntryAsync(byte[] payload)
+    private async Task<DataEntry> NewEntryAsync(long length, int ordinal)
     {
-        var r = new PayloadReader(payload);
-        long length = r.I64();
-        var device = DeviceAt(r.I32());
+        var device = DeviceAt(ordinal);
         if (length <= 0)
         {
             throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
@@ -142,15 +144,9 @@ internal sealed partial class NodeSession
     }
 
     /// <summary>DMA of one part from the client's pinned window into the block, under the device's transfer scheduler.</summary>
-    private async Task<PayloadWriter> PutPartAsync(byte[] payload)
+    private async Task<Empty> PutPartAsync(PutPart request)
     {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        long offset = r.I64();
-        int windowOffset = r.I32();
-        int length = r.I32();
-        string tenant = r.Name();
-        long sloTicks = r.I64();
+        var (id, offset, windowOffset, length, _, sloTicks) = request; // the tenant: see below
         var window = Window;
         var entry = _node.Find(_workflow, id, Id);
         if (entry.Committed || entry.OwnerSession != Id)
@@ -166,33 +162,32 @@ internal sealed partial class NodeSession
         }
 
         using var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
-        _ = tenant; // the scheduler's tenant is the session's workflow: a client cannot join or split another's fair share
-        var request = new TransferRequest { Tenant = _workflow, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
-        await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), request, _ended.Token).ConfigureAwait(false);
+        // The request's tenant is ignored: the scheduler's tenant is the session's workflow (a client cannot join or split another's fair share).
+        var transfer = new TransferRequest { Tenant = _workflow, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
+        await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), transfer, _ended.Token).ConfigureAwait(false);
         ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", "host"));
-        return new PayloadWriter();
+        return default;
     }
 
-    private async Task<PayloadWriter> AllocateAsync(byte[] payload)
+    private async Task<AllocateOk> AllocateAsync(Allocate request)
     {
-        var entry = await NewEntryAsync(payload).ConfigureAwait(false);
+        var entry = await NewEntryAsync(request.Length, request.Device).ConfigureAwait(false);
         var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
         lock (_sync)
         {
             Held(entry.Id).Push((entry.Block, use));
         }
 
-        return Map(new PayloadWriter().Id(entry.Id), entry.Device, use);
+        return new AllocateOk(entry.Id, Map(entry.Device, use));
     }
 
     /// <summary>PutCommit / Publish: the data becomes visible to the workflow; the producer's own lease and use go.</summary>
-    private PayloadWriter Commit(byte[] payload, bool isPublish)
+    private Empty Commit(PutCommit request) => Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: false);
+
+    private Empty Commit(Publish request) => Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: true);
+
+    private Empty Commit(TubeId id, int consumers, long ttlTicks, bool pinned, bool isPublish)
     {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        int consumers = r.I32();
-        long ttlTicks = r.I64();
-        bool pinned = r.U8() != 0;
         if (!pinned && consumers < 1)
         {
             throw new TubeException(TubeError.BadRequest, "Data needs at least one consumer (or Pinned).");
@@ -236,15 +231,13 @@ internal sealed partial class NodeSession
             Interlocked.Decrement(ref _unfinishedPuts);
         }
 
-        return new PayloadWriter();
+        return default;
     }
 
     /// <summary>A lease and an open use for this client; device -1 is a host read (GetToHost parts follow).</summary>
-    private async Task<(PayloadWriter, string)> GetAsync(byte[] payload)
+    private async Task<(PayloadWriter, string)> GetAsync(Get request)
     {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        int device = r.I32();
+        var (id, device) = request;
         var entry = _node.Find(_workflow, id);
         CheckRoomToHold();
         PoolBlock block;
@@ -289,8 +282,7 @@ internal sealed partial class NodeSession
 
         path = wasResident ? path : "restore";
         ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path));
-        var reply = new PayloadWriter().I64(block.Length);
-        return (device < 0 ? reply : Map(reply, device, use), path);
+        return (Reply(new GetOk(block.Length, device < 0 ? null : Map(device, use))), path);
     }
 
     /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the routed peer paths and kept for later consumers there.</summary>
@@ -339,13 +331,9 @@ internal sealed partial class NodeSession
     }
 
     /// <summary>One part of a held block to the window. The copy holds a use of its own: a Release racing it cannot free the block under it.</summary>
-    private async Task<PayloadWriter> GetToHostAsync(byte[] payload)
+    private async Task<Empty> GetToHostAsync(GetToHost request)
     {
-        var r = new PayloadReader(payload);
-        var id = r.Id();
-        long offset = r.I64();
-        int windowOffset = r.I32();
-        int length = r.I32();
+        var (id, offset, windowOffset, length) = request;
         var window = Window;
         PoolBlock block;
         lock (_sync)
@@ -358,18 +346,18 @@ internal sealed partial class NodeSession
         CheckPart(offset, length, block.Length, windowOffset, window.Length);
 
         using var use = await block.UseAsync(_ended.Token).ConfigureAwait(false); // Stale if a Release freed it first
-        var request = new TransferRequest { Tenant = _workflow };
-        await _node.Devices[block.Pool.Device.Ordinal].Engine.ToHostAsync(use.Memory.Slice(offset, length), window.Memory.Slice(windowOffset, length), request, _ended.Token).ConfigureAwait(false);
-        return new PayloadWriter();
+        var transfer = new TransferRequest { Tenant = _workflow };
+        await _node.Devices[block.Pool.Device.Ordinal].Engine.ToHostAsync(use.Memory.Slice(offset, length), window.Memory.Slice(windowOffset, length), transfer, _ended.Token).ConfigureAwait(false);
+        return default;
     }
 
     /// <summary>
     /// A consumer is done: its lease goes; when all consumers are, the data is freed at once. For the
     /// client's own unfinished Put or Allocate, Release drops it (a producer that gave up).
     /// </summary>
-    private PayloadWriter Release(byte[] payload)
+    private Empty ReleaseHeld(Release request)
     {
-        var id = new PayloadReader(payload).Id();
+        var id = request.Id;
         var entry = _node.TryFind(_workflow, id);
         if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
         {
@@ -379,7 +367,7 @@ internal sealed partial class NodeSession
                 Interlocked.Decrement(ref _unfinishedPuts);
             }
 
-            return new PayloadWriter();
+            return default;
         }
 
         if (!DropHeld(id))
@@ -401,16 +389,14 @@ internal sealed partial class NodeSession
             }
         }
 
-        return new PayloadWriter();
+        return default;
     }
 
-    private PayloadWriter Where(byte[] payload) =>
-        new PayloadWriter().I32(_node.Find(_workflow, new PayloadReader(payload).Id()).Device);
+    private WhereOk Locate(Where request) => new(_node.Find(_workflow, request.Id).Device);
 
-    private PayloadWriter SlabClosed(byte[] payload)
+    private Empty ForgetSlab(SlabClosed request)
     {
-        var r = new PayloadReader(payload);
-        int device = r.I32(), slab = r.I32(), generation = r.I32();
+        var (device, slab, generation) = request;
         var pool = DeviceAt(device).Pool;
         lock (_sync)
         {
@@ -421,22 +407,21 @@ internal sealed partial class NodeSession
         }
 
         pool.CloseSlab(slab, generation, Id);
-        return new PayloadWriter();
+        return default;
     }
 
-    private PayloadWriter Delete(byte[] payload)
+    private Empty Remove(Delete request)
     {
-        var entry = _node.Find(_workflow, new PayloadReader(payload).Id());
-        _node.RemoveEntry(entry);
-        return new PayloadWriter();
+        _node.RemoveEntry(_node.Find(_workflow, request.Id));
+        return default;
     }
 
     /// <summary>
-    /// Appends the mapping of a use: device, slab id, generation, offset, length, and the slab's IPC
+    /// The mapping of a use: device, slab id, generation, offset, length, and the slab's IPC
     /// handle the first time this client sees the slab. The slab holds this workflow's blocks only
     /// (the pool's partitions), so the whole slab a client maps is its own workflow's memory.
     /// </summary>
-    private PayloadWriter Map(PayloadWriter reply, int device, BlockUse use)
+    private Mapping Map(int device, BlockUse use)
     {
         var d = use.Descriptor;
         var key = (device, d.SlabId, d.Generation);
@@ -457,7 +442,7 @@ internal sealed partial class NodeSession
             }
         }
 
-        return reply.I32(device).I32(d.SlabId).I32(d.Generation).I64(d.Offset).I64(d.Length).Bytes(handle);
+        return new Mapping(device, d.SlabId, d.Generation, d.Offset, d.Length, handle);
     }
 
     /// <summary>The uses this client holds on <paramref name="id"/> (counted). Call under <see cref="_sync"/>.</summary>

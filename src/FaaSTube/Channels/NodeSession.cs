@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Memory;
 using Microsoft.Win32.SafeHandles;
 
@@ -143,16 +144,8 @@ internal sealed partial class NodeSession
                 throw new TubeException(TubeError.BadRequest, "The first frame must be Hello.");
             }
 
-            var r = new PayloadReader(hello.Payload);
-            ushort version = r.U16();
-            if (version != Frames.Version)
-            {
-                throw new TubeException(TubeError.VersionMismatch, $"The node speaks protocol {Frames.Version}; the client {version}.");
-            }
-
-            _workflow = r.Name();
-            _function = r.Name();
-            long windowBytes = r.I64();
+            var request = Payload.Read<Hello>(hello.Payload); // a wrong version first: VersionMismatch
+            (_workflow, _function, long windowBytes) = (request.Workflow, request.Function, request.WindowBytes);
             if (_workflow.Length == 0)
             {
                 throw new TubeException(TubeError.BadRequest, "A client must name its workflow.");
@@ -179,8 +172,8 @@ internal sealed partial class NodeSession
             }
 
             _window = NodeWindow.Open(hello.Descriptors[0], windowBytes, _node.Gpus.Devices[0]);
-            var ok = new PayloadWriter().U16(Frames.Version).I64(Id).I32(_node.Gpus.Devices.Count).U8((byte)_node.Gpus.Backend);
-            await SendAsync(FrameType.Ok, hello.RequestId, ok.Memory).ConfigureAwait(false);
+            var ok = new HelloOk(Frames.Version, Id, _node.Gpus.Devices.Count, _node.Gpus.Backend);
+            await SendAsync(FrameType.Ok, hello.RequestId, Payload.Writer(ok).Memory).ConfigureAwait(false);
             return true;
         }
         catch (Exception e)
@@ -262,11 +255,11 @@ internal sealed partial class NodeSession
 
     /// <summary>Pushes "close this slab" (request id 0) to the client; it answers with SlabClosed once its buffers there are gone.</summary>
     public void TellToClose(int device, int slab, int generation) =>
-        _ = SendAsync(FrameType.CloseSlab, 0, new PayloadWriter().I32(device).I32(slab).I32(generation).Memory).AsTask()
+        _ = SendAsync(FrameType.CloseSlab, 0, Payload.Writer(new CloseSlab(device, slab, generation)).Memory).AsTask()
             .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
 
     private Task SendErrorAsync(uint requestId, TubeError error, string message) =>
-        SendAsync(FrameType.Error, requestId, new PayloadWriter().U16((ushort)error).Str(message.Length > 2000 ? message[..2000] : message).Memory).AsTask();
+        SendAsync(FrameType.Error, requestId, Payload.Writer(new Error(error, message.Length > 2000 ? message[..2000] : message)).Memory).AsTask();
 
     private async Task SendErrorQuietlyAsync(uint requestId, TubeError error, string message)
     {

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
 
@@ -22,7 +23,7 @@ namespace FaaSTube.Channels;
 public sealed class TubeClient : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
-    private readonly Dictionary<(int, int, int), Mapping> _mappings = [];
+    private readonly Dictionary<(int, int, int), Imported> _mappings = [];
     private readonly Lock _mapLock = new();
     private readonly TubeClientOptions _options;
     private readonly PipeReader _reader;
@@ -122,14 +123,10 @@ public sealed class TubeClient : IAsyncDisposable
         try
         {
             client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
-            var hello = new PayloadWriter().U16(Frames.Version).Str(client._options.Workflow).Str(client._options.Function)
-                .I64(client._window.Length);
-            var reply = await client.CallAsync(FrameType.Hello, hello, cancellationToken).ConfigureAwait(false);
-            var r = new PayloadReader(reply);
-            r.U16();
-            client.SessionId = r.I64();
-            r.I32();
-            var backend = (GpuBackend)r.U8();
+            var hello = new Hello(Frames.Version, client._options.Workflow, client._options.Function, client._window.Length);
+            var ok = await client.CallAsync(hello, cancellationToken).ConfigureAwait(false);
+            client.SessionId = ok.SessionId;
+            var backend = ok.Backend;
             if (backend != client.Gpus.Backend)
             {
                 throw new InvalidOperationException($"The node runs the {backend} backend; this client opened {client.Gpus.Backend} (set TubeClientOptions.Gpus.Backend).");
@@ -157,8 +154,7 @@ public sealed class TubeClient : IAsyncDisposable
         }
 
         using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
-        var begin = await CallAsync(FrameType.PutBegin, new PayloadWriter().I64(data.Length).I32(options.Device ?? 0), cancellationToken).ConfigureAwait(false);
-        var id = new PayloadReader(begin).Id();
+        var id = (await CallAsync(new PutBegin(data.Length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)).Id;
         try
         {
             var parts = new List<Task>();
@@ -169,13 +165,12 @@ public sealed class TubeClient : IAsyncDisposable
                 int length = (int)Math.Min(_window.HalfBytes, data.Length - offset);
                 await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false); // the node is done with this half
                 _window.CopyIn(half, data.Span.Slice((int)offset, length));
-                var request = new PayloadWriter().Id(id).I64(offset).I32(half * _window.HalfBytes).I32(length)
-                    .Str(options.Transfer?.Tenant ?? "").I64(options.Transfer?.Slo?.Ticks ?? 0);
-                parts.Add(ReleaseAfter(CallAsync(FrameType.PutPart, request, cancellationToken), _halves[half]));
+                var request = new PutPart(id, offset, half * _window.HalfBytes, length, options.Transfer?.Tenant ?? "", options.Transfer?.Slo?.Ticks ?? 0);
+                parts.Add(ReleaseAfter(CallAsync(request, cancellationToken), _halves[half]));
             }
 
             await Task.WhenAll(parts).ConfigureAwait(false);
-            await CallAsync(FrameType.PutCommit, Commit(id, options), cancellationToken).ConfigureAwait(false);
+            await CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
             return id;
         }
         catch (Exception e) when (e is not TubeNodeUnavailableException)
@@ -192,10 +187,8 @@ public sealed class TubeClient : IAsyncDisposable
     public async Task<TubeBuffer> AllocateAsync(long bytes, int device = 0, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
-        var reply = await CallAsync(FrameType.Allocate, new PayloadWriter().I64(bytes).I32(device), cancellationToken).ConfigureAwait(false);
-        var r = new PayloadReader(reply);
-        var id = r.Id();
-        return MapReply(id, ref r, writable: true);
+        var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
+        return MapReply(ok.Id, ok.Mapping, writable: true);
     }
 
     /// <summary>
@@ -217,7 +210,8 @@ public sealed class TubeClient : IAsyncDisposable
 
         await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
         Unmapped(buffer);
-        await CallAsync(FrameType.Publish, Commit(buffer.Id, options ?? new PutOptions()), cancellationToken).ConfigureAwait(false);
+        options ??= new PutOptions();
+        await CallAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
         return buffer.Id;
     }
 
@@ -232,10 +226,8 @@ public sealed class TubeClient : IAsyncDisposable
     public async Task<TubeBuffer> GetAsync(TubeId id, int device = 0, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(device);
-        var reply = await CallAsync(FrameType.Get, new PayloadWriter().Id(id).I32(device), cancellationToken).ConfigureAwait(false);
-        var r = new PayloadReader(reply);
-        r.I64();
-        return MapReply(id, ref r, writable: false);
+        var ok = await CallAsync(new Get(id, device), cancellationToken).ConfigureAwait(false);
+        return MapReply(id, ok.Mapping ?? throw new InvalidDataException($"The node sent no mapping for {id} on GPU {device}."), writable: false);
     }
 
     /// <summary>Copies the data of <paramref name="id"/> to host memory (DMA into the window), then releases this consumer's lease.</summary>
@@ -245,8 +237,7 @@ public sealed class TubeClient : IAsyncDisposable
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        var reply = await CallAsync(FrameType.Get, new PayloadWriter().Id(id).I32(-1), cancellationToken).ConfigureAwait(false);
-        long length = new PayloadReader(reply).I64();
+        long length = (await CallAsync(new Get(id, -1), cancellationToken).ConfigureAwait(false)).Length;
         try
         {
             if (destination.Length < length)
@@ -262,8 +253,8 @@ public sealed class TubeClient : IAsyncDisposable
                 int n = (int)Math.Min(_window.HalfBytes, length - offset);
                 await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false);
                 var slice = destination.Slice((int)offset, n);
-                var request = new PayloadWriter().Id(id).I64(offset).I32(half * _window.HalfBytes).I32(n);
-                parts.Add(CopyOutAfter(CallAsync(FrameType.GetToHost, request, cancellationToken), half, slice));
+                var request = new GetToHost(id, offset, half * _window.HalfBytes, n);
+                parts.Add(CopyOutAfter(CallAsync(request, cancellationToken), half, slice));
             }
 
             await Task.WhenAll(parts).ConfigureAwait(false);
@@ -285,13 +276,13 @@ public sealed class TubeClient : IAsyncDisposable
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     public async Task<int> WhereAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        new PayloadReader(await CallAsync(FrameType.Where, new PayloadWriter().Id(id), cancellationToken).ConfigureAwait(false)).I32();
+        (await CallAsync(new Where(id), cancellationToken).ConfigureAwait(false)).Device;
 
     /// <summary>Removes data now (pinned data is only removed this way); held leases keep it alive until released.</summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        CallAsync(FrameType.Delete, new PayloadWriter().Id(id), cancellationToken);
+        CallAsync(new Delete(id), cancellationToken);
 
     /// <summary>One half of the window (tests read what the node copied into it).</summary>
     internal Memory<byte> WindowHalf(int half) => _window.Half(half);
@@ -300,7 +291,7 @@ public sealed class TubeClient : IAsyncDisposable
     internal Task<byte[]> CallRawAsync(FrameType type, PayloadWriter payload) => CallAsync(type, payload, CancellationToken.None);
 
     internal async Task ReleaseLeaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        await CallAsync(FrameType.Release, new PayloadWriter().Id(id), cancellationToken).ConfigureAwait(false);
+        await CallAsync(new Release(id), cancellationToken).ConfigureAwait(false);
 
     private async Task TryReleaseAsync(TubeId id)
     {
@@ -313,9 +304,6 @@ public sealed class TubeClient : IAsyncDisposable
             // Nothing held, or the node is gone (and with it the lease).
         }
     }
-
-    private static PayloadWriter Commit(TubeId id, PutOptions options) =>
-        new PayloadWriter().Id(id).I32(options.Consumers).I64(options.Ttl?.Ticks ?? 0).U8(options.Pinned ? (byte)1 : (byte)0);
 
     private static async Task ReleaseAfter(Task call, SemaphoreSlim half)
     {
@@ -343,11 +331,9 @@ public sealed class TubeClient : IAsyncDisposable
     }
 
     /// <summary>Maps (device, slab, generation, offset, length, handle) into a buffer: the slab is imported once and cached.</summary>
-    private TubeBuffer MapReply(TubeId id, ref PayloadReader r, bool writable)
+    private TubeBuffer MapReply(TubeId id, Mapping m, bool writable)
     {
-        int device = r.I32(), slab = r.I32(), generation = r.I32();
-        long offset = r.I64(), length = r.I64();
-        var handle = r.Bytes();
+        var (device, slab, generation, offset, length, handle) = m;
         var key = (device, slab, generation);
         DeviceBuffer slabBuffer;
         lock (_mapLock)
@@ -369,7 +355,7 @@ public sealed class TubeClient : IAsyncDisposable
                     throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened.");
                 }
 
-                mapping = new Mapping(mapped, _inProcessNode is null);
+                mapping = new Imported(mapped, _inProcessNode is null);
                 _mappings[key] = mapping;
             }
 
@@ -401,8 +387,8 @@ public sealed class TubeClient : IAsyncDisposable
 
     private void OnCloseSlab(byte[] payload)
     {
-        var r = new PayloadReader(payload);
-        var key = (r.I32(), r.I32(), r.I32());
+        var (device, slab, generation) = Payload.Read<CloseSlab>(payload);
+        var key = (device, slab, generation);
         bool close = false;
         lock (_mapLock)
         {
@@ -436,12 +422,21 @@ public sealed class TubeClient : IAsyncDisposable
 
         try
         {
-            await CallAsync(FrameType.SlabClosed, new PayloadWriter().I32(key.Device).I32(key.Slab).I32(key.Generation), CancellationToken.None).ConfigureAwait(false);
+            await CallAsync(new SlabClosed(key.Device, key.Slab, key.Generation), CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
         {
             // The node forgot it already, or is gone.
         }
+    }
+
+    /// <summary>One request and its typed answer.</summary>
+    private async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
+        where TReply : IPayload<TReply>
+    {
+        var payload = new PayloadWriter();
+        request.Write(payload);
+        return Payload.Read<TReply>(await CallAsync(request.Type, payload, cancellationToken).ConfigureAwait(false));
     }
 
     private async Task<byte[]> CallAsync(FrameType type, PayloadWriter payload, CancellationToken cancellationToken)
@@ -536,9 +531,8 @@ public sealed class TubeClient : IAsyncDisposable
 
     private static TubeException ToException(byte[] payload)
     {
-        var r = new PayloadReader(payload);
-        var error = (TubeError)r.U16();
-        return new TubeException(error, r.Str());
+        var (error, message) = Payload.Read<Error>(payload);
+        return new TubeException(error, message);
     }
 
     /// <summary>The node is gone: every pending call fails now, every later call at once.</summary>
@@ -583,7 +577,7 @@ public sealed class TubeClient : IAsyncDisposable
         }
     }
 
-    private sealed class Mapping(DeviceBuffer buffer, bool owned)
+    private sealed class Imported(DeviceBuffer buffer, bool owned)
     {
         public DeviceBuffer Buffer { get; } = buffer;
 

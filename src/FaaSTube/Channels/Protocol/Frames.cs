@@ -159,6 +159,9 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
 
     public TubeId Id() => TubeId.Read(Take(TubeId.Size));
 
+    /// <summary>Whether every byte was read.</summary>
+    public readonly bool AtEnd => _rest.IsEmpty;
+
     public byte[] Bytes()
     {
         int n = I32();

@@ -1,0 +1,37 @@
+namespace FaaSTube.Channels.Protocol.Messages;
+
+/// <summary>A lease on data for GPU <see cref="Device"/>, or -1 for a read to the host (<see cref="GetToHost"/> parts follow).</summary>
+internal readonly record struct Get(TubeId Id, int Device) : IPayload<Get>, IRequest<GetOk>
+{
+    public FrameType Type => FrameType.Get;
+
+    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Device);
+
+    public static Get Read(ref PayloadReader reader) => new(reader.Id(), reader.I32());
+}
+
+/// <summary>The data's length and, unless the Get was to the host, where it lies (the payload ends after the length otherwise).</summary>
+internal readonly record struct GetOk(long Length, Mapping? Mapping) : IPayload<GetOk>
+{
+    public void Write(PayloadWriter writer)
+    {
+        writer.I64(Length);
+        Mapping?.Write(writer);
+    }
+
+    public static GetOk Read(ref PayloadReader reader)
+    {
+        long length = reader.I64();
+        return new(length, reader.AtEnd ? null : Messages.Mapping.Read(ref reader));
+    }
+}
+
+/// <summary>One part of held data to the client's window.</summary>
+internal readonly record struct GetToHost(TubeId Id, long Offset, int WindowOffset, int Length) : IPayload<GetToHost>, IRequest<Empty>
+{
+    public FrameType Type => FrameType.GetToHost;
+
+    public void Write(PayloadWriter writer) => writer.Id(Id).I64(Offset).I32(WindowOffset).I32(Length);
+
+    public static GetToHost Read(ref PayloadReader reader) => new(reader.Id(), reader.I64(), reader.I32(), reader.I32());
+}

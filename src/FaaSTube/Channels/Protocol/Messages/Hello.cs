@@ -1,0 +1,32 @@
+using FaaSTube.Devices;
+
+namespace FaaSTube.Channels.Protocol.Messages;
+
+/// <summary>The first frame of a connection; the window's descriptor travels with it (SCM_RIGHTS, src/FaaSTube/Channels/Transport/UnixRights.cs).</summary>
+internal readonly record struct Hello(ushort Version, [Wire("name")] string Workflow, [Wire("name")] string Function, long WindowBytes)
+    : IPayload<Hello>, IRequest<HelloOk>
+{
+    public FrameType Type => FrameType.Hello;
+
+    public void Write(PayloadWriter writer) => writer.U16(Version).Str(Workflow).Str(Function).I64(WindowBytes);
+
+    /// <summary>The version first: a peer of another version gets <see cref="TubeError.VersionMismatch"/>, whatever follows.</summary>
+    public static Hello Read(ref PayloadReader reader)
+    {
+        ushort version = reader.U16();
+        if (version != Frames.Version)
+        {
+            throw new TubeException(TubeError.VersionMismatch, $"The node speaks protocol {Frames.Version}; the client {version}.");
+        }
+
+        return new(version, reader.Name(), reader.Name(), reader.I64());
+    }
+}
+
+/// <summary>The node's answer to <see cref="Hello"/>.</summary>
+internal readonly record struct HelloOk(ushort Version, long SessionId, int GpuCount, [Wire("u8")] GpuBackend Backend) : IPayload<HelloOk>
+{
+    public void Write(PayloadWriter writer) => writer.U16(Version).I64(SessionId).I32(GpuCount).U8((byte)Backend);
+
+    public static HelloOk Read(ref PayloadReader reader) => new(reader.U16(), reader.I64(), reader.I32(), (GpuBackend)reader.U8());
+}
