@@ -49,6 +49,7 @@ public sealed partial class GpuMemoryPool
     public long Trim()
     {
         ThrowIfDisposed();
+        ForgetIdlePartitions();
         PruneFunctionWindows();
         long target = TargetBytes;
         var retiring = new List<SlabRetiringEventArgs>();

@@ -28,7 +28,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
     private readonly ConcurrentDictionary<long, ConcurrentDictionary<long, byte>> _holders = new();
     private readonly ConcurrentDictionary<string, FunctionWindow> _functions = new();
-    private readonly ConcurrentDictionary<string, long> _partitionBytes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, PartitionUsage> _partitionBytes = new(StringComparer.Ordinal);
     private long _nextBlockId;
     private long _inUse;
     private long _allocations;
@@ -83,19 +83,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         ArgumentNullException.ThrowIfNull(options.Function, nameof(options.Function));
         ArgumentNullException.ThrowIfNull(options.Partition, nameof(options.Partition));
         long rounded = RoundOrThrowTooLarge(bytes); // before any state is touched
-        TakeQuota(options.Partition, rounded);
-        var block = await PlaceAsync(bytes, rounded, options, cancellationToken).ConfigureAwait(false);
-        block.LastUse = _time.GetTimestamp();
-        _blocks[block.Id] = block;
-        HolderIndex(options.Holder).TryAdd(block.Id, 0);
-        Interlocked.Increment(ref _allocations);
-        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
-        return block;
-    }
-
-    /// <summary>Places a new block (fast path, else under pressure); on failure the function's arrival and the partition's quota are given back.</summary>
-    private async ValueTask<PoolBlock> PlaceAsync(long bytes, long rounded, BlockOptions options, CancellationToken cancellationToken)
-    {
+        var usage = TakeQuota(options.Partition, rounded);
         FunctionWindow window;
         try
         {
@@ -103,11 +91,11 @@ public sealed partial class GpuMemoryPool : IDisposable
         }
         catch
         {
-            GiveQuota(options.Partition, rounded);
+            usage?.Give(rounded);
             throw;
         }
 
-        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, window);
+        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, window) { Usage = usage };
         try
         {
             if (TryPlace(rounded, block.Partition, out var slab, out long offset))
@@ -123,52 +111,57 @@ public sealed partial class GpuMemoryPool : IDisposable
         catch
         {
             window.Depart();
-            GiveQuota(options.Partition, rounded);
+            usage?.Give(rounded);
             throw;
         }
 
+        block.LastUse = _time.GetTimestamp();
+        _blocks[block.Id] = block;
+        HolderIndex(options.Holder).TryAdd(block.Id, 0);
+        Interlocked.Increment(ref _allocations);
+        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
         return block;
     }
 
     /// <summary>The quota of a partition: <see cref="GpuPoolOptions.MaxPartitionBytes"/>, or half the device's memory.</summary>
     private long PartitionQuota => _options.MaxPartitionBytes ?? Device.TotalMemory / 2;
 
-    /// <summary>Counts <paramref name="rounded"/> bytes against <paramref name="partition"/>'s quota, or refuses with <see cref="PoolError.QuotaExceeded"/> at once.</summary>
-    private void TakeQuota(string partition, long rounded)
+    /// <summary>
+    /// Counts <paramref name="rounded"/> bytes against <paramref name="partition"/>'s quota and returns
+    /// its counter (the block keeps it, so a free needs no lookup), or refuses with
+    /// <see cref="PoolError.QuotaExceeded"/> at once. Partition "" is not counted.
+    /// </summary>
+    private PartitionUsage? TakeQuota(string partition, long rounded)
     {
         if (partition.Length == 0)
         {
-            return;
+            return null;
         }
 
+        var usage = _partitionBytes.GetOrAdd(partition, static _ => new PartitionUsage());
         long quota = PartitionQuota;
-        while (true)
+        long held = usage.Take(rounded);
+        if (held > quota)
         {
-            long held = _partitionBytes.GetValueOrDefault(partition);
-            if (held + rounded > quota)
-            {
-                throw new PoolException(PoolError.QuotaExceeded, $"Partition '{partition}' holds {held} bytes on {Device}; {rounded} more would pass its quota of {quota}.");
-            }
-
-            if (held == 0 ? _partitionBytes.TryAdd(partition, rounded) : _partitionBytes.TryUpdate(partition, held + rounded, held))
-            {
-                return;
-            }
+            usage.Give(rounded);
+            throw new PoolException(PoolError.QuotaExceeded, $"Partition '{partition}' holds {held - rounded} bytes on {Device}; {rounded} more would pass its quota of {quota}.");
         }
+
+        return usage;
     }
 
-    /// <summary>Gives a freed block's bytes back to its partition's quota; a partition at zero is forgotten.</summary>
-    private void GiveQuota(string partition, long rounded)
+    /// <summary>Forgets the counters of partitions that hold nothing (from <see cref="Trim"/>): names come from clients, so the table must not only grow.</summary>
+    private void ForgetIdlePartitions()
     {
-        if (partition.Length == 0)
+        foreach (var (partition, usage) in _partitionBytes)
         {
-            return;
-        }
-
-        long left = _partitionBytes.AddOrUpdate(partition, 0, (_, held) => held - rounded);
-        if (left == 0)
-        {
-            _partitionBytes.TryRemove(new KeyValuePair<string, long>(partition, 0));
+            if (usage.Bytes == 0)
+            {
+                // A racing allocation may have taken this counter just now: it keeps counting on it, and the
+                // next allocation of the partition starts a new one, so the quota can be passed by that
+                // allocation's size at most, once.
+                _partitionBytes.TryRemove(new KeyValuePair<string, PartitionUsage>(partition, usage));
+            }
         }
     }
 
@@ -372,7 +365,7 @@ public sealed partial class GpuMemoryPool : IDisposable
 
         block.Freed = true;
         _blocks.TryRemove(block.Id, out _);
-        GiveQuota(block.Partition, block.Rounded);
+        block.Usage?.Give(block.Rounded);
         block.Window.Depart();
         if (!block.IsMoving)
         {

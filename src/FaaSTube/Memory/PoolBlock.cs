@@ -131,6 +131,9 @@ public sealed class PoolBlock
 
     internal SpillStore.SpillEntry? Spill { get; set; }
 
+    /// <summary>Its partition's quota counter (null for partition ""), given back when it is freed.</summary>
+    internal PartitionUsage? Usage { get; init; }
+
     internal bool IsMoving { get; set; }
 
     internal int Uses { get; set; }
