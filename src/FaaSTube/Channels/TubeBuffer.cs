@@ -42,23 +42,21 @@ public sealed class TubeBuffer : IAsyncDisposable
     /// <summary>Releases the lease (and for an unpublished allocation, drops it). Never throws because the node is gone: the lease went with the connection.</summary>
     public async ValueTask DisposeAsync()
     {
-        int was = Interlocked.Exchange(ref _state, 2);
-        if (was == 2)
+        // Published (1): PublishAsync already gave up the mapping and the lease went to the node; giving
+        // the mapping up again made its use count go negative, so the slab was never closed when told.
+        if (Interlocked.Exchange(ref _state, 2) != 0)
         {
             return;
         }
 
         _client.Unmapped(this);
-        if (was == 0)
+        try
         {
-            try
-            {
-                await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);
-            }
-            catch (TubeNodeUnavailableException)
-            {
-                // The node is gone, and with it this lease: disposing must not hide the error that got the caller here.
-            }
+            await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);
+        }
+        catch (TubeNodeUnavailableException)
+        {
+            // The node is gone, and with it this lease: disposing must not hide the error that got the caller here.
         }
     }
 }

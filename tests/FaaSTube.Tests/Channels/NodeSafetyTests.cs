@@ -492,6 +492,35 @@ public sealed class NodeSafetyTests
         Assert.AreEqual(0, h.Node.PoolOf(0).GetStatistics().InUseBytes);
     }
 
+    [TestMethod]
+    public async Task A_producer_that_publishes_and_disposes_its_buffer_closes_the_slab_when_told()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.SlabCloseTimeout = TimeSpan.FromSeconds(20));
+        var producer = await h.ConnectAsync(inProcess: false);
+        var consumer = await h.ConnectAsync(inProcess: false);
+        TubeId id;
+        await using (var output = await producer.AllocateAsync(1 << 20))
+        {
+            using var stream = output.Device.CreateStream();
+            await stream.FillPatternAsync(output.Memory, 7);
+            id = await producer.PublishAsync(output, stream, new PutOptions { Consumers = 1 });
+        } // published, then disposed: the mapping must be given up once, not twice
+
+        await using (var got = await consumer.GetAsync(id))
+        {
+            Assert.AreEqual(1L << 20, got.Memory.Length);
+        } // its one consumer is done: the slab is empty
+
+        var pool = h.Node.PoolOf(0);
+        var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        pool.SlabFreed += (_, _) => freed.TrySetResult();
+        h.Clock.Advance(TimeSpan.FromMinutes(10));
+        pool.Trim();
+        await freed.Task.WaitAsync(TimeSpan.FromSeconds(10)); // both clients closed their mappings when told, well before the deadline
+        Assert.AreEqual(2, h.Node.SessionCount, "nobody was disconnected for it");
+        Assert.AreEqual(0L, pool.GetStatistics().ReservedBytes);
+    }
+
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
     private static async Task<TubeException> HelloAsync(string path, PayloadWriter payload, SafeHandle? descriptor)
     {
