@@ -49,11 +49,18 @@ internal sealed partial class NodeSession
                 FrameType.Delete => (Reply(Remove(Payload.Read<Delete>(payload))), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
-            await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
+            try
+            {
+                await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or IOException)
+            {
+                // The connection is closed (the session ended under the request): nobody is there to answer.
+            }
         }
-        catch (Exception e) when (_ended.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException or IOException)
+        catch (OperationCanceledException) when (_ended.IsCancellationRequested)
         {
-            // The session ended under the request (its connection is closed first): nobody is there to answer.
+            // The session ended under the request: cancelled, nobody is there to answer.
         }
         catch (Exception e)
         {
@@ -425,15 +432,11 @@ internal sealed partial class NodeSession
     {
         var d = use.Descriptor;
         var key = (device, d.SlabId, d.Generation);
-        bool first;
-        lock (_sync)
-        {
-            first = !_inProcess && !_opened.Contains(key);
-        }
-
         byte[] handle = [];
-        if (first)
+        if (!_inProcess)
         {
+            // Always the handle (80 bytes): a client that has the slab mapped ignores it, and two replies
+            // racing to a client that has not cannot leave one of them without a handle.
             handle = new byte[IpcMemoryHandle.Size];
             _node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Id).WriteTo(handle); // idempotent for this importer
             lock (_sync)

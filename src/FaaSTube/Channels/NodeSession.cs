@@ -228,6 +228,9 @@ internal sealed partial class NodeSession
         _ended.Cancel(); // also mid-handshake, or while it waits for a request slot
     }
 
+    /// <summary>True while every request slot is taken: the next frame (perhaps a SlabClosed) waits unread.</summary>
+    public bool IsSaturated => _slots.CurrentCount == 0;
+
     /// <summary>Whether this client still has slab (<paramref name="device"/>, <paramref name="slab"/>, <paramref name="generation"/>) open.</summary>
     public bool HasOpened(int device, int slab, int generation)
     {

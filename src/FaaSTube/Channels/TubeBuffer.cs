@@ -37,6 +37,9 @@ public sealed class TubeBuffer : IAsyncDisposable
 
     internal bool MarkPublished() => Interlocked.CompareExchange(ref _state, 1, 0) == 0;
 
+    /// <summary>The publish failed: the allocation is the client's again (dispose releases it).</summary>
+    internal void MarkUnpublished() => Interlocked.CompareExchange(ref _state, 0, 1);
+
     internal (int Device, int Slab, int Generation) Slab => _slab;
 
     /// <summary>Releases the lease (and for an unpublished allocation, drops it). Never throws because the node is gone: the lease went with the connection.</summary>
@@ -57,6 +60,10 @@ public sealed class TubeBuffer : IAsyncDisposable
         catch (TubeNodeUnavailableException)
         {
             // The node is gone, and with it this lease: disposing must not hide the error that got the caller here.
+        }
+        catch (TubeException e) when (e.Error is TubeError.NotLeased or TubeError.NotFound)
+        {
+            // Nothing held any more (a publish whose answer was lost went through after all).
         }
     }
 }

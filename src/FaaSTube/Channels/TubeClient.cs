@@ -36,6 +36,7 @@ public sealed class TubeClient : IAsyncDisposable
     private uint _nextRequest;
     private Exception? _dead;
     private int _slabsOpened;
+    private int _slabsMapped;
 
     private readonly Socket? _socket;
 
@@ -56,6 +57,9 @@ public sealed class TubeClient : IAsyncDisposable
 
     /// <summary>The session id the node gave this client.</summary>
     public long SessionId { get; private set; }
+
+    /// <summary>Slabs mapped into this process now (imported and not yet closed).</summary>
+    internal int SlabsMapped => Volatile.Read(ref _slabsMapped);
 
     /// <summary>How many slabs this client has mapped (each once, then reused).</summary>
     public int SlabsOpened => Volatile.Read(ref _slabsOpened);
@@ -188,7 +192,7 @@ public sealed class TubeClient : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
-        return MapReply(ok.Id, ok.Mapping, writable: true);
+        return await MapOrReleaseAsync(ok.Id, ok.Mapping, writable: true).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -203,15 +207,29 @@ public sealed class TubeClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(buffer);
         ArgumentNullException.ThrowIfNull(writer);
+        options ??= new PutOptions();
+        if (!options.Pinned && options.Consumers < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.Consumers, "Data needs at least one consumer (or Pinned).");
+        }
+
         if (!buffer.IsWritable || !buffer.MarkPublished())
         {
             throw new InvalidOperationException($"{buffer.Id} is not an unpublished allocation.");
         }
 
-        await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
-        Unmapped(buffer);
-        options ??= new PutOptions();
-        await CallAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
+            await CallAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            buffer.MarkUnpublished(); // still the client's: its dispose releases it (the node would otherwise hold it until the connection closes)
+            throw;
+        }
+
+        Unmapped(buffer); // the buffer's use of the slab mapping ends here, once
         return buffer.Id;
     }
 
@@ -227,7 +245,7 @@ public sealed class TubeClient : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(device);
         var ok = await CallAsync(new Get(id, device), cancellationToken).ConfigureAwait(false);
-        return MapReply(id, ok.Mapping ?? throw new InvalidDataException($"The node sent no mapping for {id} on GPU {device}."), writable: false);
+        return await MapOrReleaseAsync(id, ok.Mapping, writable: false).ConfigureAwait(false);
     }
 
     /// <summary>Copies the data of <paramref name="id"/> to host memory (DMA into the window), then releases this consumer's lease.</summary>
@@ -330,6 +348,20 @@ public sealed class TubeClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Maps an answer's mapping; when that fails, the lease the node granted for it is released, not left until the connection closes.</summary>
+    private async Task<TubeBuffer> MapOrReleaseAsync(TubeId id, Mapping? mapping, bool writable)
+    {
+        try
+        {
+            return MapReply(id, mapping ?? throw new InvalidDataException($"The node sent no mapping for {id}."), writable);
+        }
+        catch
+        {
+            await TryReleaseAsync(id).ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>Maps (device, slab, generation, offset, length, handle) into a buffer: the slab is imported once and cached.</summary>
     private TubeBuffer MapReply(TubeId id, Mapping m, bool writable)
     {
@@ -349,6 +381,7 @@ public sealed class TubeClient : IAsyncDisposable
                 {
                     mapped = Gpus.Devices[device].Import(IpcMemoryHandle.ReadFrom(handle));
                     Interlocked.Increment(ref _slabsOpened);
+                    Interlocked.Increment(ref _slabsMapped);
                 }
                 else
                 {
@@ -370,9 +403,10 @@ public sealed class TubeClient : IAsyncDisposable
     internal void Unmapped(TubeBuffer buffer)
     {
         bool close = false;
+        Imported? mapping;
         lock (_mapLock)
         {
-            if (_mappings.TryGetValue(buffer.Slab, out var mapping) && --mapping.Users == 0 && mapping.Closing)
+            if (_mappings.TryGetValue(buffer.Slab, out mapping) && --mapping.Users == 0 && mapping.Closing)
             {
                 _mappings.Remove(buffer.Slab);
                 close = true;
@@ -381,7 +415,7 @@ public sealed class TubeClient : IAsyncDisposable
 
         if (close)
         {
-            _ = CloseSlabAsync(buffer.Slab);
+            _ = CloseSlabAsync(buffer.Slab, mapping!);
         }
     }
 
@@ -390,9 +424,10 @@ public sealed class TubeClient : IAsyncDisposable
         var (device, slab, generation) = Payload.Read<CloseSlab>(payload);
         var key = (device, slab, generation);
         bool close = false;
+        Imported? mapping;
         lock (_mapLock)
         {
-            if (_mappings.TryGetValue(key, out var mapping))
+            if (_mappings.TryGetValue(key, out mapping))
             {
                 mapping.Closing = true;
                 if (mapping.Users == 0)
@@ -405,19 +440,17 @@ public sealed class TubeClient : IAsyncDisposable
 
         if (close)
         {
-            _ = CloseSlabAsync(key);
+            _ = CloseSlabAsync(key, mapping!);
         }
     }
 
-    private async Task CloseSlabAsync((int Device, int Slab, int Generation) key)
+    /// <summary>Closes a mapping already taken out of the table (by its caller, under the lock), then tells the node.</summary>
+    private async Task CloseSlabAsync((int Device, int Slab, int Generation) key, Imported mapping)
     {
-        lock (_mapLock)
+        if (mapping.Owned)
         {
-            _mappings.Remove(key, out var mapping);
-            if (mapping?.Owned == true)
-            {
-                mapping.Buffer.Dispose();
-            }
+            mapping.Buffer.Dispose();
+            Interlocked.Decrement(ref _slabsMapped);
         }
 
         try

@@ -433,20 +433,32 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// </summary>
     private async Task CloseOrEndAsync(NodeSession session, int device, int slab, int generation)
     {
-        try
+        // A client whose every request slot is taken may not have had its SlabClosed read yet: its
+        // deadline is extended while it is that busy, up to four times, never more.
+        for (int round = 0; round < 4; round++)
         {
-            await Task.Delay(Options.SlabCloseTimeout, _stop.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            return; // the node is stopping: every session ends anyway
+            try
+            {
+                await Task.Delay(Options.SlabCloseTimeout, _stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // the node is stopping: every session ends anyway
+            }
+
+            if (!session.HasOpened(device, slab, generation) || !_sessions.ContainsKey(session.Id))
+            {
+                return;
+            }
+
+            if (!session.IsSaturated)
+            {
+                break;
+            }
         }
 
-        if (session.HasOpened(device, slab, generation) && _sessions.ContainsKey(session.Id))
-        {
-            LogSlabNotClosed(_logger, session.Id, session.Pid, slab, device, Options.SlabCloseTimeout.TotalSeconds);
-            session.Abort();
-        }
+        LogSlabNotClosed(_logger, session.Id, session.Pid, slab, device, Options.SlabCloseTimeout.TotalSeconds);
+        session.Abort();
     }
 
     /// <summary>Stops listening, disconnects every client (their calls fail with <see cref="TubeNodeUnavailableException"/>), frees the GPUs.</summary>

@@ -138,16 +138,21 @@ public sealed partial class GpuMemoryPool : IDisposable
             return null;
         }
 
-        var usage = _partitionBytes.GetOrAdd(partition, static _ => new PartitionUsage());
         long quota = PartitionQuota;
-        long held = usage.Take(rounded);
-        if (held > quota)
+        while (true)
         {
-            usage.Give(rounded);
-            throw new PoolException(PoolError.QuotaExceeded, $"Partition '{partition}' holds {held - rounded} bytes on {Device}; {rounded} more would pass its quota of {quota}.");
+            var usage = _partitionBytes.GetOrAdd(partition, static _ => new PartitionUsage());
+            switch (usage.TryTake(rounded, quota, out long held))
+            {
+                case true:
+                    return usage;
+                case false:
+                    throw new PoolException(PoolError.QuotaExceeded, $"Partition '{partition}' holds {held} bytes on {Device}; {rounded} more would pass its quota of {quota}.");
+                default:
+                    _partitionBytes.TryRemove(new KeyValuePair<string, PartitionUsage>(partition, usage)); // retired: help take it out, then take a new one
+                    break;
+            }
         }
-
-        return usage;
     }
 
     /// <summary>Forgets the counters of partitions that hold nothing (from <see cref="Trim"/>): names come from clients, so the table must not only grow.</summary>
@@ -155,11 +160,9 @@ public sealed partial class GpuMemoryPool : IDisposable
     {
         foreach (var (partition, usage) in _partitionBytes)
         {
-            if (usage.Bytes == 0)
+            if (usage.TryRetire())
             {
-                // A racing allocation may have taken this counter just now: it keeps counting on it, and the
-                // next allocation of the partition starts a new one, so the quota can be passed by that
-                // allocation's size at most, once.
+                // Retired at zero: a racing allocation that fetched it fails to take on it and starts a new one.
                 _partitionBytes.TryRemove(new KeyValuePair<string, PartitionUsage>(partition, usage));
             }
         }

@@ -519,6 +519,28 @@ public sealed class NodeSafetyTests
         await freed.Task.WaitAsync(TimeSpan.FromSeconds(10)); // both clients closed their mappings when told, well before the deadline
         Assert.AreEqual(2, h.Node.SessionCount, "nobody was disconnected for it");
         Assert.AreEqual(0L, pool.GetStatistics().ReservedBytes);
+        Assert.AreEqual(0, producer.SlabsMapped, "the producer unmapped the slab it said it closed");
+        Assert.AreEqual(0, consumer.SlabsMapped, "and so did the consumer");
+    }
+
+    [TestMethod]
+    public async Task A_publish_the_node_refuses_leaves_the_allocation_to_the_client_to_release()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await h.ConnectAsync(inProcess: false);
+        var pool = h.Node.PoolOf(0);
+        for (int i = 0; i < 5; i++)
+        {
+            await using var output = await producer.AllocateAsync(1 << 20);
+            using var stream = output.Device.CreateStream();
+            var refused = await Assert.ThrowsAsync<TubeException>(async () =>
+                await producer.PublishAsync(output, stream, new PutOptions { Ttl = TimeSpan.FromDays(365) })); // past MaxTtl
+            Assert.AreEqual(TubeError.BadRequest, refused.Error);
+            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await producer.PublishAsync(output, stream, new PutOptions { Consumers = 0 }));
+        } // each dispose releases the allocation the node refused to publish
+
+        Assert.AreEqual(0L, pool.GetStatistics().InUseBytes, "nothing held until the connection closes");
+        Assert.AreEqual(0, pool.GetStatistics().Blocks);
     }
 
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>
