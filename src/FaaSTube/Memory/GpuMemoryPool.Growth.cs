@@ -33,9 +33,10 @@ public sealed partial class GpuMemoryPool
     /// Adds a slab of <paramref name="partition"/> for <paramref name="rounded"/> bytes if the cap and
     /// the device's free memory allow, after giving empty slabs back when they do not (memory moves
     /// between partitions only this way: a slab is freed to the device, and a new one grown). A new
-    /// slab is cleared on the device before it takes a block, unless the backend zeroes fresh memory.
+    /// slab is cleared on the device before it takes a block, unless the backend zeroes fresh memory:
+    /// that slab is returned to clear (in the Clearing state, it takes no block until then).
     /// </summary>
-    private async Task<Growth> TryGrowAsync(long rounded, string partition, CancellationToken cancellationToken)
+    private (Growth Growth, Slab? ToClear) TryGrow(long rounded, string partition)
     {
         long size = Math.Max(_options.SlabBytes, (rounded + SlabRounding - 1) & ~(SlabRounding - 1));
         bool clear = _options.AlwaysClearNewSlabs || !Device.FreshAllocationsAreZeroed;
@@ -59,12 +60,7 @@ public sealed partial class GpuMemoryPool
         }
 
         RaiseRetiring(retiring);
-        if (slab is not null && clear)
-        {
-            await ClearAsync(slab, cancellationToken).ConfigureAwait(false);
-        }
-
-        return growth;
+        return (growth, clear ? slab : null); // the caller clears it after the pressure gate: a device memset as large as the slab
     }
 
     /// <summary>True when a slab of <paramref name="size"/> bytes fits under the cap and the device's free-memory fraction.</summary>
@@ -177,5 +173,6 @@ public sealed partial class GpuMemoryPool
 
         slab.Activate(Now);
         Interlocked.Increment(ref _slabsCleared);
+        SignalMemoryChange(); // room for whoever waits in its partition
     }
 }

@@ -77,7 +77,7 @@ public sealed partial class GpuMemoryPool
                 RoomStep? step;
                 try
                 {
-                    step = await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false);
+                    step = MakeRoom(block.Rounded, block.Partition);
                 }
                 finally
                 {
@@ -88,6 +88,12 @@ public sealed partial class GpuMemoryPool
                 {
                     await FinishEvictionAsync(eviction, cancellationToken).ConfigureAwait(false);
                     continue; // the victim's range is free now: try again at once
+                }
+
+                if (step is { ToClear: { } grown })
+                {
+                    await ClearAsync(grown, cancellationToken).ConfigureAwait(false);
+                    continue; // a new slab of its partition: try again at once
                 }
 
                 if (step is { Slab: { } slab })
@@ -111,7 +117,7 @@ public sealed partial class GpuMemoryPool
     }
 
     /// <summary>What one decision under the gate produced: a place (slab and offset), or an eviction to finish outside the gate.</summary>
-    private readonly record struct RoomStep(Slab? Slab, long Offset, Eviction? Eviction);
+    private readonly record struct RoomStep(Slab? Slab, long Offset, Eviction? Eviction, Slab? ToClear = null);
 
     /// <summary>A victim marked as moving and its reserved spill entry: the copy still has to run.</summary>
     /// <param name="Block">The victim, marked moving.</param>
@@ -123,9 +129,10 @@ public sealed partial class GpuMemoryPool
     /// <summary>
     /// Place in a slab of <paramref name="partition"/>, else grow one for it, else evict one victim
     /// and try again; null when nothing can give (or when retiring slabs must be closed first).
-    /// Holds the pressure gate.
+    /// Holds the pressure gate; never waits (what takes time, the copies and the clearing, the caller
+    /// runs after releasing it).
     /// </summary>
-    private async Task<RoomStep?> MakeRoomAsync(long rounded, string partition, CancellationToken cancellationToken)
+    private RoomStep? MakeRoom(long rounded, string partition)
     {
         while (true)
         {
@@ -134,7 +141,12 @@ public sealed partial class GpuMemoryPool
                 return new RoomStep(slab, offset, null);
             }
 
-            var growth = await TryGrowAsync(rounded, partition, cancellationToken).ConfigureAwait(false);
+            var (growth, toClear) = TryGrow(rounded, partition);
+            if (toClear is not null)
+            {
+                return new RoomStep(null, 0, null, toClear);
+            }
+
             if (growth == Growth.Grown)
             {
                 continue;
@@ -335,7 +347,7 @@ public sealed partial class GpuMemoryPool
 
                     if (!moving)
                     {
-                        step = await MakeRoomAsync(block.Rounded, block.Partition, cancellationToken).ConfigureAwait(false);
+                        step = MakeRoom(block.Rounded, block.Partition);
                     }
                 }
                 finally
@@ -350,6 +362,10 @@ public sealed partial class GpuMemoryPool
                 else if (step is { Eviction: { } eviction })
                 {
                     await FinishEvictionAsync(eviction, cancellationToken).ConfigureAwait(false);
+                }
+                else if (step is { ToClear: { } grown })
+                {
+                    await ClearAsync(grown, cancellationToken).ConfigureAwait(false);
                 }
                 else if (step is { Slab: { } slab })
                 {

@@ -162,7 +162,10 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
     /// <summary>Whether every byte was read.</summary>
     public readonly bool AtEnd => _rest.IsEmpty;
 
-    public byte[] Bytes()
+    public byte[] Bytes() => Field(int.MaxValue).ToArray();
+
+    /// <summary>A length-prefixed field of at most <paramref name="max"/> bytes, checked before anything is copied.</summary>
+    private ReadOnlySpan<byte> Field(int max)
     {
         int n = I32();
         if (n < 0 || n > _rest.Length)
@@ -170,26 +173,21 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
             throw new InvalidDataException($"A field claims {n} bytes; {_rest.Length} are left.");
         }
 
-        return Take(n).ToArray();
+        return n > max ? throw new InvalidDataException($"A text field of {n} bytes is over the limit of {max}.") : Take(n);
     }
 
     /// <summary>A string of at most 4096 bytes of valid UTF-8: two different byte strings never decode to the same text.</summary>
-    public string Str() => Decode(Bytes(), MaxString);
+    public string Str() => Decode(Field(MaxString));
 
     /// <summary>A name (workflow, function, tenant): valid UTF-8, at most <see cref="Frames.MaxNameBytes"/> bytes, no control characters.</summary>
     public string Name()
     {
-        var text = Decode(Bytes(), Frames.MaxNameBytes);
+        var text = Decode(Field(Frames.MaxNameBytes));
         return text.Any(char.IsControl) ? throw new InvalidDataException("A name holds a control character.") : text;
     }
 
-    private static string Decode(byte[] bytes, int max)
+    private static string Decode(ReadOnlySpan<byte> bytes)
     {
-        if (bytes.Length > max)
-        {
-            throw new InvalidDataException($"A text field of {bytes.Length} bytes is over the limit of {max}.");
-        }
-
         try
         {
             return StrictUtf8.GetString(bytes);
