@@ -11,15 +11,15 @@ namespace FaaSTube.Channels;
 public sealed class TubeBuffer : IAsyncDisposable
 {
     private readonly TubeClient _client;
-    private readonly (int Device, int Slab, int Generation) _slab;
+    private readonly ClientMappings.SlabUse _slabUse;
     private int _state; // 0 live, 1 published (handed to the node), 2 released
 
-    internal TubeBuffer(TubeClient client, TubeId id, DeviceMemory memory, (int, int, int) slab, bool writable)
+    internal TubeBuffer(TubeClient client, TubeId id, DeviceMemory memory, ClientMappings.SlabUse slabUse, bool writable)
     {
         _client = client;
         Id = id;
         Memory = memory;
-        _slab = slab;
+        _slabUse = slabUse;
         IsWritable = writable;
     }
 
@@ -40,19 +40,21 @@ public sealed class TubeBuffer : IAsyncDisposable
     /// <summary>The publish failed: the allocation is the client's again (dispose releases it).</summary>
     internal void MarkUnpublished() => Interlocked.CompareExchange(ref _state, 0, 1);
 
-    internal (int Device, int Slab, int Generation) Slab => _slab;
+    internal (int Device, int Slab, int Generation) Slab => _slabUse.Key;
+
+    /// <summary>This buffer no longer uses its slab mapping (once; later calls do nothing).</summary>
+    internal void EndSlabUse() => _slabUse.Dispose();
 
     /// <summary>Releases the lease (and for an unpublished allocation, drops it). Never throws because the node is gone: the lease went with the connection.</summary>
     public async ValueTask DisposeAsync()
     {
-        // Published (1): PublishAsync already gave up the mapping and the lease went to the node; giving
-        // the mapping up again made its use count go negative, so the slab was never closed when told.
-        if (Interlocked.Exchange(ref _state, 2) != 0)
+        int was = Interlocked.Exchange(ref _state, 2);
+        _slabUse.Dispose(); // ends once, whoever ends it first (a publish ends it too)
+        if (was != 0)
         {
-            return;
+            return; // released before, or published: the lease went to the node
         }
 
-        _client.Unmapped(this);
         try
         {
             await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);

@@ -23,8 +23,6 @@ namespace FaaSTube.Channels;
 public sealed class TubeClient : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
-    private readonly Dictionary<(int, int, int), Imported> _mappings = [];
-    private readonly Lock _mapLock = new();
     private readonly TubeClientOptions _options;
     private readonly PipeReader _reader;
     private readonly FrameWriter _writer;
@@ -35,10 +33,9 @@ public sealed class TubeClient : IAsyncDisposable
     private Task _readLoop = Task.CompletedTask;
     private uint _nextRequest;
     private Exception? _dead;
-    private int _slabsOpened;
-    private int _slabsMapped;
 
     private readonly Socket? _socket;
+    private readonly ClientMappings _mappings;
 
     private TubeClient(TubeClientOptions options, ClientWindow window, PipeReader reader, PipeWriter writer, Socket? socket, IDisposable? transport, TubeNode? node)
     {
@@ -48,6 +45,7 @@ public sealed class TubeClient : IAsyncDisposable
         _writer = new FrameWriter(writer, transport);
         _socket = socket;
         _inProcessNode = node;
+        _mappings = new ClientMappings(SlabClosedAsync);
         _ownsGpus = node is null;
         Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
     }
@@ -59,10 +57,10 @@ public sealed class TubeClient : IAsyncDisposable
     public long SessionId { get; private set; }
 
     /// <summary>Slabs mapped into this process now (imported and not yet closed).</summary>
-    internal int SlabsMapped => Volatile.Read(ref _slabsMapped);
+    internal int SlabsMapped => _mappings.Mapped;
 
     /// <summary>How many slabs this client has mapped (each once, then reused).</summary>
-    public int SlabsOpened => Volatile.Read(ref _slabsOpened);
+    public int SlabsOpened => _mappings.Opened;
 
     /// <summary>Connects to the node on <see cref="TubeClientOptions.SocketPath"/>.</summary>
     /// <param name="options">Workflow, function, socket.</param>
@@ -229,7 +227,7 @@ public sealed class TubeClient : IAsyncDisposable
             throw;
         }
 
-        Unmapped(buffer); // the buffer's use of the slab mapping ends here, once
+        buffer.EndSlabUse(); // the buffer no longer uses the slab mapping (its dispose ending it again is a no-op)
         return buffer.Id;
     }
 
@@ -366,93 +364,32 @@ public sealed class TubeClient : IAsyncDisposable
     private TubeBuffer MapReply(TubeId id, Mapping m, bool writable)
     {
         var (device, slab, generation, offset, length, handle) = m;
-        var key = (device, slab, generation);
-        DeviceBuffer slabBuffer;
-        lock (_mapLock)
+        var use = _mappings.Use((device, slab, generation), () =>
+            _inProcessNode is { } node
+                ? (node.PoolOf(device).SlabBuffer(slab, generation), false)
+                : handle.Length > 0
+                    ? (Gpus.Devices[device].Import(IpcMemoryHandle.ReadFrom(handle)), true)
+                    : throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened."));
+        try
         {
-            if (!_mappings.TryGetValue(key, out var mapping))
-            {
-                DeviceBuffer mapped;
-                if (_inProcessNode is { } node)
-                {
-                    mapped = node.PoolOf(device).SlabBuffer(slab, generation);
-                }
-                else if (handle.Length > 0)
-                {
-                    mapped = Gpus.Devices[device].Import(IpcMemoryHandle.ReadFrom(handle));
-                    Interlocked.Increment(ref _slabsOpened);
-                    Interlocked.Increment(ref _slabsMapped);
-                }
-                else
-                {
-                    throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened.");
-                }
-
-                mapping = new Imported(mapped, _inProcessNode is null);
-                _mappings[key] = mapping;
-            }
-
-            mapping.Users++;
-            slabBuffer = mapping.Buffer;
+            return new TubeBuffer(this, id, use.Slab.Slice(offset, length), use, writable);
         }
-
-        return new TubeBuffer(this, id, slabBuffer.Slice(offset, length), key, writable);
-    }
-
-    /// <summary>A buffer is gone: a slab the node asked to close is closed once nothing here uses it.</summary>
-    internal void Unmapped(TubeBuffer buffer)
-    {
-        bool close = false;
-        Imported? mapping;
-        lock (_mapLock)
+        catch
         {
-            if (_mappings.TryGetValue(buffer.Slab, out mapping) && --mapping.Users == 0 && mapping.Closing)
-            {
-                _mappings.Remove(buffer.Slab);
-                close = true;
-            }
-        }
-
-        if (close)
-        {
-            _ = CloseSlabAsync(buffer.Slab, mapping!);
+            use.Dispose();
+            throw;
         }
     }
 
     private void OnCloseSlab(byte[] payload)
     {
         var (device, slab, generation) = Payload.Read<CloseSlab>(payload);
-        var key = (device, slab, generation);
-        bool close = false;
-        Imported? mapping;
-        lock (_mapLock)
-        {
-            if (_mappings.TryGetValue(key, out mapping))
-            {
-                mapping.Closing = true;
-                if (mapping.Users == 0)
-                {
-                    _mappings.Remove(key);
-                    close = true;
-                }
-            }
-        }
-
-        if (close)
-        {
-            _ = CloseSlabAsync(key, mapping!);
-        }
+        _mappings.CloseRequested((device, slab, generation));
     }
 
-    /// <summary>Closes a mapping already taken out of the table (by its caller, under the lock), then tells the node.</summary>
-    private async Task CloseSlabAsync((int Device, int Slab, int Generation) key, Imported mapping)
+    /// <summary>Tells the node a slab is closed here (after the table unmapped it).</summary>
+    private async Task SlabClosedAsync((int Device, int Slab, int Generation) key)
     {
-        if (mapping.Owned)
-        {
-            mapping.Buffer.Dispose();
-            Interlocked.Decrement(ref _slabsMapped);
-        }
-
         try
         {
             await CallAsync(new SlabClosed(key.Device, key.Slab, key.Generation), CancellationToken.None).ConfigureAwait(false);
@@ -593,31 +530,12 @@ public sealed class TubeClient : IAsyncDisposable
         await _writer.CompleteAsync().ConfigureAwait(false);
         await _readLoop.ConfigureAwait(false);
         await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
-        lock (_mapLock)
-        {
-            foreach (var mapping in _mappings.Values.Where(m => m.Owned))
-            {
-                mapping.Buffer.Dispose();
-            }
-
-            _mappings.Clear();
-        }
+        _mappings.DisposeAll();
 
         _window.Dispose();
         if (_ownsGpus)
         {
             Gpus.Dispose();
         }
-    }
-
-    private sealed class Imported(DeviceBuffer buffer, bool owned)
-    {
-        public DeviceBuffer Buffer { get; } = buffer;
-
-        public bool Owned { get; } = owned;
-
-        public int Users { get; set; }
-
-        public bool Closing { get; set; }
     }
 }
