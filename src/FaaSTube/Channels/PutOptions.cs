@@ -15,6 +15,6 @@ public sealed record PutOptions
     /// <summary>Long-lived shared data (model weights): never evicted or expired, any number of consumers; remove with <see cref="TubeClient.DeleteAsync"/>.</summary>
     public bool Pinned { get; init; }
 
-    /// <summary>Tenant, SLO and priority of the host-to-GPU transfer.</summary>
+    /// <summary>SLO and priority of the host-to-GPU transfer. Its tenant is not taken from here: the node schedules every client's transfers under its workflow, so no client can join or split another's fair share.</summary>
     public Transfers.TransferRequest? Transfer { get; init; }
 }

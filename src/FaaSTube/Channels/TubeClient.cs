@@ -167,7 +167,7 @@ public sealed class TubeClient : IAsyncDisposable
                 int length = (int)Math.Min(_window.HalfBytes, data.Length - offset);
                 await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false); // the node is done with this half
                 _window.CopyIn(half, data.Span.Slice((int)offset, length));
-                var request = new PutPart(id, offset, half * _window.HalfBytes, length, options.Transfer?.Tenant ?? "", options.Transfer?.Slo?.Ticks ?? 0);
+                var request = new PutPart(id, offset, half * _window.HalfBytes, length, "", options.Transfer?.Slo?.Ticks ?? 0);
                 parts.Add(ReleaseAfter(CallAsync(request, cancellationToken), _halves[half]));
             }
 

@@ -19,10 +19,10 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
     /// <summary>The seals a window must carry before the node maps it.</summary>
     internal const int RequiredSeals = Interop.Libc.F_SEAL_SHRINK | Interop.Libc.F_SEAL_GROW;
 
-    private readonly SafeFileHandle _fd;
+    private readonly SafeFileHandle? _fd; // the client's; the node closes its copy once mapped
     private readonly Mapping _mapping;
 
-    private SharedWindow(SafeFileHandle fd, Mapping mapping, int length)
+    private SharedWindow(SafeFileHandle? fd, Mapping mapping, int length)
     {
         _fd = fd;
         _mapping = mapping;
@@ -36,7 +36,7 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
     public nint Pointer => _mapping.DangerousGetHandle();
 
     /// <summary>The descriptor (to send it; the window keeps owning it).</summary>
-    public SafeFileHandle Descriptor => _fd;
+    public SafeFileHandle Descriptor => _fd ?? throw new InvalidOperationException("An adopted window keeps no descriptor: it was closed once mapped.");
 
     /// <summary>The client's side: a new window of <paramref name="bytes"/>, sealed against shrinking and growing, mapped read-write.</summary>
     public static SharedWindow Create(int bytes)
@@ -75,7 +75,7 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
     /// anonymous shared memory (only such files carry seals), sealed against shrinking and growing,
     /// and exactly <paramref name="bytes"/> long. Anything else (a regular file, a directory, a
     /// FIFO, a socket, an unsealed or resized memfd) is refused with <see cref="TubeException"/>
-    /// and the descriptor is closed.
+    /// and the descriptor is closed. Once mapped, the descriptor is closed too: the mapping holds the memory.
     /// </summary>
     public static SharedWindow Adopt(SafeFileHandle fd, long bytes)
     {
@@ -104,7 +104,9 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
                 throw new TubeException(TubeError.BadRequest, $"The window holds {size} bytes; the client said {bytes}.");
             }
 
-            return new SharedWindow(fd, Mapping.Map(raw, (int)bytes), (int)bytes);
+            var mapping = Mapping.Map(raw, (int)bytes);
+            fd.Dispose(); // the mapping keeps the memory: one descriptor fewer per session
+            return new SharedWindow(null, mapping, (int)bytes);
         }
         catch (IOException e)
         {
@@ -150,7 +152,7 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
     protected override void Dispose(bool disposing)
     {
         _mapping.Dispose(); // unmapped when the last holder (pin, registration) lets go
-        _fd.Dispose();
+        _fd?.Dispose();
     }
 
     private static IOException Failure(string call) =>
