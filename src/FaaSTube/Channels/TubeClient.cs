@@ -413,7 +413,7 @@ public sealed class TubeClient : IAsyncDisposable
     {
         if (Volatile.Read(ref _dead) is { } dead)
         {
-            throw new TubeNodeUnavailableException("The node is gone.", dead);
+            throw Gone(dead); // a refusal that came before this call is still the refusal
         }
 
         uint requestId = Interlocked.Increment(ref _nextRequest);
@@ -513,14 +513,17 @@ public sealed class TubeClient : IAsyncDisposable
             return;
         }
 
-        var gone = cause is TubeException refused
-            ? (Exception)refused
-            : new TubeNodeUnavailableException("The connection to the FaaSTube node was lost.", cause);
+        var gone = Gone(cause);
         foreach (var pending in _pending.Values)
         {
             pending.TrySetException(gone);
         }
     }
+
+    /// <summary>What a call gets once the connection is over: the node's refusal as it was sent, else "unavailable".</summary>
+    private static Exception Gone(Exception cause) => cause is TubeException refused
+        ? new TubeException(refused.Error, refused.Reason, refused)
+        : new TubeNodeUnavailableException("The connection to the FaaSTube node was lost.", cause);
 
     /// <summary>Closes the connection (the node releases everything this client held) and the window.</summary>
     public async ValueTask DisposeAsync()
