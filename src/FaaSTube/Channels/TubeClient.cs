@@ -20,7 +20,7 @@ namespace FaaSTube.Channels;
 /// (Put, peer copies, restores) complete before it answers, so a consumer's Get returns memory whose
 /// writes are finished.</para>
 /// </summary>
-public sealed class TubeClient : IAsyncDisposable
+public sealed partial class TubeClient : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
     private readonly TubeClientOptions _options;
@@ -143,45 +143,6 @@ public sealed class TubeClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Copies host data onto the GPU (through the pinned window, under the node's transfer scheduler) and returns its id.</summary>
-    /// <param name="data">The bytes.</param>
-    /// <param name="options">Consumers, TTL, placement, pinning, SLO.</param>
-    /// <param name="cancellationToken">Stops between parts (the unfinished data is dropped).</param>
-    public async Task<TubeId> PutAsync(ReadOnlyMemory<byte> data, PutOptions? options = null, CancellationToken cancellationToken = default)
-    {
-        options ??= new PutOptions();
-        if (data.IsEmpty)
-        {
-            throw new ArgumentException("Put needs at least one byte.", nameof(data));
-        }
-
-        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
-        var id = (await CallAsync(new PutBegin(data.Length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)).Id;
-        try
-        {
-            var parts = new List<Task>();
-            int part = 0;
-            for (long offset = 0; offset < data.Length; offset += _window.HalfBytes, part++)
-            {
-                int half = part % 2;
-                int length = (int)Math.Min(_window.HalfBytes, data.Length - offset);
-                await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false); // the node is done with this half
-                _window.CopyIn(half, data.Span.Slice((int)offset, length));
-                var request = new PutPart(id, offset, half * _window.HalfBytes, length, "", options.Transfer?.Slo?.Ticks ?? 0);
-                parts.Add(ReleaseAfter(CallAsync(request, cancellationToken), _halves[half]));
-            }
-
-            await Task.WhenAll(parts).ConfigureAwait(false);
-            await CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
-            return id;
-        }
-        catch (Exception e) when (e is not TubeNodeUnavailableException)
-        {
-            await TryReleaseAsync(id).ConfigureAwait(false); // drop the unfinished data
-            throw;
-        }
-    }
-
     /// <summary>Allocates pool memory on a GPU, mapped into this process, for the function's kernels to write; then <see cref="PublishAsync"/>.</summary>
     /// <param name="bytes">Size.</param>
     /// <param name="device">The GPU.</param>
@@ -246,43 +207,6 @@ public sealed class TubeClient : IAsyncDisposable
         return await MapOrReleaseAsync(id, ok.Mapping, writable: false).ConfigureAwait(false);
     }
 
-    /// <summary>Copies the data of <paramref name="id"/> to host memory (DMA into the window), then releases this consumer's lease.</summary>
-    /// <param name="id">The data.</param>
-    /// <param name="destination">At least as long as the data.</param>
-    /// <param name="cancellationToken">Cancels between parts.</param>
-    /// <returns>The data's length.</returns>
-    public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
-    {
-        long length = (await CallAsync(new Get(id, -1), cancellationToken).ConfigureAwait(false)).Length;
-        try
-        {
-            if (destination.Length < length)
-            {
-                throw new ArgumentException($"The destination has {destination.Length} bytes; {id} has {length}.", nameof(destination));
-            }
-
-            var parts = new List<Task>();
-            int part = 0;
-            for (long offset = 0; offset < length; offset += _window.HalfBytes, part++)
-            {
-                int half = part % 2;
-                int n = (int)Math.Min(_window.HalfBytes, length - offset);
-                await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false);
-                var slice = destination.Slice((int)offset, n);
-                var request = new GetToHost(id, offset, half * _window.HalfBytes, n);
-                parts.Add(CopyOutAfter(CallAsync(request, cancellationToken), half, slice));
-            }
-
-            await Task.WhenAll(parts).ConfigureAwait(false);
-        }
-        finally
-        {
-            await TryReleaseAsync(id).ConfigureAwait(false);
-        }
-
-        return length;
-    }
-
     /// <summary>Releases one lease this client holds on <paramref name="id"/> (a consumer is done).</summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
@@ -300,9 +224,6 @@ public sealed class TubeClient : IAsyncDisposable
     public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
         CallAsync(new Delete(id), cancellationToken);
 
-    /// <summary>One half of the window (tests read what the node copied into it).</summary>
-    internal Memory<byte> WindowHalf(int half) => _window.Half(half);
-
     /// <summary>Sends any request as it is (tests forge requests with it); the node's answer payload, or its error as a <see cref="TubeException"/>.</summary>
     internal Task<byte[]> CallRawAsync(FrameType type, PayloadWriter payload) => CallAsync(type, payload, CancellationToken.None);
 
@@ -318,31 +239,6 @@ public sealed class TubeClient : IAsyncDisposable
         catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
         {
             // Nothing held, or the node is gone (and with it the lease).
-        }
-    }
-
-    private static async Task ReleaseAfter(Task call, SemaphoreSlim half)
-    {
-        try
-        {
-            await call.ConfigureAwait(false);
-        }
-        finally
-        {
-            half.Release();
-        }
-    }
-
-    private async Task CopyOutAfter(Task call, int half, Memory<byte> destination)
-    {
-        try
-        {
-            await call.ConfigureAwait(false);
-            _window.CopyOut(half, destination.Span);
-        }
-        finally
-        {
-            _halves[half].Release();
         }
     }
 
