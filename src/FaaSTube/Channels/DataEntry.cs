@@ -38,6 +38,9 @@ internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBloc
 
     public Dictionary<int, PoolBlock> Replicas { get; } = [];
 
+    /// <summary>Completes when the entry is committed or removed (Gets of unpublished data wait on it).</summary>
+    public TaskCompletionSource Settled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public Lock Sync { get; } = new();
 
     /// <summary>The block on <paramref name="device"/>, if there is one.</summary>

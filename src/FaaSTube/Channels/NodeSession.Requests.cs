@@ -24,8 +24,32 @@ internal sealed partial class NodeSession
     private int _heldCount;
     private int _unfinishedPuts;
 
-    private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
+    /// <summary>A request as a frame carries it: decoded (malformed: BadRequest), then executed.</summary>
+    public Task<(IMessage Reply, string Path)> ExecuteAsync(FrameType type, ReadOnlySpan<byte> payload)
     {
+        IRequest request;
+        try
+        {
+            request = Requests.Decode(type, payload);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<(IMessage, string)>(Describe(type, e));
+        }
+
+        return ExecuteAsync(request);
+    }
+
+    /// <summary>
+    /// Runs one request (the caller holds a slot) and returns its answer and the data path it took.
+    /// Failures come out as <see cref="TubeException"/> with the code and message the client gets
+    /// (internal ones logged with a reference); <see cref="OperationCanceledException"/> once the
+    /// session ended under it. One-way requests (Publish, Release) and every request's checks run
+    /// synchronously, before the caller reads the next request: the connection's order is kept.
+    /// </summary>
+    public async Task<(IMessage Reply, string Path)> ExecuteAsync(IRequest request)
+    {
+        var type = request.Type;
         var started = Stopwatch.GetTimestamp();
         _node.RecordRunning(Interlocked.Increment(ref _running));
         string path = "control";
@@ -33,61 +57,59 @@ internal sealed partial class NodeSession
         activity?.SetTag("faastube.workflow", _workflow);
         try
         {
-            PayloadWriter reply;
-            (reply, path) = type switch
+            IMessage reply;
+            (reply, path) = request switch
             {
-                FrameType.PutBegin => (Reply(await PutBeginAsync(Payload.Read<PutBegin>(payload)).ConfigureAwait(false)), "host"),
-                FrameType.PutPart => (Reply(await PutPartAsync(Payload.Read<PutPart>(payload)).ConfigureAwait(false)), "host"),
-                FrameType.PutCommit => (Reply(Commit(Payload.Read<PutCommit>(payload))), "host"),
-                FrameType.Allocate => (Reply(await AllocateAsync(Payload.Read<Allocate>(payload)).ConfigureAwait(false)), "zero-copy"),
-                FrameType.Publish => (Reply(Commit(Payload.Read<Publish>(payload))), "zero-copy"),
-                FrameType.Get => await GetAsync(Payload.Read<Get>(payload)).ConfigureAwait(false),
-                FrameType.GetToHost => (Reply(await GetToHostAsync(Payload.Read<GetToHost>(payload)).ConfigureAwait(false)), "host"),
-                FrameType.Release => (Reply(ReleaseHeld(Payload.Read<Release>(payload))), "control"),
-                FrameType.Where => (Reply(Locate(Payload.Read<Where>(payload))), "control"),
-                FrameType.SlabClosed => (Reply(ForgetSlab(Payload.Read<SlabClosed>(payload))), "control"),
-                FrameType.Delete => (Reply(Remove(Payload.Read<Delete>(payload))), "control"),
+                PutBegin r => (await PutBeginAsync(r).ConfigureAwait(false), "host"),
+                PutPart r => (await PutPartAsync(r).ConfigureAwait(false), "host"),
+                PutCommit r => (Commit(r), "host"),
+                Allocate r => (await AllocateAsync(r).ConfigureAwait(false), "zero-copy"),
+                Publish r => (Commit(r), "zero-copy"),
+                Get r => await GetAsync(r).ConfigureAwait(false),
+                GetToHost r => (await GetToHostAsync(r).ConfigureAwait(false), "host"),
+                Release r => (ReleaseHeld(r), "control"),
+                Where r => (Locate(r), "control"),
+                SlabClosed r => (ForgetSlab(r), "control"),
+                Delete r => (Remove(r), "control"),
+                Sync => (default(Empty), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
-            try
-            {
-                await SendAsync(FrameType.Ok, requestId, reply.Memory).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is ObjectDisposedException or IOException)
-            {
-                // The connection is closed (the session ended under the request): nobody is there to answer.
-            }
+            activity?.SetTag("faastube.path", path);
+            return (reply, path);
         }
         catch (OperationCanceledException) when (_ended.IsCancellationRequested)
         {
-            // The session ended under the request: cancelled, nobody is there to answer.
+            throw; // the session ended under the request: nobody is there to answer
         }
         catch (Exception e)
         {
-            var (error, message) = e switch
-            {
-                TubeException t => (t.Error, t.Reason),
-                PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, _node.OutOfMemory(type.ToString(), Id, p)),
-                PoolException { Error: PoolError.TooLarge } p => (TubeError.TooLarge, p.Message),
-                PoolException { Error: PoolError.QuotaExceeded } p => (TubeError.OutOfMemory, p.Message), // names only the asker's own workflow
-                PoolException p => (TubeError.BadRequest, p.Message),
-                InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
-                _ => (TubeError.Internal, _node.InternalError(type.ToString(), Id, e)),
-            };
-            activity?.SetStatus(ActivityStatusCode.Error, message);
-            await SendErrorQuietlyAsync(requestId, error, message).ConfigureAwait(false);
+            var refused = Describe(type, e);
+            activity?.SetStatus(ActivityStatusCode.Error, refused.Reason);
+            throw refused;
         }
         finally
         {
             Interlocked.Decrement(ref _running);
-            _slots.Release();
             ChannelMetrics.CallDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds,
                 new KeyValuePair<string, object?>("faastube.op", type.ToString()), new KeyValuePair<string, object?>("faastube.path", path));
         }
     }
 
-    private static PayloadWriter Reply<T>(T payload)
-        where T : IPayload<T> => Payload.Writer(payload);
+    /// <summary>What a client is told about a failure: a code and a message, never a stack trace; internal failures logged with a reference.</summary>
+    private TubeException Describe(FrameType type, Exception e)
+    {
+        var (error, message) = e switch
+        {
+            TubeException t => (t.Error, t.Reason),
+            PoolException { Error: PoolError.OutOfMemory } p => (TubeError.OutOfMemory, _node.OutOfMemory(type.ToString(), Id, p)),
+            PoolException { Error: PoolError.TooLarge } p => (TubeError.TooLarge, p.Message),
+            PoolException { Error: PoolError.QuotaExceeded } p => (TubeError.OutOfMemory, p.Message), // names only the asker's own workflow
+            PoolException p => (TubeError.BadRequest, p.Message),
+            InvalidDataException or ArgumentException or FormatException => (TubeError.BadRequest, e.Message),
+            _ => (TubeError.Internal, _node.InternalError(type.ToString(), Id, e)),
+        };
+        return e as TubeException ?? new TubeException(error, message);
+    }
 
     private NodeDevice DeviceAt(int ordinal) =>
         (uint)ordinal < (uint)_node.Devices.Length ? _node.Devices[ordinal] : throw new TubeException(TubeError.BadRequest, $"There is no GPU {ordinal}.");
@@ -172,7 +194,7 @@ internal sealed partial class NodeSession
         // The request's tenant is ignored: the scheduler's tenant is the session's workflow (a client cannot join or split another's fair share).
         var transfer = new TransferRequest { Tenant = _workflow, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
         await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), transfer, _ended.Token).ConfigureAwait(false);
-        ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", "host"));
+        ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", TubePath.HostStaged.Tag()));
         return default;
     }
 
@@ -191,7 +213,28 @@ internal sealed partial class NodeSession
     /// <summary>PutCommit / Publish: the data becomes visible to the workflow; the producer's own lease and use go.</summary>
     private Empty Commit(PutCommit request) => Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: false);
 
-    private Empty Commit(Publish request) => Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: true);
+    /// <summary>
+    /// A Publish goes one way and the client has given its buffer up when it sends one: a refused
+    /// Publish of the client's own allocation drops the allocation, so nothing is left that only the
+    /// connection's end would free.
+    /// </summary>
+    private Empty Commit(Publish request)
+    {
+        try
+        {
+            return Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: true);
+        }
+        catch (TubeException)
+        {
+            if (_node.TryFind(_workflow, request.Id) is { Committed: false } own && own.OwnerSession == Id)
+            {
+                DropHeld(request.Id);
+                _node.RemoveEntry(own);
+            }
+
+            throw;
+        }
+    }
 
     private Empty Commit(TubeId id, int consumers, long ttlTicks, bool pinned, bool isPublish)
     {
@@ -228,6 +271,8 @@ internal sealed partial class NodeSession
             entry.OwnerSession = 0;
         }
 
+        entry.Settled.TrySetResult(); // Gets waiting for it go on
+
         if (isPublish)
         {
             DropHeld(id); // the producer's use and lease
@@ -241,23 +286,33 @@ internal sealed partial class NodeSession
         return default;
     }
 
-    /// <summary>A lease and an open use for this client; device -1 is a host read (GetToHost parts follow).</summary>
-    private async Task<(PayloadWriter, string)> GetAsync(Get request)
+    /// <summary>
+    /// A lease and an open use for this client; device -1 is a host read (GetToHost parts follow).
+    /// Data allocated but not yet published is waited for (bounded by the request and the node's
+    /// <see cref="TubeNodeOptions.MaxPublishWait"/>), so a consumer can ask before its producer is done.
+    /// </summary>
+    private async Task<(IMessage, string)> GetAsync(Get request)
     {
-        var (id, device) = request;
-        var entry = _node.Find(_workflow, id);
+        var (id, device, waitMilliseconds) = request;
+        if (waitMilliseconds < 0)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A wait of {waitMilliseconds} ms.");
+        }
+
+        var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
+        var entry = await _node.FindPublishedAsync(_workflow, id, wait < _node.Options.MaxPublishWait ? wait : _node.Options.MaxPublishWait, _ended.Token).ConfigureAwait(false);
         CheckRoomToHold();
         PoolBlock block;
-        string path;
+        TubePath path;
         if (device < 0 || device == entry.Device)
         {
             block = entry.Block;
-            path = device < 0 ? "host" : "zero-copy";
+            path = device < 0 ? TubePath.HostStaged : TubePath.ZeroCopy;
         }
         else
         {
             block = await ReplicaAsync(entry, DeviceAt(device)).ConfigureAwait(false);
-            path = "peer-copy";
+            path = TubePath.PeerCopy;
         }
 
         lock (entry.Sync)
@@ -287,9 +342,9 @@ internal sealed partial class NodeSession
             Held(id).Push((block, use));
         }
 
-        path = wasResident ? path : "restore";
-        ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path));
-        return (Reply(new GetOk(block.Length, device < 0 ? null : Map(device, use))), path);
+        path = wasResident || path == TubePath.HostStaged ? path : TubePath.Restored;
+        ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path.Tag()));
+        return (new GetOk(block.Length, path, device < 0 ? null : Map(device, use)), path.Tag());
     }
 
     /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the routed peer paths and kept for later consumers there.</summary>

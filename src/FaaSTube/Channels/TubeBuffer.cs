@@ -14,8 +14,9 @@ public sealed class TubeBuffer : IAsyncDisposable
     private readonly ClientMappings.SlabUse _slabUse;
     private int _state; // 0 live, 1 published (handed to the node), 2 released
 
-    internal TubeBuffer(TubeClient client, TubeId id, DeviceMemory memory, ClientMappings.SlabUse slabUse, bool writable)
+    internal TubeBuffer(TubeClient client, TubeId id, DeviceMemory memory, ClientMappings.SlabUse slabUse, bool writable, TubePath path)
     {
+        Path = path;
         _client = client;
         Id = id;
         Memory = memory;
@@ -32,6 +33,9 @@ public sealed class TubeBuffer : IAsyncDisposable
     /// <summary>The GPU.</summary>
     public GpuDevice Device => Memory.Device;
 
+    /// <summary>How the data got here: mapped in place, copied from another GPU, or restored from host memory first.</summary>
+    public TubePath Path { get; }
+
     /// <summary>True for an allocation not yet published.</summary>
     public bool IsWritable { get; }
 
@@ -45,7 +49,7 @@ public sealed class TubeBuffer : IAsyncDisposable
     /// <summary>This buffer no longer uses its slab mapping (once; later calls do nothing).</summary>
     internal void EndSlabUse() => _slabUse.Dispose();
 
-    /// <summary>Releases the lease (and for an unpublished allocation, drops it). Never throws because the node is gone: the lease went with the connection.</summary>
+    /// <summary>Releases the lease (and for an unpublished allocation, drops it), one way. Never throws because the node is gone: the lease went with the connection.</summary>
     public async ValueTask DisposeAsync()
     {
         int was = Interlocked.Exchange(ref _state, 2);
@@ -55,17 +59,6 @@ public sealed class TubeBuffer : IAsyncDisposable
             return; // released before, or published: the lease went to the node
         }
 
-        try
-        {
-            await _client.ReleaseLeaseAsync(Id).ConfigureAwait(false);
-        }
-        catch (TubeNodeUnavailableException)
-        {
-            // The node is gone, and with it this lease: disposing must not hide the error that got the caller here.
-        }
-        catch (TubeException e) when (e.Error is TubeError.NotLeased or TubeError.NotFound)
-        {
-            // Nothing held any more (a publish whose answer was lost went through after all).
-        }
+        await _client.PostReleaseAsync(Id).ConfigureAwait(false);
     }
 }

@@ -51,7 +51,7 @@ public sealed partial class TubeClient
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        long length = (await CallAsync(new Get(id, -1), cancellationToken).ConfigureAwait(false)).Length;
+        long length = (await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false)).Length;
         try
         {
             if (destination.Length < length)

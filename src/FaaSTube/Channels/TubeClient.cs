@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.IO.Pipelines;
 using System.Net.Sockets;
+using FaaSTube.Channels.Client;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
@@ -22,33 +21,30 @@ namespace FaaSTube.Channels;
 /// </summary>
 public sealed partial class TubeClient : IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
     private readonly TubeClientOptions _options;
-    private readonly PipeReader _reader;
-    private readonly FrameWriter _writer;
     private readonly TubeNode? _inProcessNode;
     private readonly bool _ownsGpus;
     private readonly ClientWindow _window;
     private readonly SemaphoreSlim[] _halves = [new(1, 1), new(1, 1)];
-    private Task _readLoop = Task.CompletedTask;
-    private uint _nextRequest;
-    private Exception? _dead;
-
-    private readonly Socket? _socket;
     private readonly ClientMappings _mappings;
+    private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
+    private INodeConnection? _connection;
 
-    private TubeClient(TubeClientOptions options, ClientWindow window, PipeReader reader, PipeWriter writer, Socket? socket, IDisposable? transport, TubeNode? node)
+    private TubeClient(TubeClientOptions options, ClientWindow window, TubeNode? node)
     {
         _options = options;
         _window = window;
-        _reader = reader;
-        _writer = new FrameWriter(writer, transport);
-        _socket = socket;
         _inProcessNode = node;
         _mappings = new ClientMappings(SlabClosedAsync);
         _ownsGpus = node is null;
         Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
     }
+
+    /// <summary>
+    /// A Publish or Release failed on the node after the call that sent it had returned (they go one
+    /// way: no round trip). The same error is also thrown by this client's next call, so it is never lost.
+    /// </summary>
+    public event EventHandler<TubeErrorEventArgs>? OneWayFailed;
 
     /// <summary>The GPUs as this process sees them (for its own streams and kernels).</summary>
     public GpuSystem Gpus { get; }
@@ -69,6 +65,7 @@ public sealed partial class TubeClient : IAsyncDisposable
     public static async Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         var window = new ClientWindow(options.WindowBytes);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -92,8 +89,10 @@ public sealed partial class TubeClient : IAsyncDisposable
             throw new TubeNodeUnavailableException($"The process on {options.SocketPath} runs as user {nodeUid}, not as the node's user ({options.NodeUid?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "this process's own or root"}).");
         }
 
-        var stream = new NetworkStream(socket, ownsSocket: true);
-        return await StartAsync(new TubeClient(options, window, PipeReader.Create(stream), PipeWriter.Create(stream), socket, stream, null), cancellationToken).ConfigureAwait(false);
+        var client = new TubeClient(options, window, null);
+        var connection = new FramedConnection(socket, options.CallTimeout, client.OnCloseSlab, client.OnOneWayFailed);
+        client._connection = connection;
+        return await client.StartAsync(() => connection.HelloAsync(client.NewHello(), window.Descriptor, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Connects to a node in this process: no socket and no IPC handles, the same calls and semantics.</summary>
@@ -104,41 +103,35 @@ public sealed partial class TubeClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         var window = new ClientWindow(options.WindowBytes);
-        PipeReader reader;
-        PipeWriter writer;
-        try
+        var client = new TubeClient(options, window, node);
+        return await client.StartAsync(() =>
         {
-            (reader, writer) = node.ConnectInProcess(window.Duplicate());
-        }
-        catch
-        {
-            window.Dispose();
-            throw;
-        }
-
-        return await StartAsync(new TubeClient(options, window, reader, writer, null, null, node), cancellationToken).ConfigureAwait(false);
+            var (session, ok) = node.OpenInProcess(window.Duplicate(), client.NewHello());
+            client._connection = new DirectConnection(session, client.OnOneWayFailed);
+            return Task.FromResult(ok);
+        }).ConfigureAwait(false);
     }
 
-    private static async Task<TubeClient> StartAsync(TubeClient client, CancellationToken cancellationToken)
+    private Hello NewHello() => new(Frames.Version, _options.Workflow, _options.Function, _window.Length);
+
+    private async Task<TubeClient> StartAsync(Func<Task<HelloOk>> hello)
     {
         try
         {
-            client._readLoop = Task.Run(client.ReadLoopAsync, CancellationToken.None);
-            var hello = new Hello(Frames.Version, client._options.Workflow, client._options.Function, client._window.Length);
-            var ok = await client.CallAsync(hello, cancellationToken).ConfigureAwait(false);
-            client.SessionId = ok.SessionId;
-            var backend = ok.Backend;
-            if (backend != client.Gpus.Backend)
+            var ok = await hello().ConfigureAwait(false);
+            SessionId = ok.SessionId;
+            if (ok.Backend != Gpus.Backend)
             {
-                throw new InvalidOperationException($"The node runs the {backend} backend; this client opened {client.Gpus.Backend} (set TubeClientOptions.Gpus.Backend).");
+                throw new InvalidOperationException($"The node runs the {ok.Backend} backend; this client opened {Gpus.Backend} (set TubeClientOptions.Gpus.Backend).");
             }
 
-            return client;
+            return this;
         }
         catch
         {
-            await client.DisposeAsync().ConfigureAwait(false);
+            await DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
@@ -151,12 +144,15 @@ public sealed partial class TubeClient : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
-        return await MapOrReleaseAsync(ok.Id, ok.Mapping, writable: true).ConfigureAwait(false);
+        return await MapOrReleaseAsync(ok.Id, ok.Mapping, TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Publishes an allocation the function wrote in place (zero copy): synchronises
-    /// <paramref name="writer"/> first, so the data is complete, then makes the id visible to the workflow.
+    /// <paramref name="writer"/> first, so the data is complete, then makes the id visible to the
+    /// workflow. The publish goes one way (no round trip): consumers already waiting in
+    /// <see cref="GetAsync(TubeId, int, CancellationToken)"/> get it as soon as the node reads it; if the node refuses it,
+    /// <see cref="OneWayFailed"/> is raised and this client's next call throws the refusal.
     /// </summary>
     /// <param name="buffer">From <see cref="AllocateAsync"/>.</param>
     /// <param name="writer">The stream the data was written on (synchronised before publishing).</param>
@@ -179,8 +175,8 @@ public sealed partial class TubeClient : IAsyncDisposable
 
         try
         {
+            ThrowOneWayFailure();
             await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
-            await CallAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -188,6 +184,9 @@ public sealed partial class TubeClient : IAsyncDisposable
             throw;
         }
 
+        // One way: the node applies it before anything this client sends later; a failure is reported
+        // by OneWayFailed and the next call. The buffer's use of the slab ends here either way.
+        await Connection.PostAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned)).ConfigureAwait(false);
         buffer.EndSlabUse(); // the buffer no longer uses the slab mapping (its dispose ending it again is a no-op)
         return buffer.Id;
     }
@@ -195,7 +194,10 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <summary>
     /// The data of <paramref name="id"/> on GPU <paramref name="device"/>, read-only: on the GPU that
     /// holds it, its pool memory mapped here (zero copy); on another GPU, a copy the node made once
-    /// over the peer path; if it was evicted, restored first. Dispose the buffer when done.
+    /// over the peer path; if it was evicted, restored first (<see cref="TubeBuffer.Path"/> says which).
+    /// Data that is allocated but not yet published is waited for, up to
+    /// <see cref="TubeClientOptions.PublishWait"/>, so a consumer may ask before its producer is done.
+    /// One round trip. Dispose the buffer when done.
     /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="device">Where the consumer runs.</param>
@@ -203,14 +205,35 @@ public sealed partial class TubeClient : IAsyncDisposable
     public async Task<TubeBuffer> GetAsync(TubeId id, int device = 0, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(device);
-        var ok = await CallAsync(new Get(id, device), cancellationToken).ConfigureAwait(false);
-        return await MapOrReleaseAsync(id, ok.Mapping, writable: false).ConfigureAwait(false);
+        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Get");
+        var ok = await CallAsync(new Get(id, device, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
+        activity?.SetTag("faastube.path", ok.Path.Tag());
+        return await MapOrReleaseAsync(id, ok.Mapping, ok.Path, writable: false).ConfigureAwait(false);
     }
 
-    /// <summary>Releases one lease this client holds on <paramref name="id"/> (a consumer is done).</summary>
+    /// <summary>
+    /// Releases one lease this client holds on <paramref name="id"/> (a consumer is done). One way:
+    /// it returns once the release is on its way; if the node refuses it (no such lease),
+    /// <see cref="OneWayFailed"/> is raised and this client's next call throws the refusal.
+    /// </summary>
     /// <param name="id">The data.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    public Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) => ReleaseLeaseAsync(id, cancellationToken);
+    /// <param name="cancellationToken">Not used: the release is already on its way when a wait could start.</param>
+    public async Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default)
+    {
+        ThrowOneWayFailure();
+        await PostReleaseAsync(id).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Waits until the node has applied every Publish and Release this client sent before, and throws
+    /// the first refusal one of them met (the same one <see cref="OneWayFailed"/> reported).
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    public async Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        await Connection.CallAsync(new Sync(), cancellationToken).ConfigureAwait(false);
+        ThrowOneWayFailure();
+    }
 
     /// <summary>The GPU that holds <paramref name="id"/>, to place its consumer next to it.</summary>
     /// <param name="id">The data.</param>
@@ -224,40 +247,63 @@ public sealed partial class TubeClient : IAsyncDisposable
     public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
         CallAsync(new Delete(id), cancellationToken);
 
-    /// <summary>Sends any request as it is (tests forge requests with it); the node's answer payload, or its error as a <see cref="TubeException"/>.</summary>
-    internal Task<byte[]> CallRawAsync(FrameType type, PayloadWriter payload) => CallAsync(type, payload, CancellationToken.None);
-
-    internal async Task ReleaseLeaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        await CallAsync(new Release(id), cancellationToken).ConfigureAwait(false);
-
-    private async Task TryReleaseAsync(TubeId id)
+    /// <summary>
+    /// Sends any request as it is (tests forge requests with it); the node's answer payload, or its
+    /// error as a <see cref="TubeException"/>. A one-way type returns once applied and throws its refusal.
+    /// </summary>
+    internal async Task<byte[]> CallRawAsync(FrameType type, PayloadWriter payload)
     {
-        try
+        var reply = await Connection.CallRawAsync(type, payload.Memory, CancellationToken.None).ConfigureAwait(false);
+        if (OneWay.Is(type))
         {
-            await ReleaseLeaseAsync(id).ConfigureAwait(false);
+            ThrowOneWayFailure();
         }
-        catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
+
+        return reply;
+    }
+
+    /// <summary>Releases a lease or drops an unfinished allocation (one way; never throws: a lost node took the lease with it).</summary>
+    internal ValueTask PostReleaseAsync(TubeId id) => Connection.PostAsync(new Release(id));
+
+    /// <summary>Drops what this client held on <paramref name="id"/> after a failed Put or Get (one way).</summary>
+    private async Task TryReleaseAsync(TubeId id) => await PostReleaseAsync(id).ConfigureAwait(false);
+
+    /// <summary>A Get's wait for a publish: <see cref="TubeClientOptions.PublishWait"/>, at most half the call timeout (the answer must come before the call gives up).</summary>
+    private int PublishWaitMilliseconds => (int)Math.Min(int.MaxValue, Math.Min(_options.PublishWait.TotalMilliseconds, _options.CallTimeout.TotalMilliseconds / 2));
+
+    private INodeConnection Connection => _connection ?? throw new TubeNodeUnavailableException("The client is not connected.");
+
+    private void OnOneWayFailed(TubeException refused)
+    {
+        _oneWayErrors.Enqueue(refused);
+        OneWayFailed?.Invoke(this, new TubeErrorEventArgs(refused));
+    }
+
+    /// <summary>Throws the oldest one-way refusal not yet reported to a call.</summary>
+    private void ThrowOneWayFailure()
+    {
+        if (_oneWayErrors.TryDequeue(out var refused))
         {
-            // Nothing held, or the node is gone (and with it the lease).
+            throw new TubeException(refused.Error, $"An earlier one-way request failed: {refused.Reason}", refused);
         }
     }
 
     /// <summary>Maps an answer's mapping; when that fails, the lease the node granted for it is released, not left until the connection closes.</summary>
-    private async Task<TubeBuffer> MapOrReleaseAsync(TubeId id, Mapping? mapping, bool writable)
+    private async Task<TubeBuffer> MapOrReleaseAsync(TubeId id, Mapping? mapping, TubePath path, bool writable)
     {
         try
         {
-            return MapReply(id, mapping ?? throw new InvalidDataException($"The node sent no mapping for {id}."), writable);
+            return MapReply(id, mapping ?? throw new InvalidDataException($"The node sent no mapping for {id}."), path, writable);
         }
         catch
         {
-            await TryReleaseAsync(id).ConfigureAwait(false);
+            await PostReleaseAsync(id).ConfigureAwait(false);
             throw;
         }
     }
 
     /// <summary>Maps (device, slab, generation, offset, length, handle) into a buffer: the slab is imported once and cached.</summary>
-    private TubeBuffer MapReply(TubeId id, Mapping m, bool writable)
+    private TubeBuffer MapReply(TubeId id, Mapping m, TubePath path, bool writable)
     {
         var (device, slab, generation, offset, length, handle) = m;
         var use = _mappings.Use((device, slab, generation), () =>
@@ -268,7 +314,7 @@ public sealed partial class TubeClient : IAsyncDisposable
                     : throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened."));
         try
         {
-            return new TubeBuffer(this, id, use.Slab.Slice(offset, length), use, writable);
+            return new TubeBuffer(this, id, use.Slab.Slice(offset, length), use, writable, path);
         }
         catch
         {
@@ -277,18 +323,14 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
     }
 
-    private void OnCloseSlab(byte[] payload)
-    {
-        var (device, slab, generation) = Payload.Read<CloseSlab>(payload);
-        _mappings.CloseRequested((device, slab, generation));
-    }
+    private void OnCloseSlab(CloseSlab close) => _mappings.CloseRequested((close.Device, close.Slab, close.Generation));
 
     /// <summary>Tells the node a slab is closed here (after the table unmapped it).</summary>
     private async Task SlabClosedAsync((int Device, int Slab, int Generation) key)
     {
         try
         {
-            await CallAsync(new SlabClosed(key.Device, key.Slab, key.Generation), CancellationToken.None).ConfigureAwait(false);
+            await Connection.CallAsync(new SlabClosed(key.Device, key.Slab, key.Generation), CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TubeException or TubeNodeUnavailableException)
         {
@@ -296,141 +338,23 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
     }
 
-    /// <summary>One request and its typed answer.</summary>
-    private async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
+    /// <summary>One request and its typed answer; an earlier one-way refusal not yet reported is thrown first.</summary>
+    private Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
         where TReply : IPayload<TReply>
     {
-        var payload = new PayloadWriter();
-        request.Write(payload);
-        return Payload.Read<TReply>(await CallAsync(request.Type, payload, cancellationToken).ConfigureAwait(false));
+        ThrowOneWayFailure();
+        return Connection.CallAsync(request, cancellationToken);
     }
-
-    private async Task<byte[]> CallAsync(FrameType type, PayloadWriter payload, CancellationToken cancellationToken)
-    {
-        if (Volatile.Read(ref _dead) is { } dead)
-        {
-            throw Gone(dead); // a refusal that came before this call is still the refusal
-        }
-
-        uint requestId = Interlocked.Increment(ref _nextRequest);
-        var pending = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[requestId] = pending;
-        try
-        {
-            try
-            {
-                if (type == FrameType.Hello && _socket is { } socket)
-                {
-                    // The window travels with Hello as a descriptor (SCM_RIGHTS), before any other frame.
-                    UnixRights.Send(socket, Frames.Encode(type, requestId, payload.Memory.Span), _window.Descriptor);
-                }
-                else
-                {
-                    await _writer.SendAsync(type, requestId, payload.Memory, cancellationToken).ConfigureAwait(false);
-                }
-            }
-            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or SocketException)
-            {
-                // The node may have closed after telling why (access denied, bad version): let the
-                // reader see that frame first, so the caller gets the reason, not a broken pipe.
-                await Task.WhenAny(_readLoop, Task.Delay(_options.CallTimeout, CancellationToken.None)).ConfigureAwait(false);
-                Fail(e);
-            }
-
-            return await pending.Task.WaitAsync(_options.CallTimeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException e)
-        {
-            throw new TubeNodeUnavailableException($"The node did not answer {type} within {_options.CallTimeout.TotalSeconds:0.#} s.", e);
-        }
-        finally
-        {
-            _pending.TryRemove(requestId, out _);
-        }
-    }
-
-    private async Task ReadLoopAsync()
-    {
-        Exception? error = null;
-        try
-        {
-            while (true)
-            {
-                var frame = await Frames.ReadAsync(_reader, 1 << 20, CancellationToken.None).ConfigureAwait(false);
-                if (frame is not { } f)
-                {
-                    break;
-                }
-
-                if (f.Type == FrameType.CloseSlab)
-                {
-                    OnCloseSlab(f.Payload);
-                    continue;
-                }
-
-                if (f.RequestId == 0 && f.Type == FrameType.Error)
-                {
-                    error = ToException(f.Payload); // the node refused the whole connection
-                    break;
-                }
-
-                if (_pending.TryGetValue(f.RequestId, out var pending))
-                {
-                    if (f.Type == FrameType.Ok)
-                    {
-                        pending.TrySetResult(f.Payload);
-                    }
-                    else
-                    {
-                        pending.TrySetException(ToException(f.Payload));
-                    }
-                }
-            }
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or ObjectDisposedException or InvalidOperationException or SocketException)
-        {
-            error = e;
-        }
-
-        Fail(error ?? new IOException("The node closed the connection."));
-    }
-
-    private static TubeException ToException(byte[] payload)
-    {
-        var (error, message) = Payload.Read<Error>(payload);
-        return new TubeException(error, message);
-    }
-
-    /// <summary>The node is gone: every pending call fails now, every later call at once.</summary>
-    private void Fail(Exception cause)
-    {
-        if (Interlocked.CompareExchange(ref _dead, cause, null) is not null)
-        {
-            return;
-        }
-
-        var gone = Gone(cause);
-        foreach (var pending in _pending.Values)
-        {
-            pending.TrySetException(gone);
-        }
-    }
-
-    /// <summary>What a call gets once the connection is over: the node's refusal as it was sent, else "unavailable".</summary>
-    private static Exception Gone(Exception cause) => cause is TubeException refused
-        ? new TubeException(refused.Error, refused.Reason, refused)
-        : new TubeNodeUnavailableException("The connection to the FaaSTube node was lost.", cause);
 
     /// <summary>Closes the connection (the node releases everything this client held) and the window.</summary>
     public async ValueTask DisposeAsync()
     {
-        Fail(new ObjectDisposedException(nameof(TubeClient)));
+        if (_connection is { } connection)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
 
-        await _writer.CompleteAsync().ConfigureAwait(false);
-        await _readLoop.ConfigureAwait(false);
-        await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
         _mappings.DisposeAll();
-
         _window.Dispose();
         if (_ownsGpus)
         {

@@ -23,6 +23,17 @@ public sealed class TubeClientOptions
     /// <summary>The user the node runs as (checked with SO_PEERCRED before the window is handed over); null: this process's own user or root.</summary>
     public uint? NodeUid { get; set; }
 
+    /// <summary>How long a Get waits for data that is allocated but not yet published (default 30 s; never more than half of <see cref="CallTimeout"/>, and the node may allow less).</summary>
+    public TimeSpan PublishWait { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The longest any call waits for the node before failing (default 60 s).</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(WindowBytes, 8 << 10, nameof(WindowBytes));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(CallTimeout, TimeSpan.Zero, nameof(CallTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(PublishWait, TimeSpan.Zero, nameof(PublishWait));
+    }
 }

@@ -73,3 +73,11 @@ public sealed class TubeNodeUnavailableException : Exception
     {
     }
 }
+
+/// <summary>A refusal the node sent for a one-way request (Publish, Release): <see cref="TubeClient.OneWayFailed"/>.</summary>
+/// <param name="error">The refusal.</param>
+public sealed class TubeErrorEventArgs(TubeException error) : EventArgs
+{
+    /// <summary>The refusal, as the client's next call also throws it.</summary>
+    public TubeException Error { get; } = error;
+}

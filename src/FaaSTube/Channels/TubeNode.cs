@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
 using FaaSTube.Memory;
@@ -216,55 +217,65 @@ public sealed partial class TubeNode : IAsyncDisposable
                 : null;
         var stream = new NetworkStream(socket, ownsSocket: true);
         int maxFrame = Options.MaxFrameBytes;
-        StartSession(PipeReader.Create(stream), PipeWriter.Create(stream), async ct => ToHello(await UnixRights.ReceiveAsync(socket, maxFrame, ct).ConfigureAwait(false)), pid, uid, inProcess: false, refusal, stream);
+        var session = NewSession(pid, uid, inProcess: false);
+        new FramedSession(session, PipeReader.Create(stream), PipeWriter.Create(stream), async ct => ToHello(await UnixRights.ReceiveAsync(socket, maxFrame, ct).ConfigureAwait(false)), stream)
+            .Start(refusal, _stop.Token);
     }
 
     private static HelloFrame? ToHello((byte[] Frame, List<SafeFileHandle> Descriptors)? received) =>
         received is not { } r ? null : new HelloFrame((FrameType)r.Frame[0], BinaryPrimitives.ReadUInt32LittleEndian(r.Frame.AsSpan(1)), r.Frame[5..], r.Descriptors);
 
     /// <summary>
-    /// A client in this process: the same protocol over in-memory pipes, no socket, no IPC. Its
-    /// window goes through the same checks as a remote client's (<paramref name="window"/> is a
-    /// duplicate the node owns from here on).
+    /// A client in this process: no frames, no socket, no IPC; its calls are direct calls into its
+    /// session. Its window goes through the same checks as a remote client's (<paramref name="window"/>
+    /// is a duplicate the node owns from here on). The session ends when <see cref="NodeSession.EndAsync"/> is called.
     /// </summary>
-    internal (PipeReader Reader, PipeWriter Writer) ConnectInProcess(SafeFileHandle window)
+    /// <exception cref="TubeException">The Hello was refused.</exception>
+    internal (NodeSession Session, HelloOk Ok) OpenInProcess(SafeFileHandle window, Hello hello)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var toNode = new Pipe();
-        var toClient = new Pipe();
-        int maxFrame = Options.MaxFrameBytes;
-        async Task<HelloFrame?> Receive(CancellationToken ct)
+        if (Volatile.Read(ref _disposed) != 0)
         {
-            try
-            {
-                return await Frames.ReadAsync(toNode.Reader, maxFrame, ct).ConfigureAwait(false) is { } f
-                    ? new HelloFrame(f.Type, f.RequestId, f.Payload, [window])
-                    : Closed(window);
-            }
-            catch
-            {
-                window.Dispose();
-                throw;
-            }
+            window.Dispose();
+            throw new ObjectDisposedException(nameof(TubeNode));
         }
 
-        StartSession(toNode.Reader, toClient.Writer, Receive, Environment.ProcessId, Interop.Libc.getuid(), inProcess: true, refusal: null, null);
-        return (toClient.Reader, toNode.Writer);
+        var session = NewSession(Environment.ProcessId, Interop.Libc.getuid(), inProcess: true);
+        try
+        {
+            var ok = session.Open(hello, [window]);
+            var stopping = _stop.Token.Register(static s => ((NodeSession)s!).Abort(), session);
+            session.Completion = WaitForEndAsync(session, stopping);
+            return (session, ok);
+        }
+        catch
+        {
+            _ = session.EndAsync(static () => Task.CompletedTask);
+            throw;
+        }
     }
 
-    private static HelloFrame? Closed(SafeFileHandle window)
+    /// <summary>An in-process session's end: when its client disposes, or the node aborts it (then its calls fail, and the client's dispose finds it ended).</summary>
+    private static async Task WaitForEndAsync(NodeSession session, CancellationTokenRegistration stopping)
     {
-        window.Dispose();
-        return null;
+        try
+        {
+            await Task.Delay(Timeout.Infinite, session.Ended).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await stopping.DisposeAsync().ConfigureAwait(false);
+        await session.EndAsync(static () => Task.CompletedTask).ConfigureAwait(false);
     }
 
-    private void StartSession(PipeReader reader, PipeWriter writer, Func<CancellationToken, Task<HelloFrame?>> receiveHello, int pid, uint uid, bool inProcess, string? refusal, IDisposable? transport)
+    private NodeSession NewSession(int pid, uint uid, bool inProcess)
     {
         long id = Interlocked.Increment(ref _nextSession);
-        var session = new NodeSession(this, id, reader, writer, receiveHello, pid, uid, inProcess, transport);
+        var session = new NodeSession(this, id, pid, uid, inProcess);
         _sessions[id] = session;
         ChannelMetrics.Sessions.Add(1);
-        session.Start(refusal, _stop.Token);
+        return session;
     }
 
     /// <summary>
@@ -350,6 +361,29 @@ public sealed partial class TubeNode : IAsyncDisposable
             ? e
             : throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{workflow}'.");
 
+    /// <summary>
+    /// The committed entry of <paramref name="id"/>; one that is allocated but not yet published is
+    /// waited for, up to <paramref name="wait"/> (then, or when it is dropped, <see cref="TubeError.NotFound"/>).
+    /// </summary>
+    internal async ValueTask<DataEntry> FindPublishedAsync(string workflow, TubeId id, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        if (!_directory.TryGetValue((workflow, id), out var entry) || entry.Committed || wait <= TimeSpan.Zero)
+        {
+            return Find(workflow, id);
+        }
+
+        try
+        {
+            await entry.Settled.Task.WaitAsync(wait, Options.TimeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new TubeException(TubeError.NotFound, $"{id} was not published within {wait.TotalSeconds:0.###} s.");
+        }
+
+        return Find(workflow, id);
+    }
+
     internal DataEntry? TryFind(string workflow, TubeId id) => _directory.GetValueOrDefault((workflow, id));
 
     /// <summary>Takes an entry out of the directory and drops the directory's leases: its blocks are freed when no session holds them.</summary>
@@ -363,6 +397,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             }
 
             entry.Removed = true;
+            entry.Settled.TrySetResult();
             _directory.TryRemove(new KeyValuePair<(string, TubeId), DataEntry>((entry.Workflow, entry.Id), entry));
             foreach (var block in entry.Blocks())
             {

@@ -57,6 +57,9 @@ public sealed class TubeNodeOptions
     /// <summary>The longest TTL a client may ask for (default 7 days); longer-lived data is put as pinned.</summary>
     public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>The longest a Get waits for data that is allocated but not yet published (default 60 s; a client may ask for less).</summary>
+    public TimeSpan MaxPublishWait { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Requests one connection may have running at once (default 64); the node reads no further frame of it until one ends.</summary>
     public int MaxRequestsInFlight { get; set; } = 64;
 
@@ -83,6 +86,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxTtl, DefaultTtl, nameof(MaxTtl));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxTtl, TimeSpan.FromDays(3650), nameof(MaxTtl));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRequestsInFlight, nameof(MaxRequestsInFlight));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxPublishWait, TimeSpan.Zero, nameof(MaxPublishWait));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxSessionsPerUser, nameof(MaxSessionsPerUser));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SlabCloseTimeout, TimeSpan.Zero, nameof(SlabCloseTimeout));

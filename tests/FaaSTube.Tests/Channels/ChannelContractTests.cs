@@ -89,8 +89,10 @@ public abstract class ChannelContractTests
             await b.DisposeAsync();
         }
 
+        await Task.WhenAll(consumers.Take(2).Select(c => c.FlushAsync()));
         Assert.IsGreaterThan(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes, "one consumer still reads");
         await buffers[2].DisposeAsync();
+        await consumers[2].FlushAsync(); // the release went one way: applied once the node answers a later call
 
         Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes, "freed at once");
         var error = await Assert.ThrowsAsync<TubeException>(async () => await consumers[0].GetAsync(id));
@@ -126,8 +128,18 @@ public abstract class ChannelContractTests
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.GetAsync(id))).Error, "no existence oracle");
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.WhereAsync(id))).Error);
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await mine.GetAsync(TubeId.NewId()))).Error);
-        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await mine.ReleaseAsync(id))).Error, "a lease not held");
-        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.ReleaseAsync(id))).Error);
+        // Release goes one way: its refusal comes back through FlushAsync (and the next call, and OneWayFailed).
+        var reported = new List<TubeError>();
+        mine.OneWayFailed += (_, e) => reported.Add(e.Error.Error);
+        await mine.ReleaseAsync(id);
+        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await mine.FlushAsync())).Error, "a lease not held");
+        CollectionAssert.AreEqual(new[] { TubeError.NotLeased }, reported, "reported once by the event too");
+        var failed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        theirs.OneWayFailed += (_, _) => failed.TrySetResult();
+        await theirs.ReleaseAsync(id);
+        await failed.Task.WaitAsync(TimeSpan.FromSeconds(30)); // the refusal arrived
+        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.WhereAsync(id))).Error, "the next call throws it");
+        await theirs.FlushAsync(); // reported once, not again
         await using var ok = await mine.GetAsync(id);
     }
 
@@ -154,6 +166,7 @@ public abstract class ChannelContractTests
             Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(second.Memory));
         }
 
+        await consumer.FlushAsync();
         Assert.AreEqual(1L, h.Node.PoolOf(5).GetStatistics().Allocations, "copied once");
         Assert.AreEqual(0L, h.Node.PoolOf(5).GetStatistics().InUseBytes, "the copy went with the last consumer");
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await producer.WhereAsync(id))).Error);

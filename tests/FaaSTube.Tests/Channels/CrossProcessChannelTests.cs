@@ -82,6 +82,7 @@ public sealed class CrossProcessChannelTests
         Assert.AreEqual(before, h.Node.PoolOf(0).GetStatistics().InUseBytes, "the unfinished Put of the killed producer was dropped");
         var back = new byte[1 << 20];
         await client.GetAsync(id, back.AsMemory()); // the killed consumer never released: the data is still there for a live one
+        await client.FlushAsync();
         Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
     }
 
@@ -263,6 +264,7 @@ public sealed class CrossProcessChannelTests
             await using var buffer = await consumer.GetAsync(id);
         }
 
+        await consumer.FlushAsync();
         Assert.AreEqual(1, consumer.SlabsOpened, "five blocks in one slab: one IPC open");
         var pool = h.Node.PoolOf(0);
         var slab = pool.GetSlabs().Single();

@@ -60,6 +60,7 @@ public sealed partial class HostileFuzzTests
         {
             o.LoggerFactory = logs;
             o.Pool.AllocationTimeout = TimeSpan.FromMilliseconds(100); // the fuzz's pace: a size the pool cannot place fails after 0.1 s, not 10 (sizes beyond the device must fail at once: the next test)
+            o.MaxPublishWait = TimeSpan.FromMilliseconds(100); // a Get of the client's own unpublished allocation waits 0.1 s, not 60
         });
         var pool = h.Node.PoolOf(0);
 
@@ -247,11 +248,12 @@ public sealed partial class HostileFuzzTests
             ("a claimed size of -1", Hello(-1), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
             ("a claimed size of 2^62", Hello(1L << 62), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
             ("version 1 (window by name)", Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(1).Str("wf").Str("f").Str("faastube-win.1.x").I64(Size).Memory.Span), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.VersionMismatch),
-            ("version 3", Hello(Size, version: 3), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.VersionMismatch),
+            ("version 2 (Publish and Release answered)", Hello(Size, version: 2), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.VersionMismatch),
+            ("the next version", Hello(Size, version: Frames.Version + 1), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.VersionMismatch),
             ("a workflow of invalid UTF-8", Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Bytes([0x77, 0xC3, 0x28]).Str("f").I64(Size).Memory.Span), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
             ("an empty workflow", Hello(Size, workflow: ""), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
             ("a first frame that is not Hello", Frames.Encode(FrameType.Get, 1, new byte[20]), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
-            ("a truncated Hello", Frames.Encode(FrameType.Hello, 1, [2, 0, 5]), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
+            ("a truncated Hello", Frames.Encode(FrameType.Hello, 1, [(byte)Frames.Version, 0, 5]), [Keep(Memfd(tag, Size, SharedSeals))], TubeError.BadRequest),
             ("an oversized frame", [0x00, 0x00, 0x10, 0x00, 1, 1, 0, 0, 0], [Keep(Memfd(tag, Size, SharedSeals))], TubeError.FrameTooLarge),
             ("a frame of 4 bytes", [4, 0, 0, 0, 1, 1, 0, 0, 0], [], TubeError.FrameTooLarge),
         };
@@ -619,8 +621,9 @@ public sealed partial class HostileFuzzTests
                 hostileIds.Add(own[^1]);
                 slabs.Add((r.I32(), r.I32(), r.I32()));
                 break;
-            case FrameType.Get when reply.Length > 8:
+            case FrameType.Get when reply.Length > 9:
                 r.I64();
+                r.U8(); // the path
                 slabs.Add((r.I32(), r.I32(), r.I32()));
                 break;
         }
@@ -637,7 +640,7 @@ public sealed partial class HostileFuzzTests
         return w;
     }
 
-    private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete];
+    private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete, FrameType.Sync];
 
     /// <summary>One hostile frame: every type, well formed or not, on own, foreign and made-up ids and slabs.</summary>
     private static Generated Generate(Random random, List<TubeId> own, List<(int Device, int Slab, int Generation)> slabs, TubeId[] victimIds)
@@ -656,8 +659,8 @@ public sealed partial class HostileFuzzTests
 
         if (pick < 9)
         {
-            byte unknown = (byte)random.Next(13, 128 + 128 - 3);
-            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 13..127 and 131..255
+            byte unknown = (byte)random.Next(14, 128 + 128 - 3);
+            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 14..127 and 131..255
             if (random.Next(8) == 0)
             {
                 unknown = 0;
@@ -674,7 +677,7 @@ public sealed partial class HostileFuzzTests
         var type = Requests[random.Next(Requests.Length)];
         var (payload, expect, category) = Request(type, random, own, slabs, victimIds);
         int mutation = random.Next(100);
-        if (mutation < 12 && payload.Length > 0)
+        if (mutation < 12 && payload.Length > 0 && type != FrameType.Sync) // Sync has no fields: any bytes are a whole Sync and trailing garbage
         {
             return new(type, $"{type} truncated", payload[..random.Next(payload.Length)], Expect.Error);
         }
@@ -739,7 +742,8 @@ public sealed partial class HostileFuzzTests
                 w.Id(id).I32(Consumers()).I64(Ttl()).U8(wellFormed ? (byte)0 : Pick(random, (byte)0, (byte)1, (byte)2, (byte)255));
                 break;
             case FrameType.Get:
-                w.Id(id).I32(wellFormed ? Pick(random, 0, -1) : Pick(random, 0, -1, 1, -2, int.MaxValue, int.MinValue));
+                w.Id(id).I32(wellFormed ? Pick(random, 0, -1) : Pick(random, 0, -1, 1, -2, int.MaxValue, int.MinValue))
+                    .I32(wellFormed ? 0 : Pick(random, 0, 1, -1, int.MaxValue, int.MinValue)); // the wait: a victim's published data is never waited for
                 break;
             case FrameType.GetToHost:
                 w.Id(id).I64(Offset()).I32(WindowOffset()).I32(PartLength());
@@ -749,6 +753,8 @@ public sealed partial class HostileFuzzTests
             case FrameType.Delete:
                 w.Id(id);
                 break;
+            case FrameType.Sync:
+                return (wellFormed ? [] : random.Bytes(random.Next(1, 40)), Expect.Any, "Sync"); // bytes after its (no) fields are ignored, as after every payload's
             case FrameType.SlabClosed:
                 (int Device, int Slab, int Generation) slab = slabs.Count > 0 && random.Next(2) == 0 ? slabs[random.Next(slabs.Count)] : (0, random.Next(0, 4), random.Next(0, 3));
                 int tweak = random.Next(5);

@@ -82,7 +82,7 @@ public sealed class NodeSafetyTests
         {
             var mine = random.Bytes(Length);
             var id = await reader.PutAsync(mine, new PutOptions { Consumers = 1 });
-            await reader.CallRawAsync(FrameType.Get, new PayloadWriter().Id(id).I32(-1));
+            await reader.CallRawAsync(FrameType.Get, new PayloadWriter().Id(id).I32(-1).I32(0));
             reader.WindowHalf(0).Span[..Length].Clear();
 
             // The copy out and the Release go out back to back; another workflow puts meanwhile.
@@ -274,6 +274,7 @@ public sealed class NodeSafetyTests
 
         Assert.AreEqual(before, pool.GetStatistics().InUseBytes, "no block was registered after its session's cleanup");
         await held.DisposeAsync();
+        await owner.FlushAsync();
         Assert.AreEqual(0, pool.GetStatistics().InUseBytes);
         Assert.AreEqual(0, pool.GetStatistics().Blocks);
     }
@@ -511,6 +512,7 @@ public sealed class NodeSafetyTests
             Assert.AreEqual(1L << 20, got.Memory.Length);
         } // its one consumer is done: the slab is empty
 
+        await consumer.FlushAsync();
         var pool = h.Node.PoolOf(0);
         var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         pool.SlabFreed += (_, _) => freed.TrySetResult();
@@ -524,21 +526,25 @@ public sealed class NodeSafetyTests
     }
 
     [TestMethod]
-    public async Task A_publish_the_node_refuses_leaves_the_allocation_to_the_client_to_release()
+    public async Task A_publish_the_node_refuses_is_reported_and_drops_the_allocation()
     {
         await using var h = await NodeHarness.StartAsync();
         var producer = await h.ConnectAsync(inProcess: false);
         var pool = h.Node.PoolOf(0);
+        int reported = 0;
+        producer.OneWayFailed += (_, e) => reported += e.Error.Error == TubeError.BadRequest ? 1 : 100;
         for (int i = 0; i < 5; i++)
         {
             await using var output = await producer.AllocateAsync(1 << 20);
             using var stream = output.Device.CreateStream();
-            var refused = await Assert.ThrowsAsync<TubeException>(async () =>
-                await producer.PublishAsync(output, stream, new PutOptions { Ttl = TimeSpan.FromDays(365) })); // past MaxTtl
-            Assert.AreEqual(TubeError.BadRequest, refused.Error);
             await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await producer.PublishAsync(output, stream, new PutOptions { Consumers = 0 }));
-        } // each dispose releases the allocation the node refused to publish
+            await producer.PublishAsync(output, stream, new PutOptions { Ttl = TimeSpan.FromDays(365) }); // past MaxTtl: refused on the node, one way
+            var refused = await Assert.ThrowsAsync<TubeException>(async () => await producer.FlushAsync());
+            Assert.AreEqual(TubeError.BadRequest, refused.Error);
+        } // the node dropped each allocation it refused to publish; the buffers' dispose has nothing left to release
 
+        Assert.AreEqual(5, reported, "each refusal raised OneWayFailed once");
+        await producer.FlushAsync();
         Assert.AreEqual(0L, pool.GetStatistics().InUseBytes, "nothing held until the connection closes");
         Assert.AreEqual(0, pool.GetStatistics().Blocks);
     }

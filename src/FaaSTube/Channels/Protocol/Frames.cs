@@ -20,10 +20,22 @@ internal enum FrameType : byte
     Where = 10,
     SlabClosed = 11,
     Delete = 12,
+    Sync = 13,
 
     Ok = 128,
     Error = 129,
     CloseSlab = 130,
+}
+
+/// <summary>The requests that go one way: no <c>Ok</c> comes back, only an <c>Error</c> with their request id when one fails.</summary>
+internal static class OneWay
+{
+    /// <summary>
+    /// Publish and Release: a producer's handoff and a consumer's end cost no round trip. The node
+    /// applies them in the order they arrive, before it reads the next frame, so a later request on
+    /// the same connection sees their effect (<c>Sync</c> waits for exactly that).
+    /// </summary>
+    public static bool Is(FrameType type) => type is FrameType.Publish or FrameType.Release;
 }
 
 /// <summary>
@@ -32,8 +44,8 @@ internal enum FrameType : byte
 /// </summary>
 internal static class Frames
 {
-    /// <summary>2: the window is a descriptor passed with Hello (SCM_RIGHTS), not a file name.</summary>
-    public const ushort Version = 2;
+    /// <summary>3: Publish and Release go one way, Get waits for a publish and reports its path (2: the window became a descriptor passed with Hello).</summary>
+    public const ushort Version = 3;
     public const int HeaderBytes = 9;
 
     /// <summary>The longest workflow, function or tenant name, in UTF-8 bytes.</summary>

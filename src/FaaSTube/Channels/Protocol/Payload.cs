@@ -2,7 +2,7 @@ namespace FaaSTube.Channels.Protocol;
 
 /// <summary>
 /// A payload of the wire protocol (docs/protocol.md): its layout exists once, in its own
-/// <see cref="Write"/> and <see cref="Read"/>, which the node and the client both use.
+/// <see cref="IMessage.Write"/> and <see cref="Read"/>, which the node and the client both use.
 /// <para>Field convention, checked against the doc by tests/FaaSTube.Tests/Channels/ProtocolDocTests.cs:
 /// the fields are the record's primary constructor parameters, in order; a field's doc name is the
 /// parameter's name in kebab-case (<c>WindowOffset</c> is <c>window-offset</c>); its wire type follows
@@ -10,25 +10,32 @@ namespace FaaSTube.Channels.Protocol;
 /// <c>TubeId</c> id, <c>byte[]</c> bytes, an enum by its underlying type, a nested payload by its name
 /// in lower case) unless a <see cref="WireAttribute"/> says otherwise (every string says str or name).</para>
 /// </summary>
-internal interface IPayload<TSelf>
+internal interface IPayload<TSelf> : IMessage
     where TSelf : IPayload<TSelf>
 {
-    /// <summary>Appends the fields, in order.</summary>
-    void Write(PayloadWriter writer);
 
     /// <summary>Reads the fields, in order, with every check that needs no node state; <see cref="InvalidDataException"/> when malformed.</summary>
     static abstract TSelf Read(ref PayloadReader reader);
 }
 
-/// <summary>A request: its frame type, and the payload its <c>Ok</c> answer carries.</summary>
-internal interface IRequest<TReply>
-    where TReply : IPayload<TReply>
+/// <summary>Any payload, written without knowing its type (a reply the node sends back).</summary>
+internal interface IMessage
+{
+    /// <summary>Appends the fields, in order.</summary>
+    void Write(PayloadWriter writer);
+}
+
+/// <summary>Any request, whatever its answer: what the node's session executes.</summary>
+internal interface IRequest : IMessage
 {
     /// <summary>The frame type the request travels as.</summary>
     FrameType Type { get; }
+}
 
-    /// <summary>Appends the fields, in order.</summary>
-    void Write(PayloadWriter writer);
+/// <summary>A request: its frame type, and the payload its <c>Ok</c> answer carries.</summary>
+internal interface IRequest<TReply> : IRequest
+    where TReply : IPayload<TReply>
+{
 }
 
 /// <summary>The wire type of a field where its C# type does not say it (see <see cref="IPayload{TSelf}"/>).</summary>

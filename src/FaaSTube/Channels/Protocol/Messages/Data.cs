@@ -37,3 +37,15 @@ internal readonly record struct Delete(TubeId Id) : IPayload<Delete>, IRequest<E
 
     public static Delete Read(ref PayloadReader reader) => new(reader.Id());
 }
+
+/// <summary>Answered once every request sent before it on the connection was applied (one-way requests' errors arrive before its Ok).</summary>
+internal readonly record struct Sync : IPayload<Sync>, IRequest<Empty>
+{
+    public FrameType Type => FrameType.Sync;
+
+    public void Write(PayloadWriter writer)
+    {
+    }
+
+    public static Sync Read(ref PayloadReader reader) => default;
+}

@@ -1,28 +1,38 @@
 namespace FaaSTube.Channels.Protocol.Messages;
 
-/// <summary>A lease on data for GPU <see cref="Device"/>, or -1 for a read to the host (<see cref="GetToHost"/> parts follow).</summary>
-internal readonly record struct Get(TubeId Id, int Device) : IPayload<Get>, IRequest<GetOk>
+/// <summary>
+/// A lease on data for GPU <see cref="Device"/>, or -1 for a read to the host (<see cref="GetToHost"/>
+/// parts follow). Data allocated but not yet published is waited for, up to <see cref="WaitMilliseconds"/>
+/// (the node caps it at its own limit).
+/// </summary>
+internal readonly record struct Get(TubeId Id, int Device, int WaitMilliseconds) : IPayload<Get>, IRequest<GetOk>
 {
     public FrameType Type => FrameType.Get;
 
-    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Device);
+    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Device).I32(WaitMilliseconds);
 
-    public static Get Read(ref PayloadReader reader) => new(reader.Id(), reader.I32());
+    public static Get Read(ref PayloadReader reader) => new(reader.Id(), reader.I32(), reader.I32());
 }
 
-/// <summary>The data's length and, unless the Get was to the host, where it lies (the payload ends after the length otherwise).</summary>
-internal readonly record struct GetOk(long Length, Mapping? Mapping) : IPayload<GetOk>
+/// <summary>The data's length, the path it took, and, unless the Get was to the host, where it lies (the payload ends after the path otherwise).</summary>
+internal readonly record struct GetOk(long Length, TubePath Path, Mapping? Mapping) : IPayload<GetOk>
 {
     public void Write(PayloadWriter writer)
     {
-        writer.I64(Length);
+        writer.I64(Length).U8((byte)Path);
         Mapping?.Write(writer);
     }
 
     public static GetOk Read(ref PayloadReader reader)
     {
         long length = reader.I64();
-        return new(length, reader.AtEnd ? null : Messages.Mapping.Read(ref reader));
+        var path = (TubePath)reader.U8();
+        if (!Enum.IsDefined(path))
+        {
+            throw new InvalidDataException($"Unknown data path {(byte)path}.");
+        }
+
+        return new(length, path, reader.AtEnd ? null : Messages.Mapping.Read(ref reader));
     }
 }
 

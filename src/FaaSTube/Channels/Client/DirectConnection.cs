@@ -1,0 +1,88 @@
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
+
+namespace FaaSTube.Channels.Client;
+
+/// <summary>
+/// A client in the node's own process: every call is a direct call into its <see cref="NodeSession"/>
+/// (no frames, no pipes, no copies of the request). The session's rules hold as for a socket
+/// client: a request slot per call, the same checks, the same errors.
+/// </summary>
+internal sealed class DirectConnection(NodeSession session, Action<TubeException> oneWayFailed) : INodeConnection
+{
+    public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
+        where TReply : IPayload<TReply> =>
+        (TReply)(await RunAsync(request).WaitAsync(cancellationToken).ConfigureAwait(false));
+
+    public ValueTask PostAsync(IRequest<Empty> request)
+    {
+        var run = RunAsync(request); // a one-way request is applied before this returns (unless every slot is taken)
+        if (run.IsCompleted)
+        {
+            Report(run);
+        }
+        else
+        {
+            _ = run.ContinueWith(Report, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+
+        return default;
+    }
+
+    public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        var reply = await EnterAsync(() => session.ExecuteAsync(type, payload.Span)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var writer = new PayloadWriter();
+        reply.Write(writer);
+        return writer.Memory.ToArray();
+    }
+
+    /// <summary>Ends the session: it cancels what runs, waits for it, and gives back what the client held.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        session.Abort();
+        await session.Completion.ConfigureAwait(false);
+    }
+
+    private Task<IMessage> RunAsync(IRequest request) => EnterAsync(() => session.ExecuteAsync(request));
+
+    private async Task<IMessage> EnterAsync(Func<Task<(IMessage Reply, string Path)>> execute)
+    {
+        try
+        {
+            await session.EnterAsync().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e)
+        {
+            throw Gone(e);
+        }
+
+        try
+        {
+            return (await execute().ConfigureAwait(false)).Reply;
+        }
+        catch (OperationCanceledException e) when (session.Ended.IsCancellationRequested)
+        {
+            throw Gone(e);
+        }
+        finally
+        {
+            session.Exit();
+        }
+    }
+
+    private void Report(Task<IMessage> run)
+    {
+        if (run.Exception?.InnerException is TubeException refused)
+        {
+            oneWayFailed(refused);
+        }
+        else
+        {
+            _ = run.Exception; // the node is gone: the next call says so
+        }
+    }
+
+    private static TubeNodeUnavailableException Gone(Exception cause) =>
+        new("The FaaSTube node in this process stopped, or this client was closed.", cause);
+}

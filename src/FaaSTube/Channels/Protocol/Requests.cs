@@ -1,0 +1,25 @@
+using FaaSTube.Channels.Protocol.Messages;
+
+namespace FaaSTube.Channels.Protocol;
+
+/// <summary>From a frame to its request record: the one place a request's type picks its reader (the socket and in-process raw calls use it alike).</summary>
+internal static class Requests
+{
+    /// <summary>The request a frame carries; <see cref="TubeException"/> BadRequest for a type that is not a request, <see cref="InvalidDataException"/> for a malformed payload.</summary>
+    public static IRequest Decode(FrameType type, ReadOnlySpan<byte> payload) => type switch
+    {
+        FrameType.PutBegin => Payload.Read<PutBegin>(payload),
+        FrameType.PutPart => Payload.Read<PutPart>(payload),
+        FrameType.PutCommit => Payload.Read<PutCommit>(payload),
+        FrameType.Allocate => Payload.Read<Allocate>(payload),
+        FrameType.Publish => Payload.Read<Publish>(payload),
+        FrameType.Get => Payload.Read<Get>(payload),
+        FrameType.GetToHost => Payload.Read<GetToHost>(payload),
+        FrameType.Release => Payload.Read<Release>(payload),
+        FrameType.Where => Payload.Read<Where>(payload),
+        FrameType.SlabClosed => Payload.Read<SlabClosed>(payload),
+        FrameType.Delete => Payload.Read<Delete>(payload),
+        FrameType.Sync => Payload.Read<Sync>(payload),
+        _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
+    };
+}
