@@ -103,7 +103,11 @@ public sealed class TubePutWriter : IBufferWriter<byte>, IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until a window slot is ready for <see cref="GetMemory"/> (returns at once when the current one has room).</summary>
+    /// <summary>
+    /// Waits until <see cref="GetMemory"/> with any size hint will not need to wait: a slot is current,
+    /// and the next is rented when the rest may not fit. It never waits while holding a slot: if the
+    /// next one is not free yet, what the current slot holds is sent first (a shorter part).
+    /// </summary>
     /// <param name="cancellationToken">Stops the wait (parts already sent stay in flight; dispose the writer to drop the Put).</param>
     /// <exception cref="TubeException">The node refused a part already sent (the Put cannot complete).</exception>
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
@@ -115,11 +119,21 @@ public sealed class TubePutWriter : IBufferWriter<byte>, IAsyncDisposable
             ExceptionDispatchInfo.Throw(failure);
         }
 
-        if (_current is null && Written < Length)
+        // After this, GetMemory with any size hint succeeds without waiting: a slot is current, and
+        // the next one is rented too when the rest might not fit in the current one's room.
+        if (Written < Length && (_current is null || Length - Written > _slots.SlotBytes - _filled))
         {
             _next ??= RentNext();
+            if (!_next.IsCompleted && _current is not null)
+            {
+                SendCurrent(); // never wait for a slot while holding one: a longer rental queued first may need it
+            }
+
             await _next.WaitAsync(cancellationToken).ConfigureAwait(false);
-            TryTakeNext();
+            if (_current is null)
+            {
+                TryTakeNext();
+            }
         }
     }
 

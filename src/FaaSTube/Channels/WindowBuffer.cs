@@ -14,7 +14,9 @@ namespace FaaSTube.Channels;
 /// Once the buffer is put or disposed, <see cref="Memory"/> and every <see cref="Memory{T}"/> taken
 /// from it throw <see cref="ObjectDisposedException"/> when their span is asked for; a
 /// <see cref="Span{T}"/> taken earlier must not be used after that (the range may already hold
-/// another Put's data). Its contents when rented are whatever the window held last.
+/// another Put's data). Its contents when rented are whatever the window held last. Renting waits
+/// while the window is lent: do not wait for a second rental while holding a buffer (as with two
+/// locks, two callers doing so can wait for each other).
 /// </remarks>
 public sealed class WindowBuffer : IMemoryOwner<byte>
 {
