@@ -8,6 +8,8 @@ switch (args.FirstOrDefault())
         return await PoolTrace.RunAsync(args[1..]);
     case "channel-handoff":
         return await FaaSTube.Bench.Channels.HandoffScenario.RunAsync(args[1..]);
+    case "put-host":
+        return await FaaSTube.Bench.Channels.PutHostScenario.RunAsync(args[1..]);
     case "node-soak":
         return await FaaSTube.Bench.Channels.NodeSoakScenario.RunAsync(args[1..]);
     case "handoff-consumer":

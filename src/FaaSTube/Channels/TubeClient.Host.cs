@@ -1,57 +1,144 @@
+using FaaSTube.Channels.Client;
 using FaaSTube.Channels.Protocol.Messages;
 
 namespace FaaSTube.Channels;
 
-/// <summary>The client's host-data path: Put from host memory and Get to host memory through the window.</summary>
+/// <summary>
+/// The client's host-data path through the window (shared memory the node registered once and DMAs
+/// to and from), cut into slots (<see cref="WindowSlots"/>): a Put from window memory
+/// (<see cref="RentWindowAsync"/>, <see cref="CreatePutWriterAsync"/>) copies nothing on the host; a
+/// Put from ordinary memory copies each slot with several threads while the node DMAs the slot
+/// before; a Get to host memory copies each slot out while the next parts are in flight.
+/// </summary>
 public sealed partial class TubeClient
 {
-    /// <summary>Copies host data onto the GPU (through the pinned window, under the node's transfer scheduler) and returns its id.</summary>
+    private WindowSlots? _slots;
+    private long _hostBytesCopied;
+
+    /// <summary>The longest <see cref="WindowBuffer"/> <see cref="RentWindowAsync"/> hands out (the window's whole slots).</summary>
+    public int MaxWindowBufferLength => Slots.MaxRangeBytes;
+
+    /// <summary>Bytes per window slot: the most a <see cref="TubePutWriter"/>'s <see cref="TubePutWriter.GetMemory"/> returns, and the largest size hint it takes.</summary>
+    public int WindowSlotLength => Slots.SlotBytes;
+
+    /// <summary>Bytes this client copied on the host between caller memory and its window (a Put or Get from window memory adds none).</summary>
+    internal long HostBytesCopied => Interlocked.Read(ref _hostBytesCopied);
+
+    /// <summary>Window slots rented now (by buffers, writers and parts in flight).</summary>
+    internal int WindowSlotsInUse => Slots.InUse;
+
+    /// <summary>The whole window (tests read what the node copied into it).</summary>
+    internal Memory<byte> WindowMemory => _window.Memory;
+
+    private WindowSlots Slots => Volatile.Read(ref _slots) ?? CreateSlots();
+
+    /// <summary>
+    /// Rents <paramref name="length"/> bytes of the window to write a Put's data into in place: then
+    /// <see cref="PutAsync(WindowBuffer, PutOptions?, CancellationToken)"/> sends it by DMA alone. Waits
+    /// while the window is in use by other buffers, writers and parts.
+    /// </summary>
+    /// <param name="length">1 to <see cref="MaxWindowBufferLength"/> bytes.</param>
+    /// <param name="cancellationToken">Stops the wait (nothing is rented then).</param>
+    /// <returns>The buffer: put it, or dispose it.</returns>
+    public async ValueTask<WindowBuffer> RentWindowAsync(int length, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if (length > Slots.MaxRangeBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"The window lends at most {Slots.MaxRangeBytes} bytes at once (TubeClientOptions.WindowBytes); use CreatePutWriterAsync for more.");
+        }
+
+        var range = await Slots.RentAsync(Slots.SlotsFor(length), cancellationToken).ConfigureAwait(false);
+        return new WindowBuffer(Slots, range, _window.Memory.Slice(Slots.Offset(range), length));
+    }
+
+    /// <summary>
+    /// Puts the data written into a rented window buffer onto the GPU: the node DMAs it from the window,
+    /// nothing is copied on the host. The Put takes the buffer over, whether it succeeds or not: its
+    /// range goes back to the window once the node has read it.
+    /// </summary>
+    /// <param name="buffer">From <see cref="RentWindowAsync"/> of this client, neither put nor disposed; all of its <see cref="WindowBuffer.Length"/> bytes are the data.</param>
+    /// <param name="options">Consumers, TTL, placement, pinning, SLO.</param>
+    /// <param name="cancellationToken">Cancels before the copy or the commit (the unfinished data is dropped).</param>
+    /// <exception cref="ObjectDisposedException">The buffer was put or disposed already.</exception>
+    /// <exception cref="ArgumentException">The buffer is another client's.</exception>
+    public async Task<TubeId> PutAsync(WindowBuffer buffer, PutOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        var range = buffer.TakeForPut(Slots);
+        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
+        PendingPut put;
+        try
+        {
+            put = await PendingPut.BeginAsync(this, buffer.Length, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Slots.Return(range);
+            throw;
+        }
+
+        put.Send(0, Slots.Offset(range), buffer.Length, () => Slots.Return(range));
+        return await put.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Starts a Put of <paramref name="length"/> bytes written straight into the window, slot by slot,
+    /// for data larger than a rented buffer or produced as a stream: see <see cref="TubePutWriter"/>.
+    /// </summary>
+    /// <param name="length">The data's length (at least one byte).</param>
+    /// <param name="options">Consumers, TTL, placement, pinning, SLO.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <returns>The writer: complete it (the id) or dispose it (the data is dropped).</returns>
+    public async Task<TubePutWriter> CreatePutWriterAsync(long length, PutOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        var put = await PendingPut.BeginAsync(this, length, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
+        return new TubePutWriter(Slots, _window.Memory, put, length);
+    }
+
+    /// <summary>
+    /// Copies host data onto the GPU and returns its id: each window slot is filled by several threads
+    /// while the node DMAs the slot before (under its transfer scheduler). To skip the host copy,
+    /// write into the window instead (<see cref="RentWindowAsync"/>, <see cref="CreatePutWriterAsync"/>).
+    /// </summary>
     /// <param name="data">The bytes.</param>
     /// <param name="options">Consumers, TTL, placement, pinning, SLO.</param>
     /// <param name="cancellationToken">Stops between parts (the unfinished data is dropped).</param>
     public async Task<TubeId> PutAsync(ReadOnlyMemory<byte> data, PutOptions? options = null, CancellationToken cancellationToken = default)
     {
-        options ??= new PutOptions();
         if (data.IsEmpty)
         {
             throw new ArgumentException("Put needs at least one byte.", nameof(data));
         }
 
         using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
-        var id = (await CallAsync(new PutBegin(data.Length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)).Id;
-        try
+        await using var writer = await CreatePutWriterAsync(data.Length, options, cancellationToken).ConfigureAwait(false);
+        for (int offset = 0; offset < data.Length;)
         {
-            var parts = new List<Task>();
-            int part = 0;
-            for (long offset = 0; offset < data.Length; offset += _window.HalfBytes, part++)
-            {
-                int half = part % 2;
-                int length = (int)Math.Min(_window.HalfBytes, data.Length - offset);
-                await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false); // the node is done with this half
-                _window.CopyIn(half, data.Span.Slice((int)offset, length));
-                var request = new PutPart(id, offset, half * _window.HalfBytes, length, "", options.Transfer?.Slo?.Ticks ?? 0);
-                parts.Add(ReleaseAfter(CallAsync(request, cancellationToken), _halves[half]));
-            }
+            await writer.FlushAsync(cancellationToken).ConfigureAwait(false); // a free slot; the slot before is in flight
+            var slot = writer.GetMemory();
+            CopyCounted(data.Slice(offset, slot.Length), slot, "to-window");
+            writer.Advance(slot.Length);
+            offset += slot.Length;
+        }
 
-            await Task.WhenAll(parts).ConfigureAwait(false);
-            await CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken).ConfigureAwait(false);
-            return id;
-        }
-        catch (Exception e) when (e is not TubeNodeUnavailableException)
-        {
-            await TryReleaseAsync(id).ConfigureAwait(false); // drop the unfinished data
-            throw;
-        }
+        return await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Copies the data of <paramref name="id"/> to host memory (DMA into the window), then releases this consumer's lease.</summary>
+    /// <summary>
+    /// Copies the data of <paramref name="id"/> to host memory, then releases this consumer's lease:
+    /// the node DMAs parts into window slots, and each slot is copied out by several threads while the
+    /// next parts are in flight.
+    /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="destination">At least as long as the data.</param>
-    /// <param name="cancellationToken">Cancels between parts.</param>
+    /// <param name="cancellationToken">Stops between parts (the lease is released all the same).</param>
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         long length = (await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false)).Length;
+        var parts = new List<Task>();
         try
         {
             if (destination.Length < length)
@@ -59,53 +146,62 @@ public sealed partial class TubeClient
                 throw new ArgumentException($"The destination has {destination.Length} bytes; {id} has {length}.", nameof(destination));
             }
 
-            var parts = new List<Task>();
-            int part = 0;
-            for (long offset = 0; offset < length; offset += _window.HalfBytes, part++)
+            for (long offset = 0; offset < length; offset += Slots.SlotBytes)
             {
-                int half = part % 2;
-                int n = (int)Math.Min(_window.HalfBytes, length - offset);
-                await _halves[half].WaitAsync(cancellationToken).ConfigureAwait(false);
-                var slice = destination.Slice((int)offset, n);
-                var request = new GetToHost(id, offset, half * _window.HalfBytes, n);
-                parts.Add(CopyOutAfter(CallAsync(request, cancellationToken), half, slice));
+                cancellationToken.ThrowIfCancellationRequested();
+                int n = (int)Math.Min(Slots.SlotBytes, length - offset);
+                var range = await Slots.RentAsync(1, cancellationToken).ConfigureAwait(false);
+                parts.Add(CopyOutAfterAsync(new GetToHost(id, offset, Slots.Offset(range), n), range, destination.Slice((int)offset, n)));
             }
 
             await Task.WhenAll(parts).ConfigureAwait(false);
         }
         finally
         {
+            await Task.WhenAll(parts).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // no slot is reused under the node's DMA
             await TryReleaseAsync(id).ConfigureAwait(false);
         }
 
         return length;
     }
 
-    /// <summary>One half of the window (tests read what the node copied into it).</summary>
-    internal Memory<byte> WindowHalf(int half) => _window.Half(half);
+    internal async Task<TubeId> BeginPutAsync(long length, int device, CancellationToken cancellationToken) =>
+        (await CallAsync(new PutBegin(length, device), cancellationToken).ConfigureAwait(false)).Id;
 
-    private static async Task ReleaseAfter(Task call, SemaphoreSlim half)
+    /// <summary>One part, waited for whatever the caller's cancellation (its window range is in the node's hands until answered).</summary>
+    internal Task PutPartAsync(TubeId id, long offset, int windowOffset, int length, long sloTicks) =>
+        CallAsync(new PutPart(id, offset, windowOffset, length, "", sloTicks), CancellationToken.None);
+
+    internal Task CommitPutAsync(TubeId id, PutOptions options, CancellationToken cancellationToken) =>
+        CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken);
+
+    /// <summary>Drops an unfinished Put (nothing happens if the node has forgotten it or is gone).</summary>
+    internal Task DropAsync(TubeId id) => TryReleaseAsync(id);
+
+    private WindowSlots CreateSlots()
+    {
+        Interlocked.CompareExchange(ref _slots, new WindowSlots(_window.Length), null);
+        return _slots;
+    }
+
+    private async Task CopyOutAfterAsync(GetToHost part, WindowRange range, Memory<byte> destination)
     {
         try
         {
-            await call.ConfigureAwait(false);
+            await CallAsync(part, CancellationToken.None).ConfigureAwait(false);
+            CopyCounted(_window.Memory.Slice(part.WindowOffset, part.Length), destination, "from-window");
         }
         finally
         {
-            half.Release();
+            Slots.Return(range);
         }
     }
 
-    private async Task CopyOutAfter(Task call, int half, Memory<byte> destination)
+    /// <summary>The one host copy between caller memory and the window, in parallel, counted.</summary>
+    private void CopyCounted(ReadOnlyMemory<byte> source, Memory<byte> destination, string direction)
     {
-        try
-        {
-            await call.ConfigureAwait(false);
-            _window.CopyOut(half, destination.Span);
-        }
-        finally
-        {
-            _halves[half].Release();
-        }
+        HostCopy.Copy(source, destination);
+        Interlocked.Add(ref _hostBytesCopied, source.Length);
+        ChannelMetrics.HostCopyBytes.Add(source.Length, new KeyValuePair<string, object?>("faastube.direction", direction));
     }
 }

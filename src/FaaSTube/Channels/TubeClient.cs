@@ -25,7 +25,6 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly TubeNode? _inProcessNode;
     private readonly bool _ownsGpus;
     private readonly ClientWindow _window;
-    private readonly SemaphoreSlim[] _halves = [new(1, 1), new(1, 1)];
     private readonly ClientMappings _mappings;
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
     private INodeConnection? _connection;

@@ -83,7 +83,7 @@ public sealed class NodeSafetyTests
             var mine = random.Bytes(Length);
             var id = await reader.PutAsync(mine, new PutOptions { Consumers = 1 });
             await reader.CallRawAsync(FrameType.Get, new PayloadWriter().Id(id).I32(-1).I32(0));
-            reader.WindowHalf(0).Span[..Length].Clear();
+            reader.WindowMemory.Span[..Length].Clear();
 
             // The copy out and the Release go out back to back; another workflow puts meanwhile.
             var copy = reader.CallRawAsync(FrameType.GetToHost, new PayloadWriter().Id(id).I64(0).I32(0).I32(Length));
@@ -94,11 +94,11 @@ public sealed class NodeSafetyTests
             try
             {
                 await copy;
-                CollectionAssert.AreEqual(mine, reader.WindowHalf(0)[..Length].ToArray(), $"round {round}: the copy read its own data, whole");
+                CollectionAssert.AreEqual(mine, reader.WindowMemory[..Length].ToArray(), $"round {round}: the copy read its own data, whole");
             }
             catch (TubeException e) when (e.Error is TubeError.BadRequest or TubeError.NotLeased)
             {
-                Assert.IsFalse(reader.WindowHalf(0).Span[..Length].ContainsAnyExcept((byte)0), $"round {round}: a refused copy wrote nothing");
+                Assert.IsFalse(reader.WindowMemory.Span[..Length].ContainsAnyExcept((byte)0), $"round {round}: a refused copy wrote nothing");
             }
         }
     }
