@@ -12,7 +12,9 @@ namespace FaaSTube.Bench.Channels;
 /// as "control-floor-peer"), p50/p99 of the round trip, over (a) a blocking Unix socket, blocking
 /// Send/Receive on a dedicated thread in each process, no async machinery: the baseline the project
 /// measures itself against; (b) the control ring (Channels/Transport/ControlRing.cs), spin then futex;
-/// (c) the control ring with no spin (every wait sleeps on the futex: the cost of a wake-up).
+/// (c) the control ring with no spin (every wait sleeps on the futex: the cost of a wake-up); and,
+/// as a reference that no scheduler is in, (d) both ends of a ring in one thread of this process
+/// (request, its echo, the reply: the ring's own software cost per round trip, no hand-off).
 /// Same run, same message size, the same round trips after the same warm-up for each.
 /// <code>FAASTUBE_BACKEND=simulated dotnet run -c Release --project bench/FaaSTube.Bench -- control-floor [--iterations 20000] [--warmup 2000] [--bytes 64]</code>
 /// </summary>
@@ -38,6 +40,7 @@ internal static class ControlFloorScenario
         var socket = OnThread(() => SocketPings(connection, warmup, iterations, bytes));
         var ring = OnThread(() => RingPings(connection, warmup, iterations, bytes, spin: true));
         var sleeping = OnThread(() => RingPings(connection, warmup, iterations, bytes, spin: false));
+        var inline = OnThread(() => InlinePings(warmup, iterations, bytes));
         if (!peer.WaitForExit(30_000) || peer.ExitCode != 0)
         {
             Console.Error.WriteLine($"control-floor: the peer failed: {peer.StandardError.ReadToEnd()}");
@@ -51,6 +54,7 @@ internal static class ControlFloorScenario
         Row("blocking Unix socket (baseline)", socket, socket);
         Row("control ring (spin, then futex)", ring, socket);
         Row("control ring, no spin (futex every wait)", sleeping, socket);
+        Row("reference: both ring ends in one thread (no hand-off)", inline, socket);
         return 0;
     }
 
@@ -150,6 +154,35 @@ internal static class ControlFloorScenario
         }
 
         ReceiveExactly(connection, new byte[1]); // the peer let go of this ring
+        return times;
+    }
+
+    private static double[] InlinePings(int warmup, int iterations, int bytes)
+    {
+        using var client = ControlRing.Create(RingCapacity);
+        int fd = FaaSTube.Native.Interop.Libc.fcntl((int)client.Descriptor.DangerousGetHandle(), FaaSTube.Native.Interop.Libc.F_DUPFD_CLOEXEC, 0);
+        using var node = ControlRing.Adopt(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true), client.TotalBytes);
+        var message = new byte[bytes];
+        var times = new double[iterations];
+        for (int i = -warmup; i < iterations; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            client.Send(FrameType.Get, (uint)i, message, Bound);
+            var request = node.Receive(bytes, Bound);
+            node.Send(FrameType.Ok, request.RequestId, request.Payload, Bound);
+            var reply = client.Receive(bytes, Bound);
+            double us = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+            if (reply.RequestId != (uint)i)
+            {
+                throw new InvalidOperationException("the inline echo is out of step");
+            }
+
+            if (i >= 0)
+            {
+                times[i] = us;
+            }
+        }
+
         return times;
     }
 
