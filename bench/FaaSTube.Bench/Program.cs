@@ -14,6 +14,10 @@ switch (args.FirstOrDefault())
         return await FaaSTube.Bench.Channels.NodeSoakScenario.RunAsync(args[1..]);
     case "handoff-consumer":
         return await FaaSTube.Bench.Channels.HandoffScenario.ConsumerMainAsync(args[1..]);
+    case "control-floor":
+        return await FaaSTube.Bench.Channels.ControlFloorScenario.RunAsync(args[1..]);
+    case "control-floor-peer":
+        return await FaaSTube.Bench.Channels.ControlFloorScenario.PeerMainAsync(args[1..]);
     case "routing-matrix":
         return await FaaSTube.Bench.Routing.BandwidthMatrixScenario.RunAsync(args[1..]);
     case "completion-cpu":

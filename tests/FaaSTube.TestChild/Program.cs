@@ -19,6 +19,7 @@
 //   tube-publish-forever <socket> <workflow> <length>               Allocate, "id <id>", fill, Publish, Delete, again; "ready" after the first
 //   tube-gethost-forever <socket> <workflow> <id> <checksum>        Get to host and check, again and again; "ready" after the first (exit 3 on a mismatch)
 //   tube-get-forever <socket> <workflow> <id> <checksum>            Get on GPU 0, checksum there, release, again; "ready" after the first
+//   ring-client <socket> <seed> <count> <capacity>                 the client's side of a control ring (RingClient.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
@@ -29,6 +30,11 @@ using FaaSTube.Kernels;
 if (args.Length == 0 || args[0] == "exit")
 {
     return 0;
+}
+
+if (args[0] == "ring-client")
+{
+    return RingClient.Run(args);
 }
 
 if (args[0].StartsWith("tube-", StringComparison.Ordinal))
