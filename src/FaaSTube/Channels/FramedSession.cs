@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Channels.Transport;
 using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels;
@@ -13,13 +14,22 @@ internal sealed record HelloFrame(FrameType Type, uint RequestId, byte[] Payload
 /// then one frame read per free request slot, each request executed by the <see cref="NodeSession"/>
 /// and answered with <c>Ok</c> or <c>Error</c> (one-way requests only with <c>Error</c>), pushes written
 /// through the one <see cref="FrameWriter"/>, and the session's end when the connection ends.
+/// <para>With a control ring (a second descriptor with Hello), requests also arrive on the ring and
+/// are answered on it, in the same slots; the socket stays for the handshake, pushes and liveness:
+/// its close ends the session, and so does a ring the client corrupts or stops reading.</para>
 /// </summary>
 internal sealed class FramedSession
 {
+    /// <summary>The largest control ring a client may bring: 1 MiB a direction.</summary>
+    private static readonly long MaxRingBytes = ControlRingLayout.TotalBytes(1 << 20);
+
     private readonly NodeSession _session;
     private readonly PipeReader _reader;
     private readonly FrameWriter _writer;
     private readonly Func<CancellationToken, Task<HelloFrame?>> _receiveHello;
+    private ControlRing? _ring;
+    private ControlRingReceiver? _ringRequests;
+    private ControlRingSender? _ringReplies;
 
     public FramedSession(NodeSession session, PipeReader reader, PipeWriter writer, Func<CancellationToken, Task<HelloFrame?>> receiveHello, IDisposable? transport)
     {
@@ -36,6 +46,7 @@ internal sealed class FramedSession
 
     private async Task RunAsync(string? refusal, CancellationToken stop)
     {
+        Task ringLoop = Task.CompletedTask;
         using var stopping = stop.Register(static s => ((NodeSession)s!).Abort(), _session);
         var ended = _session.Ended;
         var options = _session.Node.Options;
@@ -52,9 +63,22 @@ internal sealed class FramedSession
                 return;
             }
 
+            if (_ring is not null)
+            {
+                ringLoop = RingLoopAsync(ended);
+            }
+
             while (true)
             {
-                await _session.EnterAsync().ConfigureAwait(false);
+                // Without a ring, a slot first: the next frame is not read before one is free. With
+                // one, requests come on the ring and the socket waits for rare frames (SlabClosed, or
+                // its close) without holding a slot: at most one frame read ahead waits for a slot.
+                bool ringMode = _ring is not null;
+                if (!ringMode)
+                {
+                    await _session.EnterAsync().ConfigureAwait(false);
+                }
+
                 (FrameType Type, uint RequestId, byte[] Payload)? frame;
                 try
                 {
@@ -62,14 +86,27 @@ internal sealed class FramedSession
                 }
                 catch
                 {
-                    _session.Exit();
+                    if (!ringMode)
+                    {
+                        _session.Exit();
+                    }
+
                     throw;
                 }
 
                 if (frame is not { } f)
                 {
-                    _session.Exit();
+                    if (!ringMode)
+                    {
+                        _session.Exit();
+                    }
+
                     return; // the client closed
+                }
+
+                if (ringMode)
+                {
+                    await _session.EnterAsync().ConfigureAwait(false);
                 }
 
                 _ = HandleAsync(f.Type, f.RequestId, f.Payload); // gives its slot back when done
@@ -90,6 +127,49 @@ internal sealed class FramedSession
         finally
         {
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
+            await ringLoop.ConfigureAwait(false);
+            _ringRequests?.Dispose(); // every request has ended: nothing answers on the ring any more
+            _ring?.Dispose();
+        }
+    }
+
+    /// <summary>Requests on the control ring, one per free slot, as on the socket; a corrupt ring ends the session.</summary>
+    private async Task RingLoopAsync(CancellationToken ended)
+    {
+        try
+        {
+            while (true)
+            {
+                await _session.EnterAsync().ConfigureAwait(false);
+                ControlFrame frame;
+                try
+                {
+                    frame = await _ringRequests!.ReadAsync(ended).ConfigureAwait(false);
+                }
+                catch
+                {
+                    _session.Exit();
+                    throw;
+                }
+
+                _ = HandleAsync(frame.Type, frame.RequestId, frame.Payload, onRing: true);
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            await SendErrorQuietlyAsync(0, TubeError.BadRequest, $"The control ring was corrupted: {e.Message}").ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException or ObjectDisposedException)
+        {
+            // The session is ending.
+        }
+        catch (Exception e)
+        {
+            _session.Node.InternalError("the control ring", _session.Id, e);
+        }
+        finally
+        {
+            _session.Abort();
         }
     }
 
@@ -127,7 +207,13 @@ internal sealed class FramedSession
             var request = hello.Type == FrameType.Hello
                 ? Payload.Read<Hello>(hello.Payload) // a wrong version first: VersionMismatch
                 : throw new TubeException(TubeError.BadRequest, "The first frame must be Hello.");
-            ok = _session.Open(request, hello.Descriptors);
+            var window = hello.Descriptors;
+            if (request.RingBytes != 0)
+            {
+                window = AdoptRing(request.RingBytes, hello.Descriptors);
+            }
+
+            ok = _session.Open(request, window);
         }
         catch (Exception e)
         {
@@ -136,17 +222,45 @@ internal sealed class FramedSession
                 descriptor.Dispose(); // Open closes them itself; a Hello it never saw has them still open
             }
 
+            _ring?.Dispose();
+            _ring = null;
+
             var refused = e as TubeException ?? new TubeException(TubeError.BadRequest, e.Message);
             await SendErrorQuietlyAsync(hello.RequestId, refused.Error, refused.Reason).ConfigureAwait(false);
             return false;
+        }
+
+        if (_ring is { } ring)
+        {
+            _ringRequests = new ControlRingReceiver(ring, _session.Node.Options.MaxFrameBytes, name: $"faastube-session-{_session.Id}");
+            _ringReplies = new ControlRingSender(ring, _session.Node.Options.StalledClientTimeout, _ => _session.Abort());
         }
 
         await _writer.SendAsync(FrameType.Ok, hello.RequestId, Payload.Writer(ok).Memory, CancellationToken.None).ConfigureAwait(false);
         return true;
     }
 
-    /// <summary>One request: decoded, executed, answered (a one-way request only when it failed); its slot is given back at the end.</summary>
-    private async Task HandleAsync(FrameType type, uint requestId, byte[] payload)
+    /// <summary>The control ring: the second of exactly two descriptors, checked and mapped (<see cref="ControlRing.Adopt"/>); the window's alone is left for the session.</summary>
+    private IReadOnlyList<SafeFileHandle> AdoptRing(long ringBytes, IReadOnlyList<SafeFileHandle> descriptors)
+    {
+        if (descriptors.Count != 2)
+        {
+            throw new TubeException(TubeError.BadRequest, $"Hello with a control ring must carry two descriptors, the window and the ring; it carried {descriptors.Count}.");
+        }
+
+        if (ringBytes < 0 || ringBytes > MaxRingBytes)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A control ring of {ringBytes} bytes is over the node's limit of {MaxRingBytes}.");
+        }
+
+        _ring = descriptors[1].IsInvalid
+            ? throw new TubeException(TubeError.OutOfMemory, "The node could not take the control ring's descriptor (it is out of descriptors); try again.")
+            : ControlRing.Adopt(descriptors[1], ringBytes);
+        return [descriptors[0]];
+    }
+
+    /// <summary>One request: decoded, executed, answered where it came from (a one-way request only when it failed); its slot is given back at the end.</summary>
+    private async Task HandleAsync(FrameType type, uint requestId, byte[] payload, bool onRing = false)
     {
         try
         {
@@ -158,11 +272,15 @@ internal sealed class FramedSession
 
             var writer = new PayloadWriter();
             reply.Write(writer);
-            await SendAsync(FrameType.Ok, requestId, writer.Memory).ConfigureAwait(false);
+            await AnswerAsync(onRing, FrameType.Ok, requestId, writer.Memory).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_session.Ended.IsCancellationRequested)
         {
             // The session ended under the request: cancelled, nobody is there to answer.
+        }
+        catch (TubeException e) when (onRing)
+        {
+            await AnswerAsync(onRing, FrameType.Error, requestId, ErrorPayload(e.Error, e.Reason)).ConfigureAwait(false);
         }
         catch (TubeException e)
         {
@@ -178,8 +296,35 @@ internal sealed class FramedSession
         }
     }
 
+    /// <summary>An answer on the ring (in order, never blocking: ControlRingSender.cs) or on the socket; a connection already closed is nobody to answer.</summary>
+    private async Task AnswerAsync(bool onRing, FrameType type, uint requestId, ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            if (onRing)
+            {
+                _ringReplies!.Send(type, requestId, payload.Span);
+            }
+            else
+            {
+                await SendAsync(type, requestId, payload).ConfigureAwait(false);
+            }
+        }
+        catch (InvalidDataException)
+        {
+            _session.Abort(); // the client corrupted the reply ring's counters
+        }
+        catch (Exception e) when (e is ObjectDisposedException or IOException)
+        {
+            // The connection is closed: the session is ending, nobody is there to answer.
+        }
+    }
+
+    private static ReadOnlyMemory<byte> ErrorPayload(TubeError error, string message) =>
+        Payload.Writer(new Error(error, message.Length > 2000 ? message[..2000] : message)).Memory;
+
     private Task SendErrorAsync(uint requestId, TubeError error, string message) =>
-        SendAsync(FrameType.Error, requestId, Payload.Writer(new Error(error, message.Length > 2000 ? message[..2000] : message)).Memory).AsTask();
+        SendAsync(FrameType.Error, requestId, ErrorPayload(error, message)).AsTask();
 
     private async Task SendErrorQuietlyAsync(uint requestId, TubeError error, string message)
     {

@@ -89,7 +89,8 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
 
         var client = new TubeClient(options, window, null);
-        var connection = new FramedConnection(socket, options.CallTimeout, client.OnCloseSlab, client.OnOneWayFailed);
+        var ring = options.ControlRingBytes > 0 ? ControlRing.Create(options.ControlRingBytes) : null;
+        var connection = new FramedConnection(socket, ring, options.CallTimeout, client.OnCloseSlab, client.OnOneWayFailed);
         client._connection = connection;
         return await client.StartAsync(() => connection.HelloAsync(client.NewHello(), window.Descriptor, cancellationToken)).ConfigureAwait(false);
     }
@@ -113,7 +114,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         }).ConfigureAwait(false);
     }
 
-    private Hello NewHello() => new(Frames.Version, _options.Workflow, _options.Function, _window.Length);
+    private Hello NewHello() => new(Frames.Version, _options.Workflow, _options.Function, _window.Length, RingBytes: 0);
 
     private async Task<TubeClient> StartAsync(Func<Task<HelloOk>> hello)
     {

@@ -26,6 +26,15 @@ public sealed class TubeClientOptions
     /// <summary>How long a Get waits for data that is allocated but not yet published (default 30 s; never more than half of <see cref="CallTimeout"/>, and the node may allow less).</summary>
     public TimeSpan PublishWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The shared-memory control ring's size per direction (a power of two, 4 KiB to 1 MiB; default
+    /// 64 KiB); 0: requests go over the socket. With a ring, requests and answers after the handshake
+    /// cross in shared memory (no system call while both sides are busy); the socket still carries
+    /// the handshake and the node's pushes, and its close is how either side sees the other die.
+    /// In-process clients use neither: they call the node directly.
+    /// </summary>
+    public int ControlRingBytes { get; set; } = 64 << 10;
+
     /// <summary>The longest any call waits for the node before failing (default 60 s).</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -35,5 +44,9 @@ public sealed class TubeClientOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(WindowBytes, 8 << 10, nameof(WindowBytes));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(CallTimeout, TimeSpan.Zero, nameof(CallTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(PublishWait, TimeSpan.Zero, nameof(PublishWait));
+        if (ControlRingBytes != 0 && (ControlRingBytes < 4 << 10 || ControlRingBytes > 1 << 20 || (ControlRingBytes & (ControlRingBytes - 1)) != 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(ControlRingBytes), ControlRingBytes, "A control ring holds a power of two from 4 KiB to 1 MiB (or 0: none).");
+        }
     }
 }

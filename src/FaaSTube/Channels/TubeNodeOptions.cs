@@ -72,6 +72,9 @@ public sealed class TubeNodeOptions
     /// <summary>How long a new connection has to send Hello with its window (default 5 s); then it is closed.</summary>
     public TimeSpan HelloTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long the node waits for a client to take its answers off its control ring when the ring is full (default 5 s); then the session is ended.</summary>
+    public TimeSpan StalledClientTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The clock of TTLs (default: the system's).</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -90,6 +93,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxSessionsPerUser, nameof(MaxSessionsPerUser));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SlabCloseTimeout, TimeSpan.Zero, nameof(SlabCloseTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(StalledClientTimeout, TimeSpan.Zero, nameof(StalledClientTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));

@@ -5,14 +5,21 @@ using FaaSTube.Topology;
 
 namespace FaaSTube.Tests.Channels;
 
-/// <summary>Put/Get/Allocate/Publish/Release through a node, over the socket (<see cref="SocketChannelTests"/>) and in process (<see cref="InProcessChannelTests"/>): the same results.</summary>
+/// <summary>
+/// Put/Get/Allocate/Publish/Release through a node, over the socket with the control ring
+/// (<see cref="RingChannelTests"/>) and without it (<see cref="SocketChannelTests"/>), and in process
+/// by direct calls (<see cref="InProcessChannelTests"/>): the same results.
+/// </summary>
 public abstract class ChannelContractTests
 {
     public TestContext TestContext { get; set; } = null!;
 
     private protected abstract bool InProcess { get; }
 
-    private Task<TubeClient> Connect(NodeHarness h, string workflow = "wf") => h.ConnectAsync(InProcess, workflow);
+    /// <summary>The client's control ring per direction; 0: none (requests over the socket).</summary>
+    private protected virtual int ControlRingBytes => 0;
+
+    private Task<TubeClient> Connect(NodeHarness h, string workflow = "wf") => h.ConnectAsync(InProcess, workflow, controlRingBytes: ControlRingBytes);
 
     [TestMethod]
     public async Task Put_then_get_on_the_same_gpu_is_zero_copy_and_byte_exact()
@@ -240,4 +247,12 @@ public sealed class InProcessChannelTests : ChannelContractTests
 public sealed class SocketChannelTests : ChannelContractTests
 {
     private protected override bool InProcess => false;
+}
+
+[TestClass]
+public sealed class RingChannelTests : ChannelContractTests
+{
+    private protected override bool InProcess => false;
+
+    private protected override int ControlRingBytes => 64 << 10;
 }

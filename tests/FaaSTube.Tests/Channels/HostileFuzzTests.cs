@@ -215,7 +215,7 @@ public sealed partial class HostileFuzzTests
         string tag = $"hostile-{Guid.NewGuid():N}"[..20];
         const long Size = 64 << 10;
         byte[] Hello(long windowBytes, ushort version = Frames.Version, string workflow = "wf") =>
-            Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(version).Str(workflow).Str("f").I64(windowBytes).Memory.Span);
+            Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(version).Str(workflow).Str("f").I64(windowBytes).I64(0).Memory.Span);
 
         string regular = Path.Combine(Path.GetTempPath(), tag + ".file");
         string shmRegular = Path.Combine("/dev/shm", tag + ".shm");
@@ -787,9 +787,11 @@ public sealed partial class HostileFuzzTests
 
     private static T Pick<T>(Random random, params T[] values) => values[random.Next(values.Length)];
 
+    /// <summary>A client; hostile ones send their frames on the socket (the control ring refuses what is not a frame type before it is sent: its own hostile tests are ControlRingTests and RingSessionTests).</summary>
     private static async Task<TubeClient> ConnectAsync(NodeHarness h, string workflow, string function) =>
         await TubeClient.ConnectAsync(new TubeClientOptions
         {
+            ControlRingBytes = workflow is "hostile" or "leaver" ? 0 : 64 << 10,
             SocketPath = h.Socket,
             Workflow = workflow,
             Function = function,

@@ -367,7 +367,7 @@ public sealed class NodeSafetyTests
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
         using var window = Memfd(1 << 20, seal: true);
-        UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Str("wf").Str("f").I64(1 << 20).Memory.Span), window);
+        UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Str("wf").Str("f").I64(1 << 20).I64(0).Memory.Span), window);
 
         // Requests whose answers pile up unread until the socket's buffers are full and replies block.
         var where = Frames.Encode(FrameType.Where, 2, new PayloadWriter().Id(TubeId.NewId()).Memory.Span);

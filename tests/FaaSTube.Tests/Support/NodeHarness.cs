@@ -34,10 +34,11 @@ internal sealed class NodeHarness : IAsyncDisposable
         return new NodeHarness(await TubeNode.StartAsync(options)) { Clock = clock };
     }
 
-    public async Task<TubeClient> ConnectAsync(bool inProcess, string workflow = "wf", string function = "f", int windowBytes = 2 << 20)
+    public async Task<TubeClient> ConnectAsync(bool inProcess, string workflow = "wf", string function = "f", int windowBytes = 2 << 20, int controlRingBytes = 64 << 10)
     {
         var options = new TubeClientOptions
         {
+            ControlRingBytes = controlRingBytes,
             SocketPath = Socket,
             Workflow = workflow,
             Function = function,

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels.Client;
@@ -11,7 +12,9 @@ namespace FaaSTube.Channels.Client;
 /// <summary>
 /// A client's connection over the node's Unix socket: requests go out as frames through the one
 /// <see cref="FrameWriter"/>, answers are matched to their request ids by one read loop, and pushes
-/// (CloseSlab) and one-way failures go to their handlers. Two-way requests take ids 1..2^31-1,
+/// (CloseSlab) and one-way failures go to their handlers. With a control ring (handed to the node
+/// with Hello), every request after Hello goes out on the ring and its answer comes back on it; the
+/// socket still carries the node's pushes and tells when the node is gone. Two-way requests take ids 1..2^31-1,
 /// one-way requests ids with the top bit set: an <c>Error</c> with such an id is a one-way failure,
 /// with nothing to remember per request. When the connection ends, every pending and later call fails.
 /// </summary>
@@ -25,13 +28,18 @@ internal sealed class FramedConnection : INodeConnection
     private readonly TimeSpan _callTimeout;
     private readonly Action<CloseSlab> _closeSlab;
     private readonly Action<TubeException> _oneWayFailed;
+    private readonly ControlRing? _ring;
+    private ControlRingSender? _ringRequests;
+    private ControlRingReceiver? _ringAnswers;
     private Task _readLoop = Task.CompletedTask;
+    private Task _ringLoop = Task.CompletedTask;
     private uint _nextRequest;
     private Exception? _dead;
 
-    public FramedConnection(Socket socket, TimeSpan callTimeout, Action<CloseSlab> closeSlab, Action<TubeException> oneWayFailed)
+    public FramedConnection(Socket socket, ControlRing? ring, TimeSpan callTimeout, Action<CloseSlab> closeSlab, Action<TubeException> oneWayFailed)
     {
         _socket = socket;
+        _ring = ring;
         var stream = new NetworkStream(socket, ownsSocket: true);
         _reader = PipeReader.Create(stream);
         _writer = new FrameWriter(PipeWriter.Create(stream), stream);
@@ -40,12 +48,21 @@ internal sealed class FramedConnection : INodeConnection
         _oneWayFailed = oneWayFailed;
     }
 
-    /// <summary>Starts reading and sends Hello with the window's descriptor attached (SCM_RIGHTS), before any other frame.</summary>
+    /// <summary>Starts reading and sends Hello with the window's descriptor attached (SCM_RIGHTS), and the ring's after it, before any other frame.</summary>
     public async Task<HelloOk> HelloAsync(Hello hello, SafeFileHandle window, CancellationToken cancellationToken)
     {
         _readLoop = Task.Run(ReadLoopAsync, CancellationToken.None);
-        var payload = Payload.Writer(hello);
-        return Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.Hello, payload.Memory, window, cancellationToken).ConfigureAwait(false));
+        var payload = Payload.Writer(hello with { RingBytes = _ring?.TotalBytes ?? 0 });
+        SafeHandle[] descriptors = _ring is null ? [window] : [window, _ring.Descriptor];
+        var ok = Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.Hello, payload.Memory, descriptors, cancellationToken).ConfigureAwait(false));
+        if (_ring is { } ring)
+        {
+            _ringAnswers = new ControlRingReceiver(ring, 1 << 20, name: "faastube-client-ring");
+            _ringRequests = new ControlRingSender(ring, _callTimeout, Fail);
+            _ringLoop = Task.Run(RingLoopAsync, CancellationToken.None);
+        }
+
+        return ok;
     }
 
     public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
@@ -68,7 +85,7 @@ internal sealed class FramedConnection : INodeConnection
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
         try
         {
-            await _writer.SendAsync(request.Type, id, payload.Memory, CancellationToken.None).ConfigureAwait(false);
+            await SendAsync(request.Type, id, payload.Memory, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or SocketException)
         {
@@ -84,12 +101,24 @@ internal sealed class FramedConnection : INodeConnection
         }
 
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
-        await _writer.SendAsync(type, id, payload, cancellationToken).ConfigureAwait(false);
+        await SendAsync(type, id, payload, cancellationToken).ConfigureAwait(false);
         await CallAsync(new Sync(), cancellationToken).ConfigureAwait(false); // its error, if any, was read before Sync's Ok
         return [];
     }
 
-    private async Task<byte[]> SendAndWaitAsync(FrameType type, ReadOnlyMemory<byte> payload, SafeFileHandle? descriptor, CancellationToken cancellationToken)
+    /// <summary>A frame on the ring once there is one (in order, never blocking), else on the socket.</summary>
+    private ValueTask SendAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        if (_ringRequests is { } ring)
+        {
+            ring.Send(type, requestId, payload.Span);
+            return default;
+        }
+
+        return _writer.SendAsync(type, requestId, payload, cancellationToken);
+    }
+
+    private async Task<byte[]> SendAndWaitAsync(FrameType type, ReadOnlyMemory<byte> payload, SafeHandle[]? descriptors, CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _dead) is { } dead)
         {
@@ -108,16 +137,16 @@ internal sealed class FramedConnection : INodeConnection
         {
             try
             {
-                if (descriptor is not null)
+                if (descriptors is not null)
                 {
-                    UnixRights.Send(_socket, Frames.Encode(type, requestId, payload.Span), descriptor);
+                    UnixRights.Send(_socket, Frames.Encode(type, requestId, payload.Span), descriptors);
                 }
                 else
                 {
-                    await _writer.SendAsync(type, requestId, payload, cancellationToken).ConfigureAwait(false);
+                    await SendAsync(type, requestId, payload, cancellationToken).ConfigureAwait(false);
                 }
             }
-            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or SocketException)
+            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or SocketException or InvalidDataException)
             {
                 // The node may have closed after telling why (access denied, bad version): let the
                 // reader see that frame first, so the caller gets the reason, not a broken pipe.
@@ -162,27 +191,7 @@ internal sealed class FramedConnection : INodeConnection
                     break;
                 }
 
-                if ((f.RequestId & OneWayBit) != 0)
-                {
-                    if (f.Type == FrameType.Error)
-                    {
-                        _oneWayFailed(ToException(f.Payload));
-                    }
-
-                    continue;
-                }
-
-                if (_pending.TryGetValue(f.RequestId, out var pending))
-                {
-                    if (f.Type == FrameType.Ok)
-                    {
-                        pending.TrySetResult(f.Payload);
-                    }
-                    else
-                    {
-                        pending.TrySetException(ToException(f.Payload));
-                    }
-                }
+                Dispatch(f.Type, f.RequestId, f.Payload);
             }
         }
         catch (Exception e) when (e is IOException or InvalidDataException or ObjectDisposedException or InvalidOperationException or SocketException)
@@ -191,6 +200,49 @@ internal sealed class FramedConnection : INodeConnection
         }
 
         Fail(error ?? new IOException("The node closed the connection."));
+    }
+
+    /// <summary>Answers from the control ring, as from the socket; a ring the node broke ends the connection.</summary>
+    private async Task RingLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var f = await _ringAnswers!.ReadAsync().ConfigureAwait(false);
+                Dispatch(f.Type, f.RequestId, f.Payload);
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or System.Threading.Channels.ChannelClosedException or ObjectDisposedException or OperationCanceledException)
+        {
+            Fail(e);
+        }
+    }
+
+    /// <summary>An answer to its pending call, or a one-way request's failure to the handler (an answer nobody waits for any more is dropped).</summary>
+    private void Dispatch(FrameType type, uint requestId, byte[] payload)
+    {
+        if ((requestId & OneWayBit) != 0)
+        {
+            if (type == FrameType.Error)
+            {
+                _oneWayFailed(ToException(payload));
+            }
+
+            return;
+        }
+
+        if (_pending.TryGetValue(requestId, out var pending))
+        {
+            if (type == FrameType.Ok)
+            {
+                pending.TrySetResult(payload);
+            }
+            else
+            {
+                pending.TrySetException(ToException(payload));
+            }
+        }
     }
 
     private static TubeException ToException(byte[] payload)
@@ -226,5 +278,8 @@ internal sealed class FramedConnection : INodeConnection
         await _writer.CompleteAsync().ConfigureAwait(false);
         await _readLoop.ConfigureAwait(false);
         await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
+        _ringAnswers?.Dispose(); // its loop ends with the channel
+        await _ringLoop.ConfigureAwait(false);
+        _ring?.Dispose();
     }
 }

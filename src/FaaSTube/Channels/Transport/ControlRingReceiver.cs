@@ -19,6 +19,7 @@ internal sealed class ControlRingReceiver : IDisposable
     private readonly Channel<ControlFrame> _frames;
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
+    private int _disposed;
 
     /// <summary>Starts the receiving thread; it owns no ring: dispose the ring after this.</summary>
     public ControlRingReceiver(ControlRing ring, int maxPayloadBytes, int queuedFrames = 64, string name = "faastube-control-ring")
@@ -50,6 +51,11 @@ internal sealed class ControlRingReceiver : IDisposable
     /// <summary>Stops the thread (it is woken at once) and waits for it to leave the ring.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stop.Cancel();
         _thread.Join();
         _stop.Dispose();

@@ -33,20 +33,29 @@ internal static class UnixRights
     private const int SoPeerCred = 17;
 
     /// <summary>Sends <paramref name="frame"/> (a whole frame, header included) with <paramref name="descriptor"/> attached to its first byte.</summary>
-    public static unsafe void Send(Socket socket, ReadOnlySpan<byte> frame, SafeHandle descriptor)
+    public static void Send(Socket socket, ReadOnlySpan<byte> frame, SafeHandle descriptor) => Send(socket, frame, [descriptor]);
+
+    /// <summary>Sends <paramref name="frame"/> with <paramref name="descriptors"/> (one to four), in order, attached to its first byte.</summary>
+    public static unsafe void Send(Socket socket, ReadOnlySpan<byte> frame, IReadOnlyList<SafeHandle> descriptors)
     {
-        bool added = false;
-        descriptor.DangerousAddRef(ref added);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(descriptors.Count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(descriptors.Count, 4);
+        int added = 0;
         try
         {
-            int space = Interop.Libc.ControlSpace(sizeof(int));
+            int space = Interop.Libc.ControlSpace(sizeof(int) * descriptors.Count);
             byte* control = stackalloc byte[space];
             new Span<byte>(control, space).Clear();
             var header = (Interop.Libc.ControlHeader*)control;
-            header->Length = (nuint)Interop.Libc.ControlLength(sizeof(int));
+            header->Length = (nuint)Interop.Libc.ControlLength(sizeof(int) * descriptors.Count);
             header->Level = Interop.Libc.SOL_SOCKET;
             header->Type = Interop.Libc.SCM_RIGHTS;
-            *(int*)(control + ControlHeaderBytes) = (int)descriptor.DangerousGetHandle();
+            for (; added < descriptors.Count; added++)
+            {
+                bool ok = false;
+                descriptors[added].DangerousAddRef(ref ok);
+                ((int*)(control + ControlHeaderBytes))[added] = (int)descriptors[added].DangerousGetHandle();
+            }
 
             int sent = 0;
             fixed (byte* bytes = frame)
@@ -79,9 +88,9 @@ internal static class UnixRights
         }
         finally
         {
-            if (added)
+            for (int i = 0; i < added; i++)
             {
-                descriptor.DangerousRelease();
+                descriptors[i].DangerousRelease();
             }
         }
     }

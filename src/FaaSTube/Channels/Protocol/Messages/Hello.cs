@@ -2,13 +2,17 @@ using FaaSTube.Devices;
 
 namespace FaaSTube.Channels.Protocol.Messages;
 
-/// <summary>The first frame of a connection; the window's descriptor travels with it (SCM_RIGHTS, src/FaaSTube/Channels/Transport/UnixRights.cs).</summary>
-internal readonly record struct Hello(ushort Version, [Wire("name")] string Workflow, [Wire("name")] string Function, long WindowBytes)
+/// <summary>
+/// The first frame of a connection; the window's descriptor travels with it (SCM_RIGHTS,
+/// src/FaaSTube/Channels/Transport/UnixRights.cs), and the control ring's after it when
+/// <see cref="RingBytes"/> is not 0 (src/FaaSTube/Channels/Transport/ControlRing.cs).
+/// </summary>
+internal readonly record struct Hello(ushort Version, [Wire("name")] string Workflow, [Wire("name")] string Function, long WindowBytes, long RingBytes)
     : IPayload<Hello>, IRequest<HelloOk>
 {
     public FrameType Type => FrameType.Hello;
 
-    public void Write(PayloadWriter writer) => writer.U16(Version).Str(Workflow).Str(Function).I64(WindowBytes);
+    public void Write(PayloadWriter writer) => writer.U16(Version).Str(Workflow).Str(Function).I64(WindowBytes).I64(RingBytes);
 
     /// <summary>The version first: a peer of another version gets <see cref="TubeError.VersionMismatch"/>, whatever follows.</summary>
     public static Hello Read(ref PayloadReader reader)
@@ -19,7 +23,7 @@ internal readonly record struct Hello(ushort Version, [Wire("name")] string Work
             throw new TubeException(TubeError.VersionMismatch, $"The node speaks protocol {Frames.Version}; the client {version}.");
         }
 
-        return new(version, reader.Name(), reader.Name(), reader.I64());
+        return new(version, reader.Name(), reader.Name(), reader.I64(), reader.I64());
     }
 }
 
