@@ -163,6 +163,7 @@ public abstract class ChannelContractTests
         await using (var first = await consumer.GetAsync(id, device: 5))
         {
             Assert.AreEqual(5, first.Device.Ordinal);
+            Assert.AreEqual(TubePath.PeerCopy, first.Path);
             using var stream = first.Device.CreateStream();
             Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(first.Memory));
         }
@@ -193,9 +194,13 @@ public abstract class ChannelContractTests
         for (int i = 0; i < 5; i++)
         {
             var reader = await Connect(h);
-            await using var buffer = await reader.GetAsync(id);
-            using var stream = buffer.Device.CreateStream();
-            Assert.AreEqual(DataChecksum.Compute(weights), await stream.ChecksumAsync(buffer.Memory));
+            await using (var buffer = await reader.GetAsync(id))
+            {
+                using var stream = buffer.Device.CreateStream();
+                Assert.AreEqual(DataChecksum.Compute(weights), await stream.ChecksumAsync(buffer.Memory));
+            }
+
+            await reader.FlushAsync(); // its release (one way) is applied
         }
 
         await owner.DeleteAsync(id);
@@ -220,6 +225,55 @@ public abstract class ChannelContractTests
     }
 
     [TestMethod]
+    public async Task A_get_of_data_not_yet_published_waits_for_the_publish()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        var data = random.Bytes((1 << 20) + 3);
+        await using var output = await producer.AllocateAsync(data.Length);
+
+        var get = consumer.GetAsync(output.Id);
+        await consumer.FlushAsync(); // the node has read the Get: it is waiting
+        Assert.IsFalse(get.IsCompleted, "nothing to map before the publish");
+
+        using var stream = output.Device.CreateStream();
+        await stream.CopyAsync(data, output.Memory);
+        var id = await producer.PublishAsync(output, stream);
+        await using var got = await get.WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(id, got.Id);
+        Assert.AreEqual(TubePath.ZeroCopy, got.Path);
+        using var reader = got.Device.CreateStream();
+        Assert.AreEqual(DataChecksum.Compute(data), await reader.ChecksumAsync(got.Memory), "the producer's bytes, complete");
+    }
+
+    [TestMethod]
+    public async Task A_get_that_waits_for_a_publish_ends_with_NotFound_when_its_wait_runs_out_or_the_allocation_is_dropped()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.MaxPublishWait = TimeSpan.FromSeconds(10));
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        var never = await producer.AllocateAsync(4096);
+        var get = consumer.GetAsync(never.Id);
+        await consumer.FlushAsync();
+        h.Clock.Advance(TimeSpan.FromSeconds(9));
+        await consumer.FlushAsync();
+        Assert.IsFalse(get.IsCompleted, "still within the node's limit");
+        h.Clock.Advance(TimeSpan.FromSeconds(2));
+        var timedOut = await Assert.ThrowsAsync<TubeException>(async () => await get.WaitAsync(ChildProcess.Timeout));
+        Assert.AreEqual(TubeError.NotFound, timedOut.Error);
+        StringAssert.Contains(timedOut.Message, "not published within 10 s");
+
+        var dropped = consumer.GetAsync(never.Id);
+        await consumer.FlushAsync();
+        await never.DisposeAsync(); // the producer gives up: its allocation goes
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await dropped.WaitAsync(ChildProcess.Timeout))).Error);
+        await producer.FlushAsync();
+        Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
+    }
+
+    [TestMethod]
     public async Task Evicted_data_is_restored_on_get()
     {
         var random = Seeds.Create(TestContext);
@@ -227,10 +281,17 @@ public abstract class ChannelContractTests
         var client = await Connect(h);
         var first = random.Bytes(12 << 20);
         var second = random.Bytes(12 << 20);
-        var a = await client.PutAsync(first);
+        var a = await client.PutAsync(first, new PutOptions { Consumers = 2 });
         await client.PutAsync(second); // does not fit beside the first: it is evicted
 
         Assert.AreEqual(1L, h.Node.PoolOf(0).GetStatistics().Evictions);
+        await using (var restored = await client.GetAsync(a))
+        {
+            Assert.AreEqual(TubePath.Restored, restored.Path, "brought back from host memory, then mapped");
+            using var stream = restored.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(first), await stream.ChecksumAsync(restored.Memory));
+        }
+
         var back = new byte[first.Length];
         await client.GetAsync(a, back.AsMemory());
         CollectionAssert.AreEqual(first, back);

@@ -1,0 +1,205 @@
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using FaaSTube.Channels;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Transport;
+using FaaSTube.Tests.Support;
+using static FaaSTube.Channels.Transport.ControlRingLayout;
+
+namespace FaaSTube.Tests.Channels;
+
+/// <summary>
+/// Sessions whose requests come on the control ring, against a client that writes what it likes into
+/// the shared memory or stops reading: its session ends, nobody else notices. The ring's own rules are
+/// ControlRingTests; the contract of every call over the ring is RingChannelTests.
+/// </summary>
+[TestClass]
+public sealed class RingSessionTests
+{
+    private const int Capacity = 4096;
+
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    public async Task A_corrupted_ring_ends_its_own_session_and_no_other()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var healthy = await h.ConnectAsync(inProcess: false);
+        var id = await healthy.PutAsync(random.Bytes(10_000));
+
+        await using var hostile = await RawRingClient.ConnectAsync(h);
+        var ended = h.SessionEnded(hostile.SessionId);
+        Assert.AreEqual(TubeError.NotFound, await hostile.WhereAsync(TubeId.NewId()), "a well-formed request on the ring is answered on it");
+
+        var header = hostile.RequestRingHeader();
+        random.NextBytes(header);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[ProducerSequenceOffset..], BinaryPrimitives.ReadUInt64LittleEndian(header) | (1UL << 63)); // never a plausible count
+        hostile.WakeNode();
+
+        var (error, message) = await hostile.ConnectionErrorAsync();
+        TestContext.WriteLine($"{error}: {message}");
+        Assert.AreEqual(TubeError.BadRequest, error);
+        StringAssert.Contains(message, "control ring");
+        await ended.WaitAsync(ChildProcess.Timeout);
+
+        Assert.AreEqual(0, await healthy.WhereAsync(id), "the healthy client's ring and session are untouched");
+        Assert.AreEqual(1, h.Node.SessionCount);
+    }
+
+    [TestMethod]
+    public async Task A_client_that_never_takes_its_answers_off_the_ring_is_ended_and_stalls_nobody()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.StalledClientTimeout = TimeSpan.FromMilliseconds(300));
+        var healthy = await h.ConnectAsync(inProcess: false);
+        var id = await healthy.PutAsync(new byte[4096]);
+
+        await using var stalled = await RawRingClient.ConnectAsync(h);
+        var ended = h.SessionEnded(stalled.SessionId);
+        int sent = stalled.FloodWithoutReading(FrameType.Where, new PayloadWriter().Id(id).Memory.Span);
+        TestContext.WriteLine($"{sent} requests on the ring, no answer read");
+        Assert.IsGreaterThan(Capacity / RecordBytes(8), sent, "more requests than the answer ring can hold");
+
+        await ended.WaitAsync(ChildProcess.Timeout); // the node gave up on it after StalledClientTimeout
+        Assert.AreEqual(0, await healthy.WhereAsync(id), "meanwhile and after, the node serves others");
+        Assert.AreEqual(1, h.Node.SessionCount);
+    }
+
+    [TestMethod]
+    public async Task Hello_with_a_ring_needs_exactly_two_descriptors_and_a_ring_layout()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        using var window = SharedWindow.Create(64 << 10);
+        using var ring = ControlRing.Create(Capacity);
+
+        var (error, message) = await RawRingClient.HelloAsync(h, window.Length, ring.TotalBytes, [window.Descriptor]);
+        Assert.AreEqual(TubeError.BadRequest, error, message);
+        StringAssert.Contains(message, "two descriptors");
+
+        (error, message) = await RawRingClient.HelloAsync(h, window.Length, ring.TotalBytes + 1, [window.Descriptor, ring.Descriptor]);
+        Assert.AreEqual(TubeError.BadRequest, error, message);
+
+        (error, message) = await RawRingClient.HelloAsync(h, window.Length, TotalBytes(16 << 20), [window.Descriptor, ring.Descriptor]);
+        Assert.AreEqual(TubeError.BadRequest, error, message);
+        StringAssert.Contains(message, "limit");
+
+        (error, message) = await RawRingClient.HelloAsync(h, window.Length, ring.TotalBytes, [window.Descriptor, window.Descriptor]);
+        Assert.AreEqual(TubeError.BadRequest, error, "the window passed again as the ring: not of the ring's size");
+        Assert.AreEqual(0, h.Node.SessionCount, "every refused Hello closed its connection");
+    }
+
+    /// <summary>A client made by hand: a socket, a window and a ring, a Hello with both descriptors; requests on the ring.</summary>
+    private sealed class RawRingClient : IAsyncDisposable
+    {
+        private readonly Socket _socket;
+        private readonly SharedWindow _window;
+        private readonly ControlRing _ring;
+        private readonly PipeReader _reader;
+
+        private RawRingClient(Socket socket, SharedWindow window, ControlRing ring, long sessionId)
+        {
+            _socket = socket;
+            _window = window;
+            _ring = ring;
+            _reader = PipeReader.Create(new NetworkStream(socket));
+            SessionId = sessionId;
+        }
+
+        public long SessionId { get; }
+
+        public static async Task<RawRingClient> ConnectAsync(NodeHarness h)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
+            var window = SharedWindow.Create(64 << 10);
+            var ring = ControlRing.Create(Capacity);
+            UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, HelloPayload(window.Length, ring.TotalBytes)), [window.Descriptor, ring.Descriptor]);
+            var client = new RawRingClient(socket, window, ring, 0);
+            var ok = await client.ReadSocketAsync();
+            Assert.AreEqual(FrameType.Ok, ok.Type);
+            var r = new PayloadReader(ok.Payload);
+            r.U16();
+            return new RawRingClient(socket, window, ring, r.I64());
+        }
+
+        /// <summary>A Hello with the given sizes and descriptors on a connection of its own: the node's refusal.</summary>
+        public static async Task<(TubeError, string)> HelloAsync(NodeHarness h, long windowBytes, long ringBytes, System.Runtime.InteropServices.SafeHandle[] descriptors)
+        {
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
+            UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, HelloPayload(windowBytes, ringBytes)), descriptors);
+            var reader = PipeReader.Create(new NetworkStream(socket));
+            using var timeout = new CancellationTokenSource(ChildProcess.Timeout);
+            var reply = await Frames.ReadAsync(reader, 1 << 16, timeout.Token);
+            Assert.IsNotNull(reply);
+            Assert.AreEqual(FrameType.Error, reply.Value.Type);
+            var r = new PayloadReader(reply.Value.Payload);
+            var error = ((TubeError)r.U16(), r.Str());
+            Assert.IsNull(await Frames.ReadAsync(reader, 1 << 16, timeout.Token), "and then the node closed the connection");
+            return error;
+        }
+
+        private static ReadOnlySpan<byte> HelloPayload(long windowBytes, long ringBytes) =>
+            new PayloadWriter().U16(Frames.Version).Str("wf").Str("raw").I64(windowBytes).I64(ringBytes).Memory.Span;
+
+        /// <summary>Where on the ring; the node's error code (or 0 for Ok).</summary>
+        public async Task<TubeError?> WhereAsync(TubeId id)
+        {
+            _ring.Send(FrameType.Where, 7, new PayloadWriter().Id(id).Memory.Span, ChildProcess.Timeout);
+            var answer = await Task.Run(() => _ring.Receive(1 << 16, ChildProcess.Timeout));
+            Assert.AreEqual(7u, answer.RequestId);
+            return answer.Type == FrameType.Ok ? null : (TubeError)new PayloadReader(answer.Payload).U16();
+        }
+
+        /// <summary>Sends until the request ring is full and stays full (the node stopped reading, its answers unread); how many went.</summary>
+        public int FloodWithoutReading(FrameType type, ReadOnlySpan<byte> payload)
+        {
+            int sent = 0;
+            while (true)
+            {
+                try
+                {
+                    _ring.Send(type, (uint)(sent + 1), payload, TimeSpan.FromSeconds(2));
+                    sent++;
+                }
+                catch (Exception e) when (e is TimeoutException or ObjectDisposedException)
+                {
+                    return sent;
+                }
+            }
+        }
+
+        /// <summary>The request ring's header, to write garbage into.</summary>
+        public unsafe Span<byte> RequestRingHeader() => new((byte*)_ring.Window.Pointer + RingOffset(0, Capacity), HeaderBytes);
+
+        /// <summary>Wakes the node's receiver as a producer would after writing (it then reads whatever is there).</summary>
+        public unsafe void WakeNode() => ControlRingSleeper.WakeAll((int*)((byte*)_ring.Window.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset));
+
+        /// <summary>The node's connection-level error (request id 0) on the socket, then its close.</summary>
+        public async Task<(TubeError, string)> ConnectionErrorAsync()
+        {
+            var frame = await ReadSocketAsync();
+            Assert.AreEqual(FrameType.Error, frame.Type);
+            Assert.AreEqual(0u, frame.RequestId);
+            var r = new PayloadReader(frame.Payload);
+            return ((TubeError)r.U16(), r.Str());
+        }
+
+        private async Task<(FrameType Type, uint RequestId, byte[] Payload)> ReadSocketAsync()
+        {
+            using var timeout = new CancellationTokenSource(ChildProcess.Timeout);
+            var frame = await Frames.ReadAsync(_reader, 1 << 16, timeout.Token);
+            Assert.IsNotNull(frame, "the node closed the connection without a word");
+            return frame.Value;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _reader.CompleteAsync();
+            _socket.Dispose();
+            _ring.Dispose();
+            ((IDisposable)_window).Dispose();
+        }
+    }
+}
