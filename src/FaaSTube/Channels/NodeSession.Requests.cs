@@ -145,7 +145,7 @@ internal sealed partial class NodeSession
 
         var options = new BlockOptions { Function = _function, Holder = Id, Partition = _workflow };
         var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
-        return _node.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
+        return _node.Directory.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
     }
 
     /// <summary>
@@ -177,7 +177,7 @@ internal sealed partial class NodeSession
     {
         var (id, offset, windowOffset, length, _, sloTicks) = request; // the tenant: see below
         var window = Window;
-        var entry = _node.Find(_workflow, id, Id);
+        var entry = _node.Directory.Find(_workflow, id, Id);
         if (entry.Committed || entry.OwnerSession != Id)
         {
             throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put of this client.");
@@ -226,10 +226,10 @@ internal sealed partial class NodeSession
         }
         catch (TubeException)
         {
-            if (_node.TryFind(_workflow, request.Id) is { Committed: false } own && own.OwnerSession == Id)
+            if (_node.Directory.TryFind(_workflow, request.Id) is { Committed: false } own && own.OwnerSession == Id)
             {
                 DropHeld(request.Id);
-                _node.RemoveEntry(own);
+                _node.Directory.Remove(own);
             }
 
             throw;
@@ -250,7 +250,7 @@ internal sealed partial class NodeSession
         }
 
         var expiresAt = _node.Now + (ttlTicks > 0 ? TimeSpan.FromTicks(ttlTicks) : _node.Options.DefaultTtl);
-        var entry = _node.Find(_workflow, id, Id);
+        var entry = _node.Directory.Find(_workflow, id, Id);
         lock (entry.Sync)
         {
             if (entry.Committed || entry.OwnerSession != Id || entry.Removed)
@@ -300,7 +300,7 @@ internal sealed partial class NodeSession
         }
 
         var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
-        var entry = await _node.FindPublishedAsync(_workflow, id, wait < _node.Options.MaxPublishWait ? wait : _node.Options.MaxPublishWait, _ended.Token).ConfigureAwait(false);
+        var entry = await _node.Directory.FindPublishedAsync(_workflow, id, wait < _node.Options.MaxPublishWait ? wait : _node.Options.MaxPublishWait, _ended.Token).ConfigureAwait(false);
         CheckRoomToHold();
         PoolBlock block;
         TubePath path;
@@ -317,7 +317,7 @@ internal sealed partial class NodeSession
 
         lock (entry.Sync)
         {
-            if (!_node.Find(_workflow, id).Equals(entry))
+            if (!_node.Directory.Find(_workflow, id).Equals(entry))
             {
                 throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
             }
@@ -420,11 +420,11 @@ internal sealed partial class NodeSession
     private Empty ReleaseHeld(Release request)
     {
         var id = request.Id;
-        var entry = _node.TryFind(_workflow, id);
+        var entry = _node.Directory.TryFind(_workflow, id);
         if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
         {
-            bool allocation = DropHeld(id); // an Allocate's use and lease; a Put holds only the lease RemoveEntry gives back
-            if (_node.RemoveEntry(abandoned) && !allocation)
+            bool allocation = DropHeld(id); // an Allocate's use and lease; a Put holds only the lease the directory gives back
+            if (_node.Directory.Remove(abandoned) && !allocation)
             {
                 Interlocked.Decrement(ref _unfinishedPuts);
             }
@@ -447,14 +447,14 @@ internal sealed partial class NodeSession
 
             if (last)
             {
-                _node.RemoveEntry(entry);
+                _node.Directory.Remove(entry);
             }
         }
 
         return default;
     }
 
-    private WhereOk Locate(Where request) => new(_node.Find(_workflow, request.Id).Device);
+    private WhereOk Locate(Where request) => new(_node.Directory.Find(_workflow, request.Id).Device);
 
     private Empty ForgetSlab(SlabClosed request)
     {
@@ -474,7 +474,7 @@ internal sealed partial class NodeSession
 
     private Empty Remove(Delete request)
     {
-        _node.RemoveEntry(_node.Find(_workflow, request.Id));
+        _node.Directory.Remove(_node.Directory.Find(_workflow, request.Id));
         return default;
     }
 

@@ -23,7 +23,6 @@ namespace FaaSTube.Channels;
 /// </summary>
 public sealed partial class TubeNode : IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<(string Workflow, TubeId Id), DataEntry> _directory = new();
     private readonly ConcurrentDictionary<long, NodeSession> _sessions = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ILogger _logger;
@@ -55,6 +54,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             device.Pool.SlabRetiring += (_, e) => OnSlabRetiring(device.Device.Ordinal, e);
         }
 
+        Directory = new DataDirectory(options.TimeProvider);
         _start = options.TimeProvider.GetTimestamp();
         if (options.SweepInterval is { } interval)
         {
@@ -291,9 +291,9 @@ public sealed partial class TubeNode : IAsyncDisposable
 
         ChannelMetrics.Sessions.Add(-1);
         session.ReleaseAll();
-        foreach (var entry in _directory.Values.Where(e => e.OwnerSession == session.Id && !e.Committed))
+        foreach (var entry in Directory.UnfinishedOf(session.Id))
         {
-            RemoveEntry(entry); // an unfinished Put or Allocate of a dead producer
+            Directory.Remove(entry); // an unfinished Put or Allocate of a dead producer
         }
 
         foreach (var device in Devices)
@@ -349,74 +349,8 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Raised after a session's leases, mappings and window were given back (tests wait on it).</summary>
     internal event Action<long>? SessionEnded;
 
-    internal DataEntry Register(DataEntry entry)
-    {
-        _directory[(entry.Workflow, entry.Id)] = entry;
-        return entry;
-    }
-
-    /// <summary>The committed entry of <paramref name="id"/> in <paramref name="workflow"/>; another workflow's id is simply not found.</summary>
-    internal DataEntry Find(string workflow, TubeId id, long session = -1) =>
-        _directory.TryGetValue((workflow, id), out var e) && (e.Committed || e.OwnerSession == session)
-            ? e
-            : throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{workflow}'.");
-
-    /// <summary>
-    /// The committed entry of <paramref name="id"/>; one that is allocated but not yet published is
-    /// waited for, up to <paramref name="wait"/> (then, or when it is dropped, <see cref="TubeError.NotFound"/>).
-    /// </summary>
-    internal async ValueTask<DataEntry> FindPublishedAsync(string workflow, TubeId id, TimeSpan wait, CancellationToken cancellationToken)
-    {
-        if (!_directory.TryGetValue((workflow, id), out var entry) || entry.Committed || wait <= TimeSpan.Zero)
-        {
-            return Find(workflow, id);
-        }
-
-        try
-        {
-            await entry.Settled.Task.WaitAsync(wait, Options.TimeProvider, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            throw new TubeException(TubeError.NotFound, $"{id} was not published within {wait.TotalSeconds:0.###} s.");
-        }
-
-        return Find(workflow, id);
-    }
-
-    internal DataEntry? TryFind(string workflow, TubeId id) => _directory.GetValueOrDefault((workflow, id));
-
-    /// <summary>Takes an entry out of the directory and drops the directory's leases: its blocks are freed when no session holds them.</summary>
-    internal bool RemoveEntry(DataEntry entry)
-    {
-        lock (entry.Sync)
-        {
-            if (entry.Removed)
-            {
-                return false;
-            }
-
-            entry.Removed = true;
-            entry.Settled.TrySetResult();
-            _directory.TryRemove(new KeyValuePair<(string, TubeId), DataEntry>((entry.Workflow, entry.Id), entry));
-            foreach (var block in entry.Blocks())
-            {
-                if (!block.IsFreed && block.LeaseCount > 0)
-                {
-                    try
-                    {
-                        block.Pool.Release(block, entry.Committed ? DataEntry.DirectoryHolder : entry.OwnerSession);
-                    }
-                    catch (PoolException e) when (e.Error is PoolError.LeaseNotHeld or PoolError.Stale)
-                    {
-                        // Already given back by the session's end.
-                    }
-                }
-            }
-        }
-
-        return true;
-    }
+    /// <summary>Which ids exist, in which workflow, and where their blocks are.</summary>
+    internal DataDirectory Directory { get; }
 
     /// <summary>The sweep timer's callback: nothing it meets may end the process.</summary>
     private void SweepQuietly()
@@ -434,12 +368,10 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Removes data whose TTL has passed; returns how many. Runs every <see cref="TubeNodeOptions.SweepInterval"/>.</summary>
     public int SweepExpired()
     {
-        var now = Now;
         int removed = 0;
-        foreach (var entry in _directory.Values.Where(e => e.Committed && e.ExpiresAt is { } at && at <= now).ToList())
+        foreach (var entry in Directory.ExpiredAt(Now))
         {
-            RemoveEntry(entry);
-            removed++;
+            removed += Directory.Remove(entry) ? 1 : 0;
         }
 
         return removed;

@@ -121,6 +121,8 @@ public sealed partial class HostileFuzzTests
             Assert.AreEqual(PoolHarness.Expected(200_000, victimPattern), await stream.ChecksumAsync(got.Memory), "the victim's published data is intact");
         }
 
+        await victim.FlushAsync(); // its releases (one way) are applied
+
         int total = sentByType.Values.Sum();
         TestContext.WriteLine($"{total} hostile frames in {stormTime.TotalSeconds:0.0} s from {HostileClients} clients; healthy round trips {rounds}; seed {seed}");
         TestContext.WriteLine("sent by type: " + string.Join(", ", sentByType.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}")));

@@ -176,7 +176,7 @@ public sealed class NodeSafetyTests
         }
 
         Assert.IsTrue(h.Node.PoolOf(0).GetStatistics().Evictions > 0, "there was pressure");
-        Assert.IsTrue(h.Node.TryFind("wf", pinned)!.Block.IsResident, "the pinned data was never evicted");
+        Assert.IsTrue(h.Node.Directory.TryFind("wf", pinned)!.Block.IsResident, "the pinned data was never evicted");
         foreach (var (id, data) in others)
         {
             var back = new byte[data.Length];
