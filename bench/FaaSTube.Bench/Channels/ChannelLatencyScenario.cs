@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net.Sockets;
 using FaaSTube.Channels;
@@ -25,8 +27,11 @@ namespace FaaSTube.Bench.Channels;
 /// the mapped buffer. Both are CLOCK_MONOTONIC on Linux, one clock for every process of the machine;
 /// the timestamps come back over the children's stdout after the fact. Over the ring and the socket.</item>
 /// </list>
-/// <code>FAASTUBE_BACKEND=simulated dotnet run -c Release --project bench/FaaSTube.Bench -- channel-latency [--quick] [--pings 10000] [--calls 5000] [--handoffs 200] [--mib 64]</code>
+/// <code>FAASTUBE_BACKEND=simulated dotnet run -c Release --project bench/FaaSTube.Bench -- channel-latency [--quick] [--breakdown] [--pings 10000] [--calls 5000] [--handoffs 200] [--mib 64]</code>
 /// <c>--quick</c> (or FAASTUBE_BENCH_SIZES set, as in CI) cuts every count to a smoke run.
+/// <c>--breakdown</c> also splits the child's calls at the node's own start and end of each request
+/// (its <c>faastube.channel.call.duration</c> measurements, heard with a MeterListener in this, the
+/// node's, process: the listener's cost is in those runs' numbers).
 /// </summary>
 internal static class ChannelLatencyScenario
 {
@@ -41,6 +46,7 @@ internal static class ChannelLatencyScenario
     public static async Task<int> RunAsync(string[] args)
     {
         bool quick = args.Contains("--quick") || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("FAASTUBE_BENCH_SIZES"));
+        using var nodeCalls = args.Contains("--breakdown") ? new NodeCalls() : null;
         int pings = Option(args, "--pings", quick ? 2_000 : 10_000); // per half of the baseline
         int calls = Option(args, "--calls", quick ? 500 : 5_000);
         int handoffs = Option(args, "--handoffs", quick ? 10 : 200);
@@ -69,8 +75,8 @@ internal static class ChannelLatencyScenario
         var small = await owner.AllocateAsync(4096);
         var whereId = await owner.PublishAsync(small, ownerStream, new PutOptions { Pinned = true });
         await owner.FlushAsync();
-        var whereRing = await WhereInChildAsync(nodeSocket, backend, RingBytes, whereId, callWarmup, calls);
-        var whereSocket = await WhereInChildAsync(nodeSocket, backend, 0, whereId, callWarmup, calls);
+        var whereRing = await WhereInChildAsync(nodeSocket, backend, RingBytes, whereId, callWarmup, calls, nodeCalls);
+        var whereSocket = await WhereInChildAsync(nodeSocket, backend, 0, whereId, callWarmup, calls, nodeCalls);
         var whereDirect = new double[calls];
         for (int i = -callWarmup; i < calls; i++)
         {
@@ -84,8 +90,8 @@ internal static class ChannelLatencyScenario
         }
 
         // 3. The handoff across processes (ring, then socket).
-        var handoffRing = await HandoffAsync(nodeSocket, backend, RingBytes, bytes, parked, handoffWarmup, handoffs);
-        var handoffSocket = await HandoffAsync(nodeSocket, backend, 0, bytes, parked, handoffWarmup, handoffs);
+        var handoffRing = await HandoffAsync(nodeSocket, backend, RingBytes, bytes, parked, handoffWarmup, handoffs, nodeCalls);
+        var handoffSocket = await HandoffAsync(nodeSocket, backend, 0, bytes, parked, handoffWarmup, handoffs, nodeCalls);
 
         // 1'. The baseline, second half: the machine's state at the end of the run as at its start.
         var baselineAfter = OnThread(() => Pings(echo.Connection, pingWarmup, pings, PingBytes));
@@ -100,8 +106,8 @@ internal static class ChannelLatencyScenario
         Console.WriteLine("| path | p50 us | p99 us | p50 / baseline p50 | target | met? |");
         Console.WriteLine("| --- | ---: | ---: | ---: | --- | --- |");
         Row("baseline: 64 B blocking Unix-socket ping-pong, two processes, dedicated threads", baseline, b50, null);
-        Row("Where, child process, control ring (64 KiB)", whereRing, b50, 0.25);
-        Row("Where, child process, socket (ControlRingBytes = 0)", whereSocket, b50, 1.5);
+        Row("Where, child process, control ring (64 KiB)", whereRing.Times, b50, 0.25);
+        Row("Where, child process, socket (ControlRingBytes = 0)", whereSocket.Times, b50, 1.5);
         Row("Where, in process (direct call; reference)", whereDirect, b50, null);
         Row($"{bytes >> 20} MiB handoff, publish -> consumer holds mapping, control ring", handoffRing.Latency, b50, 1.0);
         Row($"{bytes >> 20} MiB handoff, publish -> consumer holds mapping, socket", handoffSocket.Latency, b50, 1.0);
@@ -109,7 +115,24 @@ internal static class ChannelLatencyScenario
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"baseline halves: p50 {Percentile(baselineBefore, 0.5):0.0} us before, {Percentile(baselineAfter, 0.5):0.0} us after; p99 {Percentile(baselineBefore, 0.99):0.0} / {Percentile(baselineAfter, 0.99):0.0} us"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"producer's PublishAsync call (returns once posted): p50 {Percentile(handoffRing.PublishCall, 0.5):0.0} us ring, {Percentile(handoffSocket.PublishCall, 0.5):0.0} us socket; every Get's path: {string.Join(", ", handoffRing.Paths.Concat(handoffSocket.Paths).Distinct())}"));
+            $"producer's PublishAsync call (returns once posted): p50 {Percentile(handoffRing.PublishCall, 0.5):0.0} us ring, {Percentile(handoffSocket.PublishCall, 0.5):0.0} us socket; " +
+            $"of which synchronising the idle stream (measured after, alone): p50 {Percentile(handoffRing.IdleSync, 0.5):0.0} / {Percentile(handoffSocket.IdleSync, 0.5):0.0} us; every Get's path: {string.Join(", ", handoffRing.Paths.Concat(handoffSocket.Paths).Distinct())}"));
+        if (nodeCalls is not null)
+        {
+            Console.WriteLine();
+            Console.WriteLine("Breakdown at the node's start and end of each request (p50 of each leg, us; legs' p50s need not add up to the total's):");
+            Console.WriteLine();
+            Console.WriteLine("| path | client send -> node starts | node executes | node ends -> client has the answer | total |");
+            Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
+            Legs("Where, control ring", whereRing.Legs);
+            Legs("Where, socket", whereSocket.Legs);
+            Console.WriteLine();
+            Console.WriteLine("| path | publish called -> node applied it | node applied -> parked Get answered | Get answered -> consumer holds mapping | total |");
+            Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
+            Legs("handoff, control ring", handoffRing.Legs);
+            Legs("handoff, socket", handoffSocket.Legs);
+        }
+
         return 0;
     }
 
@@ -131,19 +154,19 @@ internal static class ChannelLatencyScenario
                 await using var client = await ConnectAsync(args, "where");
                 var id = TubeId.Parse(args[4]);
                 int warmup = int.Parse(args[5], CultureInfo.InvariantCulture), calls = int.Parse(args[6], CultureInfo.InvariantCulture);
-                var times = new double[calls];
+                var times = new (long Start, long End)[calls];
                 for (int i = -warmup; i < calls; i++)
                 {
                     long t0 = Stopwatch.GetTimestamp();
                     await client.WhereAsync(id);
-                    double us = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+                    long t1 = Stopwatch.GetTimestamp();
                     if (i >= 0)
                     {
-                        times[i] = us;
+                        times[i] = (t0, t1);
                     }
                 }
 
-                Console.WriteLine(string.Join(' ', times.Select(t => t.ToString("0.###", CultureInfo.InvariantCulture))));
+                Console.WriteLine(string.Join(' ', times.Select(t => $"{Invariant(t.Start)}:{Invariant(t.End)}")));
                 return 0;
             }
 
@@ -171,8 +194,11 @@ internal static class ChannelLatencyScenario
                             await client.PublishAsync(pending!, stream);
                             returned = Stopwatch.GetTimestamp();
                             break;
-                        case "times":
-                            Console.WriteLine($"{Invariant(published)} {Invariant(returned)}");
+                        case "times": // and, for the breakdown, what synchronising the idle stream alone costs now (its worker asleep, as at the publish)
+                            long synced = Stopwatch.GetTimestamp();
+                            await stream.SynchronizeAsync();
+                            synced = Stopwatch.GetTimestamp() - synced;
+                            Console.WriteLine($"{Invariant(published)} {Invariant(returned)} {Invariant(synced)}");
                             break;
                     }
                 }
@@ -216,15 +242,34 @@ internal static class ChannelLatencyScenario
             CallTimeout = Bound,
         });
 
-    private static async Task<double[]> WhereInChildAsync(string socket, GpuBackend backend, int ringBytes, TubeId id, int warmup, int calls)
+    /// <summary>Where from a child process: each call's time (us), and with <paramref name="nodeCalls"/> its three legs at the node's start and end of the request.</summary>
+    private static async Task<(double[] Times, double[][]? Legs)> WhereInChildAsync(string socket, GpuBackend backend, int ringBytes, TubeId id, int warmup, int calls, NodeCalls? nodeCalls)
     {
+        nodeCalls?.Clear();
         using var child = Peer.Start("where", socket, backend.ToString(), Invariant(ringBytes), id.ToString(), Invariant(warmup), Invariant(calls));
         var line = await child.ReadLineAsync();
-        return [.. line.Split(' ').Select(t => double.Parse(t, CultureInfo.InvariantCulture))];
+        var pairs = line.Split(' ').Select(p => p.Split(':')).Select(p => (Start: long.Parse(p[0], CultureInfo.InvariantCulture), End: long.Parse(p[1], CultureInfo.InvariantCulture))).ToArray();
+        double[] times = [.. pairs.Select(p => Us(p.End - p.Start))];
+        if (nodeCalls is null)
+        {
+            return (times, null);
+        }
+
+        var node = nodeCalls.Take("Where");
+        if (node.Length != warmup + calls)
+        {
+            Console.Error.WriteLine($"channel-latency: the node recorded {node.Length} Where calls, not {warmup + calls}: no breakdown");
+            return (times, null);
+        }
+
+        node = node[warmup..];
+        return (times, [.. pairs.Select((p, i) => new[] { Us(node[i].Start - p.Start), Us(node[i].End - node[i].Start), Us(p.End - node[i].End), Us(p.End - p.Start) })]);
     }
 
-    private static async Task<(double[] Latency, double[] PublishCall, string[] Paths)> HandoffAsync(
-        string socket, GpuBackend backend, int ringBytes, long bytes, ParkedGets parked, int warmup, int handoffs)
+    private static double Us(long ticks) => ticks * 1e6 / Stopwatch.Frequency;
+
+    private static async Task<(double[] Latency, double[] PublishCall, double[] IdleSync, string[] Paths, double[][]? Legs)> HandoffAsync(
+        string socket, GpuBackend backend, int ringBytes, long bytes, ParkedGets parked, int warmup, int handoffs, NodeCalls? nodeCalls)
     {
         using var producer = Peer.Start("producer", socket, backend.ToString(), Invariant(ringBytes), Invariant(bytes));
         using var consumer = Peer.Start("consumer", socket, backend.ToString(), Invariant(ringBytes));
@@ -232,7 +277,9 @@ internal static class ChannelLatencyScenario
         await consumer.ExpectAsync("ready");
         var latency = new double[handoffs];
         var publishCall = new double[handoffs];
+        var idleSync = new double[handoffs];
         var paths = new HashSet<string>();
+        var legs = new List<double[]>();
         for (int i = -warmup; i < handoffs; i++)
         {
             string id = await producer.AskAsync("alloc");
@@ -243,6 +290,7 @@ internal static class ChannelLatencyScenario
                 throw new TimeoutException("the consumer's Get never waited on the node");
             }
 
+            nodeCalls?.Clear();
             await producer.WriteLineAsync("publish");
             var held = (await consumer.ReadLineAsync()).Split(' ');
             var published = (await producer.AskAsync("times")).Split(' ');
@@ -252,11 +300,16 @@ internal static class ChannelLatencyScenario
             {
                 latency[i] = (t1 - t0) * 1e6 / Stopwatch.Frequency;
                 publishCall[i] = (returned - t0) * 1e6 / Stopwatch.Frequency;
+                idleSync[i] = Us(long.Parse(published[2], CultureInfo.InvariantCulture));
                 paths.Add(held[1]);
+                if (nodeCalls is not null && nodeCalls.Take("Publish") is [var applied] && nodeCalls.Take("Get") is [var answered])
+                {
+                    legs.Add([Us(applied.End - t0), Us(answered.End - applied.End), Us(t1 - answered.End), Us(t1 - t0)]);
+                }
             }
         }
 
-        return (latency, publishCall, [.. paths]);
+        return (latency, publishCall, idleSync, [.. paths], nodeCalls is null ? null : [.. legs]);
     }
 
     private static void Row(string path, double[] times, double baselineP50, double? target)
@@ -265,6 +318,59 @@ internal static class ChannelLatencyScenario
         string goal = target is { } t ? string.Create(CultureInfo.InvariantCulture, $"<= {t:0.##}x") : "-";
         string met = target is { } limit ? ratio <= limit ? "yes" : string.Create(CultureInfo.InvariantCulture, $"no ({ratio / limit:0.0}x over)") : "-";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {path} | {p50:0.0} | {p99:0.0} | {ratio:0.00}x | {goal} | {met} |"));
+    }
+
+    private static void Legs(string path, double[][]? legs)
+    {
+        if (legs is not { Length: > 0 })
+        {
+            Console.WriteLine($"| {path} | - | - | - | - |");
+            return;
+        }
+
+        var p50 = Enumerable.Range(0, 4).Select(k => Percentile([.. legs.Select(l => l[k])], 0.5).ToString("0.0", CultureInfo.InvariantCulture));
+        Console.WriteLine($"| {path} | {string.Join(" | ", p50)} |");
+    }
+
+    /// <summary>The node's requests as its own call-duration histogram records them (at each request's end, on the node's thread): op, start and end timestamps.</summary>
+    private sealed class NodeCalls : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly ConcurrentQueue<(string Op, long Start, long End)> _calls = new();
+
+        public NodeCalls()
+        {
+            Instrument duration = ChannelMetrics.CallDuration; // created before the listener starts: it is then among the instruments it is shown
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (ReferenceEquals(instrument, duration))
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<double>((_, milliseconds, tags, _) =>
+            {
+                long end = Stopwatch.GetTimestamp();
+                string op = "?";
+                foreach (var tag in tags)
+                {
+                    if (tag.Key == "faastube.op")
+                    {
+                        op = tag.Value as string ?? "?";
+                    }
+                }
+
+                _calls.Enqueue((op, end - (long)(milliseconds * Stopwatch.Frequency / 1000), end));
+            });
+            _listener.Start();
+        }
+
+        public void Clear() => _calls.Clear();
+
+        /// <summary>The calls of <paramref name="op"/> recorded since the last <see cref="Clear"/>, in order; the rest stay.</summary>
+        public (long Start, long End)[] Take(string op) => [.. _calls.Where(c => c.Op == op).Select(c => (c.Start, c.End))];
+
+        public void Dispose() => _listener.Dispose();
     }
 
     /// <summary>
