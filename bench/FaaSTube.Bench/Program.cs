@@ -18,6 +18,10 @@ switch (args.FirstOrDefault())
         return await FaaSTube.Bench.Channels.ControlFloorScenario.RunAsync(args[1..]);
     case "control-floor-peer":
         return await FaaSTube.Bench.Channels.ControlFloorScenario.PeerMainAsync(args[1..]);
+    case "channel-latency":
+        return await FaaSTube.Bench.Channels.ChannelLatencyScenario.RunAsync(args[1..]);
+    case "channel-latency-peer":
+        return await FaaSTube.Bench.Channels.ChannelLatencyScenario.PeerMainAsync(args[1..]);
     case "routing-matrix":
         return await FaaSTube.Bench.Routing.BandwidthMatrixScenario.RunAsync(args[1..]);
     case "completion-cpu":

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Transport;
+using static FaaSTube.Bench.Channels.SocketPingPong;
 
 namespace FaaSTube.Bench.Channels;
 
@@ -37,7 +38,7 @@ internal static class ControlFloorScenario
         using var connection = await listener.AcceptAsync().WaitAsync(Bound);
         File.Delete(path);
 
-        var socket = OnThread(() => SocketPings(connection, warmup, iterations, bytes));
+        var socket = OnThread(() => Pings(connection, warmup, iterations, bytes));
         var ring = OnThread(() => RingPings(connection, warmup, iterations, bytes, spin: true));
         var sleeping = OnThread(() => RingPings(connection, warmup, iterations, bytes, spin: false));
         var inline = OnThread(() => InlinePings(warmup, iterations, bytes));
@@ -65,17 +66,7 @@ internal static class ControlFloorScenario
         int bytes = int.Parse(args[2], CultureInfo.InvariantCulture);
         using var connection = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         connection.Connect(new UnixDomainSocketEndPoint(args[0]));
-        OnThread(() =>
-        {
-            var buffer = new byte[bytes];
-            for (int i = 0; i < count; i++)
-            {
-                ReceiveExactly(connection, buffer);
-                SendAll(connection, buffer);
-            }
-
-            return Array.Empty<double>();
-        });
+        Echo(connection, count, bytes);
 
         for (int run = 0; run < 2; run++)
         {
@@ -96,32 +87,6 @@ internal static class ControlFloorScenario
         }
 
         return 0;
-    }
-
-    private static double[] SocketPings(Socket connection, int warmup, int iterations, int bytes)
-    {
-        var message = new byte[bytes];
-        var reply = new byte[bytes];
-        var times = new double[iterations];
-        for (int i = -warmup; i < iterations; i++)
-        {
-            message[0] = (byte)i;
-            long t0 = Stopwatch.GetTimestamp();
-            SendAll(connection, message);
-            ReceiveExactly(connection, reply);
-            double us = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
-            if (reply[0] != message[0])
-            {
-                throw new InvalidOperationException("the socket echo is out of step");
-            }
-
-            if (i >= 0)
-            {
-                times[i] = us;
-            }
-        }
-
-        return times;
     }
 
     private static double[] RingPings(Socket connection, int warmup, int iterations, int bytes, bool spin)
@@ -193,70 +158,10 @@ internal static class ControlFloorScenario
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {path} | {p50:0.0} | {p99:0.0} | {p50 / b50:0.00}x | {p99 / b99:0.00}x |"));
     }
 
-    private static double Percentile(double[] values, double q)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
-    }
-
-    /// <summary>Runs <paramref name="work"/> on a dedicated thread and waits for it.</summary>
-    private static double[] OnThread(Func<double[]> work)
-    {
-        double[]? result = null;
-        Exception? failure = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                result = work();
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        }) { IsBackground = true };
-        thread.Start();
-        thread.Join();
-        return failure is null ? result! : throw new InvalidOperationException("a ping-pong thread failed", failure);
-    }
-
-    private static void SendAll(Socket socket, byte[] buffer)
-    {
-        for (int sent = 0; sent < buffer.Length;)
-        {
-            sent += socket.Send(buffer, sent, buffer.Length - sent, SocketFlags.None);
-        }
-    }
-
-    private static void ReceiveExactly(Socket socket, byte[] buffer)
-    {
-        for (int received = 0; received < buffer.Length;)
-        {
-            int n = socket.Receive(buffer, received, buffer.Length - received, SocketFlags.None);
-            received += n > 0 ? n : throw new IOException("the other process closed the socket");
-        }
-    }
-
     private static Process StartPeer(string path, int count, int bytes)
     {
-        var self = Environment.ProcessPath!;
-        var info = new ProcessStartInfo(self) { RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
-        {
-            info.ArgumentList.Add(typeof(ControlFloorScenario).Assembly.Location);
-        }
-
-        foreach (var a in new[] { "control-floor-peer", path, count.ToString(CultureInfo.InvariantCulture), bytes.ToString(CultureInfo.InvariantCulture) })
-        {
-            info.ArgumentList.Add(a);
-        }
-
+        var info = Child("control-floor-peer", path, Invariant(count), Invariant(bytes));
+        info.RedirectStandardError = true;
         return Process.Start(info) ?? throw new InvalidOperationException("the peer did not start");
-    }
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
     }
 }
