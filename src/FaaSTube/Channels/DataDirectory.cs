@@ -68,7 +68,6 @@ internal sealed class DataDirectory(TimeProvider time)
             }
 
             entry.Removed = true;
-            entry.Settled.TrySetResult();
             _entries.TryRemove(new KeyValuePair<(string, TubeId), DataEntry>((entry.Workflow, entry.Id), entry));
             foreach (var block in entry.Blocks())
             {
@@ -86,6 +85,7 @@ internal sealed class DataDirectory(TimeProvider time)
             }
         }
 
+        entry.Settled.TrySetResult(); // outside the lock: waiting Gets go on in place (DataEntry.Settled)
         return true;
     }
 }

@@ -38,8 +38,12 @@ internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBloc
 
     public Dictionary<int, PoolBlock> Replicas { get; } = [];
 
-    /// <summary>Completes when the entry is committed or removed (Gets of unpublished data wait on it).</summary>
-    public TaskCompletionSource Settled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>
+    /// Completes when the entry is committed or removed (Gets of unpublished data wait on it). Its
+    /// continuations run in place, on the thread that publishes (a Publish read from a control ring
+    /// answers the waiting consumer without a thread hop); it is completed outside every lock.
+    /// </summary>
+    public TaskCompletionSource Settled { get; } = new();
 
     public Lock Sync { get; } = new();
 

@@ -46,7 +46,6 @@ internal sealed class FramedSession
 
     private async Task RunAsync(string? refusal, CancellationToken stop)
     {
-        Task ringLoop = Task.CompletedTask;
         using var stopping = stop.Register(static s => ((NodeSession)s!).Abort(), _session);
         var ended = _session.Ended;
         var options = _session.Node.Options;
@@ -61,11 +60,6 @@ internal sealed class FramedSession
             if (!await HandshakeAsync(ended).ConfigureAwait(false))
             {
                 return;
-            }
-
-            if (_ring is not null)
-            {
-                ringLoop = RingLoopAsync(ended);
             }
 
             while (true)
@@ -127,50 +121,41 @@ internal sealed class FramedSession
         finally
         {
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
-            await ringLoop.ConfigureAwait(false);
             _ringRequests?.Dispose(); // every request has ended: nothing answers on the ring any more
             _ring?.Dispose();
         }
     }
 
-    /// <summary>Requests on the control ring, one per free slot, as on the socket; a corrupt ring ends the session.</summary>
-    private async Task RingLoopAsync(CancellationToken ended)
+    /// <summary>
+    /// A request on the control ring, on its receiving thread: a slot first (waiting here is the
+    /// ring's back-pressure), then the request, which completes in place when it never waits (Where,
+    /// Publish, Release, Sync: no thread hop) and otherwise continues on the thread pool.
+    /// </summary>
+    private void OnRingRequest(ControlFrame frame, CancellationToken stop)
     {
-        try
-        {
-            while (true)
-            {
-                await _session.EnterAsync().ConfigureAwait(false);
-                ControlFrame frame;
-                try
-                {
-                    frame = await _ringRequests!.ReadAsync(ended).ConfigureAwait(false);
-                }
-                catch
-                {
-                    _session.Exit();
-                    throw;
-                }
+        _session.Enter();
+        _ = HandleAsync(frame.Type, frame.RequestId, frame.Payload, onRing: true);
+    }
 
-                _ = HandleAsync(frame.Type, frame.RequestId, frame.Payload, onRing: true);
-            }
-        }
-        catch (InvalidDataException e)
+    /// <summary>The ring's receiving thread stopped: a corrupt ring ends the session with a word on the socket; any other end ends it too.</summary>
+    private void OnRingEnd(Exception? end)
+    {
+        if (end is InvalidDataException corrupt)
         {
-            await SendErrorQuietlyAsync(0, TubeError.BadRequest, $"The control ring was corrupted: {e.Message}").ConfigureAwait(false);
+            _ = Task.Run(async () =>
+            {
+                await SendErrorQuietlyAsync(0, TubeError.BadRequest, $"The control ring was corrupted: {corrupt.Message}").ConfigureAwait(false);
+                _session.Abort();
+            });
+            return;
         }
-        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException or ObjectDisposedException)
+
+        if (end is not null and not OperationCanceledException and not ObjectDisposedException)
         {
-            // The session is ending.
+            _session.Node.InternalError("the control ring", _session.Id, end);
         }
-        catch (Exception e)
-        {
-            _session.Node.InternalError("the control ring", _session.Id, e);
-        }
-        finally
-        {
-            _session.Abort();
-        }
+
+        _session.Abort();
     }
 
     private async Task CloseAsync()
@@ -232,8 +217,8 @@ internal sealed class FramedSession
 
         if (_ring is { } ring)
         {
-            _ringRequests = new ControlRingReceiver(ring, _session.Node.Options.MaxFrameBytes, name: $"faastube-session-{_session.Id}");
             _ringReplies = new ControlRingSender(ring, _session.Node.Options.StalledClientTimeout, _ => _session.Abort());
+            _ringRequests = new ControlRingReceiver(ring, _session.Node.Options.MaxFrameBytes, OnRingRequest, OnRingEnd, name: $"faastube-session-{_session.Id}");
         }
 
         await _writer.SendAsync(FrameType.Ok, hello.RequestId, Payload.Writer(ok).Memory, CancellationToken.None).ConfigureAwait(false);

@@ -117,6 +117,9 @@ internal sealed partial class NodeSession
     /// <summary>Takes a request slot (waits while all are taken); throws <see cref="OperationCanceledException"/> once the session ended.</summary>
     public Task EnterAsync() => _slots.WaitAsync(_ended.Token);
 
+    /// <summary>Takes a request slot on a thread that may block (the control ring's); <see cref="OperationCanceledException"/> once the session ended.</summary>
+    public void Enter() => _slots.Wait(_ended.Token);
+
     /// <summary>Gives a request slot back.</summary>
     public void Exit() => _slots.Release();
 

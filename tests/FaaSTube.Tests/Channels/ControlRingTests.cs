@@ -100,12 +100,13 @@ public sealed class ControlRingTests
             using var node = ControlRing.Adopt(hello.Descriptors[0], BinaryPrimitives.ReadInt64LittleEndian(hello.Frame.AsSpan(5)));
             Assert.IsTrue(node.IsNodeSide);
 
-            using (var receiver = new ControlRingReceiver(node, node.MaxPayloadBytes))
+            var (receiver, frames) = Receiving(node);
+            using (receiver)
             {
                 var expected = new Random(seed);
                 for (int i = 1; i <= Count; i++)
                 {
-                    var request = await receiver.ReadAsync(cts.Token);
+                    var request = await frames.ReadAsync(cts.Token);
                     Assert.AreEqual(FrameType.PutBegin, request.Type);
                     Assert.AreEqual((uint)i, request.RequestId);
                     CollectionAssert.AreEqual(RingClient.NextPayload(expected, node.MaxPayloadBytes), request.Payload, $"request {i}");
@@ -336,18 +337,20 @@ public sealed class ControlRingTests
     }
 
     [TestMethod]
-    public async Task The_receivers_channel_ends_with_the_violation()
+    public async Task The_receiver_ends_with_the_violation()
     {
         var (client, node) = Pair(Capacity);
-        using (client)
-        using (node)
-        using (var receiver = new ControlRingReceiver(node, node.MaxPayloadBytes))
+        using var clientSide = client;
+        using var nodeSide = node;
+        var (receiver, frames) = Receiving(node);
+        using (receiver)
         {
             client.Send(FrameType.Where, 3, new byte[5], Bound);
-            Assert.AreEqual(3u, (await receiver.ReadAsync().AsTask().WaitAsync(Bound)).RequestId);
+            Assert.AreEqual(3u, (await frames.ReadAsync().AsTask().WaitAsync(Bound)).RequestId);
             WriteSequence(client, 0, ProducerSequenceOffset, 5); // behind the 32 bytes consumed
             WakeWord(client.Window.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset); // as a producer does after publishing
-            await Assert.ThrowsAsync<InvalidDataException>(() => receiver.ReadAsync().AsTask().WaitAsync(Bound));
+            var ended = await Assert.ThrowsAsync<System.Threading.Channels.ChannelClosedException>(() => frames.ReadAsync().AsTask().WaitAsync(Bound));
+            Assert.IsInstanceOfType<InvalidDataException>(ended.InnerException, "the receiver ends with the violation");
         }
     }
 
@@ -434,5 +437,13 @@ public sealed class ControlRingTests
         }
 
         return sum;
+    }
+
+    /// <summary>A receiver whose frames (handed over on its thread) a test reads from a channel; the channel ends with the receiver's end.</summary>
+    private static (ControlRingReceiver Receiver, System.Threading.Channels.ChannelReader<ControlFrame> Frames) Receiving(ControlRing ring)
+    {
+        var frames = System.Threading.Channels.Channel.CreateUnbounded<ControlFrame>();
+        var receiver = new ControlRingReceiver(ring, ring.MaxPayloadBytes, (f, _) => frames.Writer.TryWrite(f), e => frames.Writer.TryComplete(e));
+        return (receiver, frames.Reader);
     }
 }

@@ -86,7 +86,8 @@ public sealed class RingSessionTests
 
         (error, message) = await RawRingClient.HelloAsync(h, window.Length, ring.TotalBytes, [window.Descriptor, window.Descriptor]);
         Assert.AreEqual(TubeError.BadRequest, error, "the window passed again as the ring: not of the ring's size");
-        Assert.AreEqual(0, h.Node.SessionCount, "every refused Hello closed its connection");
+        var client = await h.ConnectAsync(inProcess: false);
+        Assert.AreEqual(0, await client.WhereAsync(await client.PutAsync(new byte[100])), "and the node serves the next client over its ring");
     }
 
     /// <summary>A client made by hand: a socket, a window and a ring, a Hello with both descriptors; requests on the ring.</summary>

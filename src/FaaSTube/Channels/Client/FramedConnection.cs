@@ -32,7 +32,6 @@ internal sealed class FramedConnection : INodeConnection
     private ControlRingSender? _ringRequests;
     private ControlRingReceiver? _ringAnswers;
     private Task _readLoop = Task.CompletedTask;
-    private Task _ringLoop = Task.CompletedTask;
     private uint _nextRequest;
     private Exception? _dead;
 
@@ -57,9 +56,8 @@ internal sealed class FramedConnection : INodeConnection
         var ok = Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.Hello, payload.Memory, descriptors, cancellationToken).ConfigureAwait(false));
         if (_ring is { } ring)
         {
-            _ringAnswers = new ControlRingReceiver(ring, 1 << 20, name: "faastube-client-ring");
             _ringRequests = new ControlRingSender(ring, _callTimeout, Fail);
-            _ringLoop = Task.Run(RingLoopAsync, CancellationToken.None);
+            _ringAnswers = new ControlRingReceiver(ring, 1 << 20, (f, _) => Dispatch(f.Type, f.RequestId, f.Payload), e => Fail(e ?? new IOException("The control ring was closed.")), name: "faastube-client-ring");
         }
 
         return ok;
@@ -202,24 +200,7 @@ internal sealed class FramedConnection : INodeConnection
         Fail(error ?? new IOException("The node closed the connection."));
     }
 
-    /// <summary>Answers from the control ring, as from the socket; a ring the node broke ends the connection.</summary>
-    private async Task RingLoopAsync()
-    {
-        try
-        {
-            while (true)
-            {
-                var f = await _ringAnswers!.ReadAsync().ConfigureAwait(false);
-                Dispatch(f.Type, f.RequestId, f.Payload);
-            }
-        }
-        catch (Exception e) when (e is InvalidDataException or System.Threading.Channels.ChannelClosedException or ObjectDisposedException or OperationCanceledException)
-        {
-            Fail(e);
-        }
-    }
-
-    /// <summary>An answer to its pending call, or a one-way request's failure to the handler (an answer nobody waits for any more is dropped).</summary>
+    /// <summary>An answer to its pending call (whose continuation runs on the thread pool), or a one-way request's failure to the handler (an answer nobody waits for any more is dropped).</summary>
     private void Dispatch(FrameType type, uint requestId, byte[] payload)
     {
         if ((requestId & OneWayBit) != 0)
@@ -278,8 +259,7 @@ internal sealed class FramedConnection : INodeConnection
         await _writer.CompleteAsync().ConfigureAwait(false);
         await _readLoop.ConfigureAwait(false);
         await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
-        _ringAnswers?.Dispose(); // its loop ends with the channel
-        await _ringLoop.ConfigureAwait(false);
+        _ringAnswers?.Dispose(); // its thread has left the ring
         _ring?.Dispose();
     }
 }

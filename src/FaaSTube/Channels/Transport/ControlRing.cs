@@ -56,8 +56,12 @@ internal sealed unsafe partial class ControlRing : IDisposable
     /// <summary>The shared memory itself (tests write hostile headers through it).</summary>
     internal SharedWindow Window => _window;
 
-    /// <summary>How long a side spins before it sleeps on the futex (tens of microseconds: a reply that is on its way is caught without a syscall).</summary>
-    internal TimeSpan SpinTime { get; set; } = TimeSpan.FromMicroseconds(50);
+    /// <summary>
+    /// How long a side spins before it sleeps on the futex: tens of microseconds where there are
+    /// cores to spare (a reply on its way is caught without a syscall); none on two cores or fewer,
+    /// where the spin takes the core the peer needs to answer (bench/results/2026-12-02-control-floor.md).
+    /// </summary>
+    internal TimeSpan SpinTime { get; set; } = Environment.ProcessorCount > 2 ? TimeSpan.FromMicroseconds(50) : TimeSpan.Zero;
 
     /// <summary>The client's side: new rings of <paramref name="capacityBytes"/> data bytes each (a power of two, 4 KiB to 16 MiB).</summary>
     public static ControlRing Create(int capacityBytes)

@@ -1,54 +1,44 @@
-using System.Threading.Channels;
-
 namespace FaaSTube.Channels.Transport;
 
 /// <summary>
-/// The async face of a control ring's incoming side: one dedicated thread blocks in
-/// <see cref="ControlRing.Receive"/> (spin, then futex sleep: no CPU while idle) and hands each frame
-/// to <see cref="Frames"/>, a bounded channel async code awaits. Chosen because it is the simplest
-/// that blocks no thread-pool thread: a futex wait cannot be awaited, and a pool thread parked per
-/// session would starve the pool under many sessions; the channel costs one hand-off per frame. When
-/// the channel is full the thread waits, the ring fills and the peer's Send waits: back-pressure
-/// reaches the producer. A violation completes the channel with the <see cref="InvalidDataException"/>
-/// (<see cref="ReadAsync"/> throws it as it is); <see cref="Dispose"/> completes it without one.
+/// The incoming side of a control ring: one dedicated thread blocks in <see cref="ControlRing.Receive"/>
+/// (spin, then futex sleep: no CPU while idle) and hands each frame to the handler <b>on that
+/// thread</b>, so a request or an answer is dealt with without another thread hop (each hop is a
+/// wake-up of its own, the cost that dominates a control call). The handler must not run long: the
+/// node's takes a request slot (waiting there is the ring's back-pressure: the ring fills and the
+/// peer's sends wait), runs what completes at once (Where, Publish, Release, Sync) in place and lets
+/// the rest continue on the thread pool; the client's completes the pending call, whose continuation
+/// runs on the pool. A futex wait cannot be awaited, and parking a pool thread per session would
+/// starve the pool: hence a thread of its own. A violation ends the thread with the
+/// <see cref="InvalidDataException"/> passed to the end handler; <see cref="Dispose"/> ends it with null.
 /// </summary>
 internal sealed class ControlRingReceiver : IDisposable
 {
     private readonly ControlRing _ring;
     private readonly int _maxPayloadBytes;
-    private readonly Channel<ControlFrame> _frames;
+    private readonly Action<ControlFrame, CancellationToken> _onFrame;
+    private readonly Action<Exception?> _onEnd;
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
     private int _disposed;
 
     /// <summary>Starts the receiving thread; it owns no ring: dispose the ring after this.</summary>
-    public ControlRingReceiver(ControlRing ring, int maxPayloadBytes, int queuedFrames = 64, string name = "faastube-control-ring")
+    /// <param name="ring">The ring to read.</param>
+    /// <param name="maxPayloadBytes">Longer payloads are a violation.</param>
+    /// <param name="onFrame">Each frame, in order, on the receiving thread; the token is cancelled by <see cref="Dispose"/>.</param>
+    /// <param name="onEnd">Once, on the receiving thread, when it stops: the violation or failure, or null when disposed.</param>
+    /// <param name="name">The thread's name.</param>
+    public ControlRingReceiver(ControlRing ring, int maxPayloadBytes, Action<ControlFrame, CancellationToken> onFrame, Action<Exception?> onEnd, string name = "faastube-control-ring")
     {
         _ring = ring;
         _maxPayloadBytes = maxPayloadBytes;
-        _frames = Channel.CreateBounded<ControlFrame>(new BoundedChannelOptions(queuedFrames) { SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        _onFrame = onFrame;
+        _onEnd = onEnd;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.Start();
     }
 
-    /// <summary>The frames, in order.</summary>
-    public ChannelReader<ControlFrame> Frames => _frames.Reader;
-
-    /// <summary>The next frame; the <see cref="InvalidDataException"/> of a violation as it is; <see cref="ChannelClosedException"/> once stopped.</summary>
-    public async ValueTask<ControlFrame> ReadAsync(CancellationToken cancellationToken = default)
-    {
-        try
-        {
-            return await _frames.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (ChannelClosedException e) when (e.InnerException is { } cause)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(cause).Throw();
-            throw;
-        }
-    }
-
-    /// <summary>Stops the thread (it is woken at once) and waits for it to leave the ring.</summary>
+    /// <summary>Stops the thread (it is woken at once) and waits for it to leave the ring, unless called on that thread.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -57,35 +47,39 @@ internal sealed class ControlRingReceiver : IDisposable
         }
 
         _stop.Cancel();
-        _thread.Join();
-        _stop.Dispose();
+        if (Thread.CurrentThread != _thread)
+        {
+            _thread.Join();
+        }
     }
 
     private void Run()
     {
-        var writer = _frames.Writer;
+        Exception? end = null;
         try
         {
             while (true)
             {
                 var frame = _ring.Receive(_maxPayloadBytes, Timeout.InfiniteTimeSpan, _stop.Token);
-                if (!writer.TryWrite(frame))
-                {
-                    writer.WriteAsync(frame, _stop.Token).AsTask().GetAwaiter().GetResult(); // a full channel: wait on this thread
-                }
+                _onFrame(frame, _stop.Token);
             }
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException && _stop.IsCancellationRequested)
         {
-            writer.TryComplete(e);
-        }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or ChannelClosedException)
-        {
-            writer.TryComplete();
+            // Disposed.
         }
         catch (Exception e)
         {
-            writer.TryComplete(e); // never lost on a thread of our own
+            end = e; // a violation, or the handler's failure: never lost on a thread of our own
+        }
+
+        try
+        {
+            _onEnd(end);
+        }
+        catch (Exception)
+        {
+            // The end handler only records; nothing may end the process from here.
         }
     }
 }

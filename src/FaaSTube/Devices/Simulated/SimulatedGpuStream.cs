@@ -15,6 +15,7 @@ internal sealed class SimulatedGpuStream : GpuStream
     private readonly CompletionThread<SimulatedCompletion>? _completions;
     private TimeSpan _lastEnd;
     private long _realTimeEnd;
+    private Work? _last; // the last work queued: ops complete in order, so when it has, all have
 
     public SimulatedGpuStream(SimulatedGpuDevice device, int priority)
         : base(device, priority)
@@ -36,11 +37,17 @@ internal sealed class SimulatedGpuStream : GpuStream
             throw new ObjectDisposedException(ToString());
         }
 
+        Volatile.Write(ref _last, work);
         return new ValueTask<ulong>(work.Completion.Task);
     }
 
     private protected override async ValueTask SynchronizeCoreAsync(CancellationToken cancellationToken)
     {
+        if (Volatile.Read(ref _last) is not { } last || last.Completion.Task.IsCompleted)
+        {
+            return; // idle: nothing queued is unfinished (no marker, no wake-up of the worker)
+        }
+
         var marker = new Work(default);
         if (_queue.Writer.TryWrite(marker))
         {
