@@ -67,6 +67,7 @@ public sealed partial class TubeClient
         ArgumentNullException.ThrowIfNull(buffer);
         var range = buffer.TakeForPut(Slots);
         using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
+        activity?.SetTag("faastube.path", TubePath.HostStaged.Tag());
         PendingPut put;
         try
         {
@@ -113,6 +114,7 @@ public sealed partial class TubeClient
         }
 
         using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
+        activity?.SetTag("faastube.path", TubePath.HostStaged.Tag());
         await using var writer = await CreatePutWriterAsync(data.Length, options, cancellationToken).ConfigureAwait(false);
         for (int offset = 0; offset < data.Length;)
         {
@@ -137,7 +139,10 @@ public sealed partial class TubeClient
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        long length = (await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false)).Length;
+        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.GetToHost");
+        var ok = await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
+        activity?.SetTag("faastube.path", ok.Path.Tag());
+        long length = ok.Length;
         var parts = new List<Task>();
         try
         {
