@@ -18,6 +18,9 @@ internal static partial class Interop
             public short ReturnedEvents;
         }
 
+        /// <summary>gettid(2): the kernel's id of the calling thread (/proc/self/task/ID).</summary>
+        [LibraryImport(Lib)] internal static partial int gettid();
+
         [LibraryImport(Lib, SetLastError = true)] internal static partial int poll(PollFd* fds, nuint count, int timeoutMilliseconds);
     }
 }
