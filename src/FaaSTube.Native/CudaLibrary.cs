@@ -79,7 +79,7 @@ public static class CudaLibrary
         DriverName => Driver.Value.Handle,
         NvrtcName => Nvrtc.Value.Handle,
         NvmlName => Nvml.Value.Handle,
-        _ => 0,
+        _ => UcxLibrary.Resolve(name),
     };
 
     private static LoadResult LoadDriver()

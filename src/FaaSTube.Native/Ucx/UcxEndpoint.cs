@@ -1,0 +1,216 @@
+using System.Net;
+using System.Runtime.InteropServices;
+
+namespace FaaSTube.Native.Ucx;
+
+/// <summary>
+/// A connection to a peer worker: created by <see cref="ConnectAsync"/> (a client, by socket
+/// address) or accepted by a <see cref="UcxListener"/>. Endpoints use peer error handling: when the
+/// peer goes away UCX calls <see cref="OnError"/>, sends on the endpoint fail, the receives tied to
+/// it (<see cref="ReceiveAsync"/>) are cancelled with the same error, and it is closed by force.
+/// State changes happen on the worker's progress thread only.
+/// </summary>
+internal sealed unsafe class UcxEndpoint
+{
+    private readonly HashSet<UcxOperation> _pending = [];
+    private readonly TaskCompletionSource<Exception> _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private SafeUcpEndpointHandle? _handle;
+    private GCHandle _self;
+    private int _selfFreed;
+
+    private UcxEndpoint(UcxWorker worker, IPEndPoint? peer)
+    {
+        Worker = worker;
+        Peer = peer;
+    }
+
+    public UcxWorker Worker { get; }
+
+    /// <summary>The address connected to, or the client's address for an accepted endpoint.</summary>
+    public IPEndPoint? Peer { get; }
+
+    /// <summary>Why the endpoint can no longer be used (peer failure, close, worker disposal); null while it can.</summary>
+    public Exception? Failure { get; private set; }
+
+    /// <summary>Completes with the reason once the endpoint fails or is closed.</summary>
+    public Task<Exception> Failed => _failed.Task;
+
+    /// <summary>Connects to a listener at <paramref name="remote"/> (the client-server flow; the connection completes in the background, sends queue until then).</summary>
+    public static Task<UcxEndpoint> ConnectAsync(UcxWorker worker, IPEndPoint remote)
+    {
+        byte[] sockaddr = UcxSocketAddress.ToNative(remote);
+        return worker.InvokeAsync(() =>
+        {
+            fixed (byte* address = sockaddr)
+            {
+                var parameters = new UcpEpParams
+                {
+                    FieldMask = Interop.Ucp.EP_PARAM_FIELD_SOCK_ADDR | Interop.Ucp.EP_PARAM_FIELD_FLAGS,
+                    Flags = Interop.Ucp.EP_PARAMS_FLAGS_CLIENT_SERVER,
+                    SockAddr = new UcsSockAddr { Addr = address, AddrLen = (uint)sockaddr.Length },
+                };
+                return CreateOnWorker(worker, ref parameters, remote);
+            }
+        });
+    }
+
+    /// <summary>On the progress thread: accepts a listener's connection request.</summary>
+    internal static UcxEndpoint Accept(UcxWorker worker, nint connectionRequest, IPEndPoint? peer)
+    {
+        var parameters = new UcpEpParams
+        {
+            FieldMask = Interop.Ucp.EP_PARAM_FIELD_CONN_REQUEST,
+            ConnRequest = connectionRequest,
+        };
+        return CreateOnWorker(worker, ref parameters, peer);
+    }
+
+    private static UcxEndpoint CreateOnWorker(UcxWorker worker, ref UcpEpParams parameters, IPEndPoint? peer)
+    {
+        var endpoint = new UcxEndpoint(worker, peer);
+        endpoint._self = GCHandle.Alloc(endpoint);
+        parameters.FieldMask |= Interop.Ucp.EP_PARAM_FIELD_ERR_HANDLING_MODE | Interop.Ucp.EP_PARAM_FIELD_ERR_HANDLER;
+        parameters.ErrMode = Interop.Ucp.ERR_HANDLING_MODE_PEER;
+        parameters.ErrHandler = new UcpErrHandler { Callback = &OnError, Arg = GCHandle.ToIntPtr(endpoint._self) };
+        try
+        {
+            endpoint._handle = SafeUcpEndpointHandle.Create(worker.Handle, ref parameters);
+        }
+        catch
+        {
+            endpoint.FreeSelf();
+            throw;
+        }
+
+        worker.Add(endpoint);
+        return endpoint;
+    }
+
+    /// <summary>
+    /// Sends <paramref name="data"/> with <paramref name="tag"/>; completes when UCX is done with
+    /// the buffer. <paramref name="registered"/> is a registration covering the data (ucp_mem_map),
+    /// so UCX need not register it for this send.
+    /// </summary>
+    public Task SendAsync(ReadOnlyMemory<byte> data, ulong tag, SafeUcpMemoryHandle? registered = null)
+    {
+        var op = new UcxOperation(Worker, $"ucp_tag_send_nbx(tag 0x{tag:x}, {data.Length} bytes)", this, data.Length);
+        Worker.Post(() =>
+        {
+            if (Failure is not null || _handle is null)
+            {
+                op.Abandon(Failure ?? new ObjectDisposedException(nameof(UcxEndpoint)));
+                return;
+            }
+
+            Track(op);
+            var parameters = new UcpRequestParam
+            {
+                OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA,
+                Callback = UcxOperation.SentCallback,
+                UserData = op.UserData(),
+            };
+            if (registered is not null)
+            {
+                parameters.OpAttrMask |= Interop.Ucp.OP_ATTR_FIELD_MEMH;
+                parameters.Memh = registered.DangerousGetHandle();
+            }
+
+            void* pointer = op.Pin(data);
+            op.Started(Interop.Ucp.ucp_tag_send_nbx(_handle.DangerousGetHandle(), pointer, (nuint)data.Length, tag, &parameters));
+        }, op.Abandon);
+        return op.Task;
+    }
+
+    /// <summary>A tagged receive that fails when this endpoint fails or closes (see <see cref="UcxWorker.ReceiveAsync"/>).</summary>
+    public Task<UcxMessage> ReceiveAsync(Memory<byte> buffer, ulong tag, ulong mask = ulong.MaxValue, CancellationToken cancellationToken = default) =>
+        Worker.ReceiveAsync(buffer, tag, mask, this, cancellationToken);
+
+    /// <summary>
+    /// Closes the endpoint: receives tied to it fail; with <paramref name="force"/> its sends are
+    /// dropped, without it they are flushed first (ucp_ep_close_nbx). Completes when UCX has closed it.
+    /// </summary>
+    public Task CloseAsync(bool force = false)
+    {
+        var close = new UcxOperation(Worker, "ucp_ep_close_nbx", null, 0);
+        Worker.Post(() => FailOnWorker(new ObjectDisposedException(nameof(UcxEndpoint), "The UCX endpoint was closed."), force, close), close.Abandon);
+        return close.Task;
+    }
+
+    internal void Track(UcxOperation operation) => _pending.Add(operation);
+
+    internal void Untrack(UcxOperation operation) => _pending.Remove(operation);
+
+    /// <summary>
+    /// On the progress thread: records why the endpoint ends, fails the receives tied to it and
+    /// closes it (by force after a peer failure, as UCX requires). <paramref name="close"/>, if
+    /// given, completes when the close does.
+    /// </summary>
+    internal void FailOnWorker(Exception reason, bool force, UcxOperation? close = null)
+    {
+        if (Failure is null)
+        {
+            Failure = reason;
+            _failed.TrySetResult(reason);
+        }
+
+        foreach (var op in _pending.ToArray())
+        {
+            if (op.IsReceive)
+            {
+                op.Cancel(Failure);
+            }
+        }
+
+        close ??= new UcxOperation(Worker, "ucp_ep_close_nbx", null, 0);
+        _ = close.Task.ContinueWith(static (_, state) => ((UcxEndpoint)state!).FreeSelf(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        var handle = _handle;
+        if (handle is null)
+        {
+            close.Started(null);
+            return;
+        }
+
+        _handle = null;
+        Worker.Remove(this);
+        var parameters = new UcpRequestParam
+        {
+            OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA | Interop.Ucp.OP_ATTR_FIELD_FLAGS,
+            Flags = force ? Interop.Ucp.EP_CLOSE_FLAG_FORCE : 0,
+            Callback = UcxOperation.SentCallback,
+            UserData = close.UserData(),
+        };
+        close.Started(handle.BeginClose(&parameters));
+    }
+
+    /// <summary>After the worker was destroyed: nothing of UCX refers to this endpoint any more.</summary>
+    internal void Forget()
+    {
+        _handle?.SetHandleAsInvalid();
+        _handle = null;
+        FreeSelf();
+    }
+
+    private void FreeSelf()
+    {
+        if (Interlocked.Exchange(ref _selfFreed, 1) == 0 && _self.IsAllocated)
+        {
+            _self.Free();
+        }
+    }
+
+    /// <summary>ucp_err_handler_cb_t: the peer failed (or the connection could not be made).</summary>
+    [UnmanagedCallersOnly]
+    private static void OnError(nint arg, nint endpoint, UcsStatus status)
+    {
+        try
+        {
+            var self = (UcxEndpoint)GCHandle.FromIntPtr(arg).Target!;
+            var reason = new UcxException(status, $"the UCX endpoint to {self.Peer}");
+            self.Worker.TryPost(() => self.FailOnWorker(reason, force: true));
+        }
+        catch (Exception e)
+        {
+            UcxWorker.ReportCallbackFailure(e);
+        }
+    }
+}

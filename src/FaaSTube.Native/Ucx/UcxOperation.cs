@@ -1,0 +1,207 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace FaaSTube.Native.Ucx;
+
+/// <summary>What a completed tagged receive got: the sender's tag and the bytes written.</summary>
+internal readonly record struct UcxMessage(ulong Tag, long Length);
+
+/// <summary>
+/// One UCX operation in flight (a send, a receive, an endpoint's close): its task, the pinned
+/// buffer, the UCX request while it is pending, and the GCHandle passed as <c>user_data</c>.
+/// Started, completed and cancelled on the worker's progress thread only (UCX calls the callbacks
+/// below from <c>ucp_worker_progress</c>), so none of it needs a lock. The callbacks are
+/// <see cref="UnmanagedCallersOnlyAttribute"/> functions: no delegate to keep alive.
+/// </summary>
+internal sealed unsafe class UcxOperation
+{
+    private readonly TaskCompletionSource<UcxMessage> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private MemoryHandle _pin;
+    private GCHandle _self;
+    private CancellationTokenRegistration _cancellation;
+    private CancellationToken _token;
+
+    public UcxOperation(UcxWorker worker, string what, UcxEndpoint? endpoint, long length, bool isReceive = false)
+    {
+        IsReceive = isReceive;
+        Worker = worker;
+        What = what;
+        Endpoint = endpoint;
+        Length = length;
+    }
+
+    public UcxWorker Worker { get; }
+
+    public string What { get; }
+
+    /// <summary>The endpoint the operation belongs to (a receive expecting that peer's data, a send, a close).</summary>
+    public UcxEndpoint? Endpoint { get; }
+
+    public long Length { get; }
+
+    /// <summary>A receive: cancelled when its endpoint fails or closes (sends are failed by UCX itself).</summary>
+    public bool IsReceive { get; }
+
+    public Task<UcxMessage> Task => _completion.Task;
+
+    public bool IsDone { get; private set; }
+
+    /// <summary>The UCX request while the operation is pending (null before and after).</summary>
+    public void* Request { get; private set; }
+
+    /// <summary>Why a cancelled operation failed when it was cancelled on purpose (peer failure, close, disposal).</summary>
+    private Exception? _failWith;
+
+    /// <summary>Pins the buffer the operation reads or writes until it completes.</summary>
+    public void* Pin(ReadOnlyMemory<byte> buffer)
+    {
+        _pin = buffer.Pin();
+        return _pin.Pointer;
+    }
+
+    /// <summary>Cancels through the worker when <paramref name="token"/> fires (a receive waiting for a message).</summary>
+    public void CancelWhen(CancellationToken token)
+    {
+        if (token.CanBeCanceled)
+        {
+            _token = token;
+            _cancellation = token.UnsafeRegister(static state =>
+            {
+                var op = (UcxOperation)state!;
+                op.Worker.TryPost(() => op.Cancel(null));
+            }, this);
+        }
+    }
+
+    /// <summary>The <c>user_data</c> for the request parameters: a GCHandle to this operation, freed on completion.</summary>
+    public void* UserData()
+    {
+        _self = GCHandle.Alloc(this);
+        return (void*)GCHandle.ToIntPtr(_self);
+    }
+
+    /// <summary>
+    /// Takes the <c>ucs_status_ptr_t</c> an <c>_nbx</c> call returned: a request is pending (the
+    /// callback will complete it), anything else is the final status.
+    /// </summary>
+    public void Started(void* statusPointer, UcpTagRecvInfo* immediateInfo = null)
+    {
+        if (Interop.Ucp.IsRequest(statusPointer))
+        {
+            if (!IsDone)
+            {
+                Request = statusPointer;
+                Worker.Track(this);
+            }
+
+            return;
+        }
+
+        var status = Interop.Ucp.StatusOf(statusPointer);
+        Complete(status, immediateInfo is null ? new UcxMessage(0, Length) : new UcxMessage(immediateInfo->SenderTag, (long)immediateInfo->Length));
+    }
+
+    /// <summary>Cancels a pending request (it completes with UCS_ERR_CANCELED through its callback), failing it with <paramref name="reason"/> if given.</summary>
+    public void Cancel(Exception? reason)
+    {
+        if (IsDone)
+        {
+            return;
+        }
+
+        _failWith ??= reason;
+        if (Request != null)
+        {
+            Interop.Ucp.ucp_request_cancel(Worker.Native, Request);
+        }
+    }
+
+    /// <summary>Fails an operation whose worker was destroyed: UCX will call nothing back any more.</summary>
+    public void Abandon(Exception reason)
+    {
+        _failWith ??= reason;
+        Request = null;
+        Complete(UcsStatus.ErrCanceled, default);
+    }
+
+    private void Complete(UcsStatus status, UcxMessage message)
+    {
+        if (IsDone)
+        {
+            return;
+        }
+
+        IsDone = true;
+        Request = null;
+        Worker.Untrack(this);
+        if (_self.IsAllocated)
+        {
+            _self.Free();
+        }
+
+        _pin.Dispose();
+        _cancellation.Dispose();
+        if (status == UcsStatus.Ok)
+        {
+            _completion.TrySetResult(message);
+        }
+        else if (_failWith is not null)
+        {
+            _completion.TrySetException(_failWith);
+        }
+        else if (status == UcsStatus.ErrCanceled && _token.IsCancellationRequested)
+        {
+            _completion.TrySetCanceled(_token);
+        }
+        else
+        {
+            _completion.TrySetException(new UcxException(status, What));
+        }
+    }
+
+    private static UcxOperation From(void* userData) => (UcxOperation)GCHandle.FromIntPtr((nint)userData).Target!;
+
+    /// <summary>ucp_send_nbx_callback_t: sends and endpoint closes.</summary>
+    [UnmanagedCallersOnly]
+    public static void OnSent(void* request, UcsStatus status, void* userData)
+    {
+        try
+        {
+            var op = From(userData);
+            op.Complete(status, new UcxMessage(0, op.Length));
+        }
+        catch (Exception e)
+        {
+            UcxWorker.ReportCallbackFailure(e);
+        }
+        finally
+        {
+            Interop.Ucp.ucp_request_free(request);
+        }
+    }
+
+    /// <summary>ucp_tag_recv_nbx_callback_t: tagged receives.</summary>
+    [UnmanagedCallersOnly]
+    public static void OnReceived(void* request, UcsStatus status, UcpTagRecvInfo* info, void* userData)
+    {
+        try
+        {
+            var op = From(userData);
+            op.Complete(status, info is null ? default : new UcxMessage(info->SenderTag, (long)info->Length));
+        }
+        catch (Exception e)
+        {
+            UcxWorker.ReportCallbackFailure(e);
+        }
+        finally
+        {
+            Interop.Ucp.ucp_request_free(request);
+        }
+    }
+
+    /// <summary>The callback pointers as the <c>cb</c> union of ucp_request_param_t takes them.</summary>
+    public static nint SentCallback => (nint)(delegate* unmanaged<void*, UcsStatus, void*, void>)&OnSent;
+
+    public static nint ReceivedCallback => (nint)(delegate* unmanaged<void*, UcsStatus, UcpTagRecvInfo*, void*, void>)&OnReceived;
+}

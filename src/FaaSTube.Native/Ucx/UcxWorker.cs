@@ -1,0 +1,297 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace FaaSTube.Native.Ucx;
+
+/// <summary>
+/// A UCP worker driven by one thread of its own. Every UCX call on the worker, its endpoints and
+/// listeners runs on that thread: callers post commands (<see cref="Post"/>) and wake it with
+/// <c>ucp_worker_signal</c>. Idle, the thread arms the worker and sleeps in poll(2) on the
+/// worker's event descriptor (no spinning); it wakes on network events, on a signal, or once a
+/// second as a safety net. Disposing fails whatever is still pending instead of leaving it hanging.
+/// </summary>
+internal sealed unsafe class UcxWorker : IDisposable
+{
+    private const int IdleWakeMilliseconds = 1000;
+    private static readonly TimeSpan ShutdownDrain = TimeSpan.FromSeconds(2);
+
+    private readonly SafeUcpWorkerHandle _handle;
+    private readonly nint _native;
+    private readonly int _eventFd;
+    private readonly ConcurrentQueue<(Action Run, Action<Exception> Abort)> _commands = new();
+    private readonly HashSet<UcxOperation> _pending = [];
+    private readonly HashSet<UcxEndpoint> _endpoints = [];
+    private readonly HashSet<UcxListener> _listeners = [];
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _stopping;
+    private volatile bool _closed;
+
+    private UcxWorker(UcxContext context, string name)
+    {
+        Context = context;
+        _handle = SafeUcpWorkerHandle.Create(context.Handle, Interop.Ucp.WAKEUP_TAG_SEND | Interop.Ucp.WAKEUP_TAG_RECV | Interop.Ucp.WAKEUP_TX | Interop.Ucp.WAKEUP_RX);
+        _native = _handle.DangerousGetHandle();
+        int fd;
+        var status = Interop.Ucp.ucp_worker_get_efd(_native, &fd);
+        if (status < 0)
+        {
+            _handle.Dispose();
+            throw new UcxException(status, "ucp_worker_get_efd");
+        }
+
+        _eventFd = fd;
+        _thread = new Thread(Run) { IsBackground = true, Name = name };
+        _thread.Start();
+    }
+
+    public UcxContext Context { get; }
+
+    /// <summary>The worker, for the UCX calls made on the progress thread.</summary>
+    internal nint Native => _native;
+
+    internal SafeUcpWorkerHandle Handle => _handle;
+
+    /// <summary>Completes when the progress thread has destroyed the worker.</summary>
+    public Task Stopped => _stopped.Task;
+
+    /// <summary>How many operations are pending in UCX (read on the progress thread, or as a hint).</summary>
+    public int PendingCount => _pending.Count;
+
+    public static UcxWorker Create(UcxContext context, string name = "ucx-progress") => new(context, name);
+
+    /// <summary>Runs <paramref name="run"/> on the progress thread; its result or exception completes the task.</summary>
+    public Task<T> InvokeAsync<T>(Func<T> run)
+    {
+        var completion = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() =>
+        {
+            try
+            {
+                completion.TrySetResult(run());
+            }
+            catch (Exception e)
+            {
+                completion.TrySetException(e);
+            }
+        }, e => completion.TrySetException(e));
+        return completion.Task;
+    }
+
+    /// <summary>Queues a command for the progress thread and wakes it; a worker that is gone runs <paramref name="abort"/> instead.</summary>
+    public void Post(Action run, Action<Exception> abort)
+    {
+        _commands.Enqueue((run, abort));
+        if (_closed)
+        {
+            AbortQueued();
+            return;
+        }
+
+        bool added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            Interop.Ucp.ucp_worker_signal(_native);
+        }
+        catch (ObjectDisposedException)
+        {
+            AbortQueued();
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Posts a command that needs no abort (it only acts on a live worker).</summary>
+    public void TryPost(Action run) => Post(run, static _ => { });
+
+    internal void Track(UcxOperation operation) => _pending.Add(operation);
+
+    internal void Untrack(UcxOperation operation)
+    {
+        _pending.Remove(operation);
+        operation.Endpoint?.Untrack(operation);
+    }
+
+    internal void Add(UcxEndpoint endpoint) => _endpoints.Add(endpoint);
+
+    internal void Remove(UcxEndpoint endpoint) => _endpoints.Remove(endpoint);
+
+    internal void Add(UcxListener listener) => _listeners.Add(listener);
+
+    internal void Remove(UcxListener listener) => _listeners.Remove(listener);
+
+    /// <summary>
+    /// Posts a tagged receive into <paramref name="buffer"/> for a message whose tag matches
+    /// <paramref name="tag"/> under <paramref name="mask"/>. Tied to <paramref name="from"/>, it fails
+    /// when that endpoint fails or closes (UCX ties receives to the worker, not to a peer).
+    /// </summary>
+    public Task<UcxMessage> ReceiveAsync(Memory<byte> buffer, ulong tag, ulong mask = ulong.MaxValue, UcxEndpoint? from = null, CancellationToken cancellationToken = default)
+    {
+        var op = new UcxOperation(this, $"ucp_tag_recv_nbx(tag 0x{tag:x}, {buffer.Length} bytes)", from, buffer.Length, isReceive: true);
+        Post(() =>
+        {
+            if (from is not null && from.Failure is { } failure)
+            {
+                op.Abandon(failure);
+                return;
+            }
+
+            from?.Track(op);
+            var info = default(UcpTagRecvInfo);
+            var parameters = new UcpRequestParam
+            {
+                // Always through the callback, which gets the sender's tag and length: an
+                // immediate completion from UCX's unexpected queue did not fill recv_info on UCX 1.13.1.
+                OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA | Interop.Ucp.OP_ATTR_FIELD_RECV_INFO
+                    | Interop.Ucp.OP_ATTR_FLAG_NO_IMM_CMPL,
+                Callback = UcxOperation.ReceivedCallback,
+                UserData = op.UserData(),
+                RecvInfo = &info,
+            };
+            void* pointer = op.Pin(buffer);
+            op.Started(Interop.Ucp.ucp_tag_recv_nbx(_native, pointer, (nuint)buffer.Length, tag, mask, &parameters), &info);
+            op.CancelWhen(cancellationToken);
+        }, op.Abandon);
+        return op.Task;
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        TryPost(static () => { });
+        if (Environment.CurrentManagedThreadId != _thread.ManagedThreadId)
+        {
+            _thread.Join();
+        }
+    }
+
+    internal static void ReportCallbackFailure(Exception e) =>
+        Trace.TraceError($"UCX callback failed: {e}");
+
+    private void Run()
+    {
+        Exception? failure = null;
+        try
+        {
+            while (!_stopping)
+            {
+                RunQueued();
+                if (Interop.Ucp.ucp_worker_progress(_native) != 0 || !_commands.IsEmpty)
+                {
+                    continue;
+                }
+
+                // Armed, the descriptor becomes readable on the next event or signal; commands
+                // queued before arming were signalled before it and are seen by the check below.
+                var armed = Interop.Ucp.ucp_worker_arm(_native);
+                if (armed == UcsStatus.ErrBusy || !_commands.IsEmpty || _stopping)
+                {
+                    continue;
+                }
+
+                UcxException.ThrowIfFailed(armed);
+                Sleep(IdleWakeMilliseconds);
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+            ReportCallbackFailure(e);
+        }
+
+        Shutdown(failure);
+    }
+
+    private void RunQueued()
+    {
+        while (_commands.TryDequeue(out var command))
+        {
+            try
+            {
+                command.Run();
+            }
+            catch (Exception e)
+            {
+                ReportCallbackFailure(e);
+            }
+        }
+    }
+
+    private void AbortQueued()
+    {
+        var gone = new ObjectDisposedException(nameof(UcxWorker), "The UCX worker was disposed.");
+        while (_commands.TryDequeue(out var command))
+        {
+            command.Abort(gone);
+        }
+    }
+
+    private void Sleep(int milliseconds)
+    {
+        var fd = new Interop.Libc.PollFd { Fd = _eventFd, Events = Interop.Libc.POLLIN };
+        _ = Interop.Libc.poll(&fd, 1, milliseconds);
+    }
+
+    /// <summary>
+    /// On the progress thread: commands queued so far run, endpoints close by force (their sends
+    /// fail), receives are cancelled, UCX gets a bounded time to call everything back, then the
+    /// worker is destroyed and whatever is still pending fails.
+    /// </summary>
+    private void Shutdown(Exception? failure)
+    {
+        var reason = failure ?? new ObjectDisposedException(nameof(UcxWorker), "The UCX worker was disposed.");
+        try
+        {
+            RunQueued();
+            foreach (var listener in _listeners.ToArray())
+            {
+                listener.CloseOnWorker();
+            }
+
+            foreach (var endpoint in _endpoints.ToArray())
+            {
+                endpoint.FailOnWorker(new UcxException(UcsStatus.ErrCanceled, "the UCX worker was disposed"), force: true);
+            }
+
+            foreach (var op in _pending.ToArray())
+            {
+                op.Cancel(reason);
+            }
+
+            var deadline = Stopwatch.StartNew();
+            while (_pending.Count > 0 && deadline.Elapsed < ShutdownDrain)
+            {
+                if (Interop.Ucp.ucp_worker_progress(_native) == 0)
+                {
+                    Sleep(10);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            ReportCallbackFailure(e);
+        }
+
+        _closed = true;
+        _handle.Dispose();
+        foreach (var op in _pending.ToArray())
+        {
+            op.Abandon(reason);
+        }
+
+        foreach (var endpoint in _endpoints.ToArray())
+        {
+            endpoint.Forget();
+        }
+
+        AbortQueued();
+        _stopped.TrySetResult();
+    }
+}
