@@ -26,6 +26,9 @@ internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBloc
 
     public bool Committed { get; set; }
 
+    /// <summary>Made by Allocate (the client writes it in place and Publishes it), not by PutBegin (PutCommit).</summary>
+    public bool IsAllocation { get; set; }
+
     /// <summary>Taken out of the directory (under <see cref="Sync"/>): it can no longer be committed or get replicas.</summary>
     public bool Removed { get; set; }
 

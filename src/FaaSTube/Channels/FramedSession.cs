@@ -64,45 +64,16 @@ internal sealed class FramedSession
 
             while (true)
             {
-                // Without a ring, a slot first: the next frame is not read before one is free. With
-                // one, requests come on the ring and the socket waits for rare frames (SlabClosed, or
-                // its close) without holding a slot: at most one frame read ahead waits for a slot.
-                bool ringMode = _ring is not null;
-                if (!ringMode)
-                {
-                    await _session.EnterAsync().ConfigureAwait(false);
-                }
-
-                (FrameType Type, uint RequestId, byte[] Payload)? frame;
-                try
-                {
-                    frame = await Frames.ReadAsync(_reader, options.MaxFrameBytes, ended).ConfigureAwait(false);
-                }
-                catch
-                {
-                    if (!ringMode)
-                    {
-                        _session.Exit();
-                    }
-
-                    throw;
-                }
-
+                // A frame, then a slot for it: at most one frame read ahead waits for a slot, and no
+                // slot is held while the connection is quiet (a Get that waited for a publish takes a
+                // slot again as it ends; with a ring, requests come there and the socket is mostly quiet).
+                var frame = await Frames.ReadAsync(_reader, options.MaxFrameBytes, ended).ConfigureAwait(false);
                 if (frame is not { } f)
                 {
-                    if (!ringMode)
-                    {
-                        _session.Exit();
-                    }
-
                     return; // the client closed
                 }
 
-                if (ringMode)
-                {
-                    await _session.EnterAsync().ConfigureAwait(false);
-                }
-
+                await _session.EnterAsync().ConfigureAwait(false);
                 _ = HandleAsync(f.Type, f.RequestId, f.Payload); // gives its slot back when done
             }
         }
@@ -122,7 +93,11 @@ internal sealed class FramedSession
         {
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
             _ringRequests?.Dispose(); // every request has ended: nothing answers on the ring any more
-            _ring?.Dispose();
+            if (_ring is not null)
+            {
+                _ring.Dispose();
+                _session.Node.ReturnRingSession();
+            }
         }
     }
 
@@ -198,7 +173,7 @@ internal sealed class FramedSession
                 window = AdoptRing(request.RingBytes, hello.Descriptors);
             }
 
-            ok = _session.Open(request, window);
+            ok = _session.Open(request, window) with { Ring = _ring is not null };
         }
         catch (Exception e)
         {
@@ -207,8 +182,12 @@ internal sealed class FramedSession
                 descriptor.Dispose(); // Open closes them itself; a Hello it never saw has them still open
             }
 
-            _ring?.Dispose();
-            _ring = null;
+            if (_ring is not null)
+            {
+                _ring.Dispose();
+                _ring = null;
+                _session.Node.ReturnRingSession();
+            }
 
             var refused = e as TubeException ?? new TubeException(TubeError.BadRequest, e.Message);
             await SendErrorQuietlyAsync(hello.RequestId, refused.Error, refused.Reason).ConfigureAwait(false);
@@ -217,7 +196,8 @@ internal sealed class FramedSession
 
         if (_ring is { } ring)
         {
-            _ringReplies = new ControlRingSender(ring, _session.Node.Options.StalledClientTimeout, _ => _session.Abort());
+            // At most one answer per request slot waits (each request keeps its slot until its answer is in the ring), and the node's pushes.
+            _ringReplies = new ControlRingSender(ring, _session.Node.Options.StalledClientTimeout, 2 * _session.Node.Options.MaxRequestsInFlight, _ => _session.Abort());
             _ringRequests = new ControlRingReceiver(ring, _session.Node.Options.MaxFrameBytes, OnRingRequest, OnRingEnd, name: $"faastube-session-{_session.Id}");
         }
 
@@ -228,6 +208,11 @@ internal sealed class FramedSession
     /// <summary>The control ring: the second of exactly two descriptors, checked and mapped (<see cref="ControlRing.Adopt"/>); the window's alone is left for the session.</summary>
     private IReadOnlyList<SafeFileHandle> AdoptRing(long ringBytes, IReadOnlyList<SafeFileHandle> descriptors)
     {
+        if (descriptors.Any(d => d.IsInvalid))
+        {
+            throw new TubeException(TubeError.OutOfMemory, "The node could not take the Hello's descriptors (it is out of descriptors, or more came than it keeps); try again.");
+        }
+
         if (descriptors.Count != 2)
         {
             throw new TubeException(TubeError.BadRequest, $"Hello with a control ring must carry two descriptors, the window and the ring; it carried {descriptors.Count}.");
@@ -238,9 +223,22 @@ internal sealed class FramedSession
             throw new TubeException(TubeError.BadRequest, $"A control ring of {ringBytes} bytes is over the node's limit of {MaxRingBytes}.");
         }
 
-        _ring = descriptors[1].IsInvalid
-            ? throw new TubeException(TubeError.OutOfMemory, "The node could not take the control ring's descriptor (it is out of descriptors); try again.")
-            : ControlRing.Adopt(descriptors[1], ringBytes);
+        if (!_session.Node.TryTakeRingSession())
+        {
+            descriptors[1].Dispose(); // the node has as many ring sessions as it runs threads for: this one is served on the socket
+            return [descriptors[0]];
+        }
+
+        try
+        {
+            _ring = ControlRing.Adopt(descriptors[1], ringBytes);
+        }
+        catch
+        {
+            _session.Node.ReturnRingSession();
+            throw;
+        }
+
         return [descriptors[0]];
     }
 
@@ -265,7 +263,7 @@ internal sealed class FramedSession
         }
         catch (TubeException e) when (onRing)
         {
-            await AnswerAsync(onRing, FrameType.Error, requestId, ErrorPayload(e.Error, e.Reason)).ConfigureAwait(false);
+            await AnswerAsync(onRing, FrameType.Error, requestId, ErrorPayload(e.Error, e.Reason, _ring!.MaxPayloadBytes)).ConfigureAwait(false);
         }
         catch (TubeException e)
         {
@@ -288,7 +286,7 @@ internal sealed class FramedSession
         {
             if (onRing)
             {
-                _ringReplies!.Send(type, requestId, payload.Span);
+                await _ringReplies!.SendAsync(type, requestId, payload.Span).ConfigureAwait(false); // the request keeps its slot until its answer is in the ring
             }
             else
             {
@@ -305,8 +303,21 @@ internal sealed class FramedSession
         }
     }
 
-    private static ReadOnlyMemory<byte> ErrorPayload(TubeError error, string message) =>
-        Payload.Writer(new Error(error, message.Length > 2000 ? message[..2000] : message)).Memory;
+    /// <summary>An error's payload, its message cut to 2,000 characters and to <paramref name="maxBytes"/> in all (a small ring's limit).</summary>
+    private static ReadOnlyMemory<byte> ErrorPayload(TubeError error, string message, int maxBytes = int.MaxValue)
+    {
+        message = message.Length > 2000 ? message[..2000] : message;
+        while (true)
+        {
+            var payload = Payload.Writer(new Error(error, message)).Memory;
+            if (payload.Length <= maxBytes || message.Length == 0)
+            {
+                return payload;
+            }
+
+            message = message[..(message.Length / 2)];
+        }
+    }
 
     private Task SendErrorAsync(uint requestId, TubeError error, string message) =>
         SendAsync(FrameType.Error, requestId, ErrorPayload(error, message)).AsTask();

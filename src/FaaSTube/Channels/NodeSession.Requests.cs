@@ -201,6 +201,7 @@ internal sealed partial class NodeSession
     private async Task<AllocateOk> AllocateAsync(Allocate request)
     {
         var entry = await NewEntryAsync(request.Length, request.Device).ConfigureAwait(false);
+        entry.IsAllocation = true;
         var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
         lock (_sync)
         {
@@ -226,13 +227,26 @@ internal sealed partial class NodeSession
         }
         catch (TubeException)
         {
-            if (_node.Directory.TryFind(_workflow, request.Id) is { Committed: false } own && own.OwnerSession == Id)
+            if (_node.Directory.TryFind(_workflow, request.Id) is { Committed: false, IsAllocation: true } own && own.OwnerSession == Id)
             {
-                DropHeld(request.Id);
-                _node.Directory.Remove(own);
+                DropUnfinished(own);
             }
 
             throw;
+        }
+    }
+
+    /// <summary>Drops the client's own unfinished Put or Allocate: its use and lease, its entry, and (for a Put) its count.</summary>
+    private void DropUnfinished(DataEntry own)
+    {
+        if (own.IsAllocation)
+        {
+            DropHeld(own.Id); // an Allocate's use and lease; a Put holds only the lease the directory gives back
+        }
+
+        if (_node.Directory.Remove(own) && !own.IsAllocation)
+        {
+            Interlocked.Decrement(ref _unfinishedPuts);
         }
     }
 
@@ -256,6 +270,11 @@ internal sealed partial class NodeSession
             if (entry.Committed || entry.OwnerSession != Id || entry.Removed)
             {
                 throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put or Allocate of this client.");
+            }
+
+            if (entry.IsAllocation != isPublish)
+            {
+                throw new TubeException(TubeError.BadRequest, isPublish ? $"{id} is a Put: PutCommit makes it visible." : $"{id} is an allocation: Publish makes it visible.");
             }
 
             entry.Block.AddLease(DataEntry.DirectoryHolder);
@@ -300,7 +319,10 @@ internal sealed partial class NodeSession
         }
 
         var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
-        var entry = await _node.Directory.FindPublishedAsync(_workflow, id, wait < _node.Options.MaxPublishWait ? wait : _node.Options.MaxPublishWait, _ended.Token).ConfigureAwait(false);
+        wait = wait < _node.Options.MaxPublishWait ? wait : _node.Options.MaxPublishWait;
+        var entry = _node.Directory.TryFind(_workflow, id) is { Committed: false, Removed: false } && wait > TimeSpan.Zero
+            ? await WaitForPublishAsync(id, wait).ConfigureAwait(false)
+            : _node.Directory.Find(_workflow, id);
         CheckRoomToHold();
         PoolBlock block;
         TubePath path;
@@ -345,6 +367,32 @@ internal sealed partial class NodeSession
         path = wasResident || path == TubePath.HostStaged ? path : TubePath.Restored;
         ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path.Tag()));
         return (new GetOk(block.Length, path, device < 0 ? null : Map(device, use)), path.Tag());
+    }
+
+    /// <summary>
+    /// Waits for the Publish of <paramref name="id"/> without holding a request slot (a connection's
+    /// later requests, its own Publishes among them, are read meanwhile), in one of at most
+    /// <see cref="TubeNodeOptions.MaxRequestsInFlight"/> wait slots; then takes a request slot again
+    /// before going on. The session's end waits for the wait slots before the request slots
+    /// (<see cref="EndAsync"/>), so a wait that ends then still finds a request slot to give back.
+    /// </summary>
+    private async Task<DataEntry> WaitForPublishAsync(TubeId id, TimeSpan wait)
+    {
+        if (!_waits.Wait(0))
+        {
+            throw new TubeException(TubeError.BadRequest, $"This client has {_node.Options.MaxRequestsInFlight} Gets waiting for publishes, the most the node allows one connection.");
+        }
+
+        Exit();
+        try
+        {
+            return await _node.Directory.FindPublishedAsync(_workflow, id, wait, _ended.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false); // the caller gives it back, as for any request
+            _waits.Release();
+        }
     }
 
     /// <summary>The copy of <paramref name="entry"/> on another GPU, made once over the routed peer paths and kept for later consumers there.</summary>
@@ -423,12 +471,7 @@ internal sealed partial class NodeSession
         var entry = _node.Directory.TryFind(_workflow, id);
         if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
         {
-            bool allocation = DropHeld(id); // an Allocate's use and lease; a Put holds only the lease the directory gives back
-            if (_node.Directory.Remove(abandoned) && !allocation)
-            {
-                Interlocked.Decrement(ref _unfinishedPuts);
-            }
-
+            DropUnfinished(abandoned);
             return default;
         }
 

@@ -12,7 +12,8 @@ namespace FaaSTube.Channels;
 /// <list type="bullet">
 /// <item><see cref="Open"/> checks the Hello and adopts the window (a descriptor, never a name);</item>
 /// <item>at most <see cref="TubeNodeOptions.MaxRequestsInFlight"/> requests run at once: each holds a
-/// slot (<see cref="EnterAsync"/>), and a transport reads no further request before one is free;</item>
+/// slot (<see cref="EnterAsync"/>), and a transport reads at most one request ahead of a free slot;
+/// Gets that wait for a publish give their slot back meanwhile and hold one of as many wait slots;</item>
 /// <item>when the connection ends (closed, broken, killed) every running request is cancelled and
 /// awaited before anything it uses is given back (<see cref="EndAsync"/>): the window is unregistered
 /// and unmapped after the last copy through it, leases and uses after the last request that could add one.</item>
@@ -23,6 +24,7 @@ internal sealed partial class NodeSession
 {
     private readonly TubeNode _node;
     private readonly SemaphoreSlim _slots;
+    private readonly SemaphoreSlim _waits;
     private readonly CancellationTokenSource _ended = new();
     private readonly uint _uid;
     private NodeWindow? _window;
@@ -38,6 +40,7 @@ internal sealed partial class NodeSession
         _uid = uid;
         _inProcess = inProcess;
         _slots = new SemaphoreSlim(node.Options.MaxRequestsInFlight, node.Options.MaxRequestsInFlight);
+        _waits = new SemaphoreSlim(node.Options.MaxRequestsInFlight, node.Options.MaxRequestsInFlight);
     }
 
     public long Id { get; }
@@ -85,7 +88,7 @@ internal sealed partial class NodeSession
 
             if (descriptors.Any(d => d.IsInvalid))
             {
-                throw new TubeException(TubeError.OutOfMemory, "The node could not take the window's descriptor (it is out of descriptors, or more than one came); try again.");
+                throw new TubeException(TubeError.OutOfMemory, "The node could not take the Hello's descriptors (it is out of descriptors, or more came than it keeps); try again.");
             }
 
             if (descriptors.Count != 1)
@@ -94,7 +97,7 @@ internal sealed partial class NodeSession
             }
 
             _window = NodeWindow.Open(descriptors[0], windowBytes, _node.Gpus.Devices[0]);
-            return new HelloOk(Frames.Version, Id, _node.Gpus.Devices.Count, _node.Gpus.Backend);
+            return new HelloOk(Frames.Version, Id, _node.Gpus.Devices.Count, _node.Gpus.Backend, Ring: false);
         }
         catch (Exception e)
         {
@@ -137,6 +140,11 @@ internal sealed partial class NodeSession
 
         await _ended.CancelAsync().ConfigureAwait(false);
         await closeTransport().ConfigureAwait(false);
+        for (int i = 0; i < _node.Options.MaxRequestsInFlight; i++)
+        {
+            await _waits.WaitAsync(CancellationToken.None).ConfigureAwait(false); // Gets waiting for a publish first: each takes a request slot again as it ends
+        }
+
         for (int i = 0; i < _node.Options.MaxRequestsInFlight; i++)
         {
             await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);

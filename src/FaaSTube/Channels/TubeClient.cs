@@ -41,7 +41,9 @@ public sealed partial class TubeClient : IAsyncDisposable
 
     /// <summary>
     /// A Publish or Release failed on the node after the call that sent it had returned (they go one
-    /// way: no round trip). The same error is also thrown by this client's next call, so it is never lost.
+    /// way: no round trip). Raised on the thread pool; a handler's exception is ignored. The same
+    /// refusal is also thrown, once, by this client's next call that expects an answer (that call is
+    /// then not made: repeat it) or by <see cref="FlushAsync"/>, so it is never lost.
     /// </summary>
     public event EventHandler<TubeErrorEventArgs>? OneWayFailed;
 
@@ -50,6 +52,9 @@ public sealed partial class TubeClient : IAsyncDisposable
 
     /// <summary>The session id the node gave this client.</summary>
     public long SessionId { get; private set; }
+
+    /// <summary>Whether this client's requests go on a control ring (the node took it).</summary>
+    internal bool UsesControlRing => _connection is FramedConnection { UsesRing: true };
 
     /// <summary>Slabs mapped into this process now (imported and not yet closed).</summary>
     internal int SlabsMapped => _mappings.Mapped;
@@ -175,7 +180,6 @@ public sealed partial class TubeClient : IAsyncDisposable
 
         try
         {
-            ThrowOneWayFailure();
             await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -218,21 +222,31 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Not used: the release is already on its way when a wait could start.</param>
-    public async Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default)
-    {
-        ThrowOneWayFailure();
-        await PostReleaseAsync(id).ConfigureAwait(false);
-    }
+    public async Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
+        await PostReleaseAsync(id).ConfigureAwait(false); // one way: an earlier refusal does not stop it (it would leak the lease)
 
     /// <summary>
     /// Waits until the node has applied every Publish and Release this client sent before, and throws
-    /// the first refusal one of them met (the same one <see cref="OneWayFailed"/> reported).
+    /// the refusals they met that no call has thrown yet (the ones <see cref="OneWayFailed"/> reported):
+    /// the first, with the count of the others and all of them in its inner <see cref="AggregateException"/>.
     /// </summary>
     /// <param name="cancellationToken">Cancels the wait.</param>
     public async Task FlushAsync(CancellationToken cancellationToken = default)
     {
         await Connection.CallAsync(new Sync(), cancellationToken).ConfigureAwait(false);
-        ThrowOneWayFailure();
+        var refused = new List<TubeException>();
+        while (_oneWayErrors.TryDequeue(out var e))
+        {
+            refused.Add(e);
+        }
+
+        if (refused.Count > 0)
+        {
+            var first = refused[0];
+            throw new TubeException(first.Error, refused.Count == 1
+                ? $"An earlier one-way request failed: {first.Reason}"
+                : $"{refused.Count} earlier one-way requests failed; the first: {first.Reason}", new AggregateException(refused));
+        }
     }
 
     /// <summary>The GPU that holds <paramref name="id"/>, to place its consumer next to it.</summary>
@@ -273,13 +287,35 @@ public sealed partial class TubeClient : IAsyncDisposable
 
     private INodeConnection Connection => _connection ?? throw new TubeNodeUnavailableException("The client is not connected.");
 
+    /// <summary>
+    /// A one-way request's refusal arrived (on the connection's receiving thread): it is kept for the
+    /// next call, and the event is raised on the thread pool, so a handler that blocks or throws
+    /// cannot stop the connection from delivering answers.
+    /// </summary>
     private void OnOneWayFailed(TubeException refused)
     {
         _oneWayErrors.Enqueue(refused);
-        OneWayFailed?.Invoke(this, new TubeErrorEventArgs(refused));
+        if (OneWayFailed is { } handlers)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static state =>
+                {
+                    var (client, handler, error) = state;
+                    try
+                    {
+                        handler(client, new TubeErrorEventArgs(error));
+                    }
+                    catch (Exception)
+                    {
+                        // A handler's own failure is the handler's: the connection goes on.
+                    }
+                },
+                (this, handlers, refused),
+                preferLocal: false);
+        }
     }
 
-    /// <summary>Throws the oldest one-way refusal not yet reported to a call.</summary>
+    /// <summary>Throws the oldest one-way refusal not yet reported to a call (before a two-way call, which is then not made).</summary>
     private void ThrowOneWayFailure()
     {
         if (_oneWayErrors.TryDequeue(out var refused))

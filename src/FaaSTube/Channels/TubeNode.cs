@@ -307,6 +307,22 @@ public sealed partial class TubeNode : IAsyncDisposable
         SessionEnded?.Invoke(session.Id);
     }
 
+    private int _ringSessions;
+
+    /// <summary>Takes one of the <see cref="TubeNodeOptions.MaxRingSessions"/> (false when all are taken).</summary>
+    internal bool TryTakeRingSession()
+    {
+        if (Interlocked.Increment(ref _ringSessions) <= Options.MaxRingSessions)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _ringSessions);
+        return false;
+    }
+
+    internal void ReturnRingSession() => Interlocked.Decrement(ref _ringSessions);
+
     /// <summary>The most requests one session ever had running at once (never above <see cref="TubeNodeOptions.MaxRequestsInFlight"/>).</summary>
     internal int PeakRequestsPerSession => Volatile.Read(ref _peakRunning);
 

@@ -45,7 +45,7 @@ public sealed class TubeNodeOptions
     /// <summary>Leases and unfinished Puts one connection may hold at once (default 16,384).</summary>
     public int MaxHeldPerSession { get; set; } = 16384;
 
-    /// <summary>The largest control frame accepted (default 64 KiB; bulk data never goes over the socket).</summary>
+    /// <summary>The largest control frame accepted (default 64 KiB, at most 16 MiB; bulk data never goes over the socket).</summary>
     public int MaxFrameBytes { get; set; } = 64 << 10;
 
     /// <summary>How long unconsumed data is kept when Put gives no TTL (default 10 minutes).</summary>
@@ -60,7 +60,7 @@ public sealed class TubeNodeOptions
     /// <summary>The longest a Get waits for data that is allocated but not yet published (default 60 s; a client may ask for less).</summary>
     public TimeSpan MaxPublishWait { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Requests one connection may have running at once (default 64); the node reads no further frame of it until one ends.</summary>
+    /// <summary>Requests one connection may have running at once (default 64); one more frame read waits for a slot, and as many Gets again may wait for publishes.</summary>
     public int MaxRequestsInFlight { get; set; } = 64;
 
     /// <summary>Connections one user id may hold at once (default 1024); more are refused with <see cref="TubeError.AccessDenied"/>.</summary>
@@ -71,6 +71,12 @@ public sealed class TubeNodeOptions
 
     /// <summary>How long a new connection has to send Hello with its window (default 5 s); then it is closed.</summary>
     public TimeSpan HelloTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Sessions that may use a control ring at once, across all users (default 256): each costs the
+    /// node a thread of its own. A client beyond it is served over the socket (its Hello's answer says so).
+    /// </summary>
+    public int MaxRingSessions { get; set; } = 256;
 
     /// <summary>How long the node waits for a client to take its answers off its control ring when the ring is full (default 5 s); then the session is ended.</summary>
     public TimeSpan StalledClientTimeout { get; set; } = TimeSpan.FromSeconds(5);
@@ -85,6 +91,7 @@ public sealed class TubeNodeOptions
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxFrameBytes, 1 << 10, nameof(MaxFrameBytes));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxFrameBytes, 16 << 20, nameof(MaxFrameBytes));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(DefaultTtl, TimeSpan.Zero, nameof(DefaultTtl));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxTtl, DefaultTtl, nameof(MaxTtl));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxTtl, TimeSpan.FromDays(3650), nameof(MaxTtl));
@@ -94,6 +101,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SlabCloseTimeout, TimeSpan.Zero, nameof(SlabCloseTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(StalledClientTimeout, TimeSpan.Zero, nameof(StalledClientTimeout));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxRingSessions, nameof(MaxRingSessions));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));

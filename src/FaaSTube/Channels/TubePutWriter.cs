@@ -16,6 +16,11 @@ namespace FaaSTube.Channels;
 /// free part of the current slot (at most <see cref="TubeClient.WindowSlotLength"/> bytes, never
 /// more than is left to write); when that slot is full and no next slot is free yet it throws
 /// <see cref="InvalidOperationException"/>, and <see cref="FlushAsync"/> is what waits for one.</para>
+/// <para><b>Not a general-purpose <see cref="IBufferWriter{T}"/></b>: a writer that asks for more
+/// than <see cref="TubeClient.WindowSlotLength"/> at once, or writes several slots without awaiting
+/// <see cref="FlushAsync"/> in between (a serializer such as <c>Utf8JsonWriter</c> handed this
+/// writer directly), gets <see cref="InvalidOperationException"/>. Serialize into your own buffer and
+/// Put that, or write in slot-sized steps with a flush after each.</para>
 /// <para>Disposing a writer that was not completed drops the unfinished data (after the node has
 /// answered the parts in flight). Memory from <see cref="GetMemory"/> is valid until the next
 /// <see cref="Advance"/>, as with any <see cref="IBufferWriter{T}"/>.</para>

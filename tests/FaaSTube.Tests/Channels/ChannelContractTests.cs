@@ -136,11 +136,11 @@ public abstract class ChannelContractTests
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.WhereAsync(id))).Error);
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await mine.GetAsync(TubeId.NewId()))).Error);
         // Release goes one way: its refusal comes back through FlushAsync (and the next call, and OneWayFailed).
-        var reported = new List<TubeError>();
-        mine.OneWayFailed += (_, e) => reported.Add(e.Error.Error);
+        var reported = new TaskCompletionSource<TubeError>(TaskCreationOptions.RunContinuationsAsynchronously);
+        mine.OneWayFailed += (_, e) => reported.TrySetResult(e.Error.Error);
         await mine.ReleaseAsync(id);
         Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await mine.FlushAsync())).Error, "a lease not held");
-        CollectionAssert.AreEqual(new[] { TubeError.NotLeased }, reported, "reported once by the event too");
+        Assert.AreEqual(TubeError.NotLeased, await reported.Task.WaitAsync(ChildProcess.Timeout), "reported by the event too");
         var failed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         theirs.OneWayFailed += (_, _) => failed.TrySetResult();
         await theirs.ReleaseAsync(id);
@@ -222,6 +222,46 @@ public abstract class ChannelContractTests
 
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await client.GetAsync(id))).Error);
         Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
+    }
+
+    [TestMethod]
+    public async Task A_OneWayFailed_handler_that_throws_or_blocks_does_not_stop_the_connection()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var client = await Connect(h);
+        var id = await client.PutAsync(new byte[100]);
+        using var release = new ManualResetEventSlim();
+        var raised = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.OneWayFailed += (_, _) =>
+        {
+            raised.TrySetResult();
+            release.Wait(ChildProcess.Timeout); // a handler that blocks...
+            throw new ArgumentException("a bug in the handler"); // ...then throws
+        };
+        await client.ReleaseAsync(TubeId.NewId()); // NotLeased, one way
+        await raised.Task.WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await client.WhereAsync(id))).Error, "the refusal, once, from the next call");
+        Assert.AreEqual(0, await client.WhereAsync(id).WaitAsync(ChildProcess.Timeout), "answers still arrive while the handler blocks");
+        release.Set();
+        Assert.AreEqual(0, await client.WhereAsync(id).WaitAsync(ChildProcess.Timeout), "and after it threw");
+    }
+
+    [TestMethod]
+    public async Task A_get_waiting_for_a_publish_holds_no_request_slot()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.MaxRequestsInFlight = 1);
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        var published = await consumer.PutAsync(new byte[100]);
+        await using var output = await producer.AllocateAsync(4096);
+        var waiting = consumer.GetAsync(output.Id);
+        await consumer.FlushAsync();
+        Assert.AreEqual(0, await consumer.WhereAsync(published).WaitAsync(ChildProcess.Timeout), "the connection's one slot is free while its Get waits");
+        Assert.IsFalse(waiting.IsCompleted);
+        using var stream = output.Device.CreateStream();
+        await producer.PublishAsync(output, stream);
+        await using var got = await waiting.WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(output.Id, got.Id);
     }
 
     [TestMethod]

@@ -532,7 +532,14 @@ public sealed class NodeSafetyTests
         var producer = await h.ConnectAsync(inProcess: false);
         var pool = h.Node.PoolOf(0);
         int reported = 0;
-        producer.OneWayFailed += (_, e) => reported += e.Error.Error == TubeError.BadRequest ? 1 : 100;
+        var allReported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        producer.OneWayFailed += (_, e) =>
+        {
+            if (Interlocked.Add(ref reported, e.Error.Error == TubeError.BadRequest ? 1 : 100) == 5)
+            {
+                allReported.TrySetResult();
+            }
+        };
         for (int i = 0; i < 5; i++)
         {
             await using var output = await producer.AllocateAsync(1 << 20);
@@ -543,10 +550,35 @@ public sealed class NodeSafetyTests
             Assert.AreEqual(TubeError.BadRequest, refused.Error);
         } // the node dropped each allocation it refused to publish; the buffers' dispose has nothing left to release
 
-        Assert.AreEqual(5, reported, "each refusal raised OneWayFailed once");
+        await allReported.Task.WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(5, Volatile.Read(ref reported), "each refusal raised OneWayFailed once");
         await producer.FlushAsync();
         Assert.AreEqual(0L, pool.GetStatistics().InUseBytes, "nothing held until the connection closes");
         Assert.AreEqual(0, pool.GetStatistics().Blocks);
+    }
+
+    [TestMethod]
+    public async Task A_put_is_committed_and_an_allocation_published_never_the_other_way_and_refusals_free_their_count()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.MaxHeldPerSession = 4);
+        await using var client = await h.ConnectAsync(inProcess: false);
+        for (int i = 0; i < 4; i++)
+        {
+            var put = new PayloadReader(await client.CallRawAsync(FrameType.PutBegin, new PayloadWriter().I64(100).I32(0))).Id();
+            var refused = await Assert.ThrowsAsync<TubeException>(async () => await client.CallRawAsync(FrameType.Publish, new PayloadWriter().Id(put).I32(1).I64(0).U8(0)));
+            Assert.AreEqual(TubeError.BadRequest, refused.Error);
+            StringAssert.Contains(refused.Message, "PutCommit");
+            await client.CallRawAsync(FrameType.Release, new PayloadWriter().Id(put)); // the Put is dropped and counted out
+        }
+
+        await using (var allocation = await client.AllocateAsync(100)) // not refused: nothing is held
+        {
+            var refused = await Assert.ThrowsAsync<TubeException>(async () => await client.CallRawAsync(FrameType.PutCommit, new PayloadWriter().Id(allocation.Id).I32(1).I64(0).U8(0)));
+            Assert.AreEqual(TubeError.BadRequest, refused.Error);
+        }
+
+        await client.FlushAsync();
+        Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes);
     }
 
     /// <summary>A connection whose first frame is a Hello with <paramref name="descriptor"/> attached (or none); the node's error.</summary>

@@ -67,6 +67,39 @@ public sealed class RingSessionTests
     }
 
     [TestMethod]
+    public async Task A_client_that_trickles_its_answers_is_ended_after_the_stall_timeout_and_the_node_keeps_only_a_slot_per_answer()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.StalledClientTimeout = TimeSpan.FromSeconds(1));
+        var healthy = await h.ConnectAsync(inProcess: false);
+        var id = await healthy.PutAsync(new byte[100]);
+        await using var trickler = await RawRingClient.ConnectAsync(h);
+        var ended = h.SessionEnded(trickler.SessionId);
+        int sent = trickler.TrickleUntil(ended, FrameType.Where, new PayloadWriter().Id(TubeId.NewId()).Memory.ToArray(), readEvery: TimeSpan.FromMilliseconds(200), giveUpAfter: ChildProcess.Timeout);
+        TestContext.WriteLine($"{sent} requests sent while reading one answer every 200 ms");
+        Assert.IsTrue(ended.IsCompleted, "reading an answer now and then does not keep a stalled ring alive");
+        Assert.IsLessThan(10_000, sent, "the requests' slots pushed back: the node did not queue answers without bound");
+        Assert.AreEqual(0, await healthy.WhereAsync(id));
+    }
+
+    [TestMethod]
+    public async Task Beyond_MaxRingSessions_a_client_is_served_over_the_socket()
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o => o.MaxRingSessions = 1);
+        var first = await h.ConnectAsync(inProcess: false);
+        var second = await h.ConnectAsync(inProcess: false);
+        Assert.IsTrue(first.UsesControlRing);
+        Assert.IsFalse(second.UsesControlRing, "the node ran out of ring sessions: the socket carries this one");
+        var id = await second.PutAsync(new byte[100]);
+        Assert.AreEqual(0, await second.WhereAsync(id));
+        Assert.AreEqual(0, await first.WhereAsync(id));
+        var ended = h.SessionEnded(first.SessionId);
+        await first.DisposeAsync();
+        await ended;
+        var third = await h.ConnectAsync(inProcess: false);
+        Assert.IsTrue(third.UsesControlRing, "the ring session came back when its session ended");
+    }
+
+    [TestMethod]
     public async Task Hello_with_a_ring_needs_exactly_two_descriptors_and_a_ring_layout()
     {
         await using var h = await NodeHarness.StartAsync();
@@ -151,6 +184,40 @@ public sealed class RingSessionTests
             var answer = await Task.Run(() => _ring.Receive(1 << 16, ChildProcess.Timeout));
             Assert.AreEqual(7u, answer.RequestId);
             return answer.Type == FrameType.Ok ? null : (TubeError)new PayloadReader(answer.Payload).U16();
+        }
+
+        /// <summary>Sends as fast as the ring takes requests, reading one answer every <paramref name="readEvery"/>, until <paramref name="done"/> or the bound; how many went.</summary>
+        public int TrickleUntil(Task done, FrameType type, byte[] payload, TimeSpan readEvery, TimeSpan giveUpAfter)
+        {
+            int sent = 0;
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var lastRead = System.Diagnostics.Stopwatch.StartNew();
+            while (!done.IsCompleted && started.Elapsed < giveUpAfter)
+            {
+                try
+                {
+                    if (_ring.TrySend(type, (uint)(sent + 1), payload))
+                    {
+                        sent++;
+                    }
+                    else
+                    {
+                        Thread.Yield();
+                    }
+
+                    if (lastRead.Elapsed > readEvery)
+                    {
+                        _ring.TryReceive(1 << 16, out _);
+                        lastRead.Restart();
+                    }
+                }
+                catch (ObjectDisposedException)
+                {
+                    break;
+                }
+            }
+
+            return sent;
         }
 
         /// <summary>Sends until the request ring is full and stays full (the node stopped reading, its answers unread); how many went.</summary>

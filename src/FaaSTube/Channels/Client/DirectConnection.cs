@@ -10,13 +10,29 @@ namespace FaaSTube.Channels.Client;
 /// </summary>
 internal sealed class DirectConnection(NodeSession session, Action<TubeException> oneWayFailed) : INodeConnection
 {
+    private readonly Lock _order = new();
+    private Task _posts = Task.CompletedTask; // one-way requests not yet applied (every slot was taken), in order
+
     public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
-        where TReply : IPayload<TReply> =>
-        (TReply)(await RunAsync(request).WaitAsync(cancellationToken).ConfigureAwait(false));
+        where TReply : IPayload<TReply>
+    {
+        await PostsApplied().ConfigureAwait(false); // a later request sees every earlier one-way request applied, as on a connection
+        return (TReply)(await RunAsync(request).WaitAsync(cancellationToken).ConfigureAwait(false));
+    }
 
     public ValueTask PostAsync(IRequest<Empty> request)
     {
-        var run = RunAsync(request); // a one-way request is applied before this returns (unless every slot is taken)
+        Task<IMessage> run;
+        lock (_order)
+        {
+            // Applied before this returns, unless every slot is taken: then after the posts before it.
+            run = _posts.IsCompleted ? RunAsync(request) : _posts.ContinueWith(_ => RunAsync(request), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+            if (!run.IsCompleted)
+            {
+                _posts = run;
+            }
+        }
+
         if (run.IsCompleted)
         {
             Report(run);
@@ -27,6 +43,14 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
         }
 
         return default;
+    }
+
+    private Task PostsApplied()
+    {
+        lock (_order)
+        {
+            return _posts.IsCompleted ? Task.CompletedTask : _posts.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
     }
 
     public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)

@@ -28,7 +28,7 @@ internal sealed class FramedConnection : INodeConnection
     private readonly TimeSpan _callTimeout;
     private readonly Action<CloseSlab> _closeSlab;
     private readonly Action<TubeException> _oneWayFailed;
-    private readonly ControlRing? _ring;
+    private ControlRing? _ring;
     private ControlRingSender? _ringRequests;
     private ControlRingReceiver? _ringAnswers;
     private Task _readLoop = Task.CompletedTask;
@@ -47,6 +47,9 @@ internal sealed class FramedConnection : INodeConnection
         _oneWayFailed = oneWayFailed;
     }
 
+    /// <summary>Whether requests go on the control ring (the node took it).</summary>
+    public bool UsesRing => _ringRequests is not null;
+
     /// <summary>Starts reading and sends Hello with the window's descriptor attached (SCM_RIGHTS), and the ring's after it, before any other frame.</summary>
     public async Task<HelloOk> HelloAsync(Hello hello, SafeFileHandle window, CancellationToken cancellationToken)
     {
@@ -54,9 +57,15 @@ internal sealed class FramedConnection : INodeConnection
         var payload = Payload.Writer(hello with { RingBytes = _ring?.TotalBytes ?? 0 });
         SafeHandle[] descriptors = _ring is null ? [window] : [window, _ring.Descriptor];
         var ok = Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.Hello, payload.Memory, descriptors, cancellationToken).ConfigureAwait(false));
+        if (!ok.Ring && _ring is not null)
+        {
+            _ring.Dispose(); // the node serves this client on the socket (it runs as many ring sessions as it allows)
+            _ring = null;
+        }
+
         if (_ring is { } ring)
         {
-            _ringRequests = new ControlRingSender(ring, _callTimeout, Fail);
+            _ringRequests = new ControlRingSender(ring, _callTimeout, 1 << 16, Fail);
             _ringAnswers = new ControlRingReceiver(ring, 1 << 20, (f, _) => Dispatch(f.Type, f.RequestId, f.Payload), e => Fail(e ?? new IOException("The control ring was closed.")), name: "faastube-client-ring");
         }
 
@@ -109,8 +118,7 @@ internal sealed class FramedConnection : INodeConnection
     {
         if (_ringRequests is { } ring)
         {
-            ring.Send(type, requestId, payload.Span);
-            return default;
+            return ring.SendAsync(type, requestId, payload.Span); // in the ring, or queued in order (the node is slow to read)
         }
 
         return _writer.SendAsync(type, requestId, payload, cancellationToken);

@@ -9,11 +9,11 @@ namespace FaaSTube.Channels.Transport;
 /// tens of microseconds without a syscall; then sleeps on its futex word with the remaining timeout
 /// (ControlRingSleeper.cs). No core stays busy: the spin is bounded per call, and a peer that makes
 /// the futex return at once, again and again without progress (by flipping the sleeper word the
-/// memory shares), moves this wait to polling once a millisecond.
+/// memory shares), moves this wait to polling with a backoff that doubles up to 100 ms.
 /// </summary>
 internal sealed unsafe partial class ControlRing
 {
-    /// <summary>Futex returns without progress tolerated per wait before it falls back to polling each millisecond.</summary>
+    /// <summary>Futex returns without progress tolerated per wait before it falls back to polling (1, 2, 4 ... 100 ms apart).</summary>
     internal const int SpuriousWakeBudget = 16;
 
     private long _futexWaits;
@@ -81,7 +81,10 @@ internal sealed unsafe partial class ControlRing
 
             if (spurious >= SpuriousWakeBudget)
             {
-                Thread.Sleep(1); // a peer that keeps the futex from sleeping gets polled, not a spinning core
+                // A peer that keeps the futex from sleeping gets polled, ever more rarely: never a
+                // spinning core, and at most ten wake-ups a second once it has shown what it does.
+                Volatile.Write(ref *sleeper, 0);
+                Thread.Sleep(Math.Min(100, 1 << Math.Min(7, spurious++ - SpuriousWakeBudget)));
                 continue;
             }
 

@@ -40,6 +40,7 @@ internal sealed unsafe class ControlRingConsumer
     public bool TryRead(int maxPayloadBytes, out ControlFrame frame)
     {
         frame = default;
+        maxPayloadBytes = Math.Min(maxPayloadBytes, MaxPayload(_capacity)); // no record is longer: and a record's size cannot overflow below this
         ulong tail = Volatile.Read(ref *ProducerSequence); // read once
         if (tail == _head)
         {

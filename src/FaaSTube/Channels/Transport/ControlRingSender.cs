@@ -1,84 +1,145 @@
+using System.Diagnostics;
 using FaaSTube.Channels.Protocol;
 
 namespace FaaSTube.Channels.Transport;
 
 /// <summary>
-/// The outgoing side of a control ring for async code, in order: a frame goes straight into the
-/// ring when nothing waits before it and there is room (no syscall, no thread hop); otherwise it
-/// joins a queue that one drain task empties, waiting for room at most <see cref="_timeout"/> per
-/// frame. Frames therefore leave in the order <see cref="Send"/> was called (one-way requests and
-/// a later Sync keep their order), and no caller ever blocks. A peer that stops reading makes the
-/// drain time out: <see cref="_stuck"/> is told (the session or connection is then closed), and
-/// queued frames are dropped.
+/// The outgoing side of a control ring for async code, in order and bounded. A frame goes straight
+/// into the ring when nothing waits before it and there is room (no syscall, no thread hop); else it
+/// joins a queue, and its <see cref="SendAsync"/> completes only once it is in the ring, so whoever
+/// awaits it (the node's request, holding its request slot) pushes back on the peer. The queue is
+/// emptied by one drain task that polls for room (1 ms, doubling to 10 ms: it never blocks a
+/// thread-pool thread). At most <see cref="_maxQueued"/> frames wait; and a peer that leaves the
+/// ring backed up for <see cref="_stallTimeout"/> from the moment it first filled, however it
+/// trickles, is stuck: <see cref="_stuck"/> is told (the session or connection is then closed) and
+/// every waiting frame fails with <see cref="ObjectDisposedException"/>.
 /// </summary>
-internal sealed class ControlRingSender(ControlRing ring, TimeSpan timeout, Action<Exception> stuck)
+internal sealed class ControlRingSender(ControlRing ring, TimeSpan stallTimeout, int maxQueued, Action<Exception> stuck)
 {
-    private readonly TimeSpan _timeout = timeout;
+    private readonly TimeSpan _stallTimeout = stallTimeout;
+    private readonly int _maxQueued = maxQueued;
     private readonly Action<Exception> _stuck = stuck;
-    private readonly Queue<(FrameType Type, uint RequestId, byte[] Payload)> _queue = new();
+    private readonly Queue<Pending> _queue = new();
     private readonly Lock _sync = new();
     private bool _draining;
     private bool _failed;
 
-    /// <summary>Sends a frame, now or after those queued before it. <see cref="ObjectDisposedException"/> once the ring is closed or failed.</summary>
-    public void Send(FrameType type, uint requestId, ReadOnlySpan<byte> payload)
+    /// <summary>Frames waiting for room now.</summary>
+    internal int Queued
     {
+        get
+        {
+            lock (_sync)
+            {
+                return _queue.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends a frame, now or after those queued before it; completes once it is in the ring.
+    /// <see cref="ObjectDisposedException"/> once the ring is closed or the peer was found stuck;
+    /// <see cref="InvalidDataException"/> if the peer corrupted the ring's counters.
+    /// </summary>
+    public ValueTask SendAsync(FrameType type, uint requestId, ReadOnlySpan<byte> payload)
+    {
+        Pending pending;
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_failed, this);
             if (!_draining && ring.TrySend(type, requestId, payload))
             {
-                return;
+                return default;
             }
 
-            _queue.Enqueue((type, requestId, payload.ToArray()));
-            if (_draining)
+            if (_queue.Count >= _maxQueued)
             {
-                return;
+                var over = new TimeoutException($"More than {_maxQueued} frames wait for room in the control ring: the peer does not read.");
+                FailLocked();
+                _ = Task.Run(() => _stuck(over));
+                throw new ObjectDisposedException("The control ring's peer was found stuck.", over);
             }
 
-            _draining = true;
+            pending = new Pending(type, requestId, payload.ToArray());
+            _queue.Enqueue(pending);
+            if (!_draining)
+            {
+                _draining = true;
+                _ = DrainAsync(Stopwatch.GetTimestamp());
+            }
         }
 
-        _ = Task.Run(Drain);
+        return new ValueTask(pending.Sent.Task);
     }
 
-    /// <summary>Empties the queue on a pool thread, which blocks only while the ring is full (bounded by the timeout).</summary>
-    private void Drain()
+    /// <summary>Moves queued frames into the ring as the peer makes room; fails them all when it does not in time.</summary>
+    private async Task DrainAsync(long backedUpSince)
     {
+        var delay = TimeSpan.FromMilliseconds(1);
         while (true)
         {
-            (FrameType Type, uint RequestId, byte[] Payload) next;
+            Exception? failure = null;
             lock (_sync)
             {
-                if (!_queue.TryPeek(out next))
+                if (_failed)
                 {
-                    _draining = false;
                     return;
                 }
-            }
 
-            try
-            {
-                ring.Send(next.Type, next.RequestId, next.Payload, _timeout);
-            }
-            catch (Exception e)
-            {
-                lock (_sync)
+                try
                 {
-                    _failed = true;
-                    _queue.Clear();
-                    _draining = false;
+                    while (_queue.TryPeek(out var next) && ring.TrySend(next.Type, next.RequestId, next.Payload))
+                    {
+                        _queue.Dequeue().Sent.TrySetResult();
+                        delay = TimeSpan.FromMilliseconds(1);
+                    }
+
+                    if (_queue.Count == 0)
+                    {
+                        _draining = false;
+                        return;
+                    }
+
+                    if (Stopwatch.GetElapsedTime(backedUpSince) > _stallTimeout)
+                    {
+                        failure = new TimeoutException($"The control ring's peer left it full for {_stallTimeout.TotalSeconds:0.###} s.");
+                    }
+                }
+                catch (Exception e)
+                {
+                    failure = e; // corrupt counters, or the ring was closed
                 }
 
-                _stuck(e);
+                if (failure is not null)
+                {
+                    FailLocked();
+                }
+            }
+
+            if (failure is not null)
+            {
+                _stuck(failure);
                 return;
             }
 
-            lock (_sync)
-            {
-                _queue.Dequeue();
-            }
+            await Task.Delay(delay).ConfigureAwait(false);
+            delay = delay * 2 < TimeSpan.FromMilliseconds(10) ? delay * 2 : TimeSpan.FromMilliseconds(10);
         }
+    }
+
+    /// <summary>Refuses every later frame and fails the waiting ones. Call under <see cref="_sync"/>.</summary>
+    private void FailLocked()
+    {
+        _failed = true;
+        _draining = false;
+        while (_queue.TryDequeue(out var pending))
+        {
+            pending.Sent.TrySetException(new ObjectDisposedException("The control ring's peer was found stuck."));
+        }
+    }
+
+    private sealed record Pending(FrameType Type, uint RequestId, byte[] Payload)
+    {
+        public TaskCompletionSource Sent { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }

@@ -149,6 +149,18 @@ internal static class UnixRights
         return true;
     }
 
+    /// <summary>The most descriptors one frame keeps (Hello's window and control ring); any more are closed as they arrive.</summary>
+    private const int MaxKept = 2;
+
+    /// <summary>Adds, once, an invalid handle: the receiver refuses a frame that came with more descriptors than it keeps.</summary>
+    private static void MarkOverflow(List<SafeFileHandle> descriptors)
+    {
+        if (!descriptors.Any(d => d.IsInvalid))
+        {
+            descriptors.Add(new SafeFileHandle(-1, ownsHandle: false));
+        }
+    }
+
     /// <summary>One non-blocking recvmsg into <paramref name="into"/>; every descriptor that arrives is kept (to be checked or closed).</summary>
     private static unsafe int ReceiveSome(Socket socket, Span<byte> into, List<SafeFileHandle> descriptors)
     {
@@ -185,7 +197,16 @@ internal static class UnixRights
                     var fds = (int*)(control + offset + ControlHeaderBytes);
                     for (int i = 0; i < count; i++)
                     {
-                        descriptors.Add(new SafeFileHandle(fds[i], ownsHandle: true));
+                        var descriptor = new SafeFileHandle(fds[i], ownsHandle: true);
+                        if (descriptors.Count(d => !d.IsInvalid) < MaxKept)
+                        {
+                            descriptors.Add(descriptor);
+                        }
+                        else
+                        {
+                            descriptor.Dispose(); // a frame never needs more: one sent in pieces, each with descriptors, keeps none of the rest
+                            MarkOverflow(descriptors);
+                        }
                     }
                 }
 
@@ -194,7 +215,7 @@ internal static class UnixRights
 
             if ((message.Flags & Interop.Libc.MSG_CTRUNC) != 0)
             {
-                descriptors.Add(new SafeFileHandle(-1, ownsHandle: false)); // a marker: more came than fit
+                MarkOverflow(descriptors); // more came than fit
             }
 
             return (int)n;

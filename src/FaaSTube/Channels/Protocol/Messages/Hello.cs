@@ -27,10 +27,10 @@ internal readonly record struct Hello(ushort Version, [Wire("name")] string Work
     }
 }
 
-/// <summary>The node's answer to <see cref="Hello"/>.</summary>
-internal readonly record struct HelloOk(ushort Version, long SessionId, int GpuCount, [Wire("u8")] GpuBackend Backend) : IPayload<HelloOk>
+/// <summary>The node's answer to <see cref="Hello"/>; <see cref="Ring"/>: whether it took the control ring (false: requests go on the socket).</summary>
+internal readonly record struct HelloOk(ushort Version, long SessionId, int GpuCount, [Wire("u8")] GpuBackend Backend, bool Ring) : IPayload<HelloOk>
 {
-    public void Write(PayloadWriter writer) => writer.U16(Version).I64(SessionId).I32(GpuCount).U8((byte)Backend);
+    public void Write(PayloadWriter writer) => writer.U16(Version).I64(SessionId).I32(GpuCount).U8((byte)Backend).U8(Ring ? (byte)1 : (byte)0);
 
-    public static HelloOk Read(ref PayloadReader reader) => new(reader.U16(), reader.I64(), reader.I32(), (GpuBackend)reader.U8());
+    public static HelloOk Read(ref PayloadReader reader) => new(reader.U16(), reader.I64(), reader.I32(), (GpuBackend)reader.U8(), reader.U8() != 0);
 }
