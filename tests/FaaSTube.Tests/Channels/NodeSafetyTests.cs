@@ -558,6 +558,38 @@ public sealed class NodeSafetyTests
     }
 
     [TestMethod]
+    public async Task An_in_process_consumers_code_after_its_get_runs_on_the_pool_not_on_the_publishers_ring_thread()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await h.ConnectAsync(inProcess: false);
+        Assert.IsTrue(producer.UsesControlRing);
+        var consumer = await h.ConnectAsync(inProcess: true);
+        var output = await producer.AllocateAsync(4096);
+        var get = consumer.GetAsync(output.Id); // in process: parked on the node before this returns
+        var consumed = ConsumeSlowlyAsync(get);
+        using (var stream = output.Device.CreateStream())
+        {
+            await producer.PublishAsync(output, stream, new PutOptions { Consumers = 2 }); // read and applied on the producer's ring thread
+        }
+
+        var next = System.Diagnostics.Stopwatch.StartNew();
+        Assert.AreEqual(0, await producer.WhereAsync(output.Id)); // the producer's next call, on the same ring
+        var waited = next.Elapsed;
+        string? thread = await consumed;
+        TestContext.WriteLine($"the consumer went on on '{thread}'; the producer's next call took {waited.TotalMilliseconds:0} ms");
+        Assert.IsFalse(thread?.StartsWith("faastube-session", StringComparison.Ordinal) ?? false, "never on a session's ring thread");
+        Assert.IsLessThan(500, waited.TotalMilliseconds, "the producer's ring is not held up by the consumer's code");
+
+        static async Task<string?> ConsumeSlowlyAsync(Task<TubeBuffer> get)
+        {
+            await using var got = await get;
+            string? name = Thread.CurrentThread.Name;
+            Thread.Sleep(1000); // the consumer's own synchronous work
+            return name;
+        }
+    }
+
+    [TestMethod]
     public async Task A_put_is_committed_and_an_allocation_published_never_the_other_way_and_refusals_free_their_count()
     {
         await using var h = await NodeHarness.StartAsync(configure: o => o.MaxHeldPerSession = 4);
