@@ -308,6 +308,38 @@ internal sealed partial class RemoteSession
         }
 
         await Task.WhenAll(receives).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // cancelled or failed with the endpoint
+        await DrainAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Messages the client sent that the session never received (sent just before it closed, or
+    /// after the session refused it) would stay in the worker's unexpected queue until the node
+    /// stops: they are received into scratch memory, up to 4,096 of them, until none is waiting.
+    /// </summary>
+    private async Task DrainAsync()
+    {
+        var scratch = new byte[64 << 10];
+        for (int i = 0; i < 4096; i++)
+        {
+            using var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(2));
+            try
+            {
+                await _endpoint.Worker.ReceiveAsync(scratch, RemoteWire.Tag(0, _tag), RemoteWire.SessionOnly, from: null, quiet.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // nothing left
+            }
+            catch (Exception e) when (e is UcxException or ObjectDisposedException)
+            {
+                if (e is ObjectDisposedException)
+                {
+                    return; // the worker is gone, and its queue with it
+                }
+
+                // Truncated, or its sender is gone: taken off the queue all the same.
+            }
+        }
     }
 
     private static ReadOnlyMemory<byte> ErrorPayload(TubeError error, string message) =>

@@ -46,6 +46,9 @@ internal static class RemoteWire
     /// <summary>Matches the kind and the session, whatever the page.</summary>
     public const ulong KindAndSession = ~((1UL << 20) - 1);
 
+    /// <summary>Matches the session only, whatever the kind and page (draining a session's strays).</summary>
+    public const ulong SessionOnly = SessionMask << 20;
+
     /// <summary>Matches the kind only (the client's first receive, before it knows its session).</summary>
     public const ulong KindOnly = 0xFUL << 60;
 
