@@ -57,11 +57,6 @@ internal sealed partial class NodeSession
         activity?.SetTag("faastube.workflow", _workflow);
         try
         {
-            if (IsRemote && request is Allocate or Publish or SlabClosed or Get { Device: >= 0 })
-            {
-                throw new TubeException(TubeError.BadRequest, $"{type}: a remote client reaches host data only (Put, Get to host memory, Where, Release, Delete).");
-            }
-
             IMessage reply;
             (reply, path) = request switch
             {

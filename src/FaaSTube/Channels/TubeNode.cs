@@ -30,7 +30,6 @@ public sealed partial class TubeNode : IAsyncDisposable
     private readonly long _start;
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
-    private Remote.RemoteListener? _network;
     private readonly TubeNodeOptions _options;
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
@@ -72,9 +71,6 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>The socket clients connect to (null: in-process only).</summary>
     public string? SocketPath => _listener is null ? null : Options.SocketPath;
 
-    /// <summary>Where remote clients connect over UCX (<see cref="TubeNodeOptions.NetworkListen"/>, the port chosen); null: no network listener.</summary>
-    public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint;
-
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
 
@@ -107,11 +103,6 @@ public sealed partial class TubeNode : IAsyncDisposable
             if (options.SocketPath is { } path)
             {
                 await node.ListenAsync(path, cancellationToken).ConfigureAwait(false);
-            }
-
-            if (options.NetworkListen is { } network)
-            {
-                node._network = await Remote.RemoteListener.StartAsync(node, network, node._stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
             }
 
             return node;
@@ -278,12 +269,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         await session.EndAsync(static () => Task.CompletedTask).ConfigureAwait(false);
     }
 
-    internal ILogger Logger => _logger;
-
-    /// <summary>Sessions of user <paramref name="uid"/> open now.</summary>
-    internal int CountSessionsOf(uint uid) => _sessions.Values.Count(s => s.Uid == uid);
-
-    internal NodeSession NewSession(int pid, uint uid, bool inProcess)
+    private NodeSession NewSession(int pid, uint uid, bool inProcess)
     {
         long id = Interlocked.Increment(ref _nextSession);
         var session = new NodeSession(this, id, pid, uid, inProcess);
@@ -475,11 +461,6 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
 
         await _acceptLoop.ConfigureAwait(false);
-        if (_network is not null)
-        {
-            await _network.StopAcceptingAsync().ConfigureAwait(false);
-        }
-
         foreach (var session in _sessions.Values)
         {
             session.Abort();
@@ -490,7 +471,6 @@ public sealed partial class TubeNode : IAsyncDisposable
             await session.Completion.ConfigureAwait(false); // its requests end, then what it held goes back
         }
 
-        _network?.Dispose(); // after its sessions: none of them has a receive into its window left
         Copier.Dispose();
         foreach (var device in Devices)
         {

@@ -81,25 +81,6 @@ public sealed class TubeNodeOptions
     /// <summary>How long the node waits for a client to take its answers off its control ring when the ring is full (default 5 s); then the session is ended.</summary>
     public TimeSpan StalledClientTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>
-    /// Where the node listens for remote clients over UCX, as <c>host:port</c> (for example
-    /// <c>"10.0.0.5:7300"</c>; port 0 picks a free one, see <see cref="TubeNode.NetworkEndPoint"/>).
-    /// Null (the default): no network listener. Remote clients reach host data only (Put, Get to host
-    /// memory, Where, Release, Delete) and prove their workflow with <see cref="RemoteSecrets"/>. UCX
-    /// over TCP is not encrypted: listen on a private network only (docs/protocol.md, Remote clients).
-    /// </summary>
-    public string? NetworkListen { get; set; }
-
-    /// <summary>
-    /// The secret of each workflow remote clients may name (at least 16 bytes each): a client proves
-    /// it knows its workflow's secret by an HMAC-SHA256 of a challenge (the secret never crosses the
-    /// network). A workflow not listed here cannot be used remotely. Null: no remote client is accepted.
-    /// </summary>
-    public IReadOnlyDictionary<string, byte[]>? RemoteSecrets { get; set; }
-
-    /// <summary>UCX settings for the network listener (names without the <c>UCX_</c> prefix, e.g. <c>TLS=tcp</c>); null: UCX's defaults and environment.</summary>
-    internal IReadOnlyDictionary<string, string>? UcxSettings { get; set; }
-
     /// <summary>The clock of TTLs (default: the system's).</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -125,10 +106,6 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
-        if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
-        {
-            throw new ArgumentOutOfRangeException(nameof(RemoteSecrets), $"The secret of workflow '{weak}' has fewer than 16 bytes.");
-        }
     }
 }
 
