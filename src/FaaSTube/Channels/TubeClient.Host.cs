@@ -170,6 +170,52 @@ public sealed partial class TubeClient
         return length;
     }
 
+    /// <summary>
+    /// The data of <paramref name="id"/> in window memory, by DMA only (nothing is copied on the host;
+    /// the reverse of <see cref="PutAsync(WindowBuffer, PutOptions?, CancellationToken)"/>), then this
+    /// consumer's lease is released. Read <see cref="WindowBuffer.Memory"/> and dispose the buffer to
+    /// give the window range back. For data longer than <see cref="MaxWindowBufferLength"/>, use
+    /// <see cref="GetAsync(TubeId, Memory{byte}, CancellationToken)"/>.
+    /// </summary>
+    /// <param name="id">The data.</param>
+    /// <param name="cancellationToken">Stops before the parts are sent (the lease is released all the same).</param>
+    /// <exception cref="ArgumentException">The data is longer than the window lends at once.</exception>
+    public async Task<WindowBuffer> GetToWindowAsync(TubeId id, CancellationToken cancellationToken = default)
+    {
+        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.GetToWindow");
+        var ok = await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
+        activity?.SetTag("faastube.path", ok.Path.Tag());
+        WindowBuffer? buffer = null;
+        var parts = new List<Task>();
+        try
+        {
+            if (ok.Length > MaxWindowBufferLength)
+            {
+                throw new ArgumentException($"{id} has {ok.Length} bytes; the window lends at most {MaxWindowBufferLength} at once: use GetAsync into your own memory.", nameof(id));
+            }
+
+            buffer = await RentWindowAsync((int)ok.Length, cancellationToken).ConfigureAwait(false);
+            for (int offset = 0; offset < buffer.Length; offset += Slots.SlotBytes)
+            {
+                int n = Math.Min(Slots.SlotBytes, buffer.Length - offset);
+                parts.Add(CallAsync(new GetToHost(id, offset, buffer.WindowOffset + offset, n), CancellationToken.None));
+            }
+
+            await Task.WhenAll(parts).ConfigureAwait(false);
+            return buffer;
+        }
+        catch
+        {
+            await Task.WhenAll(parts).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // no range goes back under the node's DMA
+            buffer?.Dispose();
+            throw;
+        }
+        finally
+        {
+            await TryReleaseAsync(id).ConfigureAwait(false);
+        }
+    }
+
     internal async Task<TubeId> BeginPutAsync(long length, int device, CancellationToken cancellationToken) =>
         (await CallAsync(new PutBegin(length, device), cancellationToken).ConfigureAwait(false)).Id;
 

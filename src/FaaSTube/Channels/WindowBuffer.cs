@@ -4,10 +4,11 @@ using FaaSTube.Channels.Client;
 namespace FaaSTube.Channels;
 
 /// <summary>
-/// A range of the client's window (the shared memory the node DMAs from), rented with
+/// A range of the client's window (the shared memory the node DMAs from and to), rented with
 /// <see cref="TubeClient.RentWindowAsync"/>: write the data into <see cref="Memory"/>, then hand the
 /// buffer to <see cref="TubeClient.PutAsync(WindowBuffer, PutOptions?, CancellationToken)"/>, which
-/// copies nothing on the host. The Put takes the buffer over (the range goes back once the node has
+/// copies nothing on the host; or get one filled by <see cref="TubeClient.GetToWindowAsync"/>, which
+/// copies nothing on the host either. The Put takes the buffer over (the range goes back once the node has
 /// read it); dispose a buffer you do not put. Not thread-safe.
 /// </summary>
 /// <remarks>
@@ -60,6 +61,9 @@ public sealed class WindowBuffer : IMemoryOwner<byte>
     /// <summary>A Put takes the range over: from here on the buffer is closed and the Put returns the range.</summary>
     /// <exception cref="ArgumentException">Rented from another client.</exception>
     /// <exception cref="ObjectDisposedException">Put or disposed already.</exception>
+    /// <summary>Where in the window this buffer lies (a Get into it names this offset).</summary>
+    internal int WindowOffset => _slots.Offset(_range);
+
     internal WindowRange TakeForPut(WindowSlots slots)
     {
         if (!ReferenceEquals(slots, _slots))

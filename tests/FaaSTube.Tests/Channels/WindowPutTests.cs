@@ -41,6 +41,38 @@ public sealed class WindowPutTests
     }
 
     [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public async Task A_get_into_window_memory_copies_no_host_bytes_and_refuses_what_the_window_cannot_hold(bool inProcess)
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await h.ConnectAsync(inProcess);
+        var consumer = await h.ConnectAsync(inProcess);
+        var data = random.Bytes(random.Next(1, consumer.MaxWindowBufferLength + 1));
+        TestContext.WriteLine($"{data.Length} bytes");
+        var id = await producer.PutAsync(data);
+
+        using (var got = await consumer.GetToWindowAsync(id))
+        {
+            Assert.AreEqual(data.Length, got.Length);
+            Assert.AreEqual(DataChecksum.Compute(data), DataChecksum.Compute(got.Memory.Span), "the node's DMA, read in place");
+            Assert.AreEqual(0L, consumer.HostBytesCopied, "a Get into window memory copies nothing on the host");
+            Assert.IsGreaterThan(0, consumer.WindowSlotsInUse, "the range is the caller's until it disposes the buffer");
+        }
+
+        Assert.AreEqual(0, consumer.WindowSlotsInUse);
+        await consumer.FlushAsync();
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await consumer.WhereAsync(id))).Error, "its one consumer was done: freed");
+
+        var large = await producer.PutAsync(random.Bytes(consumer.MaxWindowBufferLength + 1));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await consumer.GetToWindowAsync(large));
+        await consumer.FlushAsync();
+        Assert.AreEqual(0, consumer.WindowSlotsInUse);
+        Assert.AreEqual(0L, h.Node.PoolOf(0).GetStatistics().InUseBytes, "the refused Get's lease was released");
+    }
+
+    [TestMethod]
     public async Task The_streaming_writer_puts_data_several_windows_long_in_random_chunks_without_a_host_copy()
     {
         var random = Seeds.Create(TestContext);
