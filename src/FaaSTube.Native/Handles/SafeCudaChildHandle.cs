@@ -1,56 +1,20 @@
-using System.Runtime.InteropServices;
-
 namespace FaaSTube.Native;
 
 /// <summary>
-/// A driver object that lives in a context: it holds a reference to the context for its whole
-/// life and releases itself with the context current (model: dotnet/runtime's SafeZstdHandle
-/// children keeping their parent alive).
+/// A driver object that lives in a context (<see cref="SafeChildHandle"/>): released with the context current.
 /// </summary>
-internal abstract class SafeCudaChildHandle : SafeHandle
+internal abstract class SafeCudaChildHandle(SafeCudaContextHandle context) : SafeChildHandle(context)
 {
-    protected SafeCudaChildHandle(SafeCudaContextHandle context)
-        : base(0, ownsHandle: true)
+    public SafeCudaContextHandle Context { get; } = context;
+
+    protected sealed override bool ReleaseChild()
     {
-        bool added = false;
-        context.DangerousAddRef(ref added);
-        Context = context;
-    }
-
-    public SafeCudaContextHandle Context { get; }
-
-    public override bool IsInvalid => handle == 0;
-
-    /// <summary>Sets the native value once the create call succeeded.</summary>
-    internal void Attach(nint value) => SetHandle(value);
-
-    protected sealed override bool ReleaseHandle()
-    {
-        try
-        {
-            using var scope = Context.Enter();
-            return Free(handle) == CudaResult.Success;
-        }
-        finally
-        {
-            Context.DangerousRelease();
-        }
+        using var scope = Context.Enter();
+        return Free(handle) == CudaResult.Success;
     }
 
     /// <summary>Frees the native object; the context is current.</summary>
     protected abstract CudaResult Free(nint value);
-
-    /// <summary>
-    /// Drops the context reference of a handle whose create call failed (nothing native to free).
-    /// </summary>
-    internal void AbandonUnattached()
-    {
-        if (IsInvalid)
-        {
-            SetHandleAsInvalid();
-            Context.DangerousRelease();
-        }
-    }
 }
 
 /// <summary>A stream (cuStreamDestroy on release).</summary>
