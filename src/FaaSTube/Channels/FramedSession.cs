@@ -136,6 +136,7 @@ internal sealed class FramedSession
             _ringRequests.Dispose(); // its thread has left (the session's end cancelled its wait for a slot)
             _session.Node.ReturnRingSession(); // before the session counts as ended
         }
+
         await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
         await _writer.CompleteAsync().ConfigureAwait(false);
     }

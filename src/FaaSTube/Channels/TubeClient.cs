@@ -93,8 +93,21 @@ public sealed partial class TubeClient : IAsyncDisposable
             throw new TubeNodeUnavailableException($"The process on {options.SocketPath} runs as user {nodeUid}, not as the node's user ({options.NodeUid?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "this process's own or root"}).");
         }
 
-        var client = new TubeClient(options, window, null);
-        var ring = options.ControlRingBytes > 0 ? ControlRing.Create(options.ControlRingBytes) : null;
+        ControlRing? ring = null;
+        TubeClient client;
+        try
+        {
+            ring = options.ControlRingBytes > 0 ? ControlRing.Create(options.ControlRingBytes) : null;
+            client = new TubeClient(options, window, null);
+        }
+        catch
+        {
+            ring?.Dispose(); // nothing owns them yet
+            socket.Dispose();
+            window.Dispose();
+            throw;
+        }
+
         var connection = new FramedConnection(socket, ring, options.CallTimeout, client.OnCloseSlab, client.OnOneWayFailed);
         client._connection = connection;
         return await client.StartAsync(() => connection.HelloAsync(client.NewHello(), window.Descriptor, cancellationToken)).ConfigureAwait(false);
