@@ -151,7 +151,11 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
         return new PinnedBuffer(this, registration, pointer, bytes, registered: true);
     }
 
-    private protected override GpuStream CreateStreamCore(int priority) => new CudaGpuStream(this, priority);
+    private protected override GpuStream CreateStreamCore(int priority) => CudaGpuStream.Create(this, priority);
+
+    private protected override GpuStream WrapStreamCore(nint nativeStream) => CudaGpuStream.Wrap(this, nativeStream);
+
+    private protected override nint NativeContextCore => Context.DangerousGetHandle();
 
     private protected override IpcMemoryHandle ExportCore(DeviceBuffer buffer)
     {

@@ -85,6 +85,22 @@ internal sealed class SimulatedGpuDevice : GpuDevice
 
     private protected override GpuStream CreateStreamCore(int priority) => new SimulatedGpuStream(this, priority);
 
+    /// <summary>A view of a live simulated stream of this device, found by its id (<see cref="GpuStream.NativeHandle"/>).</summary>
+    private protected override GpuStream WrapStreamCore(nint nativeStream)
+    {
+        var stream = SimulatedGpuStream.Find(nativeStream)
+            ?? throw new ArgumentException($"0x{nativeStream:x} is not a live simulated stream (GpuStream.NativeHandle of a stream not disposed).", nameof(nativeStream));
+        if (stream.Device != this)
+        {
+            throw new ArgumentException($"The stream 0x{nativeStream:x} runs on {stream.Device}, not on {this}.", nameof(nativeStream));
+        }
+
+        return new SimulatedStreamView(stream);
+    }
+
+    /// <summary>No driver, no context.</summary>
+    private protected override nint NativeContextCore => 0;
+
     private protected override IpcMemoryHandle ExportCore(DeviceBuffer buffer)
     {
         var file = (SharedMemoryFile)buffer.Handle;
