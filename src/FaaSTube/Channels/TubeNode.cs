@@ -46,7 +46,6 @@ public sealed partial class TubeNode : IAsyncDisposable
         Router = new PathRouter(Gpus.Topology);
         // Host lanes report to the router, so harvesting never borrows a busy one.
         var transfers = options.Transfers.Router is null ? options.Transfers.WithRouter(Router) : options.Transfers;
-        FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // simulated memory of processes that died
         Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, transfers)).ToArray();
         Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)

@@ -1,3 +1,4 @@
+using FaaSTube.Platform;
 using FaaSTube.Topology;
 
 namespace FaaSTube.Devices.Simulated;
@@ -66,6 +67,11 @@ internal sealed class SimulatedGpuDevice : GpuDevice
             {
                 return new DeviceBuffer(this, file, (ulong)file.Pointer, bytes, imported: false);
             }
+        }
+        catch (IOException e) when (SharedMemoryFile.IsOutOfSpace(e))
+        {
+            Interlocked.Add(ref _allocated, -bytes);
+            throw new DeviceOutOfMemoryException($"Simulated device memory is full: {bytes} bytes do not fit in {_machine.Directory}.", e);
         }
         catch
         {
