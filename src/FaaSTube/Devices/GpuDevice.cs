@@ -63,6 +63,13 @@ public abstract class GpuDevice : IDisposable
     /// </summary>
     internal virtual bool FreshAllocationsAreZeroed => false;
 
+    /// <summary>
+    /// The bandwidth per direction of the device's link to the host, bytes/s, for the transfer
+    /// scheduler: the simulated machine's modelled host link; on CUDA the PCIe link's generation and
+    /// width (<see cref="Topology.PcieBandwidth"/>).
+    /// </summary>
+    internal abstract double HostLinkBytesPerSecond { get; }
+
     /// <summary>Free and total memory now.</summary>
     public GpuMemoryInfo GetMemoryInfo()
     {

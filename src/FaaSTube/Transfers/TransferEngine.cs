@@ -39,7 +39,8 @@ public sealed class TransferEngine : IDisposable
         _options.Validate();
         _device = device;
         _start = _options.TimeProvider.GetTimestamp();
-        double capacity = _options.LinkBytesPerSecond ?? HostLinkOf(device);
+        double capacity = _options.LinkBytesPerSecond ?? device.HostLinkBytesPerSecond;
+        LinkBytesPerSecond = capacity;
         _staging = new StagingPool(device, _options.StagingBytes, _options.ChunkBytes);
         _rentals = new PinnedBufferPool(device);
 
@@ -60,6 +61,9 @@ public sealed class TransferEngine : IDisposable
 
     /// <summary>The device.</summary>
     public GpuDevice Device => _device;
+
+    /// <summary>The host link's bandwidth per direction the lanes plan with: the options' <see cref="TransferEngineOptions.LinkBytesPerSecond"/>, else the device's.</summary>
+    internal double LinkBytesPerSecond { get; }
 
     /// <summary>Staging slots in all.</summary>
     public int StagingSlots => _staging.Count;
@@ -328,9 +332,6 @@ public sealed class TransferEngine : IDisposable
             throw new ArgumentException($"{memory.Buffer} is on {memory.Device}; this engine serves {_device}.", name);
         }
     }
-
-    private static double HostLinkOf(GpuDevice device) =>
-        device is Devices.Simulated.SimulatedGpuDevice sim ? sim.Machine.Topology.HostBytesPerSecond : 55e9;
 
     /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.</summary>
     public void Dispose()

@@ -33,6 +33,9 @@ internal sealed class SimulatedGpuDevice : GpuDevice
 
     internal SimulatedMachine Machine => _machine;
 
+    /// <summary>The modelled host link (the topology's).</summary>
+    internal override double HostLinkBytesPerSecond => _machine.Topology.HostBytesPerSecond;
+
     private protected override GpuMemoryInfo GetMemoryInfoCore()
     {
         long free = _total - Volatile.Read(ref _allocated);
