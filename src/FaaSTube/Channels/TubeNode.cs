@@ -44,9 +44,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
         Router = new PathRouter(Gpus.Topology);
-        // Host lanes report to the router, so harvesting never borrows a busy one.
-        var transfers = options.Transfers.Router is null ? options.Transfers.WithRouter(Router) : options.Transfers;
-        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, transfers)).ToArray();
+        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, options.Transfers, Router)).ToArray();
         Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {

@@ -121,7 +121,7 @@ public sealed class MultiPathCopierTests
         var random = Seeds.Create(TestContext);
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
         var router = new PathRouter(gpus.Topology);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { Router = router, ChunkBytes = 64 << 10, StagingBytes = 1 << 20 });
+        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 64 << 10, StagingBytes = 1 << 20 }, router);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
         bool? busyDuring = null;
         bool? lentDuring = null;
