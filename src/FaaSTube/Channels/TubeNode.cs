@@ -45,7 +45,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         Gpus = GpuSystem.Open(options.Gpus);
         Router = new PathRouter(Gpus.Topology);
         Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, options.Transfers, Router)).ToArray();
-        Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
+        Copier = new MultiPathCopier(Gpus, Router, relays: Devices.Select(d => new PoolRelayBuffers(d.Pool)).ToArray(), hostLanes: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {
             device.Pool.SlabRetiring += (_, e) => OnSlabRetiring(device.Device.Ordinal, e);

@@ -14,7 +14,7 @@ namespace FaaSTube.Transfers;
 /// Cancellation stops at a chunk boundary: finished chunks stay, the rest of the destination is not
 /// touched. A failed chunk fails its transfer with the underlying error.
 /// </summary>
-public sealed class TransferEngine : IDisposable
+public sealed class TransferEngine : IHostLane, IDisposable
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
@@ -342,6 +342,14 @@ public sealed class TransferEngine : IDisposable
             throw new ArgumentException($"{memory.Buffer} is on {memory.Device}; this engine serves {_device}.", name);
         }
     }
+
+    /// <summary>A host hop of a routed copy, scheduled like any transfer of this engine (default request).</summary>
+    async ValueTask IHostLane.CopyToDeviceAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, CancellationToken cancellationToken) =>
+        await ToDeviceAsync(source, destination, null, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>A host hop of a routed copy, scheduled like any transfer of this engine (default request).</summary>
+    async ValueTask IHostLane.CopyToHostAsync(DeviceMemory source, Memory<byte> destination, CancellationToken cancellationToken) =>
+        await ToHostAsync(source, destination, null, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.</summary>
     public void Dispose()
