@@ -11,8 +11,11 @@ namespace FaaSTube.Devices.Simulated;
 /// </summary>
 internal sealed class SimulatedGpuStream : GpuStream
 {
-    /// <summary>The live streams of this process by id (their <see cref="GpuStream.NativeHandle"/>), for <see cref="GpuDevice.WrapStream"/>.</summary>
-    private static readonly ConcurrentDictionary<nint, SimulatedGpuStream> Live = new();
+    /// <summary>
+    /// The live streams of this process by id (their <see cref="GpuStream.NativeHandle"/>), for
+    /// <see cref="GpuDevice.WrapStream"/>; weak, so a stream never disposed is still collected.
+    /// </summary>
+    private static readonly ConcurrentDictionary<nint, WeakReference<SimulatedGpuStream>> Live = new();
     private static long s_lastId;
     private readonly nint _id = (nint)Interlocked.Increment(ref s_lastId);
     private readonly Channel<Work> _queue = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
@@ -32,11 +35,12 @@ internal sealed class SimulatedGpuStream : GpuStream
         }
 
         _ = Task.Run(RunAsync); // ends when DisposeCore completes the queue
-        Live[_id] = this;
+        Live[_id] = new WeakReference<SimulatedGpuStream>(this);
     }
 
     /// <summary>The live stream whose id is <paramref name="id"/>, or null.</summary>
-    internal static SimulatedGpuStream? Find(nint id) => Live.GetValueOrDefault(id);
+    internal static SimulatedGpuStream? Find(nint id) =>
+        Live.TryGetValue(id, out var entry) && entry.TryGetTarget(out var stream) ? stream : null;
 
     private protected override nint NativeHandleCore => _id;
 
@@ -78,7 +82,7 @@ internal sealed class SimulatedGpuStream : GpuStream
 
     private protected override void DisposeCore()
     {
-        Live.TryRemove(new KeyValuePair<nint, SimulatedGpuStream>(_id, this));
+        Live.TryRemove(_id, out _);
         _queue.Writer.TryComplete();
     }
 
