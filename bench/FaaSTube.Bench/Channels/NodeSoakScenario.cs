@@ -5,6 +5,7 @@ using FaaSTube.Channels;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Kernels;
+using FaaSTube.Platform;
 
 namespace FaaSTube.Bench.Channels;
 

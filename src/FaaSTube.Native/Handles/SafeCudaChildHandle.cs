@@ -23,6 +23,18 @@ internal sealed class SafeCudaStreamHandle(SafeCudaContextHandle context) : Safe
     protected override CudaResult Free(nint value) => Interop.Cuda.cuStreamDestroy(value);
 }
 
+/// <summary>
+/// A stream created by someone else (a framework, the function's own CUDA code) and only borrowed:
+/// releasing it destroys nothing, it only drops the context reference that kept the stream's context alive.
+/// </summary>
+internal sealed class SafeBorrowedCudaStreamHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
+{
+    /// <summary>The legacy default stream (handle 0) is a valid stream to borrow.</summary>
+    public override bool IsInvalid => false;
+
+    protected override CudaResult Free(nint value) => CudaResult.Success;
+}
+
 /// <summary>An event (cuEventDestroy on release).</summary>
 internal sealed class SafeCudaEventHandle(SafeCudaContextHandle context) : SafeCudaChildHandle(context)
 {

@@ -7,7 +7,10 @@ internal static unsafe partial class Interop
     /// <summary>Streams, events (incl. interprocess events), host callbacks, modules and launches.</summary>
     internal static partial class Cuda
     {
+        [LibraryImport(Lib)] internal static partial CudaResult cuStreamCreate(nint* stream, uint flags);
         [LibraryImport(Lib)] internal static partial CudaResult cuStreamCreateWithPriority(nint* stream, uint flags, int priority);
+        [LibraryImport(Lib)] internal static partial CudaResult cuStreamGetCtx(nint stream, nint* context);
+        [LibraryImport(Lib)] internal static partial CudaResult cuStreamGetPriority(nint stream, int* priority);
         [LibraryImport(Lib, EntryPoint = "cuStreamDestroy_v2")] internal static partial CudaResult cuStreamDestroy(nint stream);
         [LibraryImport(Lib)] internal static partial CudaResult cuStreamSynchronize(nint stream);
         [LibraryImport(Lib)] internal static partial CudaResult cuStreamQuery(nint stream);

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Native;
 using Microsoft.Win32.SafeHandles;
+using FaaSTube.Platform;
 
 namespace FaaSTube.Channels;
 

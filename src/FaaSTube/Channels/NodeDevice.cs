@@ -7,11 +7,15 @@ namespace FaaSTube.Channels;
 /// <summary>What the node runs on one GPU: its elastic pool and its host transfer engine.</summary>
 internal sealed class NodeDevice : IDisposable
 {
-    public NodeDevice(GpuDevice device, GpuPoolOptions pool, TransferEngineOptions transfers)
+    /// <param name="device">The GPU.</param>
+    /// <param name="pool">The pool's options.</param>
+    /// <param name="transfers">The engine's options.</param>
+    /// <param name="router">The node's router: the engine's host lane reports to it, so harvesting never borrows a busy lane.</param>
+    public NodeDevice(GpuDevice device, GpuPoolOptions pool, TransferEngineOptions transfers, PathRouter router)
     {
         Device = device;
         Pool = new GpuMemoryPool(device, pool);
-        Engine = new TransferEngine(device, transfers);
+        Engine = new TransferEngine(device, transfers, router);
     }
 
     public GpuDevice Device { get; }

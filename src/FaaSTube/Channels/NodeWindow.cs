@@ -1,6 +1,7 @@
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
 using Microsoft.Win32.SafeHandles;
+using FaaSTube.Platform;
 
 namespace FaaSTube.Channels;
 
@@ -30,7 +31,7 @@ internal sealed class NodeWindow : IDisposable
     /// <summary>Adopts and registers a client's window; the descriptor is the node's from here on (closed on failure).</summary>
     public static NodeWindow Open(SafeFileHandle descriptor, long bytes, GpuDevice device)
     {
-        var shared = SharedWindow.Adopt(descriptor, bytes);
+        var shared = WindowAdoption.Adopt(descriptor, bytes);
         try
         {
             return new NodeWindow(shared, device.RegisterHostMemory(shared.Pointer, shared.Length, shared.KeepAlive()));

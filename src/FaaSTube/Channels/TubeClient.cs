@@ -173,7 +173,11 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <see cref="OneWayFailed"/> is raised and this client's next call throws the refusal.
     /// </summary>
     /// <param name="buffer">From <see cref="AllocateAsync"/>.</param>
-    /// <param name="writer">The stream the data was written on (synchronised before publishing).</param>
+    /// <param name="writer">
+    /// The stream the data was written on, synchronised before publishing: for work issued by the
+    /// function's own kernels or a framework, the <see cref="GpuDevice.WrapStream"/> of its native
+    /// stream (an event is recorded on it and waited for), so no consumer sees bytes from before that work finished.
+    /// </param>
     /// <param name="options">Consumers, TTL, pinning.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     public async Task<TubeId> PublishAsync(TubeBuffer buffer, GpuStream writer, PutOptions? options = null, CancellationToken cancellationToken = default)

@@ -44,11 +44,8 @@ public sealed partial class TubeNode : IAsyncDisposable
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
         Gpus = GpuSystem.Open(options.Gpus);
         Router = new PathRouter(Gpus.Topology);
-        // Host lanes report to the router, so harvesting never borrows a busy one.
-        var transfers = options.Transfers.Router is null ? options.Transfers.WithRouter(Router) : options.Transfers;
-        FaaSTube.Devices.Simulated.SharedMemoryFile.SweepDeadOwners(FaaSTube.Devices.Simulated.SharedMemoryFile.DefaultDirectory); // simulated memory of processes that died
-        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, transfers)).ToArray();
-        Copier = new MultiPathCopier(Gpus, Router, pools: Devices.Select(d => d.Pool).ToArray(), engines: Devices.Select(d => d.Engine).ToArray());
+        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, options.Transfers, Router)).ToArray();
+        Copier = new MultiPathCopier(Gpus, Router, relays: Devices.Select(d => new PoolRelayBuffers(d.Pool)).ToArray(), hostLanes: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {
             device.Pool.SlabRetiring += (_, e) => OnSlabRetiring(device.Device.Ordinal, e);

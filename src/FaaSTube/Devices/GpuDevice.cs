@@ -17,8 +17,27 @@ public abstract class GpuDevice : IDisposable
         Options = options;
     }
 
-    /// <summary>The device's index in its <see cref="GpuSystem"/>.</summary>
+    /// <summary>
+    /// The device's index in its <see cref="GpuSystem"/>; on CUDA also the CUDA device ordinal
+    /// (<c>cuDeviceGet(&amp;device, Ordinal)</c>, as this process sees the GPUs after <c>CUDA_VISIBLE_DEVICES</c>).
+    /// </summary>
     public int Ordinal { get; }
+
+    /// <summary>
+    /// The driver context the device's memory and streams live in, for the function's own GPU code:
+    /// on CUDA the device's primary context (<c>CUcontext</c>, the one the runtime API and most
+    /// frameworks use; make it current with <c>cuCtxSetCurrent</c> before creating streams to pass to
+    /// <see cref="WrapStream"/>); 0 on the simulated GPU, which has no driver. Valid while any of the
+    /// device's buffers or streams is alive.
+    /// </summary>
+    public nint NativeContext
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return NativeContextCore;
+        }
+    }
 
     /// <summary>The backend that drives this device.</summary>
     public abstract GpuBackend Backend { get; }
@@ -43,6 +62,13 @@ public abstract class GpuDevice : IDisposable
     /// the memory pool clears each new slab before it hands out a block of it.
     /// </summary>
     internal virtual bool FreshAllocationsAreZeroed => false;
+
+    /// <summary>
+    /// The bandwidth per direction of the device's link to the host, bytes/s, for the transfer
+    /// scheduler: the simulated machine's modelled host link; on CUDA the PCIe link's generation and
+    /// width (<see cref="Topology.PcieBandwidth"/>).
+    /// </summary>
+    internal abstract double HostLinkBytesPerSecond { get; }
 
     /// <summary>Free and total memory now.</summary>
     public GpuMemoryInfo GetMemoryInfo()
@@ -131,6 +157,25 @@ public abstract class GpuDevice : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(priority);
         ThrowIfDisposed();
         return CreateStreamCore(priority);
+    }
+
+    /// <summary>
+    /// Wraps a stream created elsewhere (by a framework or the function's own CUDA code), so that
+    /// this library's copies and kernels can be issued on it and <see cref="GpuStream.SynchronizeAsync"/>
+    /// (which <c>TubeClient.PublishAsync</c> calls) waits for everything enqueued on it, ours or not:
+    /// on CUDA by recording an event on the stream and waiting for it. The stream is borrowed:
+    /// disposing the wrapper destroys nothing; the caller keeps the native stream alive until the
+    /// wrapper is disposed.
+    /// </summary>
+    /// <param name="nativeStream">
+    /// On CUDA a <c>CUstream</c> of <see cref="NativeContext"/> (0: that context's legacy default
+    /// stream); on the simulated GPU the <see cref="GpuStream.NativeHandle"/> of a live stream of this device.
+    /// </param>
+    /// <exception cref="ArgumentException">The handle is not a stream of this device (another context, another device, a disposed stream).</exception>
+    public GpuStream WrapStream(nint nativeStream)
+    {
+        ThrowIfDisposed();
+        return WrapStreamCore(nativeStream);
     }
 
     /// <summary>Makes a handle that another process passes to <see cref="Import"/> to map the same memory.</summary>
@@ -270,6 +315,8 @@ public abstract class GpuDevice : IDisposable
     private protected abstract PinnedBuffer AllocatePinnedCore(long bytes);
     private protected abstract PinnedBuffer RegisterHostMemoryCore(nint pointer, long bytes);
     private protected abstract GpuStream CreateStreamCore(int priority);
+    private protected abstract GpuStream WrapStreamCore(nint nativeStream);
+    private protected abstract nint NativeContextCore { get; }
     private protected abstract IpcMemoryHandle ExportCore(DeviceBuffer buffer);
     private protected abstract DeviceBuffer ImportCore(IpcMemoryHandle handle);
     private protected abstract bool CanAccessPeerCore(GpuDevice peer);

@@ -13,10 +13,11 @@ public abstract partial class GpuStream : IDisposable
     private const int MaxChunksInFlight = 4;
     private int _disposed;
 
-    private protected GpuStream(GpuDevice device, int priority)
+    private protected GpuStream(GpuDevice device, int priority, bool ownsNativeHandle = true)
     {
         Device = device;
         Priority = priority;
+        OwnsNativeHandle = ownsNativeHandle;
     }
 
     /// <summary>The device the stream runs on.</summary>
@@ -24,6 +25,28 @@ public abstract partial class GpuStream : IDisposable
 
     /// <summary>The priority it was created with.</summary>
     public int Priority { get; }
+
+    /// <summary>
+    /// The backend's handle of the stream, for the function's own GPU code to enqueue work on it: on
+    /// CUDA the <c>CUstream</c> (valid in <see cref="GpuDevice.NativeContext"/>; launch kernels on it
+    /// with <c>cuLaunchKernel</c> or pass it to a framework); on the simulated GPU a process-local id
+    /// that <see cref="GpuDevice.WrapStream"/> of the same device accepts (there is no native stream).
+    /// Valid until the stream is disposed.
+    /// </summary>
+    public nint NativeHandle
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return NativeHandleCore;
+        }
+    }
+
+    /// <summary>
+    /// False for a stream made by <see cref="GpuDevice.WrapStream"/>: the native stream belongs to
+    /// whoever created it, and disposing this object destroys nothing.
+    /// </summary>
+    public bool OwnsNativeHandle { get; }
 
     /// <summary>Copies host memory to device memory (lengths must match).</summary>
     /// <param name="source">Host bytes: any memory. A <see cref="PinnedBuffer"/>'s memory is copied directly at full DMA speed; other (pageable) memory goes through the stream's pinned staging ring, so the copy stays asynchronous.</param>
@@ -94,7 +117,12 @@ public abstract partial class GpuStream : IDisposable
         return Kernels.DataChecksum.Finish(sum, source.Length);
     }
 
-    /// <summary>Completes when all work issued so far has finished.</summary>
+    /// <summary>
+    /// Completes when all work issued so far has finished, whoever issued it: on CUDA an event is
+    /// recorded on the stream and waited for (so work the function's own code or a framework
+    /// enqueued on <see cref="NativeHandle"/>, or on a wrapped stream, is included); on the simulated
+    /// GPU a marker is queued behind the stream's work.
+    /// </summary>
     /// <param name="cancellationToken">Stops waiting (the work still runs).</param>
     public ValueTask SynchronizeAsync(CancellationToken cancellationToken = default)
     {
@@ -113,12 +141,14 @@ public abstract partial class GpuStream : IDisposable
     }
 
     /// <inheritdoc/>
-    public override string ToString() => $"stream (priority {Priority}) on {Device}";
+    public override string ToString() => OwnsNativeHandle ? $"stream (priority {Priority}) on {Device}" : $"wrapped stream on {Device}";
 
     /// <summary>Runs one op (already validated, memory referenced) and completes when it has finished; the result is a checksum's partial sum, else 0.</summary>
     private protected abstract ValueTask<ulong> SubmitAsync(StreamOp op);
 
     private protected abstract ValueTask SynchronizeCoreAsync(CancellationToken cancellationToken);
+
+    private protected abstract nint NativeHandleCore { get; }
 
     private protected abstract void DisposeCore();
 

@@ -1,6 +1,7 @@
 using FaaSTube.Devices.Cuda;
 using FaaSTube.Devices.Simulated;
 using FaaSTube.Native;
+using FaaSTube.Platform;
 using FaaSTube.Topology;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;

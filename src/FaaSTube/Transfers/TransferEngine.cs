@@ -14,12 +14,12 @@ namespace FaaSTube.Transfers;
 /// Cancellation stops at a chunk boundary: finished chunks stay, the rest of the destination is not
 /// touched. A failed chunk fails its transfer with the underlying error.
 /// </summary>
-public sealed class TransferEngine : IDisposable
+public sealed class TransferEngine : IHostLane, IDisposable
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
 
-    /// <summary>The options this engine runs with (tests read the router it reports to).</summary>
+    /// <summary>The options this engine runs with.</summary>
     internal TransferEngineOptions Options => _options;
     private readonly StagingPool _staging;
     private readonly PinnedBufferPool _rentals;
@@ -32,21 +32,29 @@ public sealed class TransferEngine : IDisposable
     /// <summary>Creates the engine of <paramref name="device"/>: allocates the staging memory and starts both lanes.</summary>
     /// <param name="device">The GPU.</param>
     /// <param name="options">Chunking, staging, scheduling; null for the defaults.</param>
-    public TransferEngine(GpuDevice device, TransferEngineOptions? options = null)
+    /// <param name="router">
+    /// The machine's router, when host transfers of other GPUs may borrow this GPU's PCIe lane
+    /// (<see cref="PathRouter.RouteFromHost"/>): the host-to-GPU lane then tells the router when it is
+    /// busy (so it is not lent, and lent paths are revoked) and plans with what harvested paths leave.
+    /// Null: the lanes plan with the whole link and report to no one.
+    /// </param>
+    public TransferEngine(GpuDevice device, TransferEngineOptions? options = null, PathRouter? router = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         _options = options ?? new TransferEngineOptions();
         _options.Validate();
         _device = device;
         _start = _options.TimeProvider.GetTimestamp();
-        double capacity = _options.LinkBytesPerSecond ?? HostLinkOf(device);
+        double capacity = _options.LinkBytesPerSecond ?? device.HostLinkBytesPerSecond;
+        LinkBytesPerSecond = capacity;
         _staging = new StagingPool(device, _options.StagingBytes, _options.ChunkBytes);
         _rentals = new PinnedBufferPool(device);
 
         // Each lane keeps at most half the slots in flight, so every issued chunk finds a slot: a chunk
         // that waits for its turn on a stream or pipe never holds the slot the chunk before it needs.
         int inFlight = Math.Max(1, Math.Min(_options.MaxChunksInFlight, _staging.Count / 2));
-        _h2d = new TransferLane(LaneDirection.HostToDevice, device, _options, capacity, inFlight, Now);
+        Router = router;
+        _h2d = new TransferLane(LaneDirection.HostToDevice, device, _options, capacity, inFlight, Now, router);
         _d2h = new TransferLane(LaneDirection.DeviceToHost, device, _options, capacity, inFlight, Now);
         foreach (var lane in new[] { _h2d, _d2h })
         {
@@ -60,6 +68,12 @@ public sealed class TransferEngine : IDisposable
 
     /// <summary>The device.</summary>
     public GpuDevice Device => _device;
+
+    /// <summary>The host link's bandwidth per direction the lanes plan with: the options' <see cref="TransferEngineOptions.LinkBytesPerSecond"/>, else the device's.</summary>
+    internal double LinkBytesPerSecond { get; }
+
+    /// <summary>The router the host-to-GPU lane reports to, if any.</summary>
+    internal PathRouter? Router { get; }
 
     /// <summary>Staging slots in all.</summary>
     public int StagingSlots => _staging.Count;
@@ -329,8 +343,13 @@ public sealed class TransferEngine : IDisposable
         }
     }
 
-    private static double HostLinkOf(GpuDevice device) =>
-        device is Devices.Simulated.SimulatedGpuDevice sim ? sim.Machine.Topology.HostBytesPerSecond : 55e9;
+    /// <summary>A host hop of a routed copy, scheduled like any transfer of this engine (default request).</summary>
+    async ValueTask IHostLane.CopyToDeviceAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, CancellationToken cancellationToken) =>
+        await ToDeviceAsync(source, destination, null, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>A host hop of a routed copy, scheduled like any transfer of this engine (default request).</summary>
+    async ValueTask IHostLane.CopyToHostAsync(DeviceMemory source, Memory<byte> destination, CancellationToken cancellationToken) =>
+        await ToHostAsync(source, destination, null, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.</summary>
     public void Dispose()

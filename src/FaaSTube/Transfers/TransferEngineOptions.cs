@@ -21,23 +21,8 @@ public sealed class TransferEngineOptions
     /// <summary>The link's bandwidth per direction, bytes/s, for the scheduler's least-rate arithmetic (default: the topology's host link).</summary>
     public double? LinkBytesPerSecond { get; set; }
 
-    /// <summary>
-    /// The machine's router, when host transfers of other GPUs may borrow this GPU's PCIe lane
-    /// (<see cref="PathRouter.RouteFromHost"/>): the host-to-GPU lane then tells the router when it is
-    /// busy (so it is not lent, and lent paths are revoked) and plans with what harvested paths leave.
-    /// </summary>
-    public PathRouter? Router { get; set; }
-
     /// <summary>The clock of deadlines (default: the system's). Tests pass the simulated GPU's <see cref="Devices.VirtualClock"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
-
-    /// <summary>A copy of these options with <see cref="Router"/> set (the caller's object is left as it was given).</summary>
-    internal TransferEngineOptions WithRouter(PathRouter router)
-    {
-        var copy = (TransferEngineOptions)MemberwiseClone();
-        copy.Router = router;
-        return copy;
-    }
 
     internal void Validate()
     {

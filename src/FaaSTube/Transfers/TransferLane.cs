@@ -38,9 +38,9 @@ internal sealed class TransferLane : IDisposable
     private bool _wasOversubscribed;
     private bool _busy;
 
-    public TransferLane(LaneDirection direction, GpuDevice device, TransferEngineOptions options, double capacity, int maxInFlight, Func<TimeSpan> now)
+    public TransferLane(LaneDirection direction, GpuDevice device, TransferEngineOptions options, double capacity, int maxInFlight, Func<TimeSpan> now, PathRouter? router = null)
     {
-        _router = direction == LaneDirection.HostToDevice ? options.Router : null;
+        _router = direction == LaneDirection.HostToDevice ? router : null;
         _gpu = device.Ordinal;
         Direction = direction;
         _options = options;

@@ -148,9 +148,9 @@ public sealed class CrossProcessChannelTests
         var transfers = new FaaSTube.Transfers.TransferEngineOptions { StagingBytes = 8 << 20, ChunkBytes = 1 << 20 };
         await using var h = await NodeHarness.StartAsync(configure: o => o.Transfers = transfers);
 
-        Assert.IsNull(transfers.Router, "the caller's object is not written to");
         Assert.AreSame(transfers, h.Node.Options.Transfers);
-        Assert.AreSame(h.Node.Router, h.Node.Devices[0].Engine.Options.Router, "the engine reports its host lane to the node's router");
+        Assert.AreSame(transfers, h.Node.Devices[0].Engine.Options, "the caller's object is used as given, nothing written to it");
+        Assert.AreSame(h.Node.Router, h.Node.Devices[0].Engine.Router, "the engine reports its host lane to the node's router");
         Assert.AreEqual(1 << 20, h.Node.Devices[0].Engine.Options.ChunkBytes, "everything else as given");
     }
 

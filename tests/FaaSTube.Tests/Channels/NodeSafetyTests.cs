@@ -5,6 +5,7 @@ using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Kernels;
 using FaaSTube.Native;
+using FaaSTube.Platform;
 using FaaSTube.Tests.Support;
 using Microsoft.Win32.SafeHandles;
 

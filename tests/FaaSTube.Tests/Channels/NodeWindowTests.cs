@@ -1,6 +1,7 @@
 using FaaSTube.Channels;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
+using FaaSTube.Platform;
 using FaaSTube.Tests.Support;
 
 namespace FaaSTube.Tests.Channels;

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Transport;
+using FaaSTube.Platform;
 using FaaSTube.Tests.Support;
 using static FaaSTube.Channels.Transport.ControlRingLayout;
 

@@ -359,6 +359,65 @@ public abstract class DeviceContractTests
         Assert.ThrowsExactly<ArgumentException>(() => gpus.Devices[0].Export(buffer));
     }
 
+    [TestMethod]
+    public async Task A_wrapped_stream_runs_in_order_with_the_stream_it_wraps_and_destroys_nothing()
+    {
+        var random = Seeds.Create(TestContext);
+        using var gpus = Open(chunkBytes: 256 << 10);
+        var device = gpus.Devices[0];
+        long length = (2L << 20) + random.Next(1, 4096);
+        ulong seed = (ulong)random.NextInt64(1, long.MaxValue - 1);
+        using var buffer = device.Allocate(length);
+        using var owner = device.CreateStream();
+        Assert.IsTrue(owner.OwnsNativeHandle);
+
+        var wrapped = device.WrapStream(owner.NativeHandle);
+        Assert.IsFalse(wrapped.OwnsNativeHandle);
+        Assert.AreEqual(owner.NativeHandle, wrapped.NativeHandle);
+        Assert.AreSame(device, wrapped.Device);
+        using var reader = device.CreateStream(); // a third, independent stream: it sees only what has completed
+        var pattern = owner.FillPatternAsync(buffer, seed); // issued elsewhere, not awaited
+        await wrapped.SynchronizeAsync();
+        Assert.AreEqual(PoolHarness.Expected(length, seed), await reader.ChecksumAsync(buffer), "the wrapper's synchronisation covers what the owner issued");
+        await pattern;
+
+        var refill = wrapped.FillPatternAsync(buffer, seed + 1); // the wrapper's work goes on the borrowed stream...
+        await owner.SynchronizeAsync();                         // ...so the owner's synchronisation covers it
+        Assert.AreEqual(PoolHarness.Expected(length, seed + 1), await reader.ChecksumAsync(buffer));
+        await refill;
+
+        wrapped.Dispose();
+        Assert.AreEqual(PoolHarness.Expected(length, seed + 1), await owner.ChecksumAsync(buffer), "disposing the wrapper leaves the stream it borrowed working");
+        Assert.ThrowsExactly<ObjectDisposedException>(() => wrapped.NativeHandle);
+    }
+
+    [TestMethod]
+    public void Wrapping_checks_that_the_stream_is_of_this_device()
+    {
+        using var gpus = Open();
+        using var other = Open();
+        using var stream = other.Devices[0].CreateStream();
+
+        if (Backend == GpuBackend.Simulated)
+        {
+            Assert.AreEqual(0, gpus.Devices[0].NativeContext);
+            Assert.ThrowsExactly<ArgumentException>(() => gpus.Devices[0].WrapStream(stream.NativeHandle)); // another system's device
+            Assert.ThrowsExactly<ArgumentException>(() => gpus.Devices[0].WrapStream(unchecked((nint)0x7ead_beef_0000)));
+            stream.Dispose();
+            Assert.ThrowsExactly<ArgumentException>(() => other.Devices[0].WrapStream(0)); // no stream 0 on the simulated GPU
+        }
+        else
+        {
+            // CUDA: the same ordinal is the same primary context in every GpuSystem of a process, so
+            // another system's stream is this device's too (a garbage CUstream cannot be tested: the
+            // driver dereferences it).
+            Assert.AreNotEqual(0, gpus.Devices[0].NativeContext);
+            Assert.AreEqual(gpus.Devices[0].NativeContext, other.Devices[0].NativeContext);
+            using var wrapped = gpus.Devices[0].WrapStream(stream.NativeHandle);
+            Assert.AreEqual(stream.NativeHandle, wrapped.NativeHandle);
+        }
+    }
+
     private protected static byte[] ForgedHandle(GpuBackend backend)
     {
         var bytes = new byte[IpcMemoryHandle.Size];

@@ -1,6 +1,7 @@
 using FaaSTube.Devices;
 using FaaSTube.Devices.Simulated;
 using FaaSTube.Kernels;
+using FaaSTube.Platform;
 using FaaSTube.Tests.Support;
 using FaaSTube.Topology;
 

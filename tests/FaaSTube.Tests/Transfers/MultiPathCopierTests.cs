@@ -121,7 +121,7 @@ public sealed class MultiPathCopierTests
         var random = Seeds.Create(TestContext);
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
         var router = new PathRouter(gpus.Topology);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { Router = router, ChunkBytes = 64 << 10, StagingBytes = 1 << 20 });
+        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 64 << 10, StagingBytes = 1 << 20 }, router);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
         bool? busyDuring = null;
         bool? lentDuring = null;
@@ -152,7 +152,7 @@ public sealed class MultiPathCopierTests
         var engines = gpus.Devices.Select(d => new TransferEngine(d, new TransferEngineOptions { ChunkBytes = 64 << 10, StagingBytes = 2 << 20 })).ToArray();
         try
         {
-            using var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10, pools: pools, engines: engines);
+            using var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10, relays: pools.Select(p => new PoolRelayBuffers(p)).ToArray(), hostLanes: engines);
             var data = random.Bytes((5 << 20) + 9);
             using var source = gpus.Devices[0].Allocate(data.Length);
             using var destination = gpus.Devices[5].Allocate(data.Length);
@@ -186,5 +186,101 @@ public sealed class MultiPathCopierTests
                 p.Dispose();
             }
         }
+    }
+
+    [TestMethod]
+    public async Task Routing_needs_only_a_host_lane_and_a_relay_buffer_source_and_gives_every_relay_back()
+    {
+        var random = Seeds.Create(TestContext);
+        using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
+        var relays = gpus.Devices.Select(d => new CountingRelays(d)).ToArray();
+        var lanes = gpus.Devices.Select(d => new CountingLane(d)).ToArray();
+        try
+        {
+            using var copier = new MultiPathCopier(gpus, chunkBytes: 256 << 10, relays: relays, hostLanes: lanes);
+            var data = random.Bytes((3 << 20) + random.Next(1, 4096));
+            using var source = gpus.Devices[0].Allocate(data.Length);
+            using var destination = gpus.Devices[5].Allocate(data.Length);
+            using (var stream = gpus.Devices[0].CreateStream())
+            {
+                await stream.CopyAsync(data, source);
+            }
+
+            var relayed = await copier.CopyAsync(source, destination);
+            using (copier.Router.Route(0, 5)) // every GPU path taken: the next copy goes through the host
+            {
+                var viaHost = await copier.CopyAsync(source, destination);
+                Assert.IsTrue(viaHost.Single().ViaHost, string.Join("; ", viaHost));
+            }
+
+            using var check = gpus.Devices[5].CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(data), await check.ChecksumAsync(destination));
+            Assert.IsTrue(relayed.Any(p => p.Hops >= 2), string.Join("; ", relayed));
+            Assert.IsGreaterThan(0, relays.Sum(r => r.Rented), "relay slots came from the sources");
+            Assert.AreEqual(relays.Sum(r => r.Rented), relays.Sum(r => r.Returned), "and every one went back");
+            Assert.IsGreaterThan(0, lanes[0].ToHost, "the host hop out of GPU 0 went through its lane");
+            Assert.IsGreaterThan(0, lanes[5].ToDevice, "the host hop into GPU 5 went through its lane");
+        }
+        finally
+        {
+            foreach (var lane in lanes)
+            {
+                lane.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Relay slots as plain device buffers, counted.</summary>
+    private sealed class CountingRelays(GpuDevice device) : IRelayBufferSource
+    {
+        private int _rented;
+        private int _returned;
+
+        public int Rented => Volatile.Read(ref _rented);
+
+        public int Returned => Volatile.Read(ref _returned);
+
+        public ValueTask<IRelayBuffer> RentAsync(int bytes, CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref _rented);
+            return ValueTask.FromResult<IRelayBuffer>(new Slot(this, device.Allocate(bytes)));
+        }
+
+        private sealed class Slot(CountingRelays owner, DeviceBuffer buffer) : IRelayBuffer
+        {
+            public DeviceMemory Memory => buffer;
+
+            public void Dispose()
+            {
+                buffer.Dispose();
+                Interlocked.Increment(ref owner._returned);
+            }
+        }
+    }
+
+    /// <summary>A host lane that is a plain stream, counted.</summary>
+    private sealed class CountingLane(GpuDevice device) : IHostLane, IDisposable
+    {
+        private readonly GpuStream _stream = device.CreateStream();
+        private int _toDevice;
+        private int _toHost;
+
+        public int ToDevice => Volatile.Read(ref _toDevice);
+
+        public int ToHost => Volatile.Read(ref _toHost);
+
+        public ValueTask CopyToDeviceAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref _toDevice);
+            return _stream.CopyAsync(source, destination, cancellationToken);
+        }
+
+        public ValueTask CopyToHostAsync(DeviceMemory source, Memory<byte> destination, CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref _toHost);
+            return _stream.CopyAsync(source, destination, cancellationToken);
+        }
+
+        public void Dispose() => _stream.Dispose();
     }
 }

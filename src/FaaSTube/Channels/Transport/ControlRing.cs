@@ -1,6 +1,7 @@
 using FaaSTube.Channels.Protocol;
 using Microsoft.Win32.SafeHandles;
 using static FaaSTube.Channels.Transport.ControlRingLayout;
+using FaaSTube.Platform;
 
 namespace FaaSTube.Channels.Transport;
 
@@ -92,7 +93,7 @@ internal sealed unsafe partial class ControlRing : IDisposable
             throw new TubeException(TubeError.BadRequest, $"A control ring of {expectedBytes} bytes: it must be 2 x ({HeaderBytes} + a power of two from {MinCapacity} to {MaxCapacity}) bytes.");
         }
 
-        return new ControlRing(SharedWindow.Adopt(descriptor, expectedBytes), capacity, nodeSide: true);
+        return new ControlRing(WindowAdoption.Adopt(descriptor, expectedBytes), capacity, nodeSide: true);
     }
 
     /// <summary>Writes one frame if the outgoing ring has room now; false if it has not. Never waits.</summary>

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Platform;
 
 namespace FaaSTube.Channels.Transport;
 

@@ -11,6 +11,7 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
     private const int KeptEvents = 256;
 
     private readonly Lazy<CudaKernelModule> _kernels;
+    private readonly Lazy<(int Generation, int Width)?> _pcieLink;
     private readonly DisposingObjectPool<SafeCudaEventHandle> _events;
 
     public CudaGpuDevice(int ordinal, GpuSystemOptions options)
@@ -37,7 +38,14 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
         Context = SafeCudaContextHandle.RetainPrimary(device);
         _events = new DisposingObjectPool<SafeCudaEventHandle>(() => CreateEvent(Context), KeptEvents, e => !e.IsClosed);
         _kernels = new Lazy<CudaKernelModule>(() => new CudaKernelModule(this), LazyThreadSafetyMode.ExecutionAndPublication);
+        _pcieLink = new Lazy<(int Generation, int Width)?>(() => NvLinkDiscovery.PcieLink(PciBusId), LazyThreadSafetyMode.ExecutionAndPublication);
     }
+
+    /// <summary>The PCIe link's maximum generation and width as NVML reports them (asked once); null without NVML.</summary>
+    internal (int Generation, int Width)? PcieLink => _pcieLink.Value;
+
+    /// <summary>From the PCIe link (<see cref="Topology.PcieBandwidth.Of"/>): Gen5 x16 is 55 GB/s.</summary>
+    internal override double HostLinkBytesPerSecond => Topology.PcieBandwidth.Of(PcieLink);
 
     public override GpuBackend Backend => GpuBackend.Cuda;
 
@@ -151,7 +159,11 @@ internal sealed unsafe class CudaGpuDevice : GpuDevice
         return new PinnedBuffer(this, registration, pointer, bytes, registered: true);
     }
 
-    private protected override GpuStream CreateStreamCore(int priority) => new CudaGpuStream(this, priority);
+    private protected override GpuStream CreateStreamCore(int priority) => CudaGpuStream.Create(this, priority);
+
+    private protected override GpuStream WrapStreamCore(nint nativeStream) => CudaGpuStream.Wrap(this, nativeStream);
+
+    private protected override nint NativeContextCore => Context.DangerousGetHandle();
 
     private protected override IpcMemoryHandle ExportCore(DeviceBuffer buffer)
     {

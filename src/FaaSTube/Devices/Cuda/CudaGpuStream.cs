@@ -13,7 +13,7 @@ namespace FaaSTube.Devices.Cuda;
 internal sealed class CudaGpuStream : GpuStream
 {
     private readonly CudaGpuDevice _device;
-    private readonly SafeCudaStreamHandle _stream;
+    private readonly SafeCudaChildHandle _stream;
     private readonly SemaphoreSlim _checksumGate = new(1, 1);
     private readonly CompletionThread<CudaCompletion> _completions;
     private readonly DeviceBuffer _checksumScratch;
@@ -21,27 +21,11 @@ internal sealed class CudaGpuStream : GpuStream
     private readonly CudaKernelModule? _kernels;
     private readonly Exception? _kernelsError;
 
-    public unsafe CudaGpuStream(CudaGpuDevice device, int priority)
-        : base(device, priority)
+    private CudaGpuStream(CudaGpuDevice device, int priority, SafeCudaChildHandle stream, bool owned)
+        : base(device, priority, owned)
     {
         _device = device;
-        _stream = new SafeCudaStreamHandle(device.Context);
-        using (device.Context.Enter())
-        {
-            int least, greatest;
-            CudaException.ThrowIfFailed(Interop.Cuda.cuCtxGetStreamPriorityRange(&least, &greatest));
-            int cudaPriority = Math.Max(greatest, least - priority); // CUDA: lower number = higher priority
-            nint handle;
-            var result = Interop.Cuda.cuStreamCreateWithPriority(&handle, CuFlags.StreamNonBlocking, cudaPriority);
-            if (result != CudaResult.Success)
-            {
-                _stream.AbandonUnattached();
-                CudaException.ThrowIfFailed(result, $"cuStreamCreateWithPriority(NON_BLOCKING, {cudaPriority})");
-            }
-
-            _stream.Attach(handle);
-        }
-
+        _stream = stream;
         try
         {
             _checksumScratch = device.AllocateForStream(8);
@@ -58,7 +42,65 @@ internal sealed class CudaGpuStream : GpuStream
         _completions = new CompletionThread<CudaCompletion>($"FaaSTube CUDA completions ({device.Ordinal})", ReleaseResources);
     }
 
+    /// <summary>A new stream of ours (non-blocking, at <paramref name="priority"/>; 0 normal, higher runs first).</summary>
+    public static unsafe CudaGpuStream Create(CudaGpuDevice device, int priority)
+    {
+        var stream = new SafeCudaStreamHandle(device.Context);
+        using (device.Context.Enter())
+        {
+            int least, greatest;
+            CudaException.ThrowIfFailed(Interop.Cuda.cuCtxGetStreamPriorityRange(&least, &greatest));
+            int cudaPriority = Math.Max(greatest, least - priority); // CUDA: lower number = higher priority
+            nint handle;
+            var result = Interop.Cuda.cuStreamCreateWithPriority(&handle, CuFlags.StreamNonBlocking, cudaPriority);
+            if (result != CudaResult.Success)
+            {
+                stream.AbandonUnattached();
+                CudaException.ThrowIfFailed(result, $"cuStreamCreateWithPriority(NON_BLOCKING, {cudaPriority})");
+            }
+
+            stream.Attach(handle);
+        }
+
+        return new CudaGpuStream(device, priority, stream, owned: true);
+    }
+
+    /// <summary>
+    /// Borrows <paramref name="native"/>, a stream someone else created in the device's context (0:
+    /// the context's legacy default stream): refused with <see cref="ArgumentException"/> when the
+    /// driver says it lives in another context. Disposing the wrapper never destroys it.
+    /// </summary>
+    public static unsafe CudaGpuStream Wrap(CudaGpuDevice device, nint native)
+    {
+        int least, greatest, cudaPriority;
+        using (device.Context.Enter())
+        {
+            nint context;
+            var result = Interop.Cuda.cuStreamGetCtx(native, &context);
+            if (result != CudaResult.Success)
+            {
+                throw new ArgumentException($"0x{native:x} is not a CUDA stream the driver knows.", nameof(native), new CudaException(result, "cuStreamGetCtx"));
+            }
+
+            if (context != device.Context.DangerousGetHandle())
+            {
+                throw new ArgumentException(
+                    $"The stream 0x{native:x} lives in context 0x{context:x}, not in {device}'s primary context 0x{device.Context.DangerousGetHandle():x} (GpuDevice.NativeContext): create it there.",
+                    nameof(native));
+            }
+
+            CudaException.ThrowIfFailed(Interop.Cuda.cuCtxGetStreamPriorityRange(&least, &greatest));
+            CudaException.ThrowIfFailed(Interop.Cuda.cuStreamGetPriority(native, &cudaPriority), "cuStreamGetPriority");
+        }
+
+        var stream = new SafeBorrowedCudaStreamHandle(device.Context);
+        stream.Attach(native);
+        return new CudaGpuStream(device, Math.Max(0, least - cudaPriority), stream, owned: false);
+    }
+
     private nint Stream => _stream.DangerousGetHandle();
+
+    private protected override nint NativeHandleCore => Stream;
 
     private protected override ValueTask<ulong> SubmitAsync(StreamOp op) =>
         op.Kind == StreamOpKind.Checksum ? ChecksumAsync(op) : Issue(op, null);

@@ -81,15 +81,15 @@ internal static unsafe class CudaTopology
                 int links = nvlinks?[a, b] ?? 0;
                 peers[a, b] = links > 0
                     ? new PeerLink(PeerLinkKind.NvLink, links, links * NvLinkBytesPerSecond, rank)
-                    : access != 0 ? new PeerLink(PeerLinkKind.Pcie, 1, 55e9, rank) : default;
+                    : access != 0 ? new PeerLink(PeerLinkKind.Pcie, 1, Math.Min(devices[a].HostLinkBytesPerSecond, devices[b].HostLinkBytesPerSecond), rank) : default;
             }
         }
 
         var switches = devices.Select(d => SwitchOf(d.PciBusId)).ToArray();
         var ids = switches.Distinct().Select((s, i) => (s, i)).ToDictionary(p => p.s, p => p.i);
         var name = n == 1 ? $"cuda ({devices[0].Name})" : $"cuda ({n} GPUs)";
-        var pcie = NvLinkDiscovery.PcieLink(devices[0].PciBusId);
-        return new GpuTopology(name, peers, switches.Select(s => ids[s]).ToArray(), 55e9, 1450e9, devices[0].TotalMemory, TimeSpan.FromMicroseconds(5),
+        var pcie = ((CudaGpuDevice)devices[0]).PcieLink;
+        return new GpuTopology(name, peers, switches.Select(s => ids[s]).ToArray(), PcieBandwidth.Of(pcie), 1450e9, devices[0].TotalMemory, TimeSpan.FromMicroseconds(5),
             numaNode: devices.Select(d => NumaOf(d.PciBusId)).ToArray(), pcieGeneration: pcie?.Generation ?? 0, pcieWidth: pcie?.Width ?? 0);
     }
 }

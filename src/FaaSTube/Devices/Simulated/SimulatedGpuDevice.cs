@@ -1,3 +1,4 @@
+using FaaSTube.Platform;
 using FaaSTube.Topology;
 
 namespace FaaSTube.Devices.Simulated;
@@ -31,6 +32,9 @@ internal sealed class SimulatedGpuDevice : GpuDevice
     public override long TotalMemory => _total;
 
     internal SimulatedMachine Machine => _machine;
+
+    /// <summary>The modelled host link (the topology's).</summary>
+    internal override double HostLinkBytesPerSecond => _machine.Topology.HostBytesPerSecond;
 
     private protected override GpuMemoryInfo GetMemoryInfoCore()
     {
@@ -67,6 +71,11 @@ internal sealed class SimulatedGpuDevice : GpuDevice
                 return new DeviceBuffer(this, file, (ulong)file.Pointer, bytes, imported: false);
             }
         }
+        catch (IOException e) when (SharedMemoryFile.IsOutOfSpace(e))
+        {
+            Interlocked.Add(ref _allocated, -bytes);
+            throw new DeviceOutOfMemoryException($"Simulated device memory is full: {bytes} bytes do not fit in {_machine.Directory}.", e);
+        }
         catch
         {
             Interlocked.Add(ref _allocated, -bytes);
@@ -84,6 +93,22 @@ internal sealed class SimulatedGpuDevice : GpuDevice
         new(this, new NativeHostMemory(pointer), pointer, bytes, registered: true);
 
     private protected override GpuStream CreateStreamCore(int priority) => new SimulatedGpuStream(this, priority);
+
+    /// <summary>A view of a live simulated stream of this device, found by its id (<see cref="GpuStream.NativeHandle"/>).</summary>
+    private protected override GpuStream WrapStreamCore(nint nativeStream)
+    {
+        var stream = SimulatedGpuStream.Find(nativeStream)
+            ?? throw new ArgumentException($"0x{nativeStream:x} is not a live simulated stream (GpuStream.NativeHandle of a stream not disposed).", nameof(nativeStream));
+        if (stream.Device != this)
+        {
+            throw new ArgumentException($"The stream 0x{nativeStream:x} runs on {stream.Device}, not on {this}.", nameof(nativeStream));
+        }
+
+        return new SimulatedStreamView(stream);
+    }
+
+    /// <summary>No driver, no context.</summary>
+    private protected override nint NativeContextCore => 0;
 
     private protected override IpcMemoryHandle ExportCore(DeviceBuffer buffer)
     {

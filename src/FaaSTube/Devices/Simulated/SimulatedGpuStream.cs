@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using FaaSTube.Devices.Completion;
 using FaaSTube.Kernels;
@@ -10,6 +11,13 @@ namespace FaaSTube.Devices.Simulated;
 /// </summary>
 internal sealed class SimulatedGpuStream : GpuStream
 {
+    /// <summary>
+    /// The live streams of this process by id (their <see cref="GpuStream.NativeHandle"/>), for
+    /// <see cref="GpuDevice.WrapStream"/>; weak, so a stream never disposed is still collected.
+    /// </summary>
+    private static readonly ConcurrentDictionary<nint, WeakReference<SimulatedGpuStream>> Live = new();
+    private static long s_lastId;
+    private readonly nint _id = (nint)Interlocked.Increment(ref s_lastId);
     private readonly Channel<Work> _queue = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SimulatedMachine _machine;
     private readonly CompletionThread<SimulatedCompletion>? _completions;
@@ -27,6 +35,23 @@ internal sealed class SimulatedGpuStream : GpuStream
         }
 
         _ = Task.Run(RunAsync); // ends when DisposeCore completes the queue
+        Live[_id] = new WeakReference<SimulatedGpuStream>(this);
+    }
+
+    /// <summary>The live stream whose id is <paramref name="id"/>, or null.</summary>
+    internal static SimulatedGpuStream? Find(nint id) =>
+        Live.TryGetValue(id, out var entry) && entry.TryGetTarget(out var stream) ? stream : null;
+
+    private protected override nint NativeHandleCore => _id;
+
+    /// <summary>Queues <paramref name="op"/> for a view of this stream (<see cref="SimulatedStreamView"/>); throws <see cref="ObjectDisposedException"/> once this stream is disposed.</summary>
+    internal ValueTask<ulong> Enqueue(StreamOp op) => SubmitAsync(op);
+
+    /// <summary>Completes when everything queued so far, by this stream or its views, has finished.</summary>
+    internal ValueTask SynchronizeQueuedAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        return SynchronizeCoreAsync(cancellationToken);
     }
 
     private protected override ValueTask<ulong> SubmitAsync(StreamOp op)
@@ -55,7 +80,11 @@ internal sealed class SimulatedGpuStream : GpuStream
         }
     }
 
-    private protected override void DisposeCore() => _queue.Writer.TryComplete();
+    private protected override void DisposeCore()
+    {
+        Live.TryRemove(_id, out _);
+        _queue.Writer.TryComplete();
+    }
 
     private async Task RunAsync()
     {

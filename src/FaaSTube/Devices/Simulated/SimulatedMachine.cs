@@ -1,3 +1,4 @@
+using FaaSTube.Platform;
 using FaaSTube.Topology;
 
 namespace FaaSTube.Devices.Simulated;

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using FaaSTube.Devices;
-using FaaSTube.Memory;
 
 namespace FaaSTube.Transfers;
 
@@ -16,26 +15,26 @@ public sealed class MultiPathCopier : IDisposable
 {
     private readonly GpuSystem _gpus;
     private readonly int _chunkBytes;
-    private readonly IReadOnlyList<GpuMemoryPool>? _pools;
-    private readonly IReadOnlyList<TransferEngine>? _engines;
+    private readonly IReadOnlyList<IRelayBufferSource?>? _relays;
+    private readonly IReadOnlyList<IHostLane?>? _hostLanes;
     private readonly ConcurrentBag<GpuStream>[] _idleStreams;
 
     /// <summary>Creates a copier over the GPUs of <paramref name="gpus"/>.</summary>
     /// <param name="gpus">The GPUs (their topology is the router's).</param>
     /// <param name="router">The router to reserve paths with; null for a new one over <paramref name="gpus"/>'s topology.</param>
     /// <param name="chunkBytes">Chunk size on the widest path (narrower paths use proportionally smaller chunks; default 4 MiB).</param>
-    /// <param name="pools">Per GPU, the pool relays take their staging buffers from (null: plain device allocations).</param>
-    /// <param name="engines">Per GPU, the transfer engine that schedules host hops (D2H and H2D of the host fallback and of harvested paths; null: plain stream copies).</param>
+    /// <param name="relays">Per GPU, where relays take their staging buffers (the node's: <c>PoolRelayBuffers</c> over its pools; null: plain device allocations).</param>
+    /// <param name="hostLanes">Per GPU, the lane that schedules host hops (D2H and H2D of the host fallback and of harvested paths; the node's: its <c>TransferEngine</c>s; null: plain stream copies).</param>
     public MultiPathCopier(GpuSystem gpus, PathRouter? router = null, int chunkBytes = 4 << 20,
-        IReadOnlyList<GpuMemoryPool>? pools = null, IReadOnlyList<TransferEngine>? engines = null)
+        IReadOnlyList<IRelayBufferSource?>? relays = null, IReadOnlyList<IHostLane?>? hostLanes = null)
     {
         ArgumentNullException.ThrowIfNull(gpus);
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 4096);
         _gpus = gpus;
         Router = router ?? new PathRouter(gpus.Topology);
         _chunkBytes = chunkBytes;
-        _pools = pools;
-        _engines = engines;
+        _relays = relays;
+        _hostLanes = hostLanes;
         _idleStreams = gpus.Devices.Select(_ => new ConcurrentBag<GpuStream>()).ToArray();
     }
 
@@ -267,9 +266,9 @@ public sealed class MultiPathCopier : IDisposable
             if (next == PathRouter.Host)
             {
                 var target = staging.HostSlot(slot)[..(int)device.Length];
-                if (_engines?[nodes[hop - 1]] is { } d2h)
+                if (_hostLanes?[nodes[hop - 1]] is { } d2h)
                 {
-                    await d2h.ToHostAsync(device, target).ConfigureAwait(false); // under that GPU's scheduler
+                    await d2h.CopyToHostAsync(device, target).ConfigureAwait(false); // under that GPU's scheduler
                 }
                 else
                 {
@@ -282,9 +281,9 @@ public sealed class MultiPathCopier : IDisposable
             }
 
             var into = last ? destination : staging.DeviceSlot(hop, slot).Slice(0, onHost ? host.Length : device.Length);
-            if (onHost && _engines?[next] is { } h2d)
+            if (onHost && _hostLanes?[next] is { } h2d)
             {
-                await h2d.ToDeviceAsync(host, into).ConfigureAwait(false); // under that GPU's scheduler
+                await h2d.CopyToDeviceAsync(host, into).ConfigureAwait(false); // under that GPU's scheduler
             }
             else if (onHost)
             {
@@ -337,7 +336,7 @@ public sealed class MultiPathCopier : IDisposable
             }
         }
 
-        /// <summary>Streams, and two staging slots per relay: from the relay GPU's pool when there is one (a lease and an open use, so it is not evicted).</summary>
+        /// <summary>Streams, and two staging slots per relay: from the relay GPU's <see cref="IRelayBufferSource"/> when there is one (the node's pool: held, so not evicted).</summary>
         public static async Task<Staging> CreateAsync(MultiPathCopier owner, RoutePath path, int chunk, CancellationToken cancellationToken)
         {
             var staging = new Staging(owner, path);
@@ -353,13 +352,11 @@ public sealed class MultiPathCopier : IDisposable
                             staging._host[slot] = owner._gpus.Devices[path.Nodes[^1]].AllocatePinned(chunk);
                             staging._owned.Add(staging._host[slot]!);
                         }
-                        else if (owner._pools?[node] is { } pool)
+                        else if (owner._relays?[node] is { } relays)
                         {
-                            var block = await pool.AllocateAsync(chunk, new BlockOptions { Function = "faastube-relay" }, cancellationToken).ConfigureAwait(false);
-                            var use = await block.UseAsync(cancellationToken).ConfigureAwait(false);
-                            staging._device[(hop, slot)] = use.Memory;
-                            staging._owned.Add(use);
-                            staging._owned.Add(new Releaser(() => pool.Release(block, 0)));
+                            var relay = await relays.RentAsync(chunk, cancellationToken).ConfigureAwait(false);
+                            staging._owned.Add(relay);
+                            staging._device[(hop, slot)] = relay.Memory.Slice(0, chunk);
                         }
                         else
                         {
@@ -399,11 +396,6 @@ public sealed class MultiPathCopier : IDisposable
                     _owner.ReturnStream(stream);
                 }
             }
-        }
-
-        private sealed class Releaser(Action release) : IDisposable
-        {
-            public void Dispose() => release();
         }
     }
 }

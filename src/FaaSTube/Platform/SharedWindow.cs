@@ -3,12 +3,12 @@ using System.Runtime.InteropServices;
 using FaaSTube.Native;
 using Microsoft.Win32.SafeHandles;
 
-namespace FaaSTube.Channels.Transport;
+namespace FaaSTube.Platform;
 
 /// <summary>
 /// Shared memory between one client and the node, passed as a capability, never by name: an
 /// anonymous file (<c>memfd_create</c>) that the client creates, sizes, seals against shrinking and
-/// growing, maps, and hands to the node over the Unix socket (<see cref="UnixRights"/>). Nothing is
+/// growing, maps, and hands to the node over the Unix socket (<c>src/FaaSTube/Channels/Transport/UnixRights.cs</c>). Nothing is
 /// in <c>/dev/shm</c>, so no other process can find, open, replace or symlink it, and it vanishes
 /// when the last holder closes it (a killed client leaves nothing behind). The node adopts the
 /// descriptor only after checking its seals and size (<see cref="Adopt"/>): a client cannot
@@ -74,7 +74,7 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
     /// The node's side: takes ownership of a descriptor a client sent and maps it, only if it is
     /// anonymous shared memory (only such files carry seals), sealed against shrinking and growing,
     /// and exactly <paramref name="bytes"/> long. Anything else (a regular file, a directory, a
-    /// FIFO, a socket, an unsealed or resized memfd) is refused with <see cref="TubeException"/>
+    /// FIFO, a socket, an unsealed or resized memfd) is refused with <see cref="SharedMemoryRejectedException"/>
     /// and the descriptor is closed. Once mapped, the descriptor is closed too: the mapping holds the memory.
     /// </summary>
     public static SharedWindow Adopt(SafeFileHandle fd, long bytes)
@@ -83,25 +83,25 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
         {
             if (bytes <= 0 || bytes > int.MaxValue)
             {
-                throw new TubeException(TubeError.BadRequest, $"A window of {bytes} bytes: it must hold 1 byte to 2 GiB.");
+                throw new SharedMemoryRejectedException($"A window of {bytes} bytes: it must hold 1 byte to 2 GiB.");
             }
 
             int raw = (int)fd.DangerousGetHandle();
             int seals = Interop.Libc.fcntl(raw, Interop.Libc.F_GET_SEALS, 0);
             if (seals < 0)
             {
-                throw new TubeException(TubeError.BadRequest, "The window is not anonymous shared memory (memfd_create with MFD_ALLOW_SEALING).");
+                throw new SharedMemoryRejectedException("The window is not anonymous shared memory (memfd_create with MFD_ALLOW_SEALING).");
             }
 
             if ((seals & RequiredSeals) != RequiredSeals)
             {
-                throw new TubeException(TubeError.BadRequest, "The window must be sealed against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW).");
+                throw new SharedMemoryRejectedException("The window must be sealed against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW).");
             }
 
             long size = Interop.Libc.lseek(raw, 0, Interop.Libc.SEEK_END);
             if (size != bytes)
             {
-                throw new TubeException(TubeError.BadRequest, $"The window holds {size} bytes; the client said {bytes}.");
+                throw new SharedMemoryRejectedException($"The window holds {size} bytes; the client said {bytes}.");
             }
 
             var mapping = Mapping.Map(raw, (int)bytes);
@@ -111,7 +111,7 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
         catch (IOException e)
         {
             fd.Dispose();
-            throw new TubeException(TubeError.BadRequest, $"The window cannot be mapped: {e.Message}");
+            throw new SharedMemoryRejectedException($"The window cannot be mapped: {e.Message}");
         }
         catch
         {

@@ -3,10 +3,11 @@ using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using FaaSTube.Native;
 
-namespace FaaSTube.Devices.Simulated;
+namespace FaaSTube.Platform;
 
 /// <summary>
-/// Simulated device memory: a file in shared memory (<c>/dev/shm</c>), mapped with
+/// A named file in shared memory (<c>/dev/shm</c>), a platform facility (the simulated GPU's device
+/// memory is made of them: <c>src/FaaSTube/Devices/Simulated/SimulatedGpuDevice.cs</c>), mapped with
 /// <see cref="MemoryMappedFile.CreateFromFile(string, FileMode, string?, long)"/> (.NET has no named maps on
 /// Linux), so another process that opens the same file sees the same bytes. The file is fully
 /// preallocated, so touching it never faults for lack of space. Files are named
@@ -52,24 +53,17 @@ internal sealed unsafe class SharedMemoryFile : SafeHandle
         System.IO.Path.Combine(directory, $"{Prefix}{pid.ToString(CultureInfo.InvariantCulture)}.{id:N}");
 
     /// <summary>Creates and maps a new zeroed file of <paramref name="length"/> bytes.</summary>
+    /// <exception cref="IOException">The file cannot be made; <see cref="IsOutOfSpace"/> says whether for lack of space.</exception>
     public static SharedMemoryFile Create(string path, long length, Action<long>? onFreed)
     {
-        FileStream stream;
-        try
+        var stream = new FileStream(path, new FileStreamOptions
         {
-            stream = new FileStream(path, new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew,
-                Access = FileAccess.ReadWrite,
-                Share = FileShare.ReadWrite | FileShare.Delete,
-                PreallocationSize = length,
-                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            });
-        }
-        catch (IOException e) when (e.HResult == 28 || e.Message.Contains("space", StringComparison.OrdinalIgnoreCase))
-        {
-            throw new DeviceOutOfMemoryException($"Simulated device memory is full: {length} bytes do not fit in {System.IO.Path.GetDirectoryName(path)}.", e);
-        }
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.ReadWrite,
+            Share = FileShare.ReadWrite | FileShare.Delete,
+            PreallocationSize = length,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        });
 
         try
         {
@@ -85,6 +79,10 @@ internal sealed unsafe class SharedMemoryFile : SafeHandle
             throw;
         }
     }
+
+    /// <summary>True when <paramref name="error"/> from <see cref="Create"/> says the shared-memory file system is full (ENOSPC).</summary>
+    public static bool IsOutOfSpace(IOException error) =>
+        error.HResult == 28 || error.Message.Contains("space", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Maps an existing file made by another process (or this one).</summary>
     public static SharedMemoryFile Open(string path, long length)
