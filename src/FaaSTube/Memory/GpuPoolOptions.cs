@@ -22,14 +22,14 @@ public sealed class GpuPoolOptions
     /// <summary>Reserved memory kept even when idle (default 300 MB; 0 allowed).</summary>
     public long FloorBytes { get; set; } = 300_000_000;
 
-    /// <summary>The sliding window of per-function statistics (default 60 s).</summary>
-    public TimeSpan StatisticsWindow { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>How far back per-function statistics reach: arrivals older than this are forgotten (default 60 s).</summary>
+    public TimeSpan StatisticsPeriod { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// The least idle window: a function counts as active while a request arrived within
+    /// The least idle time: a function counts as active while a request arrived within
     /// max(this, its p99 inter-arrival time); an empty slab is returned after being empty this long (default 10 s).
     /// </summary>
-    public TimeSpan MinIdleWindow { get; set; } = TimeSpan.FromSeconds(10);
+    public TimeSpan MinIdleTime { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How often the pool trims itself in the background; null to trim only when <see cref="GpuMemoryPool.Trim"/> is called (default 5 s).</summary>
     public TimeSpan? TrimInterval { get; set; } = TimeSpan.FromSeconds(5);

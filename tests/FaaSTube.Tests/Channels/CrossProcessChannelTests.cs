@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Kernels;
+using FaaSTube.Memory;
 using FaaSTube.Tests.Support;
 
 namespace FaaSTube.Tests.Channels;
@@ -268,7 +269,7 @@ public sealed class CrossProcessChannelTests
         Assert.AreEqual(1, consumer.SlabsOpened, "five blocks in one slab: one IPC open");
         var pool = h.Node.PoolOf(0);
         var slab = pool.GetSlabs().Single();
-        CollectionAssert.Contains(slab.Importers.ToArray(), consumer.SessionId);
+        CollectionAssert.Contains(slab.Importers.ToArray(), new LeaseHolder(consumer.SessionId));
         var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         pool.SlabFreed += (_, _) => freed.TrySetResult();
 

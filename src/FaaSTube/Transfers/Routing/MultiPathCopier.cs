@@ -359,7 +359,7 @@ public sealed class MultiPathCopier : IDisposable
                             var use = await block.UseAsync(cancellationToken).ConfigureAwait(false);
                             staging._device[(hop, slot)] = use.Memory;
                             staging._owned.Add(use);
-                            staging._owned.Add(new Releaser(() => pool.Release(block, 0)));
+                            staging._owned.Add(new Releaser(() => pool.Release(block, default)));
                         }
                         else
                         {
