@@ -643,7 +643,7 @@ public sealed class NodeSafetyTests
         Assert.AreEqual(0, Interop.Libc.ftruncate(fd, bytes));
         if (seal)
         {
-            Assert.AreEqual(0, Interop.Libc.fcntl(fd, Interop.Libc.F_ADD_SEALS, SharedWindow.RequiredSeals));
+            Assert.AreEqual(0, Interop.Libc.fcntl(fd, Interop.Libc.F_ADD_SEALS, SealedSharedMemory.RequiredSeals));
         }
 
         return new SafeFileHandle(fd, ownsHandle: true);
