@@ -117,7 +117,7 @@ public sealed partial class GpuMemoryPool
 
             // Pending: the memory comes back when importers close the retiring slabs; meanwhile only
             // the asker's own blocks are worth evicting (emptying other partitions' slabs would not help sooner).
-            if (NextVictim(partition, ownOnly: growth == SlabGrowth.Pending) is not { } victim || !_mover.TryBeginEviction(victim, partition, out var eviction))
+            if (EvictionOrder.NextVictim(_blocks.Values, partition, ownOnly: growth == SlabGrowth.Pending) is not { } victim || !_mover.TryBeginEviction(victim, partition, out var eviction))
             {
                 return null;
             }
@@ -127,71 +127,6 @@ public sealed partial class GpuMemoryPool
                 return new RoomStep(null, 0, eviction);
             }
         }
-    }
-
-    /// <summary>
-    /// The block to evict next, or null. Blocks in the asker's own partition come first (evicting them
-    /// frees room it can use), by <see cref="EvictionOrder"/>. Another partition's block only helps when
-    /// its slab empties and can be freed, so those victims come from one slab at a time: the one with
-    /// the fewest bytes in use whose blocks can all go (no importer first), best block by
-    /// <see cref="EvictionOrder"/> within it. Never an in-use, never-evict, moving or non-resident block.
-    /// </summary>
-    private PoolBlock? NextVictim(string partition, bool ownOnly)
-    {
-        EvictionOrder.Candidate? own = null;
-        var others = new Dictionary<Slab, (EvictionOrder.Candidate? Best, bool Stuck)>();
-        foreach (var block in _blocks.Values)
-        {
-            EvictionOrder.Candidate candidate;
-            Slab slab;
-            bool evictable;
-            lock (block.Sync)
-            {
-                if (block.Slab is null || block.Freed)
-                {
-                    continue;
-                }
-
-                slab = block.Slab;
-                evictable = !block.IsMoving && block.Uses == 0 && !block.NeverEvict;
-                candidate = new EvictionOrder.Candidate(block, block.NextUse, block.LastUse);
-            }
-
-            if (string.Equals(slab.Partition, partition, StringComparison.Ordinal))
-            {
-                if (evictable && (own is null || EvictionOrder.Instance.Compare(candidate, own.Value) < 0))
-                {
-                    own = candidate;
-                }
-            }
-            else if (!ownOnly)
-            {
-                var (best, stuck) = others.GetValueOrDefault(slab);
-                if (!evictable)
-                {
-                    stuck = true;
-                }
-                else if (best is null || EvictionOrder.Instance.Compare(candidate, best.Value) < 0)
-                {
-                    best = candidate;
-                }
-
-                others[slab] = (best, stuck);
-            }
-        }
-
-        if (own is not null)
-        {
-            return own.Value.Block;
-        }
-
-        return others
-            .Where(e => !e.Value.Stuck && e.Value.Best is not null)
-            .OrderBy(e => e.Key.HasImporters)
-            .ThenBy(e => e.Key.Capacity - e.Key.FreeBytes)
-            .ThenBy(e => e.Value.Best!.Value, EvictionOrder.Instance)
-            .Select(e => e.Value.Best!.Value.Block)
-            .FirstOrDefault();
     }
 
     /// <summary>Brings an evicted block back (making room as an allocation would), then begins the use.</summary>
