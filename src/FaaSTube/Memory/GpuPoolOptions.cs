@@ -12,7 +12,7 @@ public sealed class GpuPoolOptions
     /// <summary>
     /// The most one partition (a workflow, for the node) may hold at once, resident and evicted
     /// together; null (the default): half of the device's memory. Partition "" (the pool's own
-    /// staging) is not limited. Keeps one tenant from taking the whole pool, pinned data included.
+    /// staging) is not limited. Keeps one tenant from taking the whole pool, never-evicted data included.
     /// </summary>
     public long? MaxPartitionBytes { get; set; }
 
@@ -52,7 +52,7 @@ public sealed class GpuPoolOptions
     /// <summary>Restore evicted data in the background as soon as memory frees up (default true).</summary>
     public bool ProactiveRestore { get; set; } = true;
 
-    /// <summary>The clock for windows and idle times (default: the system's). Tests pass a <see cref="Devices.VirtualClock"/>.</summary>
+    /// <summary>The clock for function statistics and idle times (default: the system's). Tests pass a <see cref="Devices.VirtualClock"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>
