@@ -28,7 +28,7 @@ public class ChannelCallBenchmarks
         _node = await TubeNode.StartAsync(new TubeNodeOptions { SocketPath = socket });
         var options = new TubeClientOptions { SocketPath = socket, Workflow = "bench", Gpus = new() { Backend = _node.Gpus.Backend } };
         _client = InProcess ? await TubeClient.ConnectInProcessAsync(_node, options) : await TubeClient.ConnectAsync(options);
-        _id = await _client.PutAsync(new byte[4096], new PutOptions { Pinned = true });
+        _id = await _client.PutAsync(new byte[4096], new PutOptions { KeepUntilDeleted = true });
         _echo = InProcess ? EchoLink.OpenPipes() : await EchoLink.OpenSocketAsync(socket + ".echo");
     }
 

@@ -73,7 +73,7 @@ internal static class ChannelLatencyScenario
         await using var owner = await TubeClient.ConnectInProcessAsync(node, new TubeClientOptions { Workflow = "bench", Function = "owner" });
         using var ownerStream = device.CreateStream();
         var small = await owner.AllocateAsync(4096);
-        var whereId = await owner.PublishAsync(small, ownerStream, new PutOptions { Pinned = true });
+        var whereId = await owner.PublishAsync(small, ownerStream, new PutOptions { KeepUntilDeleted = true });
         await owner.FlushAsync();
         var whereRing = await WhereInChildAsync(nodeSocket, backend, RingBytes, whereId, callWarmup, calls, nodeCalls);
         var whereSocket = await WhereInChildAsync(nodeSocket, backend, 0, whereId, callWarmup, calls, nodeCalls);

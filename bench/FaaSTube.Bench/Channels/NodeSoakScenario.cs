@@ -177,7 +177,7 @@ internal static class NodeSoakScenario
         const int Window = 1 << 20;
         using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await s.ConnectAsync(new UnixDomainSocketEndPoint(socket));
-        var window = SharedWindow.Create(Window);
+        var window = SealedSharedMemory.Create(Window);
         try
         {
             UnixRights.Send(s, Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Str("soak-abrupt").Str("abrupt").I64(Window).Memory.Span), window.Descriptor);

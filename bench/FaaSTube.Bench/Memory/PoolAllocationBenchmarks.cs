@@ -44,7 +44,7 @@ public class PoolAllocationBenchmarks
     {
         // The fast path completes synchronously; GetResult does not block there.
         var block = _pool.AllocateAsync(Bytes).GetAwaiter().GetResult();
-        _pool.Release(block, 0);
+        _pool.Release(block, default);
     });
 
     [Benchmark(Baseline = true, OperationsPerInvoke = PerThread)]

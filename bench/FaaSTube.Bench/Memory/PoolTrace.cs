@@ -100,7 +100,7 @@ internal static class PoolTrace
             TrimInterval = null,
             ProactiveRestore = false,
             TimeProvider = clock,
-            MinIdleWindow = TimeSpan.FromSeconds(10),
+            MinIdleTime = TimeSpan.FromSeconds(10),
         });
 
         var releases = new PriorityQueue<PoolBlock, TimeSpan>();
@@ -124,7 +124,7 @@ internal static class PoolTrace
                     clock.AdvanceTo(at);
                     releases.Dequeue();
                     live -= due!.Length;
-                    pool.Release(due, 0);
+                    pool.Release(due, default);
                 }
                 else
                 {

@@ -7,13 +7,13 @@ using FaaSTube.Platform;
 namespace FaaSTube.Channels;
 
 /// <summary>
-/// The client's window for host data: anonymous shared memory (<see cref="SharedWindow"/>) that the
+/// The client's window for host data: anonymous shared memory (<see cref="SealedSharedMemory"/>) that the
 /// node maps and registers (pins) once, so host data crosses between the processes by DMA to and
 /// from it, never over the socket. The client cuts it into slots (<see cref="Client.WindowSlots"/>).
 /// </summary>
 internal sealed class ClientWindow : IDisposable
 {
-    private readonly SharedWindow _shared;
+    private readonly SealedSharedMemory _shared;
 
     public ClientWindow(int bytes)
     {
@@ -22,7 +22,7 @@ internal sealed class ClientWindow : IDisposable
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "A window holds at least two pages (8 KiB).");
         }
 
-        _shared = SharedWindow.Create(bytes);
+        _shared = SealedSharedMemory.Create(bytes);
     }
 
     public int Length => _shared.Length;

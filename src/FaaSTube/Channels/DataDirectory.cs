@@ -75,7 +75,7 @@ internal sealed class DataDirectory(TimeProvider time)
                 {
                     try
                     {
-                        block.Pool.Release(block, entry.Committed ? DataEntry.DirectoryHolder : entry.OwnerSession);
+                        block.Pool.Release(block, entry.Committed ? DataEntry.DirectoryHolder : new LeaseHolder(entry.OwnerSession));
                     }
                     catch (PoolException e) when (e.Error is PoolError.LeaseNotHeld or PoolError.Stale)
                     {

@@ -9,7 +9,8 @@ namespace FaaSTube.Channels;
 /// </summary>
 internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBlock block, long ownerSession)
 {
-    public const long DirectoryHolder = 0;
+    /// <summary>The directory's lease holder (sessions are numbered from 1).</summary>
+    public static readonly LeaseHolder DirectoryHolder = new(0);
 
     public TubeId Id { get; } = id;
 
@@ -32,12 +33,13 @@ internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBloc
     /// <summary>Taken out of the directory (under <see cref="Sync"/>): it can no longer be committed or get replicas.</summary>
     public bool Removed { get; set; }
 
-    /// <summary>Consumers still to release it; -1: unlimited (pinned data).</summary>
+    /// <summary>Consumers still to release it; -1: unlimited (data kept until deleted).</summary>
     public int RemainingConsumers { get; set; }
 
     public TimeSpan? ExpiresAt { get; set; }
 
-    public bool Pinned { get; set; }
+    /// <summary>Kept until deleted (<see cref="PutOptions.KeepUntilDeleted"/>): no consumer count, no expiry, never evicted.</summary>
+    public bool KeepUntilDeleted { get; set; }
 
     public Dictionary<int, PoolBlock> Replicas { get; } = [];
 

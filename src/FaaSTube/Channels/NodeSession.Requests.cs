@@ -143,7 +143,7 @@ internal sealed partial class NodeSession
 
         CheckRoomToHold();
 
-        var options = new BlockOptions { Function = _function, Holder = Id, Partition = _workflow };
+        var options = new BlockOptions { Function = _function, Holder = Holder, Partition = _workflow };
         var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
         return _node.Directory.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
     }
@@ -212,7 +212,7 @@ internal sealed partial class NodeSession
     }
 
     /// <summary>PutCommit / Publish: the data becomes visible to the workflow; the producer's own lease and use go.</summary>
-    private Empty Commit(PutCommit request) => Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: false);
+    private Empty Commit(PutCommit request) => Commit(request.Id, request.Consumers, request.TtlTicks, request.KeepUntilDeleted, isPublish: false);
 
     /// <summary>
     /// A Publish goes one way and the client has given its buffer up when it sends one: a refused
@@ -223,7 +223,7 @@ internal sealed partial class NodeSession
     {
         try
         {
-            return Commit(request.Id, request.Consumers, request.TtlTicks, request.Pinned, isPublish: true);
+            return Commit(request.Id, request.Consumers, request.TtlTicks, request.KeepUntilDeleted, isPublish: true);
         }
         catch (TubeException)
         {
@@ -250,11 +250,11 @@ internal sealed partial class NodeSession
         }
     }
 
-    private Empty Commit(TubeId id, int consumers, long ttlTicks, bool pinned, bool isPublish)
+    private Empty Commit(TubeId id, int consumers, long ttlTicks, bool keepUntilDeleted, bool isPublish)
     {
-        if (!pinned && consumers < 1)
+        if (!keepUntilDeleted && consumers < 1)
         {
-            throw new TubeException(TubeError.BadRequest, "Data needs at least one consumer (or Pinned).");
+            throw new TubeException(TubeError.BadRequest, "Data needs at least one consumer (or KeepUntilDeleted).");
         }
 
         var maxTtl = _node.Options.MaxTtl;
@@ -278,14 +278,14 @@ internal sealed partial class NodeSession
             }
 
             entry.Block.AddLease(DataEntry.DirectoryHolder);
-            if (pinned)
+            if (keepUntilDeleted)
             {
-                entry.Block.Pool.Pin(entry.Block);
+                entry.Block.Pool.ExemptFromEviction(entry.Block);
             }
 
-            entry.Pinned = pinned;
-            entry.RemainingConsumers = pinned ? -1 : consumers;
-            entry.ExpiresAt = pinned ? null : expiresAt;
+            entry.KeepUntilDeleted = keepUntilDeleted;
+            entry.RemainingConsumers = keepUntilDeleted ? -1 : consumers;
+            entry.ExpiresAt = keepUntilDeleted ? null : expiresAt;
             entry.Committed = true;
             entry.OwnerSession = 0;
         }
@@ -298,7 +298,7 @@ internal sealed partial class NodeSession
         }
         else
         {
-            entry.Block.Pool.Release(entry.Block, Id);
+            entry.Block.Pool.Release(entry.Block, Holder);
             Interlocked.Decrement(ref _unfinishedPuts);
         }
 
@@ -344,7 +344,7 @@ internal sealed partial class NodeSession
                 throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
             }
 
-            block.AddLease(Id);
+            block.AddLease(Holder);
         }
 
         bool wasResident = block.IsResident;
@@ -355,7 +355,7 @@ internal sealed partial class NodeSession
         }
         catch
         {
-            block.Pool.Release(block, Id);
+            block.Pool.Release(block, Holder);
             throw;
         }
 
@@ -408,7 +408,7 @@ internal sealed partial class NodeSession
             }
         }
 
-        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, Pinned = entry.Pinned, Partition = entry.Workflow };
+        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, NeverEvict = entry.KeepUntilDeleted, Partition = entry.Workflow };
         var copy = await AllocateInTurnAsync(target.Pool, entry.Length, options).ConfigureAwait(false);
         try
         {
@@ -512,7 +512,7 @@ internal sealed partial class NodeSession
             }
         }
 
-        pool.CloseSlab(slab, generation, Id);
+        pool.CloseSlab(slab, generation, Holder);
         return default;
     }
 
@@ -537,7 +537,7 @@ internal sealed partial class NodeSession
             // Always the handle (80 bytes): a client that has the slab mapped ignores it, and two replies
             // racing to a client that has not cannot leave one of them without a handle.
             handle = new byte[IpcMemoryHandle.Size];
-            _node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Id).WriteTo(handle); // idempotent for this importer
+            _node.Devices[device].Pool.OpenSlab(d.SlabId, d.Generation, Holder).WriteTo(handle); // idempotent for this importer
             lock (_sync)
             {
                 _opened.Add(key);
@@ -594,7 +594,7 @@ internal sealed partial class NodeSession
         }
 
         held.Use.Dispose();
-        held.Block.Pool.Release(held.Block, Id);
+        held.Block.Pool.Release(held.Block, Holder);
         return true;
     }
 }

@@ -45,6 +45,9 @@ internal sealed partial class NodeSession
 
     public long Id { get; }
 
+    /// <summary>The session as a holder of pool leases and an importer of slabs (its <see cref="Id"/>).</summary>
+    public LeaseHolder Holder => new(Id);
+
     public int Pid { get; }
 
     public uint Uid => _uid;

@@ -7,17 +7,17 @@ namespace FaaSTube.Channels;
 
 /// <summary>
 /// The node's view of one client's window: the adopted anonymous shared memory (checked seals and
-/// size: <see cref="SharedWindow.Adopt"/>) registered (pinned) with the GPU once. The registration
+/// size: <see cref="SealedSharedMemory.Adopt"/>) registered (pinned) with the GPU once. The registration
 /// owns the mapping: the mapping is released only after the registration is, so memory the driver
 /// still has registered is never unmapped under it (and a later window mapped at the same address
 /// never meets a stale registration).
 /// </summary>
 internal sealed class NodeWindow : IDisposable
 {
-    private readonly SharedWindow _shared;
+    private readonly SealedSharedMemory _shared;
     private readonly PinnedBuffer _registration;
 
-    private NodeWindow(SharedWindow shared, PinnedBuffer registration)
+    private NodeWindow(SealedSharedMemory shared, PinnedBuffer registration)
     {
         _shared = shared;
         _registration = registration;

@@ -12,8 +12,8 @@ public sealed record PutOptions
     /// <summary>The GPU the consumer will run on: the data is placed there (default: GPU 0).</summary>
     public int? Device { get; init; }
 
-    /// <summary>Long-lived shared data (model weights): never evicted or expired, any number of consumers; remove with <see cref="TubeClient.DeleteAsync"/>.</summary>
-    public bool Pinned { get; init; }
+    /// <summary>Long-lived shared data (model weights): kept until <see cref="TubeClient.DeleteAsync"/> removes it, never evicted or expired, any number of consumers.</summary>
+    public bool KeepUntilDeleted { get; init; }
 
     /// <summary>SLO and priority of the host-to-GPU transfer. Its tenant is not taken from here: the node schedules every client's transfers under its workflow, so no client can join or split another's fair share.</summary>
     public Transfers.TransferRequest? Transfer { get; init; }

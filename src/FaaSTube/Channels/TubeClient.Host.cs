@@ -224,7 +224,7 @@ public sealed partial class TubeClient
         CallAsync(new PutPart(id, offset, windowOffset, length, "", sloTicks), CancellationToken.None);
 
     internal Task CommitPutAsync(TubeId id, PutOptions options, CancellationToken cancellationToken) =>
-        CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned), cancellationToken);
+        CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.KeepUntilDeleted), cancellationToken);
 
     /// <summary>Drops an unfinished Put (nothing happens if the node has forgotten it or is gone).</summary>
     internal Task DropAsync(TubeId id) => TryReleaseAsync(id);

@@ -185,9 +185,9 @@ public sealed partial class TubeClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(buffer);
         ArgumentNullException.ThrowIfNull(writer);
         options ??= new PutOptions();
-        if (!options.Pinned && options.Consumers < 1)
+        if (!options.KeepUntilDeleted && options.Consumers < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(options), options.Consumers, "Data needs at least one consumer (or Pinned).");
+            throw new ArgumentOutOfRangeException(nameof(options), options.Consumers, "Data needs at least one consumer (or KeepUntilDeleted).");
         }
 
         if (!buffer.IsWritable || !buffer.MarkPublished())
@@ -207,7 +207,7 @@ public sealed partial class TubeClient : IAsyncDisposable
 
         // One way: the node applies it before anything this client sends later; a failure is reported
         // by OneWayFailed and the next call. The buffer's use of the slab ends here either way.
-        await Connection.PostAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.Pinned)).ConfigureAwait(false);
+        await Connection.PostAsync(new Publish(buffer.Id, options.Consumers, options.Ttl?.Ticks ?? 0, options.KeepUntilDeleted)).ConfigureAwait(false);
         buffer.EndSlabUse(); // the buffer no longer uses the slab mapping (its dispose ending it again is a no-op)
         return buffer.Id;
     }
@@ -272,7 +272,7 @@ public sealed partial class TubeClient : IAsyncDisposable
     public async Task<int> WhereAsync(TubeId id, CancellationToken cancellationToken = default) =>
         (await CallAsync(new Where(id), cancellationToken).ConfigureAwait(false)).Device;
 
-    /// <summary>Removes data now (pinned data is only removed this way); held leases keep it alive until released.</summary>
+    /// <summary>Removes data now (data kept until deleted is only removed this way); held leases keep it alive until released.</summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>

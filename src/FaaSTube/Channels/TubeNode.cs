@@ -295,8 +295,8 @@ public sealed partial class TubeNode : IAsyncDisposable
 
         foreach (var device in Devices)
         {
-            device.Pool.ReleaseHolder(session.Id);
-            device.Pool.ImporterGone(session.Id);
+            device.Pool.ReleaseHolder(session.Holder);
+            device.Pool.ImporterGone(session.Holder);
         }
 
         LogSessionEnded(_logger, session.Id, session.Pid);
@@ -394,7 +394,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     {
         foreach (var importer in e.Importers)
         {
-            if (_sessions.TryGetValue(importer, out var session))
+            if (_sessions.TryGetValue(importer.Value, out var session))
             {
                 session.TellToClose(device, e.SlabId, e.Generation);
                 _ = CloseOrEndAsync(session, device, e.SlabId, e.Generation);

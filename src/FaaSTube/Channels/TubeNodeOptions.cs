@@ -54,7 +54,7 @@ public sealed class TubeNodeOptions
     /// <summary>How often expired data is swept (default 1 s); null: only by <see cref="TubeNode.SweepExpired"/>.</summary>
     public TimeSpan? SweepInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>The longest TTL a client may ask for (default 7 days); longer-lived data is put as pinned.</summary>
+    /// <summary>The longest TTL a client may ask for (default 7 days); longer-lived data is put with PutOptions.KeepUntilDeleted.</summary>
     public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(7);
 
     /// <summary>The longest a Get waits for data that is allocated but not yet published (default 60 s; a client may ask for less).</summary>

@@ -5,7 +5,7 @@ namespace FaaSTube.Memory;
 /// first. A block's <see cref="PoolBlock.NextUse"/> hint is its consumer's position in the request
 /// queue (or an expected use time): larger is later. A block with no hint has no known consumer
 /// soon and goes before any hinted block; among equals (no hints, or equal hints) the least
-/// recently used goes first. Blocks in use, pinned, or not resident are never candidates.
+/// recently used goes first. Blocks in use, marked never to be evicted, or not resident are never candidates.
 /// </summary>
 internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
 {
@@ -29,6 +29,71 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
         }
 
         return x.LastUse.CompareTo(y.LastUse); // least recently used first
+    }
+
+    /// <summary>
+    /// The block to evict next, or null. Blocks in the asker's own partition come first (evicting them
+    /// frees room it can use), by this order. Another partition's block only helps when
+    /// its slab empties and can be freed, so those victims come from one slab at a time: the one with
+    /// the fewest bytes in use whose blocks can all go (no importer first), best block by
+    /// this order within it. Never an in-use, never-evict, moving or non-resident block.
+    /// </summary>
+    public static PoolBlock? NextVictim(IEnumerable<PoolBlock> blocks, string partition, bool ownOnly)
+    {
+        Candidate? own = null;
+        var others = new Dictionary<Slab, (Candidate? Best, bool Stuck)>();
+        foreach (var block in blocks)
+        {
+            Candidate candidate;
+            Slab slab;
+            bool evictable;
+            lock (block.Sync)
+            {
+                if (block.Slab is null || block.Freed)
+                {
+                    continue;
+                }
+
+                slab = block.Slab;
+                evictable = !block.IsMoving && block.Uses == 0 && !block.NeverEvict;
+                candidate = new Candidate(block, block.NextUse, block.LastUse);
+            }
+
+            if (string.Equals(slab.Partition, partition, StringComparison.Ordinal))
+            {
+                if (evictable && (own is null || Instance.Compare(candidate, own.Value) < 0))
+                {
+                    own = candidate;
+                }
+            }
+            else if (!ownOnly)
+            {
+                var (best, stuck) = others.GetValueOrDefault(slab);
+                if (!evictable)
+                {
+                    stuck = true;
+                }
+                else if (best is null || Instance.Compare(candidate, best.Value) < 0)
+                {
+                    best = candidate;
+                }
+
+                others[slab] = (best, stuck);
+            }
+        }
+
+        if (own is not null)
+        {
+            return own.Value.Block;
+        }
+
+        return others
+            .Where(e => !e.Value.Stuck && e.Value.Best is not null)
+            .OrderBy(e => e.Key.HasImporters)
+            .ThenBy(e => e.Key.Capacity - e.Key.FreeBytes)
+            .ThenBy(e => e.Value.Best!.Value, Instance)
+            .Select(e => e.Value.Best!.Value.Block)
+            .FirstOrDefault();
     }
 
     /// <summary>A block's eviction keys, read once.</summary>

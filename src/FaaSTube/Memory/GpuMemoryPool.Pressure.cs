@@ -3,58 +3,22 @@ using FaaSTube.Devices;
 
 namespace FaaSTube.Memory;
 
-/// <summary>Placement under pressure, eviction and restore: the paths taken only when a slab has no room (growth itself: <c>GpuMemoryPool.Growth.cs</c>).</summary>
+/// <summary>
+/// Making room: the paths taken only when no slab has room. Decisions (place, grow, pick a victim)
+/// are taken under the pressure gate; what takes time (a move's copy, a new slab's clearing) runs
+/// after it is released.
+/// </summary>
 public sealed partial class GpuMemoryPool
 {
-    private readonly Lock _growLock = new();
     private readonly SemaphoreSlim _pressure = new(1, 1);
-    private readonly SpillStore _spill;
-    /// <summary>
-    /// The streams that move blocks (evict, restore, clear), one per lane; a block moves on its
-    /// partition's lane, so a tenant's multi-GiB move queues only behind its own lane's work, not in
-    /// front of every other tenant's small evictions (a single stream was head-of-line blocking).
-    /// </summary>
-    private readonly Lazy<GpuStream>[] _streams;
-
-    private const int MoveLanes = 4;
-
-    private GpuStream StreamFor(string partition) => _streams[(uint)StringComparer.Ordinal.GetHashCode(partition) % MoveLanes].Value;
-    private volatile Slab?[] _slabs = [];
-    private int[] _generations = [];
-    private long _reserved;
     private TaskCompletionSource _memoryChanged = NewSignal();
     private int _restoreScheduled;
     private Task _proactiveRestore = Task.CompletedTask;
-    private long _evictions, _evictedBytes, _restores, _restoredBytes;
     private int _slowPathWaiters;
-    private int _movesInFlight;
+    private long _slabsCleared;
 
-    /// <summary>
-    /// Finds room in an active slab of <paramref name="partition"/> (never another partition's: a
-    /// client that maps the slab may see only its own partition's bytes), starting at a per-thread
-    /// slab to spread lock traffic.
-    /// </summary>
-    private bool TryPlace(long rounded, string partition, out Slab slab, out long offset)
-    {
-        var slabs = _slabs;
-        int n = slabs.Length;
-        int start = n == 0 ? 0 : Environment.CurrentManagedThreadId % n;
-        for (int i = 0; i < n; i++)
-        {
-            if (slabs[(start + i) % n] is { } candidate
-                && string.Equals(candidate.Partition, partition, StringComparison.Ordinal)
-                && (offset = candidate.TryAllocate(rounded)) >= 0)
-            {
-                slab = candidate;
-                Interlocked.Add(ref _inUse, rounded);
-                return true;
-            }
-        }
-
-        slab = null!;
-        offset = -1;
-        return false;
-    }
+    /// <summary>New slabs zero-filled on the device (tests check the clearing path ran).</summary>
+    internal long SlabsCleared => Interlocked.Read(ref _slabsCleared);
 
     /// <summary>
     /// The slow path. Decisions (place, grow, pick a victim) are taken under the pressure gate; the
@@ -86,7 +50,7 @@ public sealed partial class GpuMemoryPool
 
                 if (step is { Eviction: { } eviction })
                 {
-                    await FinishEvictionAsync(eviction, cancellationToken).ConfigureAwait(false);
+                    await _mover.RunAsync(eviction, cancellationToken).ConfigureAwait(false);
                     continue; // the victim's range is free now: try again at once
                 }
 
@@ -116,15 +80,12 @@ public sealed partial class GpuMemoryPool
         }
     }
 
-    /// <summary>What one decision under the gate produced: a place (slab and offset), or an eviction to finish outside the gate.</summary>
-    private readonly record struct RoomStep(Slab? Slab, long Offset, Eviction? Eviction, Slab? ToClear = null);
-
-    /// <summary>A victim marked as moving and its reserved spill entry: the copy still has to run.</summary>
-    /// <param name="Block">The victim, marked moving.</param>
-    /// <param name="Slab">Where it is now.</param>
-    /// <param name="Entry">Its reserved spill entry.</param>
-    /// <param name="Lane">The asker's partition: the copy runs on its move lane, so a tenant that forces evictions waits on its own lane, not the victim's.</param>
-    private sealed record Eviction(PoolBlock Block, Slab Slab, SpillStore.SpillEntry Entry, string Lane);
+    /// <summary>
+    /// What one decision under the gate produced: a place (slab and offset), an eviction to run
+    /// outside the gate (on the asker's lane, so a tenant that forces evictions waits on its own lane,
+    /// not the victim's), or a new slab to clear.
+    /// </summary>
+    private readonly record struct RoomStep(Slab? Slab, long Offset, BlockMove? Eviction, Slab? ToClear = null);
 
     /// <summary>
     /// Place in a slab of <paramref name="partition"/>, else grow one for it, else evict one victim
@@ -136,25 +97,27 @@ public sealed partial class GpuMemoryPool
     {
         while (true)
         {
-            if (TryPlace(rounded, partition, out var slab, out long offset))
+            if (_slabs.TryPlace(rounded, partition, out var slab, out long offset))
             {
                 return new RoomStep(slab, offset, null);
             }
 
-            var (growth, toClear) = TryGrow(rounded, partition);
+            var retiring = new List<SlabRetiringEventArgs>();
+            var (growth, toClear) = _slabs.TryGrow(rounded, partition, retiring);
+            RaiseRetiring(retiring);
             if (toClear is not null)
             {
                 return new RoomStep(null, 0, null, toClear);
             }
 
-            if (growth == Growth.Grown)
+            if (growth == SlabGrowth.Grown)
             {
                 continue;
             }
 
             // Pending: the memory comes back when importers close the retiring slabs; meanwhile only
             // the asker's own blocks are worth evicting (emptying other partitions' slabs would not help sooner).
-            if (NextVictim(partition, ownOnly: growth == Growth.Pending) is not { } victim || !TryBeginEviction(victim, partition, out var eviction))
+            if (EvictionOrder.NextVictim(_blocks.Values, partition, ownOnly: growth == SlabGrowth.Pending) is not { } victim || !_mover.TryBeginEviction(victim, partition, out var eviction))
             {
                 return null;
             }
@@ -164,159 +127,6 @@ public sealed partial class GpuMemoryPool
                 return new RoomStep(null, 0, eviction);
             }
         }
-    }
-
-    /// <summary>
-    /// The block to evict next, or null. Blocks in the asker's own partition come first (evicting them
-    /// frees room it can use), by <see cref="EvictionOrder"/>. Another partition's block only helps when
-    /// its slab empties and can be freed, so those victims come from one slab at a time: the one with
-    /// the fewest bytes in use whose blocks can all go (no importer first), best block by
-    /// <see cref="EvictionOrder"/> within it. Never an in-use, pinned, moving or non-resident block.
-    /// </summary>
-    private PoolBlock? NextVictim(string partition, bool ownOnly)
-    {
-        EvictionOrder.Candidate? own = null;
-        var others = new Dictionary<Slab, (EvictionOrder.Candidate? Best, bool Stuck)>();
-        foreach (var block in _blocks.Values)
-        {
-            EvictionOrder.Candidate candidate;
-            Slab slab;
-            bool evictable;
-            lock (block.Sync)
-            {
-                if (block.Slab is null || block.Freed)
-                {
-                    continue;
-                }
-
-                slab = block.Slab;
-                evictable = !block.IsMoving && block.Uses == 0 && !block.IsPinned;
-                candidate = new EvictionOrder.Candidate(block, block.NextUse, block.LastUse);
-            }
-
-            if (string.Equals(slab.Partition, partition, StringComparison.Ordinal))
-            {
-                if (evictable && (own is null || EvictionOrder.Instance.Compare(candidate, own.Value) < 0))
-                {
-                    own = candidate;
-                }
-            }
-            else if (!ownOnly)
-            {
-                var (best, stuck) = others.GetValueOrDefault(slab);
-                if (!evictable)
-                {
-                    stuck = true;
-                }
-                else if (best is null || EvictionOrder.Instance.Compare(candidate, best.Value) < 0)
-                {
-                    best = candidate;
-                }
-
-                others[slab] = (best, stuck);
-            }
-        }
-
-        if (own is not null)
-        {
-            return own.Value.Block;
-        }
-
-        return others
-            .Where(e => !e.Value.Stuck && e.Value.Best is not null)
-            .OrderBy(e => e.Key.HasImporters)
-            .ThenBy(e => e.Key.Capacity - e.Key.FreeBytes)
-            .ThenBy(e => e.Value.Best!.Value, EvictionOrder.Instance)
-            .Select(e => e.Value.Best!.Value.Block)
-            .FirstOrDefault();
-    }
-
-    /// <summary>
-    /// Starts evicting <paramref name="block"/> (under the gate): reserves its spill entry and marks it
-    /// moving. False when the spill store is full; true with a null eviction when the block changed
-    /// under us (used, freed, or pinned after the fact): pick again.
-    /// </summary>
-    private bool TryBeginEviction(PoolBlock block, string lane, out Eviction? eviction)
-    {
-        eviction = null;
-        if (Volatile.Read(ref _disposed) != 0)
-        {
-            return false;
-        }
-
-        var entry = _spill.TryReserve(block.Length);
-        if (entry is null)
-        {
-            return false;
-        }
-
-        lock (block.Sync)
-        {
-            if (block.Slab is not { } slab || block.IsMoving || block.Uses > 0 || block.Freed || block.IsPinned)
-            {
-                entry.Dispose();
-                return true;
-            }
-
-            block.IsMoving = true;
-            Interlocked.Increment(ref _movesInFlight);
-            eviction = new Eviction(block, slab, entry, lane);
-            return true;
-        }
-    }
-
-    /// <summary>Copies an evicted block to its spill entry and frees its device range (outside the gate); wakes those waiting for memory.</summary>
-    private async Task FinishEvictionAsync(Eviction eviction, CancellationToken cancellationToken)
-    {
-        var (block, slab, entry, lane) = eviction;
-        try
-        {
-            await entry.WriteFromDeviceAsync(StreamFor(lane), slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            lock (block.Sync)
-            {
-                block.IsMoving = false;
-                entry.Dispose();
-                if (block.Freed)
-                {
-                    ReleaseStorageLocked(block);
-                }
-            }
-
-            MoveEnded();
-            throw;
-        }
-
-        lock (block.Sync)
-        {
-            block.IsMoving = false;
-            slab.Free(block.Offset, block.Rounded, Now);
-            Interlocked.Add(ref _inUse, -block.Rounded);
-            block.Slab = null;
-            if (block.Freed)
-            {
-                entry.Dispose();
-            }
-            else
-            {
-                block.Spill = entry;
-            }
-        }
-
-        Interlocked.Increment(ref _evictions);
-        Interlocked.Add(ref _evictedBytes, block.Length);
-        PoolMetrics.Evictions.Add(1, PoolMetrics.Tag(this));
-        PoolMetrics.EvictedBytes.Add(block.Length, PoolMetrics.Tag(this));
-        MoveEnded();
-    }
-
-    /// <summary>A move (eviction or restore) is over: wakes those waiting for memory or for the block, and a dispose waiting for moves.</summary>
-    private void MoveEnded()
-    {
-        Interlocked.Decrement(ref _movesInFlight);
-        SignalMemoryChange();
     }
 
     /// <summary>Brings an evicted block back (making room as an allocation would), then begins the use.</summary>
@@ -361,7 +171,7 @@ public sealed partial class GpuMemoryPool
                 }
                 else if (step is { Eviction: { } eviction })
                 {
-                    await FinishEvictionAsync(eviction, cancellationToken).ConfigureAwait(false);
+                    await _mover.RunAsync(eviction, cancellationToken).ConfigureAwait(false);
                 }
                 else if (step is { ToClear: { } grown })
                 {
@@ -391,72 +201,29 @@ public sealed partial class GpuMemoryPool
         }
     }
 
-    /// <summary>Copies a spilled block into [offset, +rounded) of <paramref name="slab"/>; false (range given back) if it was freed meanwhile.</summary>
-    private async Task<bool> RestoreIntoAsync(PoolBlock block, Slab slab, long offset, CancellationToken cancellationToken)
+    /// <summary>Copies a spilled block into [offset, +rounded) of <paramref name="slab"/> (a range the caller took); false (range given back) if it was freed meanwhile.</summary>
+    private async Task<bool> RestoreIntoAsync(PoolBlock block, Slab slab, long offset, CancellationToken cancellationToken) =>
+        _mover.TryBeginRestore(block, slab, offset) is { } move && await _mover.RunAsync(move, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Zero-fills a new slab on its partition's lane, then lets it take blocks: memory changes owner
+    /// only once cleared on the device. If the fill fails the slab goes back to the device unused.
+    /// </summary>
+    private async Task ClearAsync(Slab slab, CancellationToken cancellationToken)
     {
-        SpillStore.SpillEntry entry;
-        lock (block.Sync)
-        {
-            if (block.Freed || block.Spill is null || block.IsMoving)
-            {
-                slab.Free(offset, block.Rounded, Now); // freed, already back, or being moved by another path
-                Interlocked.Add(ref _inUse, -block.Rounded);
-                return false;
-            }
-
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                return false; // the pool is going: its slabs go with it
-            }
-
-            block.IsMoving = true;
-            Interlocked.Increment(ref _movesInFlight);
-            entry = block.Spill;
-        }
-
         try
         {
-            await entry.ReadToDeviceAsync(StreamFor(block.Partition), slab.Buffer.Slice(offset, block.Length), cancellationToken).ConfigureAwait(false);
+            await _mover.StreamFor(slab.Partition).FillAsync(slab.Buffer.Slice(0, slab.Capacity), 0, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
-            lock (block.Sync)
-            {
-                block.IsMoving = false;
-                slab.Free(offset, block.Rounded, Now);
-                Interlocked.Add(ref _inUse, -block.Rounded);
-                if (block.Freed)
-                {
-                    ReleaseStorageLocked(block);
-                }
-            }
-
-            MoveEnded();
+            _slabs.FreeUncleared(slab);
             throw;
         }
 
-        lock (block.Sync)
-        {
-            block.IsMoving = false;
-            block.Slab = slab;
-            block.Offset = offset;
-            block.Spill = null;
-            entry.Dispose();
-            if (block.Freed)
-            {
-                ReleaseStorageLocked(block);
-                MoveEnded();
-                return false;
-            }
-        }
-
-        MoveEnded(); // whoever waited for it to stop moving
-
-        Interlocked.Increment(ref _restores);
-        Interlocked.Add(ref _restoredBytes, block.Length);
-        PoolMetrics.Restores.Add(1, PoolMetrics.Tag(this));
-        PoolMetrics.RestoredBytes.Add(block.Length, PoolMetrics.Tag(this));
-        return true;
+        _slabs.Activate(slab);
+        Interlocked.Increment(ref _slabsCleared);
+        SignalMemoryChange(); // room for whoever waits in its partition
     }
 
     /// <summary>
@@ -487,7 +254,7 @@ public sealed partial class GpuMemoryPool
             await _pressure.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                if (!TryPlace(block.Rounded, block.Partition, out slab, out offset))
+                if (!_slabs.TryPlace(block.Rounded, block.Partition, out slab, out offset))
                 {
                     continue;
                 }
@@ -505,7 +272,7 @@ public sealed partial class GpuMemoryPool
 
     private void ScheduleProactiveRestore()
     {
-        if (Volatile.Read(ref _evictions) > Volatile.Read(ref _restores) && Interlocked.Exchange(ref _restoreScheduled, 1) == 0)
+        if (_counters.Evictions > _counters.Restores && Interlocked.Exchange(ref _restoreScheduled, 1) == 0)
         {
             _proactiveRestore = Task.Run(async () =>
             {
@@ -540,12 +307,12 @@ public sealed partial class GpuMemoryPool
         var sb = new StringBuilder();
         sb.Append($"No room for {rounded} bytes of partition '{partition}' in the pool on {Device} within {_options.AllocationTimeout.TotalSeconds:0.###} s: ");
         sb.Append($"{s.ReservedBytes} bytes reserved (cap {_options.MaxBytes}, device free {Device.GetMemoryInfo().Free}), {s.InUseBytes} in use, ");
-        sb.Append($"largest free range {_slabs.Where(x => x is not null).Select(x => x!.FreeSpace().Largest).DefaultIfEmpty(0).Max()}; ");
+        sb.Append($"largest free range {_slabs.Usage().LargestFree}; ");
         sb.Append($"spill store {s.SpillHostBytes}/{_options.HostSpillBytes} host and {s.SpillFileBytes}/{_options.MaxSpillFileBytes} file bytes. Held by: ");
         var holders = _blocks.Values
             .Where(b => b.IsResident)
             .GroupBy(b => b.Function)
-            .Select(g => $"{g.Key} ({g.Count()} blocks, {g.Sum(b => b.Rounded)} bytes, {g.Count(b => b.Uses > 0)} in use, {g.Count(b => b.IsPinned)} pinned)");
+            .Select(g => $"{g.Key} ({g.Count()} blocks, {g.Sum(b => b.Rounded)} bytes, {g.Count(b => b.Uses > 0)} in use, {g.Count(b => b.NeverEvict)} never evicted)");
         sb.Append(string.Join(", ", holders.DefaultIfEmpty("nothing resident")));
         return sb.ToString();
     }

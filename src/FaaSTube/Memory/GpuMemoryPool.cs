@@ -11,9 +11,12 @@ namespace FaaSTube.Memory;
 /// evicts the blocks needed furthest in the future to host memory or files, restoring them on use.
 /// A block is never lost: if nothing can give, an allocation waits, then fails with
 /// <see cref="PoolError.OutOfMemory"/> naming what holds the memory.
-/// <para>Files: this one holds allocation, leases and uses; <c>.Pressure</c> placement, eviction and
-/// restore; <c>.Growth</c> new slabs (per partition, cleared before use); <c>.Elastic</c> trimming,
-/// slabs and importers.</para>
+/// <para>Each concern lives in its own class: the slabs and what they hold (<see cref="SlabSet"/>),
+/// moving blocks to the spill store and back (<see cref="BlockMover"/>), the elastic target
+/// (<see cref="ElasticTarget"/>), partition quotas (<see cref="PartitionQuotas"/>) and the counts that
+/// statistics and the meter read (<see cref="PoolCounters"/>). The pool's files tie them together:
+/// this one allocation, leases and uses; <c>.Pressure</c> making room (place, grow, evict, restore);
+/// <c>.Elastic</c> trimming, importers and statistics.</para>
 /// <para>Partitions (<see cref="BlockOptions.Partition"/>): a slab serves one partition for its whole
 /// life and is cleared on the device before its first block, so nothing a client maps can hold
 /// another partition's bytes; memory moves between partitions only by freeing an empty slab.</para>
@@ -26,12 +29,14 @@ public sealed partial class GpuMemoryPool : IDisposable
     private readonly TimeProvider _time;
     private readonly long _start;
     private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
-    private readonly ConcurrentDictionary<long, ConcurrentDictionary<long, byte>> _holders = new();
-    private readonly ConcurrentDictionary<string, FunctionWindow> _functions = new();
-    private readonly ConcurrentDictionary<string, PartitionUsage> _partitionBytes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<LeaseHolder, ConcurrentDictionary<long, byte>> _holders = new();
+    private readonly SlabSet _slabs;
+    private readonly BlockMover _mover;
+    private readonly SpillStore _spill;
+    private readonly ElasticTarget _target;
+    private readonly PartitionQuotas _quotas;
+    private readonly PoolCounters _counters;
     private long _nextBlockId;
-    private long _inUse;
-    private long _allocations;
     private int _disposed;
 
     /// <summary>Creates an empty pool on <paramref name="device"/> (memory is taken on first use).</summary>
@@ -46,7 +51,12 @@ public sealed partial class GpuMemoryPool : IDisposable
         _time = _options.TimeProvider;
         _start = _time.GetTimestamp();
         _spill = new SpillStore(device, _options);
-        _streams = Enumerable.Range(0, MoveLanes).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
+        _counters = new PoolCounters(PoolMetrics.Tag(this));
+        _slabs = new SlabSet(device, _options, () => Now);
+        _slabs.SlabFreed += (slab, generation) => SlabFreed?.Invoke(slab, generation);
+        _mover = new BlockMover(device, _spill, _counters, () => Now, SignalMemoryChange);
+        _target = new ElasticTarget(_options);
+        _quotas = new PartitionQuotas(_options.MaxPartitionBytes ?? device.TotalMemory / 2, device.ToString());
         if (_options.TrimInterval is { } interval)
         {
             _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
@@ -83,11 +93,11 @@ public sealed partial class GpuMemoryPool : IDisposable
         ArgumentNullException.ThrowIfNull(options.Function, nameof(options.Function));
         ArgumentNullException.ThrowIfNull(options.Partition, nameof(options.Partition));
         long rounded = RoundOrThrowTooLarge(bytes); // before any state is touched
-        var usage = TakeQuota(options.Partition, rounded);
-        FunctionWindow window;
+        var usage = _quotas.Take(options.Partition, rounded);
+        FunctionArrivals arrivals;
         try
         {
-            window = ArriveAt(options.Function, rounded);
+            arrivals = _target.Arrive(options.Function, rounded, Now);
         }
         catch
         {
@@ -95,10 +105,10 @@ public sealed partial class GpuMemoryPool : IDisposable
             throw;
         }
 
-        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, window) { Usage = usage };
+        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, arrivals) { Usage = usage };
         try
         {
-            if (TryPlace(rounded, block.Partition, out var slab, out long offset))
+            if (_slabs.TryPlace(rounded, block.Partition, out var slab, out long offset))
             {
                 block.Slab = slab;
                 block.Offset = offset;
@@ -110,7 +120,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         }
         catch
         {
-            window.Depart();
+            arrivals.Depart();
             usage?.Give(rounded);
             throw;
         }
@@ -118,61 +128,15 @@ public sealed partial class GpuMemoryPool : IDisposable
         block.LastUse = _time.GetTimestamp();
         _blocks[block.Id] = block;
         HolderIndex(options.Holder).TryAdd(block.Id, 0);
-        Interlocked.Increment(ref _allocations);
-        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
+        _counters.Allocated();
         return block;
-    }
-
-    /// <summary>The quota of a partition: <see cref="GpuPoolOptions.MaxPartitionBytes"/>, or half the device's memory.</summary>
-    private long PartitionQuota => _options.MaxPartitionBytes ?? Device.TotalMemory / 2;
-
-    /// <summary>
-    /// Counts <paramref name="rounded"/> bytes against <paramref name="partition"/>'s quota and returns
-    /// its counter (the block keeps it, so a free needs no lookup), or refuses with
-    /// <see cref="PoolError.QuotaExceeded"/> at once. Partition "" is not counted.
-    /// </summary>
-    private PartitionUsage? TakeQuota(string partition, long rounded)
-    {
-        if (partition.Length == 0)
-        {
-            return null;
-        }
-
-        long quota = PartitionQuota;
-        while (true)
-        {
-            var usage = _partitionBytes.GetOrAdd(partition, static _ => new PartitionUsage());
-            switch (usage.TryTake(rounded, quota, out long held))
-            {
-                case true:
-                    return usage;
-                case false:
-                    throw new PoolException(PoolError.QuotaExceeded, $"Partition '{partition}' holds {held} bytes on {Device}; {rounded} more would pass its quota of {quota}.");
-                default:
-                    _partitionBytes.TryRemove(new KeyValuePair<string, PartitionUsage>(partition, usage)); // retired: help take it out, then take a new one
-                    break;
-            }
-        }
-    }
-
-    /// <summary>Forgets the counters of partitions that hold nothing (from <see cref="Trim"/>): names come from clients, so the table must not only grow.</summary>
-    private void ForgetIdlePartitions()
-    {
-        foreach (var (partition, usage) in _partitionBytes)
-        {
-            if (usage.TryRetire())
-            {
-                // Retired at zero: a racing allocation that fetched it fails to take on it and starts a new one.
-                _partitionBytes.TryRemove(new KeyValuePair<string, PartitionUsage>(partition, usage));
-            }
-        }
     }
 
     /// <summary>
     /// The most one block can be: the smaller of the cap and the device's total memory, less what a
     /// slab adds by rounding up to whole MiB (a request whose slab could never be reserved never fits).
     /// </summary>
-    private long MaxBlockBytes => Math.Min(_options.MaxBytes, Device.TotalMemory) & ~(SlabRounding - 1);
+    private long MaxBlockBytes => Math.Min(_options.MaxBytes, Device.TotalMemory) & ~(SlabSet.Rounding - 1);
 
     /// <summary>
     /// The request rounded to the alignment, or <see cref="PoolError.TooLarge"/> at once when the pool
@@ -191,23 +155,8 @@ public sealed partial class GpuMemoryPool : IDisposable
         return ExtentAllocator.Round(bytes); // max is a multiple of 1 MiB: the rounded size is at most max
     }
 
-    /// <summary>Records an arrival in the function's window, taking a new window if the pool just retired its old one.</summary>
-    private FunctionWindow ArriveAt(string function, long rounded)
-    {
-        while (true)
-        {
-            var window = _functions.GetOrAdd(function, f => new FunctionWindow(f));
-            if (window.TryArrive(rounded, Now))
-            {
-                return window;
-            }
-
-            _functions.TryRemove(new KeyValuePair<string, FunctionWindow>(function, window)); // retired by Trim: replace it
-        }
-    }
-
-    /// <summary>Function windows held now (bounded: idle ones go in <see cref="Trim"/>).</summary>
-    internal int FunctionWindowCount => _functions.Count;
+    /// <summary>Functions whose arrivals the elastic target keeps now (bounded: idle ones go in <see cref="Trim"/>).</summary>
+    internal int FunctionCount => _target.Count;
 
     /// <summary>
     /// Marks a block never to be evicted again (data committed as long-lived after it was allocated).
@@ -215,13 +164,13 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// </summary>
     /// <param name="block">A live block of this pool.</param>
     /// <exception cref="PoolException">Foreign or freed block.</exception>
-    internal void Pin(PoolBlock block)
+    internal void ExemptFromEviction(PoolBlock block)
     {
         CheckOwn(block);
         lock (block.Sync)
         {
             ThrowIfFreed(block);
-            block.MarkPinned();
+            block.MarkNeverEvict();
         }
     }
 
@@ -229,7 +178,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// <param name="block">A block of this pool.</param>
     /// <param name="holder">The holder whose lease goes.</param>
     /// <exception cref="PoolException">Foreign block, freed block (<see cref="PoolError.Stale"/>), or a lease not held.</exception>
-    public void Release(PoolBlock block, long holder)
+    internal void Release(PoolBlock block, LeaseHolder holder)
     {
         CheckOwn(block);
         lock (block.Sync)
@@ -237,7 +186,7 @@ public sealed partial class GpuMemoryPool : IDisposable
             ThrowIfFreed(block);
             if (!block.Leases.TryRemoveOne(holder, out bool last))
             {
-                throw new PoolException(PoolError.LeaseNotHeld, $"Holder {holder} holds no lease on {block}.");
+                throw new PoolException(PoolError.LeaseNotHeld, $"{holder} holds no lease on {block}.");
             }
 
             if (last && _holders.TryGetValue(holder, out var held))
@@ -251,7 +200,7 @@ public sealed partial class GpuMemoryPool : IDisposable
 
     /// <summary>Releases every lease <paramref name="holder"/> holds (a session closed, a process died); returns how many.</summary>
     /// <param name="holder">The holder.</param>
-    public int ReleaseHolder(long holder)
+    internal int ReleaseHolder(LeaseHolder holder)
     {
         if (!_holders.TryRemove(holder, out var held))
         {
@@ -280,7 +229,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// <summary>The block a descriptor names, validated against the pool's own tables (pool, block, slab, generation, bounds).</summary>
     /// <param name="descriptor">A descriptor, possibly forged.</param>
     /// <exception cref="PoolException">Foreign, stale or out of bounds.</exception>
-    public PoolBlock Resolve(BlockDescriptor descriptor)
+    internal PoolBlock Resolve(BlockDescriptor descriptor)
     {
         ThrowIfDisposed();
         if (descriptor.PoolId != Id)
@@ -310,7 +259,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         return block;
     }
 
-    internal void AddLease(PoolBlock block, long holder)
+    internal void AddLease(PoolBlock block, LeaseHolder holder)
     {
         CheckOwn(block);
         lock (block.Sync)
@@ -369,10 +318,10 @@ public sealed partial class GpuMemoryPool : IDisposable
         block.Freed = true;
         _blocks.TryRemove(block.Id, out _);
         block.Usage?.Give(block.Rounded);
-        block.Window.Depart();
+        block.Arrivals.Depart();
         if (!block.IsMoving)
         {
-            ReleaseStorageLocked(block);
+            block.ReleaseStorageLocked(Now); // a move in flight gives it back when it ends (BlockMover.RunAsync)
         }
 
         SignalMemoryChange();
@@ -382,21 +331,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         }
     }
 
-    /// <summary>Gives back what a freed block holds (device range, spill entry).</summary>
-    private void ReleaseStorageLocked(PoolBlock block)
-    {
-        if (block.Slab is { } slab)
-        {
-            slab.Free(block.Offset, block.Rounded, Now);
-            Interlocked.Add(ref _inUse, -block.Rounded);
-            block.Slab = null;
-        }
-
-        block.Spill?.Dispose();
-        block.Spill = null;
-    }
-
-    private ConcurrentDictionary<long, byte> HolderIndex(long holder) => _holders.GetOrAdd(holder, _ => new ConcurrentDictionary<long, byte>());
+    private ConcurrentDictionary<long, byte> HolderIndex(LeaseHolder holder) => _holders.GetOrAdd(holder, _ => new ConcurrentDictionary<long, byte>());
 
     private void CheckOwn(PoolBlock block)
     {
@@ -430,7 +365,7 @@ public sealed partial class GpuMemoryPool : IDisposable
 
         // Evictions and restores copy outside the pressure gate: let those in flight end before their
         // slabs and spill entries go (no new one starts once disposed). Bounded: they are device copies.
-        SpinWait.SpinUntil(() => Volatile.Read(ref _movesInFlight) == 0, TimeSpan.FromSeconds(30));
+        _mover.Stop(TimeSpan.FromSeconds(30));
         foreach (var block in _blocks.Values)
         {
             lock (block.Sync)
@@ -443,25 +378,8 @@ public sealed partial class GpuMemoryPool : IDisposable
         }
 
         _blocks.Clear();
-        lock (_growLock)
-        {
-            foreach (var slab in _slabs)
-            {
-                if (slab is not null)
-                {
-                    slab.State = SlabState.Freed;
-                    slab.Buffer.Dispose();
-                }
-            }
-
-            _slabs = [];
-        }
-
-        foreach (var stream in _streams.Where(s => s.IsValueCreated))
-        {
-            stream.Value.Dispose();
-        }
-
+        _slabs.FreeAll();
+        _mover.Dispose();
         _spill.Dispose();
     }
 

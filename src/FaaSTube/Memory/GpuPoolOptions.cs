@@ -12,7 +12,7 @@ public sealed class GpuPoolOptions
     /// <summary>
     /// The most one partition (a workflow, for the node) may hold at once, resident and evicted
     /// together; null (the default): half of the device's memory. Partition "" (the pool's own
-    /// staging) is not limited. Keeps one tenant from taking the whole pool, pinned data included.
+    /// staging) is not limited. Keeps one tenant from taking the whole pool, never-evicted data included.
     /// </summary>
     public long? MaxPartitionBytes { get; set; }
 
@@ -22,14 +22,14 @@ public sealed class GpuPoolOptions
     /// <summary>Reserved memory kept even when idle (default 300 MB; 0 allowed).</summary>
     public long FloorBytes { get; set; } = 300_000_000;
 
-    /// <summary>The sliding window of per-function statistics (default 60 s).</summary>
-    public TimeSpan StatisticsWindow { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>How far back per-function statistics reach: arrivals older than this are forgotten (default 60 s).</summary>
+    public TimeSpan StatisticsPeriod { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// The least idle window: a function counts as active while a request arrived within
+    /// The least idle time: a function counts as active while a request arrived within
     /// max(this, its p99 inter-arrival time); an empty slab is returned after being empty this long (default 10 s).
     /// </summary>
-    public TimeSpan MinIdleWindow { get; set; } = TimeSpan.FromSeconds(10);
+    public TimeSpan MinIdleTime { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How often the pool trims itself in the background; null to trim only when <see cref="GpuMemoryPool.Trim"/> is called (default 5 s).</summary>
     public TimeSpan? TrimInterval { get; set; } = TimeSpan.FromSeconds(5);
@@ -52,7 +52,7 @@ public sealed class GpuPoolOptions
     /// <summary>Restore evicted data in the background as soon as memory frees up (default true).</summary>
     public bool ProactiveRestore { get; set; } = true;
 
-    /// <summary>The clock for windows and idle times (default: the system's). Tests pass a <see cref="Devices.VirtualClock"/>.</summary>
+    /// <summary>The clock for function statistics and idle times (default: the system's). Tests pass a <see cref="Devices.VirtualClock"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>

@@ -9,9 +9,9 @@ namespace FaaSTube.Memory;
 /// </summary>
 internal struct LeaseTable
 {
-    private long _holder;
+    private LeaseHolder _holder;
     private int _count; // leases of _holder; 0: the inline slot is empty
-    private Dictionary<long, int>? _more;
+    private Dictionary<LeaseHolder, int>? _more;
 
     /// <summary>How many holders hold at least one lease.</summary>
     public readonly int Holders => (_count > 0 ? 1 : 0) + (_more?.Count ?? 0);
@@ -35,7 +35,7 @@ internal struct LeaseTable
     }
 
     /// <summary>One more lease for <paramref name="holder"/>.</summary>
-    public void Add(long holder)
+    public void Add(LeaseHolder holder)
     {
         if (_count > 0 && _holder == holder)
         {
@@ -57,7 +57,7 @@ internal struct LeaseTable
     }
 
     /// <summary>Takes one lease of <paramref name="holder"/>: false when it holds none; <paramref name="last"/> when that was its last.</summary>
-    public bool TryRemoveOne(long holder, out bool last)
+    public bool TryRemoveOne(LeaseHolder holder, out bool last)
     {
         if (_count > 0 && _holder == holder)
         {
@@ -85,7 +85,7 @@ internal struct LeaseTable
     }
 
     /// <summary>Takes every lease of <paramref name="holder"/>; how many there were.</summary>
-    public int RemoveAll(long holder)
+    public int RemoveAll(LeaseHolder holder)
     {
         if (_count > 0 && _holder == holder)
         {

@@ -6,14 +6,14 @@ public sealed record BlockOptions
     /// <summary>The function the data belongs to: the key of the pool's elastic sizing (default "default").</summary>
     public string Function { get; init; } = "default";
 
-    /// <summary>The holder of the first lease (a session, a process); <see cref="GpuMemoryPool.ReleaseHolder"/> releases all of a holder's leases.</summary>
-    public long Holder { get; init; }
+    /// <summary>The holder of the first lease (a session, a process; default: holder 0); a node releases all of a holder's leases when it goes.</summary>
+    public LeaseHolder Holder { get; init; }
 
     /// <summary>When the data will be needed: its consumer's position in the request queue or an expected use time; larger is later. Null: unknown.</summary>
     public double? NextUse { get; init; }
 
-    /// <summary>Never evict this block (long-lived shared data such as model weights).</summary>
-    public bool Pinned { get; init; }
+    /// <summary>Never evict this block to the spill store (long-lived shared data such as model weights).</summary>
+    public bool NeverEvict { get; init; }
 
     /// <summary>
     /// The isolation domain, e.g. the workflow: a slab holds blocks of one partition for its whole
@@ -32,9 +32,9 @@ public sealed record BlockOptions
 public sealed class PoolBlock
 {
     private readonly Lock _sync = new();
-    private volatile bool _pinned;
+    private volatile bool _neverEvict;
 
-    internal PoolBlock(GpuMemoryPool pool, long id, long length, long rounded, BlockOptions options, FunctionWindow window)
+    internal PoolBlock(GpuMemoryPool pool, long id, long length, long rounded, BlockOptions options, FunctionArrivals arrivals)
     {
         Pool = pool;
         Id = id;
@@ -43,8 +43,8 @@ public sealed class PoolBlock
         Function = options.Function;
         Partition = options.Partition;
         NextUse = options.NextUse;
-        _pinned = options.Pinned;
-        Window = window;
+        _neverEvict = options.NeverEvict;
+        Arrivals = arrivals;
         Leases.Add(options.Holder);
     }
 
@@ -66,8 +66,8 @@ public sealed class PoolBlock
     /// <summary>The eviction hint: larger is needed later; null is unknown (see <see cref="BlockOptions.NextUse"/>).</summary>
     public double? NextUse { get; set; }
 
-    /// <summary>True when it may never be evicted (from allocation, or once pinned by the pool after the fact).</summary>
-    public bool IsPinned => _pinned;
+    /// <summary>True when it may never be evicted (from allocation, or once exempted by the pool after the fact).</summary>
+    public bool NeverEvict => _neverEvict;
 
     /// <summary>True while its bytes are on the device (false while evicted).</summary>
     public bool IsResident
@@ -111,7 +111,7 @@ public sealed class PoolBlock
 
     /// <summary>Adds a lease for <paramref name="holder"/> (a consumer that will read it).</summary>
     /// <param name="holder">The holder.</param>
-    public void AddLease(long holder) => Pool.AddLease(this, holder);
+    public void AddLease(LeaseHolder holder) => Pool.AddLease(this, holder);
 
     /// <inheritdoc/>
     public override string ToString() => $"block {Id} ({Length} bytes, {Function})";
@@ -119,11 +119,12 @@ public sealed class PoolBlock
     internal Lock Sync => _sync;
 
     /// <summary>Marks the block never to be evicted again; set under <see cref="Sync"/> by the pool.</summary>
-    internal void MarkPinned() => _pinned = true;
+    internal void MarkNeverEvict() => _neverEvict = true;
 
     internal long Rounded { get; }
 
-    internal FunctionWindow Window { get; }
+    /// <summary>Its function's arrivals: told when the block goes (the function's live count).</summary>
+    internal FunctionArrivals Arrivals { get; }
 
     internal Slab? Slab { get; set; }
 
@@ -141,6 +142,22 @@ public sealed class PoolBlock
     internal long LastUse { get; set; }
 
     internal bool Freed { get; set; }
+
+    /// <summary>
+    /// Gives back what the block holds, its device range or its spill entry (a freed block, or one
+    /// freed while it moved); under <see cref="Sync"/>.
+    /// </summary>
+    internal void ReleaseStorageLocked(TimeSpan now)
+    {
+        if (Slab is { } slab)
+        {
+            slab.Free(Offset, Rounded, now);
+            Slab = null;
+        }
+
+        Spill?.Dispose();
+        Spill = null;
+    }
 
     /// <summary>The leases by holder (a field: the table is a struct changed in place under <see cref="Sync"/>).</summary>
     internal LeaseTable Leases;

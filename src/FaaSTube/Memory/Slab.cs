@@ -28,7 +28,7 @@ public enum SlabState
 /// <param name="Importers">Importers that have it open.</param>
 /// <param name="Exports">How many times it was exported (once at most).</param>
 /// <param name="Partition">The partition whose blocks it holds, fixed for its whole life (<see cref="BlockOptions.Partition"/>).</param>
-public readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<long> Importers, int Exports, string Partition);
+public readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<LeaseHolder> Importers, int Exports, string Partition);
 
 /// <summary>
 /// One large device allocation, sub-allocated by an <see cref="ExtentAllocator"/> under its own lock.
@@ -38,7 +38,7 @@ public readonly record struct SlabInfo(int Id, int Generation, long Capacity, lo
 internal sealed class Slab(int id, int generation, DeviceBuffer buffer, string partition, SlabState state = SlabState.Active)
 {
     private readonly ExtentAllocator _extents = new(buffer.Length);
-    private readonly HashSet<long> _importers = [];
+    private readonly HashSet<LeaseHolder> _importers = [];
     private IpcMemoryHandle? _handle;
 
     public Lock Lock { get; } = new();
@@ -139,7 +139,7 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer, string p
     }
 
     /// <summary>Exports the slab once; records <paramref name="importer"/> as having it open.</summary>
-    public IpcMemoryHandle Open(long importer)
+    public IpcMemoryHandle Open(LeaseHolder importer)
     {
         lock (Lock)
         {
@@ -160,7 +160,7 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer, string p
     }
 
     /// <summary>Forgets <paramref name="importer"/>; true when the slab is retiring and no importer is left.</summary>
-    public bool Close(long importer)
+    public bool Close(LeaseHolder importer)
     {
         lock (Lock)
         {
@@ -170,7 +170,7 @@ internal sealed class Slab(int id, int generation, DeviceBuffer buffer, string p
     }
 
     /// <summary>Stops allocations; true when it can be freed now (no importer has it open).</summary>
-    public bool BeginRetire(out long[] importers)
+    public bool BeginRetire(out LeaseHolder[] importers)
     {
         lock (Lock)
         {

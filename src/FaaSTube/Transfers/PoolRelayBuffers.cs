@@ -24,7 +24,7 @@ public sealed class PoolRelayBuffers(GpuMemoryPool pool) : IRelayBufferSource
         }
         catch
         {
-            _pool.Release(block, 0);
+            _pool.Release(block, default);
             throw;
         }
     }
@@ -40,7 +40,7 @@ public sealed class PoolRelayBuffers(GpuMemoryPool pool) : IRelayBufferSource
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
                 use.Dispose();
-                pool.Release(block, 0);
+                pool.Release(block, default);
             }
         }
     }

@@ -184,15 +184,15 @@ public abstract class ChannelContractTests
     }
 
     [TestMethod]
-    public async Task Pinned_shared_data_serves_any_number_of_consumers_until_deleted()
+    public async Task Shared_data_kept_until_deleted_serves_any_number_of_consumers_until_deleted()
     {
         var random = Seeds.Create(TestContext);
         await using var h = await NodeHarness.StartAsync();
         var owner = await Connect(h);
         var weights = random.Bytes(1 << 20);
-        var id = await owner.PutAsync(weights, new PutOptions { Pinned = true });
+        var id = await owner.PutAsync(weights, new PutOptions { KeepUntilDeleted = true });
         h.Clock.Advance(TimeSpan.FromDays(1));
-        Assert.AreEqual(0, h.Node.SweepExpired(), "pinned data does not expire");
+        Assert.AreEqual(0, h.Node.SweepExpired(), "data kept until deleted does not expire");
 
         for (int i = 0; i < 5; i++)
         {

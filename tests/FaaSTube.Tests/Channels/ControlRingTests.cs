@@ -275,7 +275,7 @@ public sealed class ControlRingTests
         using (client)
         using (node)
         {
-            nint sleeper = client.Window.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset; // the node sleeps on the request ring's consumer word: wake it, publish nothing
+            nint sleeper = client.Memory.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset; // the node sleeps on the request ring's consumer word: wake it, publish nothing
             using var stop = new CancellationTokenSource();
             var flipper = Task.Factory.StartNew(() =>
             {
@@ -348,7 +348,7 @@ public sealed class ControlRingTests
             client.Send(FrameType.Where, 3, new byte[5], Bound);
             Assert.AreEqual(3u, (await frames.ReadAsync().AsTask().WaitAsync(Bound)).RequestId);
             WriteSequence(client, 0, ProducerSequenceOffset, 5); // behind the 32 bytes consumed
-            WakeWord(client.Window.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset); // as a producer does after publishing
+            WakeWord(client.Memory.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset); // as a producer does after publishing
             var ended = await Assert.ThrowsAsync<System.Threading.Channels.ChannelClosedException>(() => frames.ReadAsync().AsTask().WaitAsync(Bound));
             Assert.IsInstanceOfType<InvalidDataException>(ended.InnerException, "the receiver ends with the violation");
         }
@@ -419,14 +419,14 @@ public sealed class ControlRingTests
 
     /// <summary>Ring 0 (requests) or 1 (replies), header and data, as the client's mapping sees it.</summary>
     private static Span<byte> Ring(ControlRing ring, int index) =>
-        ring.Window.GetSpan().Slice(RingOffset(index, ring.Capacity), HeaderBytes + ring.Capacity);
+        ring.Memory.GetSpan().Slice(RingOffset(index, ring.Capacity), HeaderBytes + ring.Capacity);
 
     private static unsafe void ClearWord(nint address) => Volatile.Write(ref *(int*)address, 0);
 
     private static unsafe void WakeWord(nint address) => Interop.Libc.FutexWake((int*)address, int.MaxValue);
 
     private static unsafe void WriteSequence(ControlRing ring, int index, int offset, ulong value) =>
-        Volatile.Write(ref *(ulong*)((byte*)ring.Window.Pointer + RingOffset(index, ring.Capacity) + offset), value);
+        Volatile.Write(ref *(ulong*)((byte*)ring.Memory.Pointer + RingOffset(index, ring.Capacity) + offset), value);
 
     private static ulong Checksum(byte[] payload, uint id)
     {

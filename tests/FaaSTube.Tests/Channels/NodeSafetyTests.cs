@@ -162,13 +162,13 @@ public sealed class NodeSafetyTests
     }
 
     [TestMethod]
-    public async Task Pinned_data_stays_on_the_gpu_under_pressure()
+    public async Task Data_kept_until_deleted_stays_on_the_gpu_under_pressure()
     {
         var random = Seeds.Create(TestContext);
         await using var h = await NodeHarness.StartAsync(configure: o => o.Pool.MaxBytes = 32 << 20);
         var client = await h.ConnectAsync(inProcess: false);
         var model = random.Bytes(8 << 20);
-        var pinned = await client.PutAsync(model, new PutOptions { Pinned = true });
+        var kept = await client.PutAsync(model, new PutOptions { KeepUntilDeleted = true });
         var others = new List<(TubeId Id, byte[] Data)>();
         for (int i = 0; i < 6; i++)
         {
@@ -177,7 +177,7 @@ public sealed class NodeSafetyTests
         }
 
         Assert.IsTrue(h.Node.PoolOf(0).GetStatistics().Evictions > 0, "there was pressure");
-        Assert.IsTrue(h.Node.Directory.TryFind("wf", pinned)!.Block.IsResident, "the pinned data was never evicted");
+        Assert.IsTrue(h.Node.Directory.TryFind("wf", kept)!.Block.IsResident, "the data kept until deleted was never evicted");
         foreach (var (id, data) in others)
         {
             var back = new byte[data.Length];
@@ -185,7 +185,7 @@ public sealed class NodeSafetyTests
             CollectionAssert.AreEqual(data, back, "evicted data comes back whole");
         }
 
-        await using var got = await client.GetAsync(pinned);
+        await using var got = await client.GetAsync(kept);
         using var stream = got.Device.CreateStream();
         Assert.AreEqual(DataChecksum.Compute(model), await stream.ChecksumAsync(got.Memory));
     }
@@ -403,7 +403,7 @@ public sealed class NodeSafetyTests
     {
         await using var h = await NodeHarness.StartAsync(configure: o => o.MaxHeldPerSession = 8);
         var client = await h.ConnectAsync(inProcess: false);
-        var id = await client.PutAsync(new byte[4096], new PutOptions { Pinned = true });
+        var id = await client.PutAsync(new byte[4096], new PutOptions { KeepUntilDeleted = true });
         var held = new List<TubeBuffer>();
         for (int i = 0; i < 8; i++)
         {
@@ -478,8 +478,8 @@ public sealed class NodeSafetyTests
         await using var h = await NodeHarness.StartAsync(configure: o => o.Pool.MaxPartitionBytes = 8 << 20);
         var greedy = await h.ConnectAsync(inProcess: false, workflow: "greedy");
         var other = await h.ConnectAsync(inProcess: false, workflow: "other");
-        var pinned = await greedy.PutAsync(new byte[6 << 20], new PutOptions { Pinned = true });
-        var refused = await Assert.ThrowsAsync<TubeException>(async () => await greedy.PutAsync(new byte[4 << 20], new PutOptions { Pinned = true }));
+        var kept = await greedy.PutAsync(new byte[6 << 20], new PutOptions { KeepUntilDeleted = true });
+        var refused = await Assert.ThrowsAsync<TubeException>(async () => await greedy.PutAsync(new byte[4 << 20], new PutOptions { KeepUntilDeleted = true }));
         Assert.AreEqual(TubeError.OutOfMemory, refused.Error);
         StringAssert.Contains(refused.Message, "quota");
         Assert.IsFalse(refused.Message.Contains("other", StringComparison.Ordinal), "it names only its own workflow");
@@ -489,8 +489,8 @@ public sealed class NodeSafetyTests
         await other.GetAsync(await other.PutAsync(data), back.AsMemory());
         CollectionAssert.AreEqual(data, back, "another workflow has its own quota");
 
-        await greedy.DeleteAsync(pinned);
-        await greedy.DeleteAsync(await greedy.PutAsync(new byte[4 << 20], new PutOptions { Pinned = true })); // room again once its data went
+        await greedy.DeleteAsync(kept);
+        await greedy.DeleteAsync(await greedy.PutAsync(new byte[4 << 20], new PutOptions { KeepUntilDeleted = true })); // room again once its data went
         Assert.AreEqual(0, h.Node.PoolOf(0).GetStatistics().InUseBytes);
     }
 
@@ -644,7 +644,7 @@ public sealed class NodeSafetyTests
         Assert.AreEqual(0, Interop.Libc.ftruncate(fd, bytes));
         if (seal)
         {
-            Assert.AreEqual(0, Interop.Libc.fcntl(fd, Interop.Libc.F_ADD_SEALS, SharedWindow.RequiredSeals));
+            Assert.AreEqual(0, Interop.Libc.fcntl(fd, Interop.Libc.F_ADD_SEALS, SealedSharedMemory.RequiredSeals));
         }
 
         return new SafeFileHandle(fd, ownsHandle: true);

@@ -16,7 +16,7 @@ public sealed class NodeWindowTests
     public unsafe void A_window_stays_mapped_while_a_copy_pins_it_and_is_unmapped_after_the_registration_goes()
     {
         using var system = GpuSystem.Open(new GpuSystemOptions { Backend = GpuBackend.Simulated });
-        using var client = SharedWindow.Create(1 << 20);
+        using var client = SealedSharedMemory.Create(1 << 20);
         var pattern = Seeds.Create(TestContext).Bytes(4096);
         pattern.CopyTo(client.Memory.Span);
         var duplicate = new Microsoft.Win32.SafeHandles.SafeFileHandle(

@@ -131,7 +131,7 @@ public sealed class RingSessionTests
     public async Task Hello_with_a_ring_needs_exactly_two_descriptors_and_a_ring_layout()
     {
         await using var h = await NodeHarness.StartAsync();
-        using var window = SharedWindow.Create(64 << 10);
+        using var window = SealedSharedMemory.Create(64 << 10);
         using var ring = ControlRing.Create(Capacity);
 
         var (error, message) = await RawRingClient.HelloAsync(h, window.Length, ring.TotalBytes, [window.Descriptor]);
@@ -155,11 +155,11 @@ public sealed class RingSessionTests
     private sealed class RawRingClient : IAsyncDisposable
     {
         private readonly Socket _socket;
-        private readonly SharedWindow _window;
+        private readonly SealedSharedMemory _window;
         private readonly ControlRing _ring;
         private readonly PipeReader _reader;
 
-        private RawRingClient(Socket socket, SharedWindow window, ControlRing ring, long sessionId)
+        private RawRingClient(Socket socket, SealedSharedMemory window, ControlRing ring, long sessionId)
         {
             _socket = socket;
             _window = window;
@@ -174,7 +174,7 @@ public sealed class RingSessionTests
         {
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
-            var window = SharedWindow.Create(64 << 10);
+            var window = SealedSharedMemory.Create(64 << 10);
             var ring = ControlRing.Create(Capacity);
             UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, HelloPayload(window.Length, ring.TotalBytes)), [window.Descriptor, ring.Descriptor]);
             var client = new RawRingClient(socket, window, ring, 0);
@@ -267,10 +267,10 @@ public sealed class RingSessionTests
         }
 
         /// <summary>The request ring's header, to write garbage into.</summary>
-        public unsafe Span<byte> RequestRingHeader() => new((byte*)_ring.Window.Pointer + RingOffset(0, Capacity), HeaderBytes);
+        public unsafe Span<byte> RequestRingHeader() => new((byte*)_ring.Memory.Pointer + RingOffset(0, Capacity), HeaderBytes);
 
         /// <summary>Wakes the node's receiver as a producer would after writing (it then reads whatever is there).</summary>
-        public unsafe void WakeNode() => ControlRingSleeper.WakeAll((int*)((byte*)_ring.Window.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset));
+        public unsafe void WakeNode() => ControlRingSleeper.WakeAll((int*)((byte*)_ring.Memory.Pointer + RingOffset(0, Capacity) + ConsumerSleeperOffset));
 
         /// <summary>The node's connection-level error (request id 0) on the socket, then its close.</summary>
         public async Task<(TubeError, string)> ConnectionErrorAsync()

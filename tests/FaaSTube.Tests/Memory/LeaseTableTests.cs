@@ -13,10 +13,10 @@ public sealed class LeaseTableTests
     {
         var random = Seeds.Create(TestContext);
         var table = default(LeaseTable);
-        var model = new Dictionary<long, int>();
+        var model = new Dictionary<LeaseHolder, int>();
         for (int step = 0; step < 20_000; step++)
         {
-            long holder = random.Next(4); // few holders: the inline slot is taken, freed and retaken
+            var holder = new LeaseHolder(random.Next(4)); // few holders: the inline slot is taken, freed and retaken
             switch (random.Next(5))
             {
                 case 0 or 1:

@@ -28,7 +28,7 @@ public abstract class PoolContractTests
                 int i = random.Next(live.Count);
                 var (block, seed) = live[i];
                 Assert.IsTrue(await h.HoldsAsync(block, seed), $"step {step}: {block} lost its bytes");
-                h.Pool.Release(block, 0);
+                h.Pool.Release(block, default);
                 Assert.IsTrue(block.IsFreed);
                 live.RemoveAt(i);
             }
@@ -77,7 +77,7 @@ public abstract class PoolContractTests
             var mine = new List<(PoolBlock Block, ulong Seed)>();
             for (int i = 0; i < 60; i++)
             {
-                var block = await h.Pool.AllocateAsync(rng.Next(1, 96 << 10), new BlockOptions { Function = $"f{t % 3}", Holder = t });
+                var block = await h.Pool.AllocateAsync(rng.Next(1, 96 << 10), new BlockOptions { Function = $"f{t % 3}", Holder = new LeaseHolder(t) });
                 ulong seed = (ulong)rng.NextInt64();
                 using (var use = await block.UseAsync())
                 {
@@ -94,7 +94,7 @@ public abstract class PoolContractTests
                         Assert.AreEqual(Expected(old.Length, oldSeed), await stream.ChecksumAsync(use.Memory), $"thread {t}: {old} was overwritten");
                     }
 
-                    h.Pool.Release(old, t);
+                    h.Pool.Release(old, new LeaseHolder(t));
                 }
             }
 
@@ -105,7 +105,7 @@ public abstract class PoolContractTests
                     Assert.AreEqual(Expected(block.Length, seed), await stream.ChecksumAsync(use.Memory));
                 }
 
-                h.Pool.Release(block, t);
+                h.Pool.Release(block, new LeaseHolder(t));
             }
         })).ToArray();
         await Task.WhenAll(workers);
@@ -122,17 +122,17 @@ public abstract class PoolContractTests
     public async Task The_last_lease_frees_the_block_at_once_and_earlier_ones_do_not()
     {
         using var h = Harness();
-        var block = await h.Pool.AllocateAsync(1000, new BlockOptions { Holder = 1 });
-        block.AddLease(2);
-        block.AddLease(2);
+        var block = await h.Pool.AllocateAsync(1000, new BlockOptions { Holder = new LeaseHolder(1) });
+        block.AddLease(new LeaseHolder(2));
+        block.AddLease(new LeaseHolder(2));
 
-        h.Pool.Release(block, 1);
-        h.Pool.Release(block, 2);
+        h.Pool.Release(block, new LeaseHolder(1));
+        h.Pool.Release(block, new LeaseHolder(2));
         Assert.IsFalse(block.IsFreed);
         Assert.AreEqual(1, block.LeaseCount);
         Assert.AreEqual(1024L, h.Pool.GetStatistics().InUseBytes);
 
-        h.Pool.Release(block, 2);
+        h.Pool.Release(block, new LeaseHolder(2));
         Assert.IsTrue(block.IsFreed);
         Assert.AreEqual(0L, h.Pool.GetStatistics().InUseBytes);
         h.Pool.CheckInvariants();
@@ -144,7 +144,7 @@ public abstract class PoolContractTests
         using var h = Harness();
         var block = await h.Pool.AllocateAsync(1000);
         var use = await block.UseAsync();
-        h.Pool.Release(block, 0);
+        h.Pool.Release(block, default);
         Assert.IsFalse(block.IsFreed, "freed under an open use");
 
         use.Dispose();
@@ -158,17 +158,17 @@ public abstract class PoolContractTests
     public async Task Releasing_a_holder_drops_all_its_leases_and_only_its_own()
     {
         using var h = Harness();
-        var a = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = 7 });
-        var b = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = 7 });
-        b.AddLease(8);
-        b.AddLease(7);
+        var a = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = new LeaseHolder(7) });
+        var b = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = new LeaseHolder(7) });
+        b.AddLease(new LeaseHolder(8));
+        b.AddLease(new LeaseHolder(7));
 
-        Assert.AreEqual(3, h.Pool.ReleaseHolder(7));
+        Assert.AreEqual(3, h.Pool.ReleaseHolder(new LeaseHolder(7)));
 
         Assert.IsTrue(a.IsFreed);
         Assert.IsFalse(b.IsFreed);
         Assert.AreEqual(1, b.LeaseCount);
-        Assert.AreEqual(0, h.Pool.ReleaseHolder(7));
+        Assert.AreEqual(0, h.Pool.ReleaseHolder(new LeaseHolder(7)));
         h.Pool.CheckInvariants();
     }
 
@@ -177,7 +177,7 @@ public abstract class PoolContractTests
     {
         using var h = Harness(o => o.MaxBytes = 4 * MiB);
         using var other = Harness();
-        var block = await h.Pool.AllocateAsync(5000, new BlockOptions { Holder = 1 });
+        var block = await h.Pool.AllocateAsync(5000, new BlockOptions { Holder = new LeaseHolder(1) });
         var foreign = await other.Pool.AllocateAsync(10);
         var descriptor = await DescriptorAsync(block);
 
@@ -186,8 +186,8 @@ public abstract class PoolContractTests
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await h.Pool.AllocateAsync(0));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await h.Pool.AllocateAsync(-5));
         Assert.AreEqual(PoolError.TooLarge, (await Assert.ThrowsAsync<PoolException>(async () => await h.Pool.AllocateAsync(4 * MiB + 1))).Error, "larger than the cap");
-        Assert.AreEqual(PoolError.LeaseNotHeld, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(block, 2)).Error);
-        Assert.AreEqual(PoolError.Foreign, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(foreign, 0)).Error);
+        Assert.AreEqual(PoolError.LeaseNotHeld, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(block, new LeaseHolder(2))).Error);
+        Assert.AreEqual(PoolError.Foreign, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(foreign, default)).Error);
         Assert.AreEqual(PoolError.Foreign, Assert.ThrowsExactly<PoolException>(() => h.Pool.Resolve(descriptor with { PoolId = Guid.NewGuid() })).Error);
         Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Resolve(descriptor with { Generation = descriptor.Generation + 1 })).Error);
         Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Resolve(descriptor with { BlockId = 999 })).Error);
@@ -199,10 +199,10 @@ public abstract class PoolContractTests
         var after = h.Pool.GetStatistics();
         Assert.AreEqual(before with { TargetBytes = 0 }, after with { TargetBytes = 0 });
 
-        h.Pool.Release(block, 1);
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(block, 1)).Error, "freeing twice");
+        h.Pool.Release(block, new LeaseHolder(1));
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Release(block, new LeaseHolder(1))).Error, "freeing twice");
         Assert.AreEqual(PoolError.Stale, (await Assert.ThrowsAsync<PoolException>(async () => await block.UseAsync())).Error);
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => block.AddLease(3)).Error);
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => block.AddLease(new LeaseHolder(3))).Error);
         Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Resolve(descriptor)).Error);
         h.Pool.CheckInvariants();
 

@@ -52,7 +52,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task Empty_slabs_go_back_after_the_idle_window_once_the_function_is_idle()
     {
-        using var h = new PoolHarness(o => o.MinIdleWindow = TimeSpan.FromSeconds(10));
+        using var h = new PoolHarness(o => o.MinIdleTime = TimeSpan.FromSeconds(10));
         var blocks = new List<PoolBlock>();
         for (int i = 0; i < 4; i++)
         {
@@ -60,7 +60,7 @@ public sealed class PoolElasticityTests
         }
 
         Assert.AreEqual(4 * MiB, h.Pool.TargetBytes, "p99 size 1 MiB x p99 concurrency 4");
-        blocks.ForEach(b => h.Pool.Release(b, 0));
+        blocks.ForEach(b => h.Pool.Release(b, default));
 
         h.Clock.Advance(TimeSpan.FromSeconds(5));
         Assert.AreEqual(0L, h.Pool.Trim(), "not idle long enough");
@@ -76,18 +76,18 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task An_active_function_keeps_its_reservation_and_the_floor_is_kept()
     {
-        using var h = new PoolHarness(o => { o.MinIdleWindow = TimeSpan.FromSeconds(10); o.FloorBytes = MiB; });
+        using var h = new PoolHarness(o => { o.MinIdleTime = TimeSpan.FromSeconds(10); o.FloorBytes = MiB; });
         var burst = new List<PoolBlock>();
         for (int i = 0; i < 3; i++)
         {
             burst.Add(await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "detect" }));
         }
 
-        burst.ForEach(b => h.Pool.Release(b, 0));
+        burst.ForEach(b => h.Pool.Release(b, default));
         for (int i = 0; i < 3; i++)
         {
             h.Clock.Advance(TimeSpan.FromSeconds(6));
-            h.Pool.Release(await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "detect" }), 0); // keeps arriving
+            h.Pool.Release(await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "detect" }), default); // keeps arriving
             h.Pool.Trim();
             Assert.AreEqual(3 * MiB, h.Pool.GetStatistics().ReservedBytes, "the active function's p99 x p99 stays reserved");
         }
@@ -105,33 +105,33 @@ public sealed class PoolElasticityTests
         var block = await h.Pool.AllocateAsync(1000);
         var d = await DescriptorAsync(block);
 
-        var handle = h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 7);
-        Assert.AreSame(handle, h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 8), "exported once");
-        h.Pool.CloseSlab(d.SlabId, d.Generation, importer: 8);
+        var handle = h.Pool.OpenSlab(d.SlabId, d.Generation, importer: new LeaseHolder(7));
+        Assert.AreSame(handle, h.Pool.OpenSlab(d.SlabId, d.Generation, importer: new LeaseHolder(8)), "exported once");
+        h.Pool.CloseSlab(d.SlabId, d.Generation, importer: new LeaseHolder(8));
         Assert.AreEqual(1, h.Pool.GetSlabs().Single().Exports);
         var retiring = new List<SlabRetiringEventArgs>();
         h.Pool.SlabRetiring += (_, e) => retiring.Add(e);
-        h.Pool.Release(block, 0);
+        h.Pool.Release(block, default);
         h.Clock.Advance(TimeSpan.FromMinutes(2));
 
         h.Pool.Trim();
 
         Assert.AreEqual(1, retiring.Count);
-        CollectionAssert.AreEqual(new long[] { 7 }, retiring[0].Importers.ToArray());
+        CollectionAssert.AreEqual(new[] { new LeaseHolder(7) }, retiring[0].Importers.ToArray());
         Assert.AreEqual(SlabState.Retiring, h.Pool.GetSlabs().Single().State);
         Assert.AreEqual(MiB, h.Pool.GetStatistics().ReservedBytes, "not freed while importer 7 has it open");
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(d.SlabId, d.Generation, 9)).Error);
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(d.SlabId, d.Generation, new LeaseHolder(9))).Error);
         var next = await h.Pool.AllocateAsync(1000);
         using (var use = await next.UseAsync())
         {
             Assert.AreNotEqual(d.SlabId, use.Descriptor.SlabId, "a retiring slab takes no allocations");
         }
 
-        h.Pool.CloseSlab(d.SlabId, d.Generation, importer: 7);
+        h.Pool.CloseSlab(d.SlabId, d.Generation, importer: new LeaseHolder(7));
 
         Assert.AreEqual(1, h.Pool.GetSlabs().Count);
         Assert.AreEqual(MiB, h.Pool.GetStatistics().ReservedBytes);
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(d.SlabId, d.Generation, 7)).Error);
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(d.SlabId, d.Generation, new LeaseHolder(7))).Error);
         h.Pool.CheckInvariants();
     }
 
@@ -142,13 +142,13 @@ public sealed class PoolElasticityTests
         var block = await h.Pool.AllocateAsync(1000);
         var d = await DescriptorAsync(block);
 
-        h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 3);
-        h.Pool.Release(block, 0);
+        h.Pool.OpenSlab(d.SlabId, d.Generation, importer: new LeaseHolder(3));
+        h.Pool.Release(block, default);
         h.Clock.Advance(TimeSpan.FromMinutes(2));
         h.Pool.Trim();
         Assert.AreEqual(MiB, h.Pool.GetStatistics().ReservedBytes);
 
-        h.Pool.ImporterGone(3);
+        h.Pool.ImporterGone(new LeaseHolder(3));
 
         Assert.AreEqual(0L, h.Pool.GetStatistics().ReservedBytes);
         Assert.AreEqual(0, h.Pool.GetSlabs().Count);
@@ -161,7 +161,7 @@ public sealed class PoolElasticityTests
         var first = await h.Pool.AllocateAsync(100);
         var old = await DescriptorAsync(first);
 
-        h.Pool.Release(first, 0);
+        h.Pool.Release(first, default);
         h.Clock.Advance(TimeSpan.FromMinutes(2));
         h.Pool.Trim();
         var second = await h.Pool.AllocateAsync(100);
@@ -169,6 +169,6 @@ public sealed class PoolElasticityTests
 
         Assert.AreEqual(old.SlabId, again.Descriptor.SlabId, "the slot is reused");
         Assert.AreEqual(old.Generation + 1, again.Descriptor.Generation);
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(old.SlabId, old.Generation, 1)).Error);
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(old.SlabId, old.Generation, new LeaseHolder(1))).Error);
     }
 }

@@ -31,7 +31,7 @@ public sealed class PoolEvictionTests
         var order = new List<int>();
         for (int i = 0; i < 4; i++)
         {
-            await h.Pool.AllocateAsync(MiB, new BlockOptions { Pinned = true });
+            await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
             order.Add(Array.FindIndex(blocks, b => !b.IsResident && !order.Contains(Array.IndexOf(blocks, b))));
         }
 
@@ -70,7 +70,7 @@ public sealed class PoolEvictionTests
         Assert.AreEqual(MiB, stats.SpillFileBytes, "the second goes to a file");
         Assert.IsFalse(blocks[2].IsResident);
         Assert.IsFalse(blocks[1].IsResident);
-        newcomers.ToList().ForEach(b => h.Pool.Release(b, 0));
+        newcomers.ToList().ForEach(b => h.Pool.Release(b, default));
 
         for (int i = 0; i < 3; i++)
         {
@@ -88,17 +88,17 @@ public sealed class PoolEvictionTests
     {
         using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.PinnedSpill = true; });
         var blocks = await FillAsync(h, 1, 2);
-        await h.Pool.AllocateAsync(MiB, new BlockOptions { Pinned = true });
+        await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
 
         Assert.IsFalse(blocks[1].IsResident);
         Assert.IsTrue(await h.HoldsAsync(blocks[1], 2));
     }
 
     [TestMethod]
-    public async Task A_block_in_use_or_pinned_is_never_evicted_and_the_error_says_what_holds_memory()
+    public async Task A_block_in_use_or_marked_never_evict_is_never_evicted_and_the_error_says_what_holds_memory()
     {
         using var h = new PoolHarness(o => o.MaxBytes = 2 * MiB);
-        var pinned = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "weights", Pinned = true });
+        var weights = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "weights", NeverEvict = true });
         var busy = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "detect", NextUse = 1e9 });
         using var use = await busy.UseAsync();
 
@@ -106,9 +106,9 @@ public sealed class PoolEvictionTests
 
         Assert.AreEqual(PoolError.OutOfMemory, error.Error);
         TestContext.WriteLine(error.Message);
-        StringAssert.Contains(error.Message, "weights (1 blocks, 1048576 bytes, 0 in use, 1 pinned)");
-        StringAssert.Contains(error.Message, "detect (1 blocks, 1048576 bytes, 1 in use, 0 pinned)");
-        Assert.IsTrue(pinned.IsResident);
+        StringAssert.Contains(error.Message, "weights (1 blocks, 1048576 bytes, 0 in use, 1 never evicted)");
+        StringAssert.Contains(error.Message, "detect (1 blocks, 1048576 bytes, 1 in use, 0 never evicted)");
+        Assert.IsTrue(weights.IsResident);
         Assert.IsTrue(busy.IsResident);
         Assert.AreEqual(0L, h.Pool.GetStatistics().Evictions);
     }
@@ -133,7 +133,7 @@ public sealed class PoolEvictionTests
         var waiting = h.Pool.AllocateAsync(MiB).AsTask();
         Assert.IsFalse(waiting.IsCompleted);
 
-        h.Pool.Release(held, 0);
+        h.Pool.Release(held, default);
         var block = await waiting.WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.IsTrue(block.IsResident);
@@ -158,17 +158,17 @@ public sealed class PoolEvictionTests
     {
         using var h = new PoolHarness(o => o.MaxBytes = 3 * MiB);
         var blocks = await FillAsync(h, 3, 2, 1);
-        var a = await h.Pool.AllocateAsync(MiB, new BlockOptions { Pinned = true });
-        var b = await h.Pool.AllocateAsync(MiB, new BlockOptions { Pinned = true });
+        var a = await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
+        var b = await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
         Assert.IsFalse(blocks[0].IsResident);
         Assert.IsFalse(blocks[1].IsResident);
 
-        h.Pool.Release(a, 0);
+        h.Pool.Release(a, default);
         Assert.AreEqual(1, await h.Pool.RestoreEvictedAsync());
 
         Assert.IsTrue(blocks[1].IsResident, "needed sooner (2) than block 0 (3)");
         Assert.IsFalse(blocks[0].IsResident);
-        h.Pool.Release(b, 0);
+        h.Pool.Release(b, default);
         Assert.AreEqual(1, await h.Pool.RestoreEvictedAsync());
         for (int i = 0; i < 3; i++)
         {
@@ -187,7 +187,7 @@ public sealed class PoolEvictionTests
         await h.Pool.AllocateAsync(MiB);
         Assert.AreEqual(MiB, h.Pool.GetStatistics().SpillHostBytes);
 
-        h.Pool.Release(first, 0);
+        h.Pool.Release(first, default);
 
         Assert.IsTrue(first.IsFreed);
         Assert.AreEqual(0L, h.Pool.GetStatistics().SpillHostBytes);
@@ -198,10 +198,10 @@ public sealed class PoolEvictionTests
     {
         using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.ProactiveRestore = true; });
         var blocks = await FillAsync(h, 2, 1);
-        var temporary = await h.Pool.AllocateAsync(MiB, new BlockOptions { Pinned = true });
+        var temporary = await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
         Assert.IsFalse(blocks[0].IsResident);
 
-        h.Pool.Release(temporary, 0);
+        h.Pool.Release(temporary, default);
         await h.Pool.ProactiveRestore.WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.IsTrue(blocks[0].IsResident);

@@ -49,7 +49,7 @@ public abstract class PoolIsolationTests
                 int i = random.Next(live.Count);
                 var (block, seed) = live[i];
                 Assert.IsTrue(await h.HoldsAsync(block, seed), $"step {step}: {block} lost its bytes");
-                h.Pool.Release(block, 0);
+                h.Pool.Release(block, default);
                 live.RemoveAt(i);
             }
             else
@@ -102,7 +102,7 @@ public abstract class PoolIsolationTests
         var secret = await h.Pool.AllocateAsync(MiB, In("a"));
         await h.WriteAsync(secret, 0xA5A5);
         var old = await DescriptorAsync(secret);
-        h.Pool.Release(secret, 0);
+        h.Pool.Release(secret, default);
         long cleared = h.Pool.SlabsCleared;
 
         var fresh = await h.Pool.AllocateAsync(MiB, In("b")); // the cap forces a's empty slab back to the device, then a new one
@@ -129,7 +129,7 @@ public abstract class PoolIsolationTests
         var resident = await h.Pool.AllocateAsync(MiB, In("a"));
         await h.WriteAsync(resident, 7);
         var before = h.Pool.GetStatistics();
-        int windows = h.Pool.FunctionWindowCount;
+        int windows = h.Pool.FunctionCount;
 
         foreach (long bytes in new[] { long.MaxValue, (1L << 40), long.MaxValue - 254, long.MaxValue - ExtentAllocator.Alignment, 2 * MiB + 1, h.Gpus.Devices[0].TotalMemory + 1 })
         {
@@ -146,7 +146,7 @@ public abstract class PoolIsolationTests
         Assert.AreEqual(before.Blocks, after.Blocks);
         Assert.AreEqual(before.Allocations, after.Allocations);
         Assert.AreEqual(0L, after.Evictions, "no one's block was evicted for it");
-        Assert.AreEqual(windows, h.Pool.FunctionWindowCount, "no statistics were touched");
+        Assert.AreEqual(windows, h.Pool.FunctionCount, "no statistics were touched");
         Assert.IsTrue(resident.IsResident);
         Assert.IsTrue(await h.HoldsAsync(resident, 7));
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ExtentAllocator.Round(long.MaxValue), "rounding never wraps");
@@ -167,8 +167,8 @@ public abstract class PoolIsolationTests
             a.Add((block, seed));
         }
 
-        h.Pool.Release(a[0].Block, 0);
-        h.Pool.Release(a[1].Block, 0);
+        h.Pool.Release(a[0].Block, default);
+        h.Pool.Release(a[1].Block, default);
         a.RemoveRange(0, 2);
 
         var b = new List<(PoolBlock Block, ulong Seed)>();
@@ -204,7 +204,7 @@ public abstract class PoolIsolationTests
         }
 
         Assert.IsGreaterThanOrEqualTo(1L, h.Pool.GetStatistics().Restores);
-        h.Pool.Release(third, 0);
+        h.Pool.Release(third, default);
     }
 
     [TestMethod]
@@ -213,8 +213,8 @@ public abstract class PoolIsolationTests
         using var h = Harness(o => { o.MaxBytes = MiB; o.AllocationTimeout = TimeSpan.FromMinutes(2); });
         var block = await h.Pool.AllocateAsync(1000, In("a"));
         var d = await DescriptorAsync(block);
-        h.Pool.OpenSlab(d.SlabId, d.Generation, importer: 5);
-        h.Pool.Release(block, 0);
+        h.Pool.OpenSlab(d.SlabId, d.Generation, importer: new LeaseHolder(5));
+        h.Pool.Release(block, default);
         var retiring = new TaskCompletionSource<SlabRetiringEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
         h.Pool.SlabRetiring += (_, e) => retiring.TrySetResult(e);
 
@@ -222,21 +222,21 @@ public abstract class PoolIsolationTests
         var e = await retiring.Task.WaitAsync(TimeSpan.FromMinutes(1));
 
         Assert.AreEqual((d.SlabId, d.Generation), (e.SlabId, e.Generation));
-        CollectionAssert.AreEqual(new long[] { 5 }, e.Importers.ToArray());
+        CollectionAssert.AreEqual(new[] { new LeaseHolder(5) }, e.Importers.ToArray());
         Assert.IsFalse(allocation.IsCompleted, "it waits for the importer to close a's slab");
         Assert.AreEqual(SlabState.Retiring, h.Pool.GetSlabs().Single().State);
 
-        h.Pool.CloseSlab(d.SlabId, d.Generation, importer: 5);
+        h.Pool.CloseSlab(d.SlabId, d.Generation, importer: new LeaseHolder(5));
         var fresh = await allocation.WaitAsync(TimeSpan.FromMinutes(1));
 
         Assert.AreEqual("b", h.Pool.GetSlabs().Single().Partition);
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(d.SlabId, d.Generation, 5)).Error);
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.OpenSlab(d.SlabId, d.Generation, new LeaseHolder(5))).Error);
         Assert.AreEqual("b", fresh.Partition);
         h.Pool.CheckInvariants();
     }
 
     [TestMethod]
-    public async Task A_block_pinned_after_allocation_is_never_evicted()
+    public async Task A_block_exempted_from_eviction_after_allocation_is_never_evicted()
     {
         var random = Seeds.Create(TestContext);
         using var h = Harness(o => o.MaxBytes = 4 * MiB);
@@ -251,10 +251,10 @@ public abstract class PoolIsolationTests
         }
 
         int k = random.Next(blocks.Count);
-        var pinned = blocks[k].Block;
-        Assert.IsFalse(pinned.IsPinned);
-        h.Pool.Pin(pinned); // committed as long-lived after it was allocated
-        Assert.IsTrue(pinned.IsPinned);
+        var kept = blocks[k].Block;
+        Assert.IsFalse(kept.NeverEvict);
+        h.Pool.ExemptFromEviction(kept); // committed as long-lived after it was allocated
+        Assert.IsTrue(kept.NeverEvict);
 
         for (int i = 0; i < 6; i++)
         {
@@ -262,23 +262,23 @@ public abstract class PoolIsolationTests
             ulong seed = (ulong)random.NextInt64();
             await h.WriteAsync(block, seed);
             blocks.Add((block, seed));
-            Assert.IsTrue(pinned.IsResident, $"allocation {i}: the pinned block was evicted");
+            Assert.IsTrue(kept.IsResident, $"allocation {i}: the kept block was evicted");
         }
 
         Assert.IsGreaterThanOrEqualTo(6L, h.Pool.GetStatistics().Evictions);
         foreach (var (block, seed) in blocks.OrderBy(_ => random.Next()))
         {
             Assert.IsTrue(await h.HoldsAsync(block, seed), $"{block} came back different");
-            Assert.IsTrue(pinned.IsResident, "restores never evict the pinned block");
+            Assert.IsTrue(kept.IsResident, "restores never evict the kept block");
         }
 
         h.Pool.CheckInvariants();
-        h.Pool.Release(pinned, 0);
-        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Pin(pinned)).Error);
+        h.Pool.Release(kept, default);
+        Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.ExemptFromEviction(kept)).Error);
     }
 
     [TestMethod]
-    public async Task A_block_pinned_while_evicted_comes_back_on_use_and_stays()
+    public async Task A_block_exempted_while_evicted_comes_back_on_use_and_stays()
     {
         using var h = Harness(o => o.MaxBytes = 2 * MiB);
         var first = await h.Pool.AllocateAsync(MiB, In("p"));
@@ -288,30 +288,30 @@ public abstract class PoolIsolationTests
         var third = await h.Pool.AllocateAsync(MiB, In("p", nextUse: 0)); // evicts the first (no hint)
         Assert.IsFalse(first.IsResident);
 
-        h.Pool.Pin(first);
+        h.Pool.ExemptFromEviction(first);
         Assert.IsTrue(await h.HoldsAsync(first, 1), "restored on its next use");
         await h.Pool.AllocateAsync(MiB, In("p", nextUse: 0));
 
-        Assert.IsTrue(first.IsResident, "pinned: never chosen again");
+        Assert.IsTrue(first.IsResident, "never evict: never chosen again");
         Assert.IsTrue(await h.HoldsAsync(second, 2));
         Assert.IsTrue(first.IsResident);
-        h.Pool.Release(third, 0);
+        h.Pool.Release(third, default);
         h.Pool.CheckInvariants();
     }
 
     [TestMethod]
     public async Task Function_statistics_of_idle_names_are_dropped_and_the_target_stays_the_same()
     {
-        using var h = Harness(o => o.StatisticsWindow = TimeSpan.FromSeconds(60));
+        using var h = Harness(o => o.StatisticsPeriod = TimeSpan.FromSeconds(60));
         var kept = await h.Pool.AllocateAsync(4096, new BlockOptions { Function = "long-running" });
         for (int i = 0; i < 5000; i++)
         {
-            h.Pool.Release(await h.Pool.AllocateAsync(256, new BlockOptions { Function = "session-" + i }), 0);
+            h.Pool.Release(await h.Pool.AllocateAsync(256, new BlockOptions { Function = "session-" + i }), default);
         }
 
-        Assert.AreEqual(5001, h.Pool.FunctionWindowCount);
+        Assert.AreEqual(5001, h.Pool.FunctionCount);
         h.Pool.Trim();
-        Assert.AreEqual(5001, h.Pool.FunctionWindowCount, "arrivals within the window keep their statistics");
+        Assert.AreEqual(5001, h.Pool.FunctionCount, "arrivals within the window keep their statistics");
 
         h.Clock.Advance(TimeSpan.FromSeconds(61));
         var active = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "active" });
@@ -319,14 +319,14 @@ public abstract class PoolIsolationTests
         Assert.AreEqual(MiB, target, "the active function's reservation");
         h.Pool.Trim();
 
-        Assert.AreEqual(2, h.Pool.FunctionWindowCount, "only the functions with a live block or a recent arrival keep their windows");
+        Assert.AreEqual(2, h.Pool.FunctionCount, "only the functions with a live block or a recent arrival keep their windows");
         Assert.AreEqual(target, h.Pool.TargetBytes, "dropping idle windows does not change the target");
-        h.Pool.Release(await h.Pool.AllocateAsync(256, new BlockOptions { Function = "session-7" }), 0);
-        Assert.AreEqual(3, h.Pool.FunctionWindowCount, "a returning name starts a fresh window");
-        h.Pool.Release(kept, 0);
-        h.Pool.Release(active, 0);
+        h.Pool.Release(await h.Pool.AllocateAsync(256, new BlockOptions { Function = "session-7" }), default);
+        Assert.AreEqual(3, h.Pool.FunctionCount, "a returning name starts a fresh window");
+        h.Pool.Release(kept, default);
+        h.Pool.Release(active, default);
         h.Clock.Advance(TimeSpan.FromSeconds(61));
         h.Pool.Trim();
-        Assert.AreEqual(0, h.Pool.FunctionWindowCount);
+        Assert.AreEqual(0, h.Pool.FunctionCount);
     }
 }

@@ -71,8 +71,8 @@ public sealed class PoolTelemetryTests
         }
 
         Assert.AreEqual(0.0, h.Pool.GetStatistics().Fragmentation);
-        h.Pool.Release(blocks[0], 0);
-        h.Pool.Release(blocks[2], 0);
+        h.Pool.Release(blocks[0], default);
+        h.Pool.Release(blocks[2], default);
 
         Assert.AreEqual(0.5, h.Pool.GetStatistics().Fragmentation, 1e-9, "two separate 256 KiB holes: the largest is half the free memory");
     }

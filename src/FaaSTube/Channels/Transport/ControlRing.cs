@@ -7,7 +7,7 @@ namespace FaaSTube.Channels.Transport;
 
 /// <summary>
 /// One side of the shared-memory control path between a client and the node: a sealed memfd
-/// (<see cref="SharedWindow"/>) holding two single-producer single-consumer rings, requests (client
+/// (<see cref="SealedSharedMemory"/>) holding two single-producer single-consumer rings, requests (client
 /// to node) and replies (node to client); layout in ControlRingLayout.cs. The client makes it with
 /// <see cref="Create"/> and sends <see cref="Descriptor"/> to the node over the Unix socket
 /// (UnixRights.cs); the node maps it with <see cref="Adopt"/> after checking seals and size. Both
@@ -20,7 +20,7 @@ namespace FaaSTube.Channels.Transport;
 /// </summary>
 internal sealed unsafe partial class ControlRing : IDisposable
 {
-    private readonly SharedWindow _window;
+    private readonly SealedSharedMemory _memory;
     private readonly ControlRingProducer _outgoing;
     private readonly ControlRingConsumer _incoming;
     private readonly Lock _sendLock = new();
@@ -28,13 +28,13 @@ internal sealed unsafe partial class ControlRing : IDisposable
     private volatile string? _broken; // the first violation seen: every later call fails with it
     private int _disposed;
 
-    private ControlRing(SharedWindow window, int capacity, bool nodeSide)
+    private ControlRing(SealedSharedMemory memory, int capacity, bool nodeSide)
     {
-        _window = window;
+        _memory = memory;
         Capacity = capacity;
         IsNodeSide = nodeSide;
-        var requests = (byte*)window.Pointer + RingOffset(0, capacity);
-        var replies = (byte*)window.Pointer + RingOffset(1, capacity);
+        var requests = (byte*)memory.Pointer + RingOffset(0, capacity);
+        var replies = (byte*)memory.Pointer + RingOffset(1, capacity);
         _outgoing = new ControlRingProducer(nodeSide ? replies : requests, capacity);
         _incoming = new ControlRingConsumer(nodeSide ? requests : replies, capacity);
     }
@@ -52,10 +52,10 @@ internal sealed unsafe partial class ControlRing : IDisposable
     public bool IsNodeSide { get; }
 
     /// <summary>The client's descriptor, to send to the node (the ring keeps owning it). The node's side has none.</summary>
-    public SafeFileHandle Descriptor => _window.Descriptor;
+    public SafeFileHandle Descriptor => _memory.Descriptor;
 
     /// <summary>The shared memory itself (tests write hostile headers through it).</summary>
-    internal SharedWindow Window => _window;
+    internal SealedSharedMemory Memory => _memory;
 
     /// <summary>
     /// How long a side spins before it sleeps on the futex: tens of microseconds where there are
@@ -72,12 +72,12 @@ internal sealed unsafe partial class ControlRing : IDisposable
             throw new ArgumentOutOfRangeException(nameof(capacityBytes), capacityBytes, $"A control ring holds a power of two from {MinCapacity} to {MaxCapacity} bytes.");
         }
 
-        return new ControlRing(SharedWindow.Create(checked((int)ControlRingLayout.TotalBytes(capacityBytes))), capacityBytes, nodeSide: false);
+        return new ControlRing(SealedSharedMemory.Create(checked((int)ControlRingLayout.TotalBytes(capacityBytes))), capacityBytes, nodeSide: false);
     }
 
     /// <summary>
     /// The node's side: takes ownership of the descriptor a client sent and maps it, only if it is a
-    /// memfd sealed against shrinking and growing (<see cref="SharedWindow.Adopt"/>) of exactly
+    /// memfd sealed against shrinking and growing (<see cref="SealedSharedMemory.Adopt"/>) of exactly
     /// <paramref name="expectedBytes"/>, and <paramref name="expectedBytes"/> is the size of a valid
     /// layout (<see cref="TotalBytes"/> of a valid capacity). Anything else is refused with
     /// <see cref="TubeException"/> (<see cref="TubeError.BadRequest"/>) and the descriptor is closed.
@@ -171,7 +171,7 @@ internal sealed unsafe partial class ControlRing : IDisposable
 
         ControlRingSleeper.WakeAll(_incoming.Sleeper);
         ControlRingSleeper.WakeAll(_outgoing.Sleeper);
-        ((IDisposable)_window).Dispose(); // unmapped when the last pin (a call in flight) lets go
+        ((IDisposable)_memory).Dispose(); // unmapped when the last pin (a call in flight) lets go
     }
 
     private bool Write(FrameType type, uint requestId, ReadOnlySpan<byte> payload)
@@ -219,7 +219,7 @@ internal sealed unsafe partial class ControlRing : IDisposable
     private System.Buffers.MemoryHandle Enter()
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        return _window.Pin();
+        return _memory.Pin();
     }
 
     private void ThrowIfBroken()

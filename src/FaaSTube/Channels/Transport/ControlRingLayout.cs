@@ -5,7 +5,7 @@ using FaaSTube.Platform;
 namespace FaaSTube.Channels.Transport;
 
 /// <summary>
-/// Where everything lives in a control ring's shared memory (one sealed memfd, <see cref="SharedWindow"/>):
+/// Where everything lives in a control ring's shared memory (one sealed memfd, <see cref="SealedSharedMemory"/>):
 /// two rings one after the other, requests (client to node) first, then replies (node to client).
 /// Each ring is a 256-byte header and a data area of <c>capacity</c> bytes (a power of two):
 /// <code>

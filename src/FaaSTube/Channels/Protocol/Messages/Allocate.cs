@@ -19,11 +19,11 @@ internal readonly record struct AllocateOk(TubeId Id, Mapping Mapping) : IPayloa
 }
 
 /// <summary>Makes an allocation the client wrote visible to the workflow (the layout of <see cref="PutCommit"/>).</summary>
-internal readonly record struct Publish(TubeId Id, int Consumers, long TtlTicks, bool Pinned) : IPayload<Publish>, IRequest<Empty>
+internal readonly record struct Publish(TubeId Id, int Consumers, long TtlTicks, bool KeepUntilDeleted) : IPayload<Publish>, IRequest<Empty>
 {
     public FrameType Type => FrameType.Publish;
 
-    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Consumers).I64(TtlTicks).U8(Pinned ? (byte)1 : (byte)0);
+    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Consumers).I64(TtlTicks).U8(KeepUntilDeleted ? (byte)1 : (byte)0);
 
     public static Publish Read(ref PayloadReader reader) => new(reader.Id(), reader.I32(), reader.I64(), reader.U8() != 0);
 }

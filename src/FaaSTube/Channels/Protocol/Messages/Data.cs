@@ -28,7 +28,7 @@ internal readonly record struct WhereOk(int Device) : IPayload<WhereOk>
     public static WhereOk Read(ref PayloadReader reader) => new(reader.I32());
 }
 
-/// <summary>Removes data now (pinned data only goes this way).</summary>
+/// <summary>Removes data now (data kept until deleted only goes this way).</summary>
 internal readonly record struct Delete(TubeId Id) : IPayload<Delete>, IRequest<Empty>
 {
     public FrameType Type => FrameType.Delete;

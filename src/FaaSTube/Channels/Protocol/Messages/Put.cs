@@ -30,11 +30,11 @@ internal readonly record struct PutPart(TubeId Id, long Offset, int WindowOffset
 }
 
 /// <summary>Makes a Put visible to the workflow.</summary>
-internal readonly record struct PutCommit(TubeId Id, int Consumers, long TtlTicks, bool Pinned) : IPayload<PutCommit>, IRequest<Empty>
+internal readonly record struct PutCommit(TubeId Id, int Consumers, long TtlTicks, bool KeepUntilDeleted) : IPayload<PutCommit>, IRequest<Empty>
 {
     public FrameType Type => FrameType.PutCommit;
 
-    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Consumers).I64(TtlTicks).U8(Pinned ? (byte)1 : (byte)0);
+    public void Write(PayloadWriter writer) => writer.Id(Id).I32(Consumers).I64(TtlTicks).U8(KeepUntilDeleted ? (byte)1 : (byte)0);
 
     public static PutCommit Read(ref PayloadReader reader) => new(reader.Id(), reader.I32(), reader.I64(), reader.U8() != 0);
 }

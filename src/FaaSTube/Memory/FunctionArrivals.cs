@@ -1,15 +1,15 @@
 namespace FaaSTube.Memory;
 
 /// <summary>
-/// Sliding-window statistics of one function's allocations (the paper's elastic sizing): request
-/// sizes, concurrency (its live blocks at each arrival) and inter-arrival times over the last
-/// <see cref="GpuPoolOptions.StatisticsWindow"/>, at most <see cref="Capacity"/> samples.
+/// The recent allocations of one function (the paper's elastic sizing): request sizes, concurrency
+/// (its live blocks at each arrival) and inter-arrival times over the last
+/// <see cref="GpuPoolOptions.StatisticsPeriod"/>, at most <see cref="Capacity"/> samples.
 /// Reservation = p99 size x p99 concurrency; the function is active while a request arrived within
-/// max(min idle window, p99 inter-arrival).
-/// <para>Names come from untrusted clients, so a window costs little until used (its sample buffer
-/// grows on demand) and the pool drops it once it is idle (<see cref="TryRetire"/>).</para>
+/// max(<see cref="GpuPoolOptions.MinIdleTime"/>, p99 inter-arrival).
+/// <para>Names come from untrusted clients, so a function's arrivals cost little until used (the
+/// sample buffer grows on demand) and the pool drops them once it is idle (<see cref="TryRetire"/>).</para>
 /// </summary>
-internal sealed class FunctionWindow(string function)
+internal sealed class FunctionArrivals(string function)
 {
     public const int Capacity = 1024;
     private const int InitialCapacity = 4;
@@ -26,7 +26,7 @@ internal sealed class FunctionWindow(string function)
 
     public long Live => Interlocked.Read(ref _live);
 
-    /// <summary>Records an arrival; false (nothing recorded) when the window was retired: take a new one.</summary>
+    /// <summary>Records an arrival; false (nothing recorded) when these arrivals were retired: take new ones.</summary>
     public bool TryArrive(long bytes, TimeSpan now)
     {
         lock (_lock)
@@ -52,15 +52,15 @@ internal sealed class FunctionWindow(string function)
     }
 
     /// <summary>
-    /// Retires the window when it has no live block and its last arrival is older than
-    /// <paramref name="window"/>: it then contributes nothing to the target (no sample is recent), so
-    /// dropping it changes no reservation. A retired window takes no more arrivals.
+    /// Retires the function's arrivals when it has no live block and its last arrival is older than
+    /// <paramref name="period"/>: they then contribute nothing to the target (no sample is recent), so
+    /// dropping them changes no reservation. Retired arrivals take no more arrivals.
     /// </summary>
-    public bool TryRetire(TimeSpan now, TimeSpan window)
+    public bool TryRetire(TimeSpan now, TimeSpan period)
     {
         lock (_lock)
         {
-            if (!_retired && Live == 0 && (_lastArrival == TimeSpan.MinValue || now - _lastArrival > window))
+            if (!_retired && Live == 0 && (_lastArrival == TimeSpan.MinValue || now - _lastArrival > period))
             {
                 _retired = true;
             }
@@ -71,8 +71,8 @@ internal sealed class FunctionWindow(string function)
 
     public void Depart() => Interlocked.Decrement(ref _live);
 
-    /// <summary>The function's reservation now, and whether its window is still active.</summary>
-    public (long Reservation, bool Active) Evaluate(TimeSpan now, TimeSpan window, TimeSpan minIdle)
+    /// <summary>The function's reservation now (from the samples of the last <paramref name="period"/>), and whether it is still active.</summary>
+    public (long Reservation, bool Active) Evaluate(TimeSpan now, TimeSpan period, TimeSpan minIdle)
     {
         lock (_lock)
         {
@@ -80,7 +80,7 @@ internal sealed class FunctionWindow(string function)
             for (int i = 0; i < _count; i++)
             {
                 var s = _samples[(_next - 1 - i + _samples.Length) % _samples.Length];
-                if (now - s.Time > window)
+                if (now - s.Time > period)
                 {
                     break; // samples are in arrival order: the rest are older
                 }

@@ -12,37 +12,39 @@ namespace FaaSTube.Platform;
 /// in <c>/dev/shm</c>, so no other process can find, open, replace or symlink it, and it vanishes
 /// when the last holder closes it (a killed client leaves nothing behind). The node adopts the
 /// descriptor only after checking its seals and size (<see cref="Adopt"/>): a client cannot
-/// truncate memory the node copies through, so a copy can never fault.
+/// truncate memory the node copies through, so a copy can never fault. It backs a client's window
+/// for host data (src/FaaSTube/Channels/ClientWindow.cs, NodeWindow.cs) and a control ring
+/// (src/FaaSTube/Channels/Transport/ControlRing.cs).
 /// </summary>
-internal sealed unsafe class SharedWindow : MemoryManager<byte>
+internal sealed unsafe class SealedSharedMemory : MemoryManager<byte>
 {
-    /// <summary>The seals a window must carry before the node maps it.</summary>
+    /// <summary>The seals the memory must carry before the node maps it.</summary>
     internal const int RequiredSeals = Interop.Libc.F_SEAL_SHRINK | Interop.Libc.F_SEAL_GROW;
 
     private readonly SafeFileHandle? _fd; // the client's; the node closes its copy once mapped
     private readonly Mapping _mapping;
 
-    private SharedWindow(SafeFileHandle? fd, Mapping mapping, int length)
+    private SealedSharedMemory(SafeFileHandle? fd, Mapping mapping, int length)
     {
         _fd = fd;
         _mapping = mapping;
         Length = length;
     }
 
-    /// <summary>Bytes in the window.</summary>
+    /// <summary>Bytes in the memory.</summary>
     public int Length { get; }
 
-    /// <summary>The first byte (valid while the window is not disposed).</summary>
+    /// <summary>The first byte (valid while this is not disposed).</summary>
     public nint Pointer => _mapping.DangerousGetHandle();
 
-    /// <summary>The descriptor (to send it; the window keeps owning it).</summary>
-    public SafeFileHandle Descriptor => _fd ?? throw new InvalidOperationException("An adopted window keeps no descriptor: it was closed once mapped.");
+    /// <summary>The descriptor (to send it; this keeps owning it).</summary>
+    public SafeFileHandle Descriptor => _fd ?? throw new InvalidOperationException("Adopted shared memory keeps no descriptor: it was closed once mapped.");
 
-    /// <summary>The client's side: a new window of <paramref name="bytes"/>, sealed against shrinking and growing, mapped read-write.</summary>
-    public static SharedWindow Create(int bytes)
+    /// <summary>The client's side: new shared memory of <paramref name="bytes"/>, sealed against shrinking and growing, mapped read-write.</summary>
+    public static SealedSharedMemory Create(int bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
-        int raw = Interop.Libc.memfd_create("faastube-window", Interop.Libc.MFD_CLOEXEC | Interop.Libc.MFD_ALLOW_SEALING);
+        int raw = Interop.Libc.memfd_create("faastube-shm", Interop.Libc.MFD_CLOEXEC | Interop.Libc.MFD_ALLOW_SEALING);
         if (raw < 0)
         {
             throw Failure("memfd_create");
@@ -61,7 +63,7 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
                 throw Failure("fcntl(F_ADD_SEALS)");
             }
 
-            return new SharedWindow(fd, Mapping.Map(raw, bytes), bytes);
+            return new SealedSharedMemory(fd, Mapping.Map(raw, bytes), bytes);
         }
         catch
         {
@@ -77,41 +79,41 @@ internal sealed unsafe class SharedWindow : MemoryManager<byte>
     /// FIFO, a socket, an unsealed or resized memfd) is refused with <see cref="SharedMemoryRejectedException"/>
     /// and the descriptor is closed. Once mapped, the descriptor is closed too: the mapping holds the memory.
     /// </summary>
-    public static SharedWindow Adopt(SafeFileHandle fd, long bytes)
+    public static SealedSharedMemory Adopt(SafeFileHandle fd, long bytes)
     {
         try
         {
             if (bytes <= 0 || bytes > int.MaxValue)
             {
-                throw new SharedMemoryRejectedException($"A window of {bytes} bytes: it must hold 1 byte to 2 GiB.");
+                throw new SharedMemoryRejectedException($"Shared memory of {bytes} bytes: it must hold 1 byte to 2 GiB.");
             }
 
             int raw = (int)fd.DangerousGetHandle();
             int seals = Interop.Libc.fcntl(raw, Interop.Libc.F_GET_SEALS, 0);
             if (seals < 0)
             {
-                throw new SharedMemoryRejectedException("The window is not anonymous shared memory (memfd_create with MFD_ALLOW_SEALING).");
+                throw new SharedMemoryRejectedException("The descriptor is not anonymous shared memory (memfd_create with MFD_ALLOW_SEALING).");
             }
 
             if ((seals & RequiredSeals) != RequiredSeals)
             {
-                throw new SharedMemoryRejectedException("The window must be sealed against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW).");
+                throw new SharedMemoryRejectedException("The shared memory must be sealed against shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW).");
             }
 
             long size = Interop.Libc.lseek(raw, 0, Interop.Libc.SEEK_END);
             if (size != bytes)
             {
-                throw new SharedMemoryRejectedException($"The window holds {size} bytes; the client said {bytes}.");
+                throw new SharedMemoryRejectedException($"The shared memory holds {size} bytes; the client said {bytes}.");
             }
 
             var mapping = Mapping.Map(raw, (int)bytes);
             fd.Dispose(); // the mapping keeps the memory: one descriptor fewer per session
-            return new SharedWindow(null, mapping, (int)bytes);
+            return new SealedSharedMemory(null, mapping, (int)bytes);
         }
         catch (IOException e)
         {
             fd.Dispose();
-            throw new SharedMemoryRejectedException($"The window cannot be mapped: {e.Message}");
+            throw new SharedMemoryRejectedException($"The shared memory cannot be mapped: {e.Message}");
         }
         catch
         {

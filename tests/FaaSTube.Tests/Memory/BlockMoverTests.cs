@@ -1,0 +1,167 @@
+using FaaSTube.Devices;
+using FaaSTube.Kernels;
+using FaaSTube.Memory;
+using FaaSTube.Tests.Support;
+using static FaaSTube.Tests.Support.PoolHarness;
+
+namespace FaaSTube.Tests.Memory;
+
+/// <summary>
+/// The move routine on its own (no pool decisions around it): a block goes device -> host and
+/// host -> device through the same <see cref="BlockMover.RunAsync"/>, lands at the target with its
+/// bytes intact (checksums on the GPU), and gives back the source; a failed copy gives back the
+/// target and leaves the block where it was.
+/// </summary>
+[TestClass]
+public sealed class BlockMoverTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    [DataRow(false, DisplayName = "host spill")]
+    [DataRow(true, DisplayName = "file spill")]
+    public async Task A_block_moves_to_the_spill_store_and_back_through_one_routine_with_its_bytes(bool toFile)
+    {
+        var random = Seeds.Create(TestContext);
+        using var h = new PoolHarness(o => o.HostSpillBytes = toFile ? 0 : 4 * MiB);
+        using var rig = new MoverRig(h);
+        long length = random.Next(1, (int)MiB);
+        ulong seed = (ulong)random.NextInt64();
+        var block = rig.Place(length, rig.SlabA);
+        await h.Stream.FillPatternAsync(block.Slab!.Buffer.Slice(block.Offset, length), seed);
+
+        Assert.IsTrue(rig.Mover.TryBeginEviction(block, "", out var eviction));
+        Assert.IsNotNull(eviction);
+        Assert.AreEqual(MoveDirection.ToHost, eviction.Direction);
+        Assert.IsTrue(block.IsMoving);
+        Assert.AreEqual(1, rig.Mover.InFlight);
+        Assert.IsTrue(await rig.Mover.RunAsync(eviction, TestContext.CancellationToken));
+
+        Assert.IsFalse(block.IsMoving);
+        Assert.IsNull(block.Slab, "evicted: no device range");
+        Assert.IsNotNull(block.Spill);
+        Assert.AreEqual(toFile, block.Spill.IsFile);
+        Assert.AreEqual(MiB, rig.SlabA.FreeBytes, "the source range went back to its slab");
+        Assert.AreEqual(length, toFile ? rig.Spill.FileBytes : rig.Spill.HostBytes);
+        Assert.AreEqual((1L, length, 0L, 0L), (rig.Counters.Evictions, rig.Counters.EvictedBytes, rig.Counters.Restores, rig.Counters.RestoredBytes));
+
+        long offset = rig.SlabB.TryAllocate(block.Rounded);
+        var restore = rig.Mover.TryBeginRestore(block, rig.SlabB, offset);
+        Assert.IsNotNull(restore);
+        Assert.AreEqual(MoveDirection.ToDevice, restore.Direction);
+        Assert.IsTrue(await rig.Mover.RunAsync(restore, TestContext.CancellationToken));
+
+        Assert.AreSame(rig.SlabB, block.Slab, "restored into the range it was given");
+        Assert.AreEqual(offset, block.Offset);
+        Assert.IsNull(block.Spill);
+        Assert.AreEqual(0L, rig.Spill.HostBytes + rig.Spill.FileBytes, "the spill entry went back");
+        Assert.AreEqual(Expected(length, seed), await h.Stream.ChecksumAsync(rig.SlabB.Buffer.Slice(offset, length)), "the bytes came back unchanged");
+        Assert.AreEqual((1L, length, 1L, length), (rig.Counters.Evictions, rig.Counters.EvictedBytes, rig.Counters.Restores, rig.Counters.RestoredBytes));
+        Assert.AreEqual(0, rig.Mover.InFlight);
+        Assert.AreEqual(2, rig.Ended, "each move ends once");
+    }
+
+    [TestMethod]
+    public async Task A_failed_copy_gives_the_target_back_and_leaves_the_block_where_it_was()
+    {
+        using var h = new PoolHarness();
+        using var rig = new MoverRig(h);
+        var block = rig.Place(5000, rig.SlabA);
+        long offsetA = block.Offset;
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+
+        Assert.IsTrue(rig.Mover.TryBeginEviction(block, "", out var eviction));
+        await Assert.ThrowsAsync<OperationCanceledException>(() => rig.Mover.RunAsync(eviction!, cancelled.Token));
+        Assert.AreSame(rig.SlabA, block.Slab, "still on the device");
+        Assert.AreEqual(offsetA, block.Offset);
+        Assert.IsNull(block.Spill);
+        Assert.IsFalse(block.IsMoving);
+        Assert.AreEqual(0L, rig.Spill.HostBytes, "the reserved entry went back");
+        Assert.AreEqual(0L, rig.Counters.Evictions);
+
+        Assert.IsTrue(rig.Mover.TryBeginEviction(block, "", out eviction));
+        Assert.IsTrue(await rig.Mover.RunAsync(eviction!, TestContext.CancellationToken));
+        long offsetB = rig.SlabB.TryAllocate(block.Rounded);
+        var restore = rig.Mover.TryBeginRestore(block, rig.SlabB, offsetB)!;
+        await Assert.ThrowsAsync<OperationCanceledException>(() => rig.Mover.RunAsync(restore, cancelled.Token));
+        Assert.IsNull(block.Slab, "still evicted");
+        Assert.IsNotNull(block.Spill);
+        Assert.AreEqual(MiB, rig.SlabB.FreeBytes, "the target range went back");
+        Assert.AreEqual(0L, rig.Counters.Restores);
+        Assert.AreEqual(0, rig.Mover.InFlight);
+    }
+
+    [TestMethod]
+    public async Task A_block_in_use_or_never_evict_does_not_start_moving_and_a_stopped_mover_starts_nothing()
+    {
+        using var h = new PoolHarness();
+        using var rig = new MoverRig(h);
+        var used = rig.Place(1000, rig.SlabA);
+        used.Uses = 1;
+        Assert.IsTrue(rig.Mover.TryBeginEviction(used, "", out var move), "the block changed: pick again");
+        Assert.IsNull(move);
+        var kept = rig.Place(1000, rig.SlabA, new BlockOptions { NeverEvict = true });
+        Assert.IsTrue(rig.Mover.TryBeginEviction(kept, "", out move));
+        Assert.IsNull(move);
+        Assert.AreEqual(0L, rig.Spill.HostBytes, "no spill entry stays reserved");
+
+        var free = rig.Place(1000, rig.SlabA);
+        Assert.IsTrue(rig.Mover.TryBeginEviction(free, "", out move));
+        Assert.IsTrue(await rig.Mover.RunAsync(move!, TestContext.CancellationToken));
+        rig.Mover.Stop(TimeSpan.Zero);
+        Assert.IsFalse(rig.Mover.TryBeginEviction(used, "", out _), "stopped");
+        long offset = rig.SlabB.TryAllocate(free.Rounded);
+        Assert.IsNull(rig.Mover.TryBeginRestore(free, rig.SlabB, offset), "stopped");
+    }
+
+    /// <summary>Two 1 MiB slabs, a spill store and a mover, on the harness's device; blocks placed by hand.</summary>
+    private sealed class MoverRig : IDisposable
+    {
+        private readonly PoolHarness _h;
+        private long _nextId;
+
+        public MoverRig(PoolHarness h)
+        {
+            _h = h;
+            var device = h.Gpus.Devices[0];
+            SlabA = new Slab(0, 1, device.Allocate(MiB), "");
+            SlabB = new Slab(1, 1, device.Allocate(MiB), "");
+            Spill = new SpillStore(device, h.Options);
+            Counters = new PoolCounters(new("faastube.device", device.Ordinal));
+            Mover = new BlockMover(device, Spill, Counters, () => TimeSpan.Zero, () => Ended++);
+        }
+
+        public Slab SlabA { get; }
+
+        public Slab SlabB { get; }
+
+        public SpillStore Spill { get; }
+
+        public PoolCounters Counters { get; }
+
+        public BlockMover Mover { get; }
+
+        public int Ended { get; private set; }
+
+        public PoolBlock Place(long length, Slab slab, BlockOptions? options = null)
+        {
+            long rounded = ExtentAllocator.Round(length);
+            var block = new PoolBlock(_h.Pool, Interlocked.Increment(ref _nextId), length, rounded, options ?? new BlockOptions(), new FunctionArrivals("f"))
+            {
+                Slab = slab,
+                Offset = slab.TryAllocate(rounded),
+            };
+            Assert.IsGreaterThanOrEqualTo(0L, block.Offset);
+            return block;
+        }
+
+        public void Dispose()
+        {
+            Mover.Dispose();
+            Spill.Dispose();
+            SlabA.Buffer.Dispose();
+            SlabB.Buffer.Dispose();
+        }
+    }
+}
