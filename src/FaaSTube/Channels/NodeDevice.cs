@@ -1,17 +1,18 @@
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
 using FaaSTube.Memory;
 using FaaSTube.Transfers;
 
 namespace FaaSTube.Channels;
 
-/// <summary>What the node runs on one GPU: its elastic pool and its host transfer engine.</summary>
-internal sealed class NodeDevice : IDisposable
+/// <summary>What the node runs on one GPU: its elastic pool and its host transfer engine, with the node's services.</summary>
+internal sealed class NodeDevice : IAsyncDisposable
 {
-    public NodeDevice(GpuDevice device, GpuPoolOptions pool, TransferEngineOptions transfers)
+    public NodeDevice(GpuDevice device, GpuPoolOptions pool, TransferEngineOptions transfers, FaaSTubeServices services)
     {
         Device = device;
-        Pool = new GpuMemoryPool(device, pool);
-        Engine = new TransferEngine(device, transfers);
+        Pool = new GpuMemoryPool(device, pool, services);
+        Engine = new TransferEngine(device, transfers, services);
     }
 
     public GpuDevice Device { get; }
@@ -20,9 +21,9 @@ internal sealed class NodeDevice : IDisposable
 
     public TransferEngine Engine { get; }
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
-        Engine.Dispose();
-        Pool.Dispose();
+        await Engine.DisposeAsync().ConfigureAwait(false);
+        await Pool.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -29,15 +29,19 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
     private INodeConnection? _connection;
 
-    private TubeClient(TubeClientOptions options, ClientWindow window, TubeNode? node)
+    /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync"/> opens them).</summary>
+    private TubeClient(TubeClientOptions options, ClientWindow window, GpuSystem gpus, TubeNode? node)
     {
         _options = options;
         _window = window;
         _inProcessNode = node;
         _mappings = new ClientMappings(SlabClosedAsync);
         _ownsGpus = node is null;
-        Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
+        Gpus = gpus;
     }
+
+    /// <summary>True while the connection to the node stands (false once the node went away or the client was disposed).</summary>
+    public bool IsConnected => _connection is { IsLost: false };
 
     /// <summary>
     /// A Publish or Release failed on the node after the call that sent it had returned (they go one
@@ -98,7 +102,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         try
         {
             ring = options.ControlRingBytes > 0 ? ControlRing.Create(options.ControlRingBytes) : null;
-            client = new TubeClient(options, window, null);
+            client = new TubeClient(options, window, GpuSystem.Open(options.Gpus), null);
         }
         catch
         {
@@ -123,7 +127,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var window = new ClientWindow(options.WindowBytes);
-        var client = new TubeClient(options, window, node);
+        var client = new TubeClient(options, window, node.Gpus, node);
         return await client.StartAsync(() =>
         {
             var (session, ok) = node.OpenInProcess(window.Duplicate(), client.NewHello());

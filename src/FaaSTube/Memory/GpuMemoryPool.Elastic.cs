@@ -211,6 +211,7 @@ public sealed partial class GpuMemoryPool
         slabs[slab.Id] = null;
         _slabs = slabs;
         _reserved -= slab.Capacity;
+        PoolLog.SlabFreed(_logger, Device.Ordinal, slab.Id, slab.Capacity, _reserved);
         SlabFreed?.Invoke(slab.Id, slab.Generation);
     }
 
@@ -248,6 +249,7 @@ public sealed partial class GpuMemoryPool
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                PoolLog.TrimFailed(_logger, e, Device.Ordinal);
                 TrimFailed?.Invoke(e); // a timer callback: nothing it meets may end the process
             }
         }

@@ -145,6 +145,7 @@ public sealed partial class GpuMemoryPool
         slabs[slot] = slab;
         _slabs = slabs;
         _reserved += buffer.Length;
+        PoolLog.SlabAdded(_logger, Device.Ordinal, slab.Id, buffer.Length, partition, _reserved);
         return slab;
     }
 

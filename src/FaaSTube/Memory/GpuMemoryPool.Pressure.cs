@@ -309,6 +309,7 @@ public sealed partial class GpuMemoryPool
         Interlocked.Add(ref _evictedBytes, block.Length);
         PoolMetrics.Evictions.Add(1, PoolMetrics.Tag(this));
         PoolMetrics.EvictedBytes.Add(block.Length, PoolMetrics.Tag(this));
+        PoolLog.Evicted(_logger, Device.Ordinal, block.Id, block.Length, block.Partition);
         MoveEnded();
     }
 
@@ -456,6 +457,7 @@ public sealed partial class GpuMemoryPool
         Interlocked.Add(ref _restoredBytes, block.Length);
         PoolMetrics.Restores.Add(1, PoolMetrics.Tag(this));
         PoolMetrics.RestoredBytes.Add(block.Length, PoolMetrics.Tag(this));
+        PoolLog.Restored(_logger, Device.Ordinal, block.Id, block.Length);
         return true;
     }
 

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Memory;
 
@@ -18,12 +20,13 @@ namespace FaaSTube.Memory;
 /// life and is cleared on the device before its first block, so nothing a client maps can hold
 /// another partition's bytes; memory moves between partitions only by freeing an empty slab.</para>
 /// </summary>
-public sealed partial class GpuMemoryPool : IDisposable
+public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
 {
     private static readonly BlockOptions DefaultBlock = new();
 
     private readonly GpuPoolOptions _options;
     private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly long _start;
     private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
     private readonly ConcurrentDictionary<long, ConcurrentDictionary<long, byte>> _holders = new();
@@ -38,12 +41,20 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// <param name="device">The device whose memory it holds.</param>
     /// <param name="options">Sizing and elasticity; null for the defaults.</param>
     public GpuMemoryPool(GpuDevice device, GpuPoolOptions? options = null)
+        : this(device, options, FaaSTubeServices.Default)
+    {
+    }
+
+    /// <summary>A pool with its clock and logger from the node's services (<c>src/FaaSTube/Hosting/FaaSTubeServices.cs</c>).</summary>
+    internal GpuMemoryPool(GpuDevice device, GpuPoolOptions? options, FaaSTubeServices services)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(services);
         _options = options ?? new GpuPoolOptions();
         _options.Validate();
         Device = device;
-        _time = _options.TimeProvider;
+        _time = services.TimeProvider;
+        _logger = services.Logger<GpuMemoryPool>();
         _start = _time.GetTimestamp();
         _spill = new SpillStore(device, _options);
         _streams = Enumerable.Range(0, MoveLanes).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
@@ -417,20 +428,60 @@ public sealed partial class GpuMemoryPool : IDisposable
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
-    /// <summary>Frees every slab and spill entry; blocks still held become stale.</summary>
+    /// <summary>
+    /// Frees every slab and spill entry; blocks still held become stale. Blocks the thread while
+    /// evictions and restores in flight end (device copies, bounded); <see cref="DisposeAsync"/> waits for them without blocking.
+    /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        if (!BeginDispose())
         {
             return;
         }
 
-        PoolMetrics.Unregister(this);
-        _trimTimer?.Dispose();
-
         // Evictions and restores copy outside the pressure gate: let those in flight end before their
         // slabs and spill entries go (no new one starts once disposed). Bounded: they are device copies.
         SpinWait.SpinUntil(() => Volatile.Read(ref _movesInFlight) == 0, TimeSpan.FromSeconds(30));
+        FreeAll();
+    }
+
+    /// <summary>Frees every slab and spill entry once the evictions and restores in flight have ended (awaited, no thread blocked); blocks still held become stale.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!BeginDispose())
+        {
+            return;
+        }
+
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(30), _time);
+        while (!patience.IsCancellationRequested)
+        {
+            var changed = Volatile.Read(ref _memoryChanged).Task; // each move's end signals it (MoveEnded)
+            if (Volatile.Read(ref _movesInFlight) == 0)
+            {
+                break;
+            }
+
+            await changed.WaitAsync(patience.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        FreeAll();
+    }
+
+    private bool BeginDispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return false;
+        }
+
+        PoolMetrics.Unregister(this);
+        _trimTimer?.Dispose();
+        return true;
+    }
+
+    private void FreeAll()
+    {
         foreach (var block in _blocks.Values)
         {
             lock (block.Sync)

@@ -28,8 +28,8 @@ public sealed class TransferEngineOptions
     /// </summary>
     public PathRouter? Router { get; set; }
 
-    /// <summary>The clock of deadlines (default: the system's). Tests pass the simulated GPU's <see cref="Devices.VirtualClock"/>.</summary>
-    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+    /// <summary>A copy (what a node keeps from the moment it starts: later changes to this object do not reach it).</summary>
+    internal TransferEngineOptions Clone() => (TransferEngineOptions)MemberwiseClone();
 
     /// <summary>A copy of these options with <see cref="Router"/> set (the caller's object is left as it was given).</summary>
     internal TransferEngineOptions WithRouter(PathRouter router)
@@ -51,6 +51,5 @@ public sealed class TransferEngineOptions
             throw new ArgumentOutOfRangeException(nameof(LinkBytesPerSecond), LinkBytesPerSecond, "The link's bandwidth is positive.");
         }
 
-        ArgumentNullException.ThrowIfNull(TimeProvider);
     }
 }

@@ -18,7 +18,7 @@ public enum LaneDirection
 /// transfers join, asks the <see cref="BandwidthPolicy"/> for the next batch, and issues its chunks
 /// (a bounded number at once, so batches pipeline into each other) onto the lane's streams.
 /// </summary>
-internal sealed class TransferLane : IDisposable
+internal sealed class TransferLane : IDisposable, IAsyncDisposable
 {
     private readonly ConcurrentQueue<TransferJob> _incoming = new();
     private readonly List<TransferJob> _active = [];
@@ -173,6 +173,19 @@ internal sealed class TransferLane : IDisposable
     {
         _stop.Cancel();
         _loop.Wait(TimeSpan.FromSeconds(30));
+        DisposeStreams();
+    }
+
+    /// <summary>Stops the loop and awaits it (no thread blocked), then frees the streams.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _loop.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        DisposeStreams();
+    }
+
+    private void DisposeStreams()
+    {
         foreach (var stream in _streams)
         {
             stream.Dispose();
