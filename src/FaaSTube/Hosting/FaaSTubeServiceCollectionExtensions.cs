@@ -50,7 +50,7 @@ public static class FaaSTubeServiceCollectionExtensions
         options.ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TubeNodeOptions>, TubeNodeOptionsValidator>());
         AddShared(services);
-        services.TryAddSingleton<TubeNodeHostedService>();
+        services.TryAddSingleton(sp => new TubeNodeHostedService(sp.GetRequiredService<IOptions<TubeNodeOptions>>(), sp.GetRequiredService<FaaSTubeServices>()));
         services.AddHostedService(sp => sp.GetRequiredService<TubeNodeHostedService>());
         return services;
     }
@@ -81,7 +81,7 @@ public static class FaaSTubeServiceCollectionExtensions
         options.ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TubeClientOptions>, TubeClientOptionsValidator>());
         AddShared(services);
-        services.TryAddSingleton<ITubeClientProvider, TubeClientProvider>();
+        services.TryAddSingleton<ITubeClientProvider>(sp => new TubeClientProvider(sp.GetRequiredService<IOptions<TubeClientOptions>>(), sp.GetRequiredService<FaaSTubeServices>()));
         return services;
     }
 
