@@ -239,8 +239,8 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Not used: the release is already on its way when a wait could start.</param>
-    public async Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        await PostReleaseAsync(id).ConfigureAwait(false); // one way: an earlier refusal does not stop it (it would leak the lease)
+    public ValueTask ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
+        PostReleaseAsync(id); // one way, usually done at once (a ValueTask: docs/architecture.md); an earlier refusal does not stop it (it would leak the lease)
 
     /// <summary>
     /// Waits until the node has applied every Publish and Release this client sent before, and throws
