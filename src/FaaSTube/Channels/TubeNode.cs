@@ -516,10 +516,10 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// Stops gracefully: stops listening (new clients get <see cref="TubeNodeUnavailableException"/>),
     /// lets the calls in flight finish and answer, until <paramref name="cancellationToken"/> fires
     /// (a host's shutdown timeout), then disconnects every client and frees the GPUs as
-    /// <see cref="DisposeAsync"/> does. A call here is one request: each request running or read finishes and
-    /// is answered; a client operation of several requests (a Put or a Get to host in parts) that is
-    /// midway fails at its next request with <see cref="TubeNodeUnavailableException"/>. Gets that wait
-    /// for data not yet published are not waited for.
+    /// <see cref="DisposeAsync"/> does. A call here is one request: each request already running finishes
+    /// and is answered; one not started yet (still waiting for a request slot), and the next request of a
+    /// client operation of several (a Put or a Get to host in parts) that is midway, fail with
+    /// <see cref="TubeNodeUnavailableException"/>. Gets that wait for data not yet published are not waited for.
     /// </summary>
     /// <param name="cancellationToken">Ends the wait for calls in flight (the node is disposed anyway).</param>
     public async Task StopAsync(CancellationToken cancellationToken = default)

@@ -149,7 +149,7 @@ public sealed class CrossProcessChannelTests
         await using var h = await NodeHarness.StartAsync(configure: o => o.Transfers = transfers);
 
         Assert.IsNull(transfers.Router, "the caller's object is not written to");
-        Assert.AreSame(transfers, h.Node.Options.Transfers);
+        Assert.AreNotSame(transfers, h.Node.Options.Transfers, "the node runs with its own copy, taken at start");
         Assert.AreSame(h.Node.Router, h.Node.Devices[0].Engine.Options.Router, "the engine reports its host lane to the node's router");
         Assert.AreEqual(1 << 20, h.Node.Devices[0].Engine.Options.ChunkBytes, "everything else as given");
     }
