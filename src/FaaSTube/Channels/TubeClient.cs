@@ -5,12 +5,13 @@ using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
 
 namespace FaaSTube.Channels;
 
 /// <summary>
 /// A function's connection to the node: Put / Allocate / Publish / Get / Release. Over the node's
-/// Unix socket (<see cref="ConnectAsync"/>) or directly in the node's own process
+/// Unix socket (<see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/>) or directly in the node's own process
 /// (<see cref="ConnectInProcessAsync"/>), with the same API and semantics. Thread-safe; many calls
 /// may be in flight. If the node dies, every pending and later call throws
 /// <see cref="TubeNodeUnavailableException"/>.
@@ -29,9 +30,10 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
     private INodeConnection? _connection;
 
-    /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync"/> opens them).</summary>
-    private TubeClient(TubeClientOptions options, ClientWindow window, GpuSystem gpus, TubeNode? node)
+    /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/> opens them).</summary>
+    private TubeClient(TubeClientOptions options, ClientWindow window, GpuSystem gpus, TubeNode? node, FaaSTubeServices services)
     {
+        Services = services;
         _options = options;
         _window = window;
         _inProcessNode = node;
@@ -39,6 +41,9 @@ public sealed partial class TubeClient : IAsyncDisposable
         _ownsGpus = node is null;
         Gpus = gpus;
     }
+
+    /// <summary>The logger factory, meter factory and clock the client runs with (from the container with <c>AddFaaSTubeClient</c>).</summary>
+    internal FaaSTubeServices Services { get; }
 
     /// <summary>True while the connection to the node stands (false once the node went away or the client was disposed).</summary>
     public bool IsConnected => _connection is { IsLost: false };
@@ -70,7 +75,10 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <param name="options">Workflow, function, socket.</param>
     /// <param name="cancellationToken">Cancels the connection attempt.</param>
     /// <exception cref="TubeNodeUnavailableException">No node answers there.</exception>
-    public static async Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default)
+    public static Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default) =>
+        ConnectAsync(options, FaaSTubeServices.Default, cancellationToken);
+
+    internal static async Task<TubeClient> ConnectAsync(TubeClientOptions options, FaaSTubeServices services, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -102,7 +110,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         try
         {
             ring = options.ControlRingBytes > 0 ? ControlRing.Create(options.ControlRingBytes) : null;
-            client = new TubeClient(options, window, GpuSystem.Open(options.Gpus), null);
+            client = new TubeClient(options, window, GpuSystem.Open(options.Gpus, services), null, services);
         }
         catch
         {
@@ -127,7 +135,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var window = new ClientWindow(options.WindowBytes);
-        var client = new TubeClient(options, window, node.Gpus, node);
+        var client = new TubeClient(options, window, node.Gpus, node, node.Services);
         return await client.StartAsync(() =>
         {
             var (session, ok) = node.OpenInProcess(window.Duplicate(), client.NewHello());

@@ -12,6 +12,7 @@ internal sealed partial class TubeClientProvider : ITubeClientProvider, IAsyncDi
 {
     private readonly IOptions<TubeClientOptions> _options;
     private readonly ILogger _logger;
+    private readonly FaaSTubeServices _services;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private TubeClient? _client;
     private bool _disposed;
@@ -19,6 +20,7 @@ internal sealed partial class TubeClientProvider : ITubeClientProvider, IAsyncDi
     public TubeClientProvider(IOptions<TubeClientOptions> options, FaaSTubeServices services)
     {
         _options = options;
+        _services = services;
         _logger = services.Logger<TubeClientProvider>();
     }
 
@@ -47,7 +49,7 @@ internal sealed partial class TubeClientProvider : ITubeClientProvider, IAsyncDi
             var options = _options.Value;
             try
             {
-                var client = await TubeClient.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
+                var client = await TubeClient.ConnectAsync(options, _services, cancellationToken).ConfigureAwait(false);
                 LogConnected(_logger, options.SocketPath, client.SessionId);
                 Volatile.Write(ref _client, client);
                 return client;

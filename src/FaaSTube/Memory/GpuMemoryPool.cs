@@ -53,6 +53,7 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
         _options = options ?? new GpuPoolOptions();
         _options.Validate();
         Device = device;
+        Services = services;
         _time = services.TimeProvider;
         _logger = services.Logger<GpuMemoryPool>();
         _start = _time.GetTimestamp();
@@ -65,6 +66,9 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
 
         PoolMetrics.Register(this);
     }
+
+    /// <summary>The logger factory, meter factory and clock the pool runs with (its instruments are created through <see cref="FaaSTubeServices.MeterFactory"/>).</summary>
+    internal FaaSTubeServices Services { get; }
 
     /// <summary>Identifies the pool in descriptors.</summary>
     public Guid Id { get; } = Guid.NewGuid();

@@ -49,6 +49,7 @@ public sealed partial class TransferEngine : IDisposable, IAsyncDisposable
         _options = options ?? new TransferEngineOptions();
         _options.Validate();
         _device = device;
+        Services = services;
         _time = services.TimeProvider;
         _logger = services.Logger<TransferEngine>();
         _start = _time.GetTimestamp();
@@ -73,6 +74,9 @@ public sealed partial class TransferEngine : IDisposable, IAsyncDisposable
 
         LogStarted(_logger, device.Ordinal, _staging.Count, _options.ChunkBytes, capacity);
     }
+
+    /// <summary>The logger factory, meter factory and clock the engine runs with (its instruments are created through <see cref="FaaSTubeServices.MeterFactory"/>).</summary>
+    internal FaaSTubeServices Services { get; }
 
     /// <summary>Raised when a lane's least rates stop (or start again) fitting in the link: transfers are being degraded by priority.</summary>
     public event EventHandler<LaneOversubscribedEventArgs>? Oversubscribed;
