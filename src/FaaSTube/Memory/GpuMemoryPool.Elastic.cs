@@ -9,7 +9,7 @@ public sealed record SlabRetiringEventArgs(int SlabId, int Generation, IReadOnly
 /// <summary>Elasticity (the paper's sizing rule), the slab retire protocol with importers, and statistics.</summary>
 public sealed partial class GpuMemoryPool
 {
-    private readonly ITimer? _trimTimer;
+    private ITimer? _trimTimer;
 
     /// <summary>Raised (under the grow lock) when a slab goes back to the device: (slab id, generation). Tests wait on it.</summary>
     internal event Action<int, int>? SlabFreed;

@@ -145,6 +145,11 @@ public sealed partial class GpuMemoryPool
         slabs[slot] = slab;
         _slabs = slabs;
         _reserved += buffer.Length;
+        if (_trimTimer is null && _options.TrimInterval is { } interval && Volatile.Read(ref _disposed) == 0)
+        {
+            _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval); // the first slab starts it: an empty pool has nothing to trim, and its constructor starts nothing
+        }
+
         PoolLog.SlabAdded(_logger, Device.Ordinal, slab.Id, buffer.Length, partition, _reserved);
         return slab;
     }

@@ -59,11 +59,6 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
         _start = _time.GetTimestamp();
         _spill = new SpillStore(device, _options);
         _streams = Enumerable.Range(0, MoveLanes).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
-        if (_options.TrimInterval is { } interval)
-        {
-            _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
-        }
-
         PoolMetrics.Register(this);
     }
 
@@ -480,7 +475,12 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
         }
 
         PoolMetrics.Unregister(this);
-        _trimTimer?.Dispose();
+        lock (_growLock)
+        {
+            _trimTimer?.Dispose(); // under the grow lock: no slab added after this starts it again (ThrowIfDisposed)
+            _trimTimer = null;
+        }
+
         return true;
     }
 
