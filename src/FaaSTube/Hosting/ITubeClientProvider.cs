@@ -21,7 +21,9 @@ public interface ITubeClientProvider
 {
     /// <summary>
     /// The connected client: the one already connected (no wait), or a new connection when there is
-    /// none yet or the node went away since (the old client is closed then).
+    /// none yet or the node went away since (the old client is closed then). A call on a client whose
+    /// node has just gone fails with <see cref="TubeNodeUnavailableException"/>; the next
+    /// <see cref="GetClientAsync"/> then connects anew (or throws the same while no node is there).
     /// </summary>
     /// <param name="cancellationToken">Cancels a connection attempt.</param>
     /// <exception cref="TubeNodeUnavailableException">No node answers (<see cref="FaaSTubeErrorCode.NodeUnavailable"/>); a later call tries again.</exception>
