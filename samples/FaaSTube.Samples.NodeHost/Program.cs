@@ -1,41 +1,73 @@
-// A FaaSTube node as a process of its own: for function runtimes that do not embed the node.
+// A FaaSTube node as a process of its own, on the .NET Generic Host: for function runtimes that do
+// not embed the node. Settings come from appsettings.json, then FAASTUBE__NODE__... environment
+// variables, then the command line:
 //   dotnet run --project samples/FaaSTube.Samples.NodeHost -- [--socket PATH] [--backend auto|cuda|simulated] [--topology h100|dgx1|dgx-a100]
-// Runs until Ctrl+C (or SIGTERM); clients connect with TubeClient.ConnectAsync.
-using FaaSTube.Channels;
-using FaaSTube.Devices;
-using FaaSTube.Topology;
-using System.Runtime.InteropServices;
+//   dotnet run --project samples/FaaSTube.Samples.NodeHost -- --FaaSTube:Node:Pool:SlabBytes=134217728
+// Metrics and traces (the "FaaSTube" meter and activity source) go to the OpenTelemetry SDK: to the
+// OTLP exporter when OTEL_EXPORTER_OTLP_ENDPOINT (or FaaSTube:Telemetry:OtlpEndpoint, --otlp URL) is
+// set, else to the console.
+// Runs until Ctrl+C or SIGTERM, then stops the node gracefully (calls in flight finish, clients are
+// told, slabs freed, socket removed); clients connect with TubeClient.ConnectAsync or AddFaaSTubeClient.
+using FaaSTube;
+using FaaSTube.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
-var options = new TubeNodeOptions();
-for (int i = 0; i + 1 < args.Length; i += 2)
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
 {
-    switch (args[i])
+    Args = args,
+    ContentRootPath = AppContext.BaseDirectory, // appsettings.json beside the program, wherever it is started from
+});
+
+// The short switches of earlier versions map onto configuration keys (command line wins).
+builder.Configuration.AddCommandLine(args, new Dictionary<string, string>
+{
+    ["--socket"] = "FaaSTube:Node:SocketPath",
+    ["--backend"] = "FaaSTube:Node:Gpus:Backend",
+    ["--topology"] = "FaaSTube:Node:Gpus:SimulatedTopology",
+    ["--otlp"] = "FaaSTube:Telemetry:OtlpEndpoint",
+});
+builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+
+builder.Services.AddFaaSTubeNode();
+
+string? otlp = builder.Configuration["FaaSTube:Telemetry:OtlpEndpoint"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
+builder.Services.AddOpenTelemetry()
+    .ConfigureResource(r => r.AddService("faastube-node"))
+    .WithMetrics(metrics =>
     {
-        case "--socket": options.SocketPath = args[i + 1]; break;
-        case "--backend": options.Gpus.Backend = Enum.Parse<GpuBackend>(args[i + 1], ignoreCase: true); break;
-        case "--topology": options.Gpus.SimulatedTopology = GpuTopology.FromName(args[i + 1]); break;
-        default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
-    }
-}
+        metrics.AddMeter(Telemetry.Name);
+        if (otlp is not null)
+        {
+            metrics.AddOtlpExporter(o => o.Endpoint = new Uri(otlp));
+        }
+        else
+        {
+            metrics.AddConsoleExporter();
+        }
+    })
+    .WithTracing(tracing =>
+    {
+        tracing.AddSource(Telemetry.Name);
+        if (otlp is not null)
+        {
+            tracing.AddOtlpExporter(o => o.Endpoint = new Uri(otlp));
+        }
+        else
+        {
+            tracing.AddConsoleExporter();
+        }
+    });
 
-using var logging = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true));
-options.LoggerFactory = logging;
-options.Gpus.LoggerFactory = logging;
-await using var node = await TubeNode.StartAsync(options);
+using var host = builder.Build();
+await host.StartAsync();
+var node = host.Services.GetRequiredService<TubeNodeHostedService>().Node;
 Console.WriteLine($"FaaSTube node on {node.SocketPath}: {node.Gpus.Devices.Count} {node.Gpus.Backend} GPU(s). Ctrl+C to stop.");
-
-// SIGINT and SIGTERM stop the node in order (clients told, slabs freed, socket removed) before the
-// process exits: the default handling would exit as soon as the handlers return, leaving both behind.
-var stop = new TaskCompletionSource();
-void Stop(PosixSignalContext context)
-{
-    context.Cancel = true;
-    stop.TrySetResult();
-}
-
-using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-await stop.Task;
-Console.WriteLine("Stopping the node.");
+await host.WaitForShutdownAsync(); // SIGINT / SIGTERM: the host stops the node (TubeNode.StopAsync) before returning
+Console.WriteLine("Stopped the node.");
 return 0;

@@ -8,13 +8,13 @@ namespace FaaSTube.Native;
 /// A CUDA driver API or NVRTC call failed. Carries the result code, its name and description
 /// (from the driver when it is loaded) and the text of the failing call.
 /// </summary>
-public sealed class CudaException : Exception
+public sealed class CudaException : FaaSTubeException
 {
     /// <summary>Creates the exception for a failed call.</summary>
     /// <param name="result">The driver's result code.</param>
     /// <param name="call">The text of the failing call, as written at the call site.</param>
     public CudaException(CudaResult result, string call)
-        : base(FormatMessage(result, call))
+        : base(FaaSTubeErrorCode.CudaFailed, FormatMessage(result, call))
     {
         Result = result;
         Call = call;
@@ -22,7 +22,7 @@ public sealed class CudaException : Exception
     }
 
     internal CudaException(string errorName, int code, string description, string call)
-        : base($"{call} failed: {errorName} ({code}): {description}")
+        : base(FaaSTubeErrorCode.CudaFailed, $"{call} failed: {errorName} ({code}): {description}")
     {
         Result = (CudaResult)code;
         Call = call;

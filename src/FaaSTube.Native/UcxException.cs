@@ -9,13 +9,13 @@ namespace FaaSTube.Native;
 /// (e.g. <c>UCS_ERR_CONNECTION_RESET</c>), UCX's description (<c>ucs_status_string</c>, when
 /// libucs is loaded) and the text of the failing call.
 /// </summary>
-public sealed class UcxException : Exception
+public sealed class UcxException : FaaSTubeException
 {
     /// <summary>Creates the exception for a failed call or operation.</summary>
     /// <param name="status">The status UCX returned or completed the operation with.</param>
     /// <param name="call">The text of the failing call, or what the operation was.</param>
     public UcxException(UcsStatus status, string call)
-        : base(FormatMessage(status, call))
+        : base(FaaSTubeErrorCode.UcxFailed, FormatMessage(status, call))
     {
         Status = status;
         StatusName = NameOf(status);

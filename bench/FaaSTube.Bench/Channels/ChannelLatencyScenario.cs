@@ -59,9 +59,8 @@ internal static class ChannelLatencyScenario
         await using var node = await TubeNode.StartAsync(new TubeNodeOptions
         {
             SocketPath = nodeSocket,
-            TimeProvider = parked,
             Pool = new() { SlabBytes = Math.Max(256L << 20, 2 * bytes) },
-        });
+        }, loggerFactory: null, timeProvider: parked);
         var backend = node.Gpus.Backend;
         var device = node.Gpus.Devices[0];
 

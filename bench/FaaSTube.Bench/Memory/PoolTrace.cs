@@ -99,9 +99,8 @@ internal static class PoolTrace
             FloorBytes = 0,
             TrimInterval = null,
             ProactiveRestore = false,
-            TimeProvider = clock,
             MinIdleTime = TimeSpan.FromSeconds(10),
-        });
+        }, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock));
 
         var releases = new PriorityQueue<PoolBlock, TimeSpan>();
         var samples = new List<Sample>();

@@ -48,7 +48,7 @@ internal sealed class FramedSession
     {
         using var stopping = stop.Register(static s => ((NodeSession)s!).Abort(), _session);
         var ended = _session.Ended;
-        var options = _session.Node.Options;
+        var options = _session.Node.Settings;
         try
         {
             if (refusal is not null)
@@ -144,7 +144,7 @@ internal sealed class FramedSession
     /// <summary>Hello within the timeout, with exactly one descriptor: the window. False when the session must end.</summary>
     private async Task<bool> HandshakeAsync(CancellationToken ended)
     {
-        var timeoutAfter = _session.Node.Options.HelloTimeout;
+        var timeoutAfter = _session.Node.Settings.HelloTimeout;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ended);
         timeout.CancelAfter(timeoutAfter);
         HelloFrame? hello;
@@ -199,8 +199,8 @@ internal sealed class FramedSession
         if (_ring is { } ring)
         {
             // At most one answer per request slot waits (each request keeps its slot until its answer is in the ring), and the node's pushes.
-            _ringReplies = new ControlRingSender(ring, _session.Node.Options.StalledClientTimeout, 2 * _session.Node.Options.MaxRequestsInFlight, _ => _session.Abort());
-            _ringRequests = new ControlRingReceiver(ring, _session.Node.Options.MaxFrameBytes, OnRingRequest, OnRingEnd, name: $"faastube-session-{_session.Id}");
+            _ringReplies = new ControlRingSender(ring, _session.Node.Settings.StalledClientTimeout, 2 * _session.Node.Settings.MaxRequestsInFlight, _ => _session.Abort());
+            _ringRequests = new ControlRingReceiver(ring, _session.Node.Settings.MaxFrameBytes, OnRingRequest, OnRingEnd, name: $"faastube-session-{_session.Id}");
         }
 
         await _writer.SendAsync(FrameType.Ok, hello.RequestId, Payload.Writer(ok).Memory, CancellationToken.None).ConfigureAwait(false);

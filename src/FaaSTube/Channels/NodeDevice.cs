@@ -1,21 +1,23 @@
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
 using FaaSTube.Memory;
 using FaaSTube.Transfers;
 
 namespace FaaSTube.Channels;
 
-/// <summary>What the node runs on one GPU: its elastic pool and its host transfer engine.</summary>
-internal sealed class NodeDevice : IDisposable
+/// <summary>What the node runs on one GPU: its elastic pool and its host transfer engine, with the node's services.</summary>
+internal sealed class NodeDevice : IAsyncDisposable
 {
     /// <param name="device">The GPU.</param>
     /// <param name="pool">The pool's options.</param>
     /// <param name="transfers">The engine's options.</param>
     /// <param name="router">The node's router: the engine's host lane reports to it, so harvesting never borrows a busy lane.</param>
-    public NodeDevice(GpuDevice device, GpuPoolOptions pool, TransferEngineOptions transfers, PathRouter router)
+    /// <param name="services">The node's logger factory, meter factory and clock.</param>
+    public NodeDevice(GpuDevice device, GpuPoolOptions pool, TransferEngineOptions transfers, PathRouter router, FaaSTubeServices services)
     {
         Device = device;
-        Pool = new GpuMemoryPool(device, pool);
-        Engine = new TransferEngine(device, transfers, router);
+        Pool = new GpuMemoryPool(device, pool, services);
+        Engine = new TransferEngine(device, transfers, router, services);
     }
 
     public GpuDevice Device { get; }
@@ -24,9 +26,9 @@ internal sealed class NodeDevice : IDisposable
 
     public TransferEngine Engine { get; }
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
-        Engine.Dispose();
-        Pool.Dispose();
+        await Engine.DisposeAsync().ConfigureAwait(false);
+        await Pool.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -156,7 +156,7 @@ internal sealed partial class NodeSession
     /// </summary>
     private async Task<PoolBlock> AllocateInTurnAsync(GpuMemoryPool pool, long length, BlockOptions options)
     {
-        var patience = _node.Options.Pool.AllocationTimeout;
+        var patience = _node.Settings.Pool.AllocationTimeout;
         if (!await _allocating.WaitAsync(patience > TimeSpan.Zero ? patience : Timeout.InfiniteTimeSpan, _ended.Token).ConfigureAwait(false))
         {
             throw new TubeException(TubeError.OutOfMemory, $"This client's earlier allocations still wait for memory after {patience.TotalSeconds:0.###} s.");
@@ -185,9 +185,9 @@ internal sealed partial class NodeSession
 
         CheckPart(offset, length, entry.Length, windowOffset, window.Length);
 
-        if (sloTicks < 0 || sloTicks > _node.Options.MaxTtl.Ticks)
+        if (sloTicks < 0 || sloTicks > _node.Settings.MaxTtl.Ticks)
         {
-            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks: it must be 0 (none) up to {_node.Options.MaxTtl}.");
+            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks: it must be 0 (none) up to {_node.Settings.MaxTtl}.");
         }
 
         using var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
@@ -257,13 +257,13 @@ internal sealed partial class NodeSession
             throw new TubeException(TubeError.BadRequest, "Data needs at least one consumer (or KeepUntilDeleted).");
         }
 
-        var maxTtl = _node.Options.MaxTtl;
+        var maxTtl = _node.Settings.MaxTtl;
         if (ttlTicks < 0 || ttlTicks > maxTtl.Ticks)
         {
             throw new TubeException(TubeError.BadRequest, $"A TTL of {ttlTicks} ticks: it must be 0 (the default) up to {maxTtl}.");
         }
 
-        var expiresAt = _node.Now + (ttlTicks > 0 ? TimeSpan.FromTicks(ttlTicks) : _node.Options.DefaultTtl);
+        var expiresAt = _node.Now + (ttlTicks > 0 ? TimeSpan.FromTicks(ttlTicks) : _node.Settings.DefaultTtl);
         var entry = _node.Directory.Find(_workflow, id, Id);
         lock (entry.Sync)
         {
@@ -319,7 +319,7 @@ internal sealed partial class NodeSession
         }
 
         var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
-        wait = wait < _node.Options.MaxPublishWait ? wait : _node.Options.MaxPublishWait;
+        wait = wait < _node.Settings.MaxPublishWait ? wait : _node.Settings.MaxPublishWait;
         var entry = _node.Directory.TryFind(_workflow, id) is { Committed: false, Removed: false } && wait > TimeSpan.Zero
             ? await WaitForPublishAsync(id, wait).ConfigureAwait(false)
             : _node.Directory.Find(_workflow, id);
@@ -568,9 +568,9 @@ internal sealed partial class NodeSession
             held = _heldCount;
         }
 
-        if (held + Volatile.Read(ref _unfinishedPuts) >= _node.Options.MaxHeldPerSession)
+        if (held + Volatile.Read(ref _unfinishedPuts) >= _node.Settings.MaxHeldPerSession)
         {
-            throw new TubeException(TubeError.BadRequest, $"This client holds {_node.Options.MaxHeldPerSession} leases and unfinished Puts, the most the node allows one connection; release some first.");
+            throw new TubeException(TubeError.BadRequest, $"This client holds {_node.Settings.MaxHeldPerSession} leases and unfinished Puts, the most the node allows one connection; release some first.");
         }
     }
 

@@ -39,8 +39,8 @@ internal sealed partial class NodeSession
         Pid = pid;
         _uid = uid;
         _inProcess = inProcess;
-        _slots = new SemaphoreSlim(node.Options.MaxRequestsInFlight, node.Options.MaxRequestsInFlight);
-        _waits = new SemaphoreSlim(node.Options.MaxRequestsInFlight, node.Options.MaxRequestsInFlight);
+        _slots = new SemaphoreSlim(node.Settings.MaxRequestsInFlight, node.Settings.MaxRequestsInFlight);
+        _waits = new SemaphoreSlim(node.Settings.MaxRequestsInFlight, node.Settings.MaxRequestsInFlight);
     }
 
     public long Id { get; }
@@ -84,9 +84,9 @@ internal sealed partial class NodeSession
                 throw new TubeException(TubeError.AccessDenied, $"User {_uid} may not use workflow '{_workflow}'.");
             }
 
-            if (windowBytes > _node.Options.MaxWindowBytes)
+            if (windowBytes > _node.Settings.MaxWindowBytes)
             {
-                throw new TubeException(TubeError.BadRequest, $"A window of {windowBytes} bytes is over the node's limit of {_node.Options.MaxWindowBytes}.");
+                throw new TubeException(TubeError.BadRequest, $"A window of {windowBytes} bytes is over the node's limit of {_node.Settings.MaxWindowBytes}.");
             }
 
             if (descriptors.Any(d => d.IsInvalid))
@@ -143,12 +143,12 @@ internal sealed partial class NodeSession
 
         await _ended.CancelAsync().ConfigureAwait(false);
         await closeTransport().ConfigureAwait(false);
-        for (int i = 0; i < _node.Options.MaxRequestsInFlight; i++)
+        for (int i = 0; i < _node.Settings.MaxRequestsInFlight; i++)
         {
             await _waits.WaitAsync(CancellationToken.None).ConfigureAwait(false); // Gets waiting for a publish first: each takes a request slot again as it ends
         }
 
-        for (int i = 0; i < _node.Options.MaxRequestsInFlight; i++)
+        for (int i = 0; i < _node.Settings.MaxRequestsInFlight; i++)
         {
             await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         }
@@ -161,6 +161,39 @@ internal sealed partial class NodeSession
         {
             _node.InternalError("the session's cleanup", Id, e);
         }
+    }
+
+    /// <summary>
+    /// A graceful end: takes every request slot (so no new request starts, and each running one has
+    /// finished and answered), until <paramref name="cancellationToken"/> fires; then ends the session
+    /// (<see cref="Abort"/>) and gives the slots back for <see cref="EndAsync"/>. Completes once it is cleaned up.
+    /// </summary>
+    public async Task DrainAsync(CancellationToken cancellationToken)
+    {
+        int taken = 0;
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _ended.Token); // a session that ends on its own needs its slots back for EndAsync
+        try
+        {
+            for (; taken < _node.Settings.MaxRequestsInFlight; taken++)
+            {
+                await _slots.WaitAsync(patience.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // out of patience: what still runs is cancelled with the session
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        Abort();
+        if (taken > 0)
+        {
+            _slots.Release(taken);
+        }
+
+        await Completion.ConfigureAwait(false);
     }
 
     /// <summary>Ends the connection from the node's side; <see cref="Completion"/> completes once it is cleaned up.</summary>

@@ -5,12 +5,13 @@ using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
 
 namespace FaaSTube.Channels;
 
 /// <summary>
 /// A function's connection to the node: Put / Allocate / Publish / Get / Release. Over the node's
-/// Unix socket (<see cref="ConnectAsync"/>) or directly in the node's own process
+/// Unix socket (<see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/>) or directly in the node's own process
 /// (<see cref="ConnectInProcessAsync"/>), with the same API and semantics. Thread-safe; many calls
 /// may be in flight. If the node dies, every pending and later call throws
 /// <see cref="TubeNodeUnavailableException"/>.
@@ -29,15 +30,23 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
     private INodeConnection? _connection;
 
-    private TubeClient(TubeClientOptions options, ClientWindow window, TubeNode? node)
+    /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/> opens them).</summary>
+    private TubeClient(TubeClientOptions options, ClientWindow window, GpuSystem gpus, TubeNode? node, FaaSTubeServices services)
     {
+        Services = services;
         _options = options;
         _window = window;
         _inProcessNode = node;
         _mappings = new ClientMappings(SlabClosedAsync);
         _ownsGpus = node is null;
-        Gpus = node?.Gpus ?? GpuSystem.Open(options.Gpus);
+        Gpus = gpus;
     }
+
+    /// <summary>The logger factory, meter factory and clock the client runs with (from the container with <c>AddFaaSTubeClient</c>).</summary>
+    internal FaaSTubeServices Services { get; }
+
+    /// <summary>True while the connection to the node stands (false once the node went away or the client was disposed).</summary>
+    public bool IsConnected => _connection is { IsLost: false };
 
     /// <summary>
     /// A Publish or Release failed on the node after the call that sent it had returned (they go one
@@ -66,7 +75,10 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <param name="options">Workflow, function, socket.</param>
     /// <param name="cancellationToken">Cancels the connection attempt.</param>
     /// <exception cref="TubeNodeUnavailableException">No node answers there.</exception>
-    public static async Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default)
+    public static Task<TubeClient> ConnectAsync(TubeClientOptions options, CancellationToken cancellationToken = default) =>
+        ConnectAsync(options, FaaSTubeServices.Default, cancellationToken);
+
+    internal static async Task<TubeClient> ConnectAsync(TubeClientOptions options, FaaSTubeServices services, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -98,7 +110,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         try
         {
             ring = options.ControlRingBytes > 0 ? ControlRing.Create(options.ControlRingBytes) : null;
-            client = new TubeClient(options, window, null);
+            client = new TubeClient(options, window, GpuSystem.Open(options.Gpus, services), null, services);
         }
         catch
         {
@@ -123,7 +135,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var window = new ClientWindow(options.WindowBytes);
-        var client = new TubeClient(options, window, node);
+        var client = new TubeClient(options, window, node.Gpus, node, node.Services);
         return await client.StartAsync(() =>
         {
             var (session, ok) = node.OpenInProcess(window.Duplicate(), client.NewHello());
@@ -239,8 +251,8 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Not used: the release is already on its way when a wait could start.</param>
-    public async Task ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        await PostReleaseAsync(id).ConfigureAwait(false); // one way: an earlier refusal does not stop it (it would leak the lease)
+    public ValueTask ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
+        PostReleaseAsync(id); // one way, usually done at once (a ValueTask: docs/architecture.md); an earlier refusal does not stop it (it would leak the lease)
 
     /// <summary>
     /// Waits until the node has applied every Publish and Release this client sent before, and throws

@@ -1,6 +1,6 @@
 namespace FaaSTube.Channels;
 
-/// <summary>Why the node refused a call.</summary>
+/// <summary>Why the node refused a call: the code on the wire (the same numbers as <see cref="FaaSTubeErrorCode"/>).</summary>
 public enum TubeError : ushort
 {
     /// <summary>No such id in this workflow (or it expired, or all its consumers are done).</summary>
@@ -31,14 +31,14 @@ public enum TubeError : ushort
     TooLarge = 9,
 }
 
-/// <summary>The node refused or failed a call; the connection stays usable unless the error says otherwise.</summary>
-public class TubeException : Exception
+/// <summary>The node refused or failed a call (<see cref="FaaSTubeException.Code"/> is <see cref="Error"/>); the connection stays usable unless the error says otherwise.</summary>
+public class TubeException : FaaSTubeException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="error">Why.</param>
     /// <param name="message">The node's explanation.</param>
     public TubeException(TubeError error, string message)
-        : base($"{error}: {message}")
+        : base((FaaSTubeErrorCode)error, $"{error}: {message}")
     {
         Error = error;
         Reason = message;
@@ -49,7 +49,7 @@ public class TubeException : Exception
     /// <param name="message">The explanation.</param>
     /// <param name="inner">The cause.</param>
     public TubeException(TubeError error, string message, Exception inner)
-        : base($"{error}: {message}", inner)
+        : base((FaaSTubeErrorCode)error, $"{error}: {message}", inner)
     {
         Error = error;
         Reason = message;
@@ -62,14 +62,14 @@ public class TubeException : Exception
     internal string Reason { get; }
 }
 
-/// <summary>The node is gone (it exited, crashed, or closed the connection): this and every pending and later call fail with it.</summary>
-public sealed class TubeNodeUnavailableException : Exception
+/// <summary>No node is there (none answers, or it exited, crashed, or closed the connection; <see cref="FaaSTubeErrorCode.NodeUnavailable"/>): this and every pending and later call of the client fail with it.</summary>
+public sealed class TubeNodeUnavailableException : FaaSTubeException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="message">What was seen.</param>
     /// <param name="inner">The transport's error, if any.</param>
     public TubeNodeUnavailableException(string message, Exception? inner = null)
-        : base(message, inner)
+        : base(FaaSTubeErrorCode.NodeUnavailable, message, inner)
     {
     }
 }

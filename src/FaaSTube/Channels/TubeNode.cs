@@ -1,16 +1,17 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
 using FaaSTube.Memory;
 using FaaSTube.Native;
 using FaaSTube.Transfers;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels;
@@ -26,7 +27,8 @@ public sealed partial class TubeNode : IAsyncDisposable
     private readonly ConcurrentDictionary<long, NodeSession> _sessions = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ILogger _logger;
-    private readonly ITimer? _sweeper;
+    private readonly FaaSTubeServices _services;
+    private ITimer? _sweeper;
     private readonly long _start;
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
@@ -36,37 +38,64 @@ public sealed partial class TubeNode : IAsyncDisposable
     private int _peakRunning;
     private int _disposed;
 
-    private TubeNode(TubeNodeOptions options)
+    /// <summary>
+    /// Builds the node's parts in memory around GPUs already open: no file, socket, timer or thread
+    /// is touched here (<see cref="StartCoreAsync"/> does that, after).
+    /// </summary>
+    private TubeNode(TubeNodeOptions settings, GpuSystem gpus, FaaSTubeServices services)
     {
-        options.Validate();
-        Options = options;
-        _options = options;
-        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TubeNode>();
-        Gpus = GpuSystem.Open(options.Gpus);
+        _options = settings;
+        _services = services;
+        _logger = services.Logger<TubeNode>();
+        Gpus = gpus;
         Router = new PathRouter(Gpus.Topology);
-        Devices = Gpus.Devices.Select(d => new NodeDevice(d, options.Pool, options.Transfers, Router)).ToArray();
+        var devices = new List<NodeDevice>();
+        try
+        {
+            foreach (var device in Gpus.Devices)
+            {
+                devices.Add(new NodeDevice(device, settings.Pool, settings.Transfers, Router, services));
+            }
+        }
+        catch
+        {
+            foreach (var device in devices)
+            {
+                device.Engine.Dispose(); // nothing ran on it yet: its lanes stop at once
+                device.Pool.Dispose();
+            }
+
+            throw;
+        }
+
+        Devices = devices.ToArray();
         Copier = new MultiPathCopier(Gpus, Router, relays: Devices.Select(d => new PoolRelayBuffers(d.Pool)).ToArray(), hostLanes: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {
             device.Pool.SlabRetiring += (_, e) => OnSlabRetiring(device.Device.Ordinal, e);
         }
 
-        Directory = new DataDirectory(options.TimeProvider);
-        _start = options.TimeProvider.GetTimestamp();
-        if (options.SweepInterval is { } interval)
-        {
-            _sweeper = options.TimeProvider.CreateTimer(_ => SweepQuietly(), null, interval, interval);
-        }
+        Directory = new DataDirectory(services.TimeProvider);
+        _start = services.TimeProvider.GetTimestamp();
     }
 
-    /// <summary>The node's settings.</summary>
-    public TubeNodeOptions Options { get; }
+    /// <summary>
+    /// The settings the node started with: a copy on each read. The node took its own copy at start
+    /// and runs with it to the end; changing this object, or the one given to <see cref="StartAsync(TubeNodeOptions?, CancellationToken)"/>, has no effect.
+    /// </summary>
+    public TubeNodeOptions Options => _options.Snapshot();
+
+    /// <summary>The node's own copy of its settings (read inside the library; never handed out).</summary>
+    internal TubeNodeOptions Settings => _options;
+
+    /// <summary>The shared services the node and its parts run with (logging, metrics, clock).</summary>
+    internal FaaSTubeServices Services => _services;
 
     /// <summary>The GPUs the node owns.</summary>
     public GpuSystem Gpus { get; }
 
     /// <summary>The socket clients connect to (null: in-process only).</summary>
-    public string? SocketPath => _listener is null ? null : Options.SocketPath;
+    public string? SocketPath => _listener is null ? null : _options.SocketPath;
 
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
@@ -78,7 +107,7 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     internal MultiPathCopier Copier { get; }
 
-    internal TimeSpan Now => Options.TimeProvider.GetElapsedTime(_start);
+    internal TimeSpan Now => _services.TimeProvider.GetElapsedTime(_start);
 
     /// <summary>The pool of a GPU (for statistics).</summary>
     /// <param name="device">The GPU's ordinal.</param>
@@ -88,26 +117,65 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// Starts a node: opens the GPUs, and listens on <see cref="TubeNodeOptions.SocketPath"/> (owner-only).
     /// A socket file left by a dead node is removed; one that a live node answers on is not.
     /// </summary>
-    /// <param name="options">Settings; null for the defaults.</param>
+    /// <param name="options">Settings (the node takes a copy: later changes have no effect); null for the defaults.</param>
     /// <param name="cancellationToken">Cancels the start.</param>
     /// <exception cref="InvalidOperationException">Another node is live on the socket.</exception>
-    public static async Task<TubeNode> StartAsync(TubeNodeOptions? options = null, CancellationToken cancellationToken = default)
+    /// <exception cref="ArgumentException">An option is out of range (its name is the exception's parameter name).</exception>
+    public static Task<TubeNode> StartAsync(TubeNodeOptions? options = null, CancellationToken cancellationToken = default) =>
+        StartAsync(options, FaaSTubeServices.Default, cancellationToken);
+
+    /// <summary>
+    /// Starts a node as <see cref="StartAsync(TubeNodeOptions?, CancellationToken)"/> does, with the services every part of
+    /// it uses (the node, its GPUs, pools and transfer engines): what <c>AddFaaSTubeNode</c> passes from dependency injection.
+    /// </summary>
+    /// <param name="options">Settings (the node takes a copy); null for the defaults.</param>
+    /// <param name="loggerFactory">Where the node and its parts log; null: nowhere.</param>
+    /// <param name="timeProvider">The clock of TTLs, deadlines, pool windows and timers; null: the system's.</param>
+    /// <param name="meterFactory">Where the node's instruments are created; null: the library's own meter.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public static Task<TubeNode> StartAsync(TubeNodeOptions? options, ILoggerFactory? loggerFactory, TimeProvider? timeProvider = null, IMeterFactory? meterFactory = null, CancellationToken cancellationToken = default) =>
+        StartAsync(options, FaaSTubeServices.From(loggerFactory, meterFactory, timeProvider), cancellationToken);
+
+    internal static async Task<TubeNode> StartAsync(TubeNodeOptions? options, FaaSTubeServices services, CancellationToken cancellationToken)
     {
-        options ??= new TubeNodeOptions();
-        var node = new TubeNode(options);
+        var settings = (options ?? new TubeNodeOptions()).Snapshot();
+        settings.ValidateAll();
+        cancellationToken.ThrowIfCancellationRequested();
+        var gpus = GpuSystem.Open(settings.Gpus, services);
+        TubeNode node;
         try
         {
-            if (options.SocketPath is { } path)
-            {
-                await node.ListenAsync(path, cancellationToken).ConfigureAwait(false);
-            }
+            node = new TubeNode(settings, gpus, services);
+        }
+        catch
+        {
+            gpus.Dispose();
+            throw;
+        }
 
+        try
+        {
+            await node.StartCoreAsync(cancellationToken).ConfigureAwait(false);
             return node;
         }
         catch
         {
             await node.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>What starting does beyond building: start the TTL sweep, listen (opening a simulated GpuSystem already swept memory that dead processes left).</summary>
+    private async Task StartCoreAsync(CancellationToken cancellationToken)
+    {
+        if (_options.SweepInterval is { } interval)
+        {
+            _sweeper = _services.TimeProvider.CreateTimer(_ => SweepQuietly(), null, interval, interval);
+        }
+
+        if (_options.SocketPath is { } path)
+        {
+            await ListenAsync(path, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -132,7 +200,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         listener.Bind(new UnixDomainSocketEndPoint(path));
         if (!OperatingSystem.IsWindows())
         {
-            File.SetUnixFileMode(path, Options.SocketAccess);
+            File.SetUnixFileMode(path, _options.SocketAccess);
         }
 
         listener.Listen(128);
@@ -206,14 +274,14 @@ public sealed partial class TubeNode : IAsyncDisposable
     private void Accept(Socket socket)
     {
         var (pid, uid) = UnixRights.PeerCredentials(socket);
-        var allowed = Options.AllowedUids ?? [Interop.Libc.getuid()];
+        var allowed = _options.AllowedUids ?? [Interop.Libc.getuid()];
         string? refusal = !allowed.Contains(uid)
             ? $"User {uid} may not use this node."
-            : _sessions.Values.Count(s => s.Uid == uid) >= Options.MaxSessionsPerUser
-                ? $"User {uid} has {Options.MaxSessionsPerUser} connections open, the most the node allows."
+            : _sessions.Values.Count(s => s.Uid == uid) >= _options.MaxSessionsPerUser
+                ? $"User {uid} has {_options.MaxSessionsPerUser} connections open, the most the node allows."
                 : null;
         var stream = new NetworkStream(socket, ownsSocket: true);
-        int maxFrame = Options.MaxFrameBytes;
+        int maxFrame = _options.MaxFrameBytes;
         var session = NewSession(pid, uid, inProcess: false);
         new FramedSession(session, PipeReader.Create(stream), PipeWriter.Create(stream), async ct => ToHello(await UnixRights.ReceiveAsync(socket, maxFrame, ct).ConfigureAwait(false)), stream)
             .Start(refusal, _stop.Token);
@@ -309,7 +377,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Takes one of the <see cref="TubeNodeOptions.MaxRingSessions"/> (false when all are taken).</summary>
     internal bool TryTakeRingSession()
     {
-        if (Interlocked.Increment(ref _ringSessions) <= Options.MaxRingSessions)
+        if (Interlocked.Increment(ref _ringSessions) <= _options.MaxRingSessions)
         {
             return true;
         }
@@ -341,7 +409,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// the node's memory anyway), and any other user may name none.
     /// </summary>
     internal bool MayUseWorkflow(int pid, uint uid, string workflow) =>
-        Options.AuthorizeWorkflow is { } authorize ? authorize(new TubeClientCredentials(pid, uid), workflow) : uid == Interop.Libc.getuid();
+        _options.AuthorizeWorkflow is { } authorize ? authorize(new TubeClientCredentials(pid, uid), workflow) : uid == Interop.Libc.getuid();
 
     /// <summary>What a client is told when the pool had no room: its request, never other tenants' figures (those go to the log).</summary>
     internal string OutOfMemory(string operation, long session, PoolException exception)
@@ -419,7 +487,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         {
             try
             {
-                await Task.Delay(Options.SlabCloseTimeout, _stop.Token).ConfigureAwait(false);
+                await Task.Delay(_options.SlabCloseTimeout, _stop.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -437,9 +505,50 @@ public sealed partial class TubeNode : IAsyncDisposable
             }
         }
 
-        LogSlabNotClosed(_logger, session.Id, session.Pid, slab, device, Options.SlabCloseTimeout.TotalSeconds);
+        LogSlabNotClosed(_logger, session.Id, session.Pid, slab, device, _options.SlabCloseTimeout.TotalSeconds);
         session.Abort();
     }
+
+    /// <summary>
+    /// Stops gracefully: stops listening (new clients get <see cref="TubeNodeUnavailableException"/>),
+    /// lets the calls in flight finish and answer, until <paramref name="cancellationToken"/> fires
+    /// (a host's shutdown timeout), then disconnects every client and frees the GPUs as
+    /// <see cref="DisposeAsync"/> does. A call here is one request: each request already running finishes
+    /// and is answered; one not started yet (still waiting for a request slot), and the next request of a
+    /// client operation of several (a Put or a Get to host in parts) that is midway, fail with
+    /// <see cref="TubeNodeUnavailableException"/>. Gets that wait for data not yet published are not waited for.
+    /// </summary>
+    /// <param name="cancellationToken">Ends the wait for calls in flight (the node is disposed anyway).</param>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        StopListening();
+        var sessions = _sessions.Values.ToArray();
+        LogDraining(_logger, sessions.Length);
+        await Task.WhenAll(sessions.Select(s => s.DrainAsync(cancellationToken))).ConfigureAwait(false);
+        await DisposeAsync().ConfigureAwait(false);
+    }
+
+    private void StopListening()
+    {
+        if (Interlocked.Exchange(ref _listening, 0) == 0)
+        {
+            return;
+        }
+
+        _sweeper?.Dispose();
+        _listener?.Dispose();
+        if (_listener is not null && _options.SocketPath is { } path)
+        {
+            File.Delete(path);
+        }
+    }
+
+    private int _listening = 1;
 
     /// <summary>Stops listening, disconnects every client (their calls fail with <see cref="TubeNodeUnavailableException"/>), frees the GPUs.</summary>
     public async ValueTask DisposeAsync()
@@ -450,13 +559,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
 
         _stop.Cancel();
-        _sweeper?.Dispose();
-        _listener?.Dispose();
-        if (_listener is not null && Options.SocketPath is { } path)
-        {
-            File.Delete(path);
-        }
-
+        StopListening();
         await _acceptLoop.ConfigureAwait(false);
         foreach (var session in _sessions.Values)
         {
@@ -471,11 +574,18 @@ public sealed partial class TubeNode : IAsyncDisposable
         Copier.Dispose();
         foreach (var device in Devices)
         {
-            device.Dispose();
+            await device.DisposeAsync().ConfigureAwait(false);
         }
 
         Gpus.Dispose();
+        LogStopped(_logger);
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "FaaSTube node stopping: no new connections; letting the calls in flight of {Sessions} session(s) finish")]
+    private static partial void LogDraining(ILogger logger, int sessions);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "FaaSTube node stopped")]
+    private static partial void LogStopped(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "FaaSTube node listening on {Path} ({Backend}, {Count} GPU(s))")]
     private static partial void LogListening(ILogger logger, string path, GpuBackend backend, int count);

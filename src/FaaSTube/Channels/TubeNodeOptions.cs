@@ -1,11 +1,15 @@
 using FaaSTube.Devices;
 using FaaSTube.Memory;
 using FaaSTube.Transfers;
-using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Channels;
 
-/// <summary>How a <see cref="TubeNode"/> runs.</summary>
+/// <summary>
+/// How a <see cref="TubeNode"/> runs. Bound from the <c>FaaSTube:Node</c> configuration section by
+/// <c>AddFaaSTubeNode</c> (the nested <see cref="Gpus"/>, <see cref="Pool"/> and <see cref="Transfers"/>
+/// as <c>FaaSTube:Node:Pool:SlabBytes</c> and so on). The node takes a copy when it starts and runs
+/// with that copy to the end: changing this object afterwards has no effect on it.
+/// </summary>
 public sealed class TubeNodeOptions
 {
     /// <summary>The Unix socket clients connect to (default <see cref="DefaultSocketPath"/>); null: in-process clients only.</summary>
@@ -81,11 +85,44 @@ public sealed class TubeNodeOptions
     /// <summary>How long the node waits for a client to take its answers off its control ring when the ring is full (default 5 s); then the session is ended.</summary>
     public TimeSpan StalledClientTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>The clock of TTLs (default: the system's).</summary>
-    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+    /// <summary>
+    /// A deep copy, taken when the node starts (nested options included; <see cref="AllowedUids"/> copied
+    /// to an array): the node reads only its copy, so later changes to this object have no effect.
+    /// </summary>
+    internal TubeNodeOptions Snapshot()
+    {
+        var copy = (TubeNodeOptions)MemberwiseClone();
+        copy.Gpus = (Gpus ?? throw new ArgumentNullException(nameof(Gpus))).Clone();
+        copy.Pool = (Pool ?? throw new ArgumentNullException(nameof(Pool))).Clone();
+        copy.Transfers = (Transfers ?? throw new ArgumentNullException(nameof(Transfers))).Clone();
+        copy.AllowedUids = AllowedUids?.ToArray();
+        return copy;
+    }
 
-    /// <summary>Where the node logs.</summary>
-    public ILoggerFactory? LoggerFactory { get; set; }
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming the first option out of range, nested ones by
+    /// their path (<c>Pool:SlabBytes</c>): what the node checks at start, and what
+    /// <c>AddFaaSTubeNode</c>'s validation reports with the section's name in front.
+    /// </summary>
+    internal void ValidateAll()
+    {
+        Validate();
+        ArgumentNullException.ThrowIfNull(Gpus);
+        Nested(nameof(Pool), () => (Pool ?? throw new ArgumentNullException(nameof(Pool))).Validate());
+        Nested(nameof(Transfers), () => (Transfers ?? throw new ArgumentNullException(nameof(Transfers))).Validate());
+    }
+
+    private static void Nested(string name, Action validate)
+    {
+        try
+        {
+            validate();
+        }
+        catch (ArgumentException e) when (e.ParamName is { } inner && !inner.Contains(':', StringComparison.Ordinal))
+        {
+            throw new ArgumentOutOfRangeException($"{name}:{inner}", e.Message.Replace($" (Parameter '{inner}')", "", StringComparison.Ordinal));
+        }
+    }
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
     internal void Validate()
@@ -105,7 +142,6 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
-        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
     }
 }
 

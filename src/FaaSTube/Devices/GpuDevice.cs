@@ -3,7 +3,7 @@ namespace FaaSTube.Devices;
 
 /// <summary>
 /// One GPU: memory, streams, IPC export/import of allocations and peer access. Made by
-/// <see cref="GpuSystem.Open"/>; the same contract holds on CUDA and on the simulated GPU.
+/// <see cref="GpuSystem.Open(GpuSystemOptions?)"/>; the same contract holds on CUDA and on the simulated GPU.
 /// Disposing the device stops new work on it; buffers and streams made from it stay valid until
 /// they are disposed themselves (they keep the device's context alive).
 /// </summary>

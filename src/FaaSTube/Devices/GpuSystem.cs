@@ -4,7 +4,7 @@ using FaaSTube.Native;
 using FaaSTube.Platform;
 using FaaSTube.Topology;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
+using FaaSTube.Hosting;
 
 namespace FaaSTube.Devices;
 
@@ -46,10 +46,18 @@ public sealed partial class GpuSystem : IDisposable
     /// </summary>
     /// <param name="options">Backend and simulation settings; null for the defaults.</param>
     /// <exception cref="PlatformNotSupportedException">CUDA was asked for and is not available (the reason is in the message).</exception>
-    public static GpuSystem Open(GpuSystemOptions? options = null)
+    public static GpuSystem Open(GpuSystemOptions? options = null) => Open(options, FaaSTubeServices.Default);
+
+    /// <inheritdoc cref="Open(GpuSystemOptions?)"/>
+    /// <param name="options">Backend and simulation settings; null for the defaults.</param>
+    /// <param name="loggerFactory">Where the backend choice and device events are logged.</param>
+    public static GpuSystem Open(GpuSystemOptions? options, ILoggerFactory? loggerFactory) =>
+        Open(options, FaaSTubeServices.From(loggerFactory, null, null));
+
+    internal static GpuSystem Open(GpuSystemOptions? options, FaaSTubeServices services)
     {
         options ??= new GpuSystemOptions();
-        var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<GpuSystem>();
+        var logger = services.Logger<GpuSystem>();
         var (backend, reason) = Choose(options.Backend, Environment.GetEnvironmentVariable(GpuSystemOptions.BackendVariable));
         GpuSystem system = backend == GpuBackend.Cuda ? OpenCuda(options, reason) : OpenSimulated(options, reason);
         LogOpened(logger, system.Backend, system.Devices.Count, system.Topology.Name, reason);

@@ -1,9 +1,8 @@
 using FaaSTube.Topology;
-using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Devices;
 
-/// <summary>How <see cref="GpuSystem.Open"/> picks and configures the backend.</summary>
+/// <summary>How <see cref="GpuSystem.Open(GpuSystemOptions?)"/> picks and configures the backend.</summary>
 public sealed class GpuSystemOptions
 {
     /// <summary>The environment variable that overrides <see cref="GpuBackend.Auto"/>: <c>cuda</c>, <c>simulated</c> or <c>auto</c>.</summary>
@@ -39,6 +38,6 @@ public sealed class GpuSystemOptions
     /// <summary>Copies longer than this are cut into chunks, with cancellation checked between chunks (default 64 MiB).</summary>
     public long CopyChunkBytes { get; set; } = 64L << 20;
 
-    /// <summary>Where the backend choice and device events are logged.</summary>
-    public ILoggerFactory? LoggerFactory { get; set; }
+    /// <summary>A copy (what a node keeps from the moment it starts: later changes to this object do not reach it).</summary>
+    internal GpuSystemOptions Clone() => (GpuSystemOptions)MemberwiseClone();
 }

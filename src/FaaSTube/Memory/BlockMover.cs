@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using FaaSTube.Devices;
 
 namespace FaaSTube.Memory;
@@ -41,6 +42,8 @@ internal sealed class BlockMover : IDisposable
     private readonly PoolCounters _counters;
     private readonly Func<TimeSpan> _now;
     private readonly Action _ended;
+    private readonly ILogger _logger;
+    private readonly int _device;
     private int _inFlight;
     private int _stopped;
 
@@ -49,8 +52,11 @@ internal sealed class BlockMover : IDisposable
     /// <param name="counters">Where finished moves are counted.</param>
     /// <param name="now">The pool's clock (a slab's empty-since time).</param>
     /// <param name="ended">Called after each move, finished or failed (the pool wakes its waiters).</param>
-    public BlockMover(GpuDevice device, SpillStore spill, PoolCounters counters, Func<TimeSpan> now, Action ended)
+    /// <param name="logger">Where finished moves are logged (<c>PoolLog.cs</c>).</param>
+    public BlockMover(GpuDevice device, SpillStore spill, PoolCounters counters, Func<TimeSpan> now, Action ended, ILogger logger)
     {
+        _logger = logger;
+        _device = device.Ordinal;
         _streams = Enumerable.Range(0, Lanes).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
         _spill = spill;
         _counters = counters;
@@ -168,6 +174,15 @@ internal sealed class BlockMover : IDisposable
         }
 
         _counters.Moved(direction, block.Length);
+        if (direction == MoveDirection.ToDevice)
+        {
+            PoolLog.Restored(_logger, _device, block.Id, block.Length);
+        }
+        else
+        {
+            PoolLog.Evicted(_logger, _device, block.Id, block.Length, block.Partition);
+        }
+
         End();
         return live;
     }
@@ -175,9 +190,12 @@ internal sealed class BlockMover : IDisposable
     /// <summary>Starts no more moves and waits (bounded: they are device copies) for those in flight, so their slabs and spill entries can go.</summary>
     public void Stop(TimeSpan wait)
     {
-        Volatile.Write(ref _stopped, 1);
+        StopStarting();
         SpinWait.SpinUntil(() => InFlight == 0, wait);
     }
+
+    /// <summary>Starts no more moves (those in flight go on: wait for <see cref="InFlight"/> to reach 0).</summary>
+    public void StopStarting() => Volatile.Write(ref _stopped, 1);
 
     /// <summary>Disposes the lanes' streams.</summary>
     public void Dispose()

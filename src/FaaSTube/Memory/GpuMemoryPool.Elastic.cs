@@ -9,7 +9,7 @@ public sealed record SlabRetiringEventArgs(int SlabId, int Generation, IReadOnly
 /// <summary>Elasticity (trimming to the target), the slab retire protocol with importers, and statistics.</summary>
 public sealed partial class GpuMemoryPool
 {
-    private readonly ITimer? _trimTimer;
+    private ITimer? _trimTimer;
 
     /// <summary>Raised (under the slab set's lock) when a slab goes back to the device: (slab id, generation). Tests wait on it.</summary>
     internal event Action<int, int>? SlabFreed;
@@ -143,6 +143,7 @@ public sealed partial class GpuMemoryPool
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                PoolLog.TrimFailed(_logger, e, Device.Ordinal);
                 TrimFailed?.Invoke(e); // a timer callback: nothing it meets may end the process
             }
         }

@@ -105,6 +105,11 @@ public sealed partial class GpuMemoryPool
             var retiring = new List<SlabRetiringEventArgs>();
             var (growth, toClear) = _slabs.TryGrow(rounded, partition, retiring);
             RaiseRetiring(retiring);
+            if (growth == SlabGrowth.Grown)
+            {
+                StartTrimTimerOnce();
+            }
+
             if (toClear is not null)
             {
                 return new RoomStep(null, 0, null, toClear);

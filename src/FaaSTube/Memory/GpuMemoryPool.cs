@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Memory;
 
@@ -21,12 +23,13 @@ namespace FaaSTube.Memory;
 /// life and is cleared on the device before its first block, so nothing a client maps can hold
 /// another partition's bytes; memory moves between partitions only by freeing an empty slab.</para>
 /// </summary>
-public sealed partial class GpuMemoryPool : IDisposable
+public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
 {
     private static readonly BlockOptions DefaultBlock = new();
 
     private readonly GpuPoolOptions _options;
     private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly long _start;
     private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
     private readonly ConcurrentDictionary<LeaseHolder, ConcurrentDictionary<long, byte>> _holders = new();
@@ -43,27 +46,34 @@ public sealed partial class GpuMemoryPool : IDisposable
     /// <param name="device">The device whose memory it holds.</param>
     /// <param name="options">Sizing and elasticity; null for the defaults.</param>
     public GpuMemoryPool(GpuDevice device, GpuPoolOptions? options = null)
+        : this(device, options, FaaSTubeServices.Default)
+    {
+    }
+
+    /// <summary>A pool with its clock and logger from the node's services (<c>src/FaaSTube/Hosting/FaaSTubeServices.cs</c>).</summary>
+    internal GpuMemoryPool(GpuDevice device, GpuPoolOptions? options, FaaSTubeServices services)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(services);
         _options = options ?? new GpuPoolOptions();
         _options.Validate();
         Device = device;
-        _time = _options.TimeProvider;
+        Services = services;
+        _time = services.TimeProvider;
+        _logger = services.Logger<GpuMemoryPool>();
         _start = _time.GetTimestamp();
         _spill = new SpillStore(device, _options);
         _counters = new PoolCounters(PoolMetrics.Tag(this));
-        _slabs = new SlabSet(device, _options, () => Now);
+        _slabs = new SlabSet(device, _options, () => Now, _logger);
         _slabs.SlabFreed += (slab, generation) => SlabFreed?.Invoke(slab, generation);
-        _mover = new BlockMover(device, _spill, _counters, () => Now, SignalMemoryChange);
+        _mover = new BlockMover(device, _spill, _counters, () => Now, SignalMemoryChange, _logger);
         _target = new ElasticTarget(_options);
         _quotas = new PartitionQuotas(_options.MaxPartitionBytes ?? device.TotalMemory / 2, device.ToString());
-        if (_options.TrimInterval is { } interval)
-        {
-            _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
-        }
-
         PoolMetrics.Register(this);
     }
+
+    /// <summary>The logger factory, meter factory and clock the pool runs with.</summary>
+    internal FaaSTubeServices Services { get; }
 
     /// <summary>Identifies the pool in descriptors.</summary>
     public Guid Id { get; } = Guid.NewGuid();
@@ -352,20 +362,83 @@ public sealed partial class GpuMemoryPool : IDisposable
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
-    /// <summary>Frees every slab and spill entry; blocks still held become stale.</summary>
+    /// <summary>
+    /// Frees every slab and spill entry; blocks still held become stale. Blocks the thread while
+    /// evictions and restores in flight end (device copies, bounded); <see cref="DisposeAsync"/> waits for them without blocking.
+    /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        if (!BeginDispose())
         {
             return;
         }
 
-        PoolMetrics.Unregister(this);
-        _trimTimer?.Dispose();
-
         // Evictions and restores copy outside the pressure gate: let those in flight end before their
         // slabs and spill entries go (no new one starts once disposed). Bounded: they are device copies.
         _mover.Stop(TimeSpan.FromSeconds(30));
+        FreeAll();
+    }
+
+    /// <summary>Frees every slab and spill entry once the evictions and restores in flight have ended (awaited, no thread blocked); blocks still held become stale.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!BeginDispose())
+        {
+            return;
+        }
+
+        _mover.StopStarting();
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(30), _time);
+        while (!patience.IsCancellationRequested)
+        {
+            var changed = Volatile.Read(ref _memoryChanged).Task; // each move's end signals it
+            if (_mover.InFlight == 0)
+            {
+                break;
+            }
+
+            await changed.WaitAsync(patience.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        FreeAll();
+    }
+
+    private bool BeginDispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return false;
+        }
+
+        PoolMetrics.Unregister(this);
+        lock (_slabs.Sync)
+        {
+            _trimTimer?.Dispose(); // under the slab set's lock: no slab added after this starts it again
+            _trimTimer = null;
+        }
+
+        return true;
+    }
+
+    /// <summary>Starts the trim timer with the first slab: an empty pool has nothing to trim, and the constructor starts nothing.</summary>
+    private void StartTrimTimerOnce()
+    {
+        if (Volatile.Read(ref _trimTimer) is not null || _options.TrimInterval is not { } interval)
+        {
+            return;
+        }
+
+        lock (_slabs.Sync)
+        {
+            if (_trimTimer is null && Volatile.Read(ref _disposed) == 0)
+            {
+                _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
+            }
+        }
+    }
+
+    private void FreeAll()
+    {
         foreach (var block in _blocks.Values)
         {
             lock (block.Sync)

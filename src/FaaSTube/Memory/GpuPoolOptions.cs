@@ -52,9 +52,6 @@ public sealed class GpuPoolOptions
     /// <summary>Restore evicted data in the background as soon as memory frees up (default true).</summary>
     public bool ProactiveRestore { get; set; } = true;
 
-    /// <summary>The clock for function statistics and idle times (default: the system's). Tests pass a <see cref="Devices.VirtualClock"/>.</summary>
-    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
-
     /// <summary>
     /// Zero-fill every new slab on the device even where the backend already hands out zeroed memory
     /// (the simulated GPU): lets tests exercise the clearing path that CUDA always takes.
@@ -82,6 +79,8 @@ public sealed class GpuPoolOptions
         ArgumentOutOfRangeException.ThrowIfNegative(FloorBytes);
         ArgumentOutOfRangeException.ThrowIfNegative(HostSpillBytes);
         ArgumentOutOfRangeException.ThrowIfNegative(MaxSpillFileBytes);
-        ArgumentNullException.ThrowIfNull(TimeProvider);
     }
+
+    /// <summary>A copy (what a node keeps from the moment it starts: later changes to this object do not reach it).</summary>
+    internal GpuPoolOptions Clone() => (GpuPoolOptions)MemberwiseClone();
 }

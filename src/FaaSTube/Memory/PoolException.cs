@@ -33,13 +33,13 @@ public enum PoolError
 }
 
 /// <summary>A pool call was refused; the pool's state is unchanged. <see cref="Error"/> says why.</summary>
-public sealed class PoolException : Exception
+public sealed class PoolException : FaaSTubeException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="error">The kind of failure.</param>
     /// <param name="message">What happened, and for <see cref="PoolError.OutOfMemory"/>, what holds the memory.</param>
     public PoolException(PoolError error, string message)
-        : base(message) => Error = error;
+        : base(FaaSTubeErrorCode.PoolRefused, message) => Error = error;
 
     /// <summary>The kind of failure.</summary>
     public PoolError Error { get; }

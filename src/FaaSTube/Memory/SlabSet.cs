@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using FaaSTube.Devices;
 
 namespace FaaSTube.Memory;
@@ -44,17 +45,20 @@ internal sealed class SlabSet
     private readonly GpuDevice _device;
     private readonly GpuPoolOptions _options;
     private readonly Func<TimeSpan> _now;
+    private readonly ILogger _logger;
     private volatile Slab?[] _slabs = [];
     private int[] _generations = [];
 
     /// <param name="device">Where the slabs are allocated.</param>
     /// <param name="options">Slab size, cap, free-memory fraction, clearing.</param>
     /// <param name="now">The pool's clock (empty-since times).</param>
-    public SlabSet(GpuDevice device, GpuPoolOptions options, Func<TimeSpan> now)
+    /// <param name="logger">Where slabs taken and given back are logged (<c>PoolLog.cs</c>).</param>
+    public SlabSet(GpuDevice device, GpuPoolOptions options, Func<TimeSpan> now, ILogger logger)
     {
         _device = device;
         _options = options;
         _now = now;
+        _logger = logger;
     }
 
     /// <summary>Guards growth, retirement and freeing (never placement).</summary>
@@ -332,6 +336,7 @@ internal sealed class SlabSet
 
         slabs[slot] = slab;
         _slabs = slabs;
+        PoolLog.SlabAdded(_logger, _device.Ordinal, slab.Id, buffer.Length, partition, ReservedBytes);
         return slab;
     }
 
@@ -366,6 +371,7 @@ internal sealed class SlabSet
         var slabs = (Slab?[])_slabs.Clone();
         slabs[slab.Id] = null;
         _slabs = slabs;
+        PoolLog.SlabFreed(_logger, _device.Ordinal, slab.Id, slab.Capacity, ReservedBytes);
         SlabFreed?.Invoke(slab.Id, slab.Generation);
     }
 }

@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using FaaSTube.Devices;
+using FaaSTube.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Transfers;
 
@@ -14,7 +16,7 @@ namespace FaaSTube.Transfers;
 /// Cancellation stops at a chunk boundary: finished chunks stay, the rest of the destination is not
 /// touched. A failed chunk fails its transfer with the underlying error.
 /// </summary>
-public sealed class TransferEngine : IHostLane, IDisposable
+public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDisposable
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
@@ -26,6 +28,8 @@ public sealed class TransferEngine : IHostLane, IDisposable
     private readonly TransferLane _h2d;
     private readonly TransferLane _d2h;
     private readonly long _start;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private long _nextId;
     private int _disposed;
 
@@ -39,12 +43,22 @@ public sealed class TransferEngine : IHostLane, IDisposable
     /// Null: the lanes plan with the whole link and report to no one.
     /// </param>
     public TransferEngine(GpuDevice device, TransferEngineOptions? options = null, PathRouter? router = null)
+        : this(device, options, router, FaaSTubeServices.Default)
+    {
+    }
+
+    /// <summary>An engine with its clock and logger from the node's services (<c>src/FaaSTube/Hosting/FaaSTubeServices.cs</c>).</summary>
+    internal TransferEngine(GpuDevice device, TransferEngineOptions? options, PathRouter? router, FaaSTubeServices services)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(services);
         _options = options ?? new TransferEngineOptions();
         _options.Validate();
         _device = device;
-        _start = _options.TimeProvider.GetTimestamp();
+        Services = services;
+        _time = services.TimeProvider;
+        _logger = services.Logger<TransferEngine>();
+        _start = _time.GetTimestamp();
         double capacity = _options.LinkBytesPerSecond ?? device.HostLinkBytesPerSecond;
         LinkBytesPerSecond = capacity;
         _staging = new StagingPool(device, _options.StagingBytes, _options.ChunkBytes);
@@ -58,10 +72,19 @@ public sealed class TransferEngine : IHostLane, IDisposable
         _d2h = new TransferLane(LaneDirection.DeviceToHost, device, _options, capacity, inFlight, Now);
         foreach (var lane in new[] { _h2d, _d2h })
         {
-            lane.OversubscriptionChanged += (l, over, degraded) => Oversubscribed?.Invoke(this, new LaneOversubscribedEventArgs(l.Direction, over, degraded));
+            lane.OversubscriptionChanged += (l, over, degraded) =>
+            {
+                LogOversubscribed(_logger, device.Ordinal, l.Direction, over, degraded.Count);
+                Oversubscribed?.Invoke(this, new LaneOversubscribedEventArgs(l.Direction, over, degraded));
+            };
             TransferMetrics.Register(lane, device.Ordinal);
         }
+
+        LogStarted(_logger, device.Ordinal, _staging.Count, _options.ChunkBytes, capacity);
     }
+
+    /// <summary>The logger factory, meter factory and clock the engine runs with (its instruments are created through <see cref="FaaSTubeServices.MeterFactory"/>).</summary>
+    internal FaaSTubeServices Services { get; }
 
     /// <summary>Raised when a lane's least rates stop (or start again) fitting in the link: transfers are being degraded by priority.</summary>
     public event EventHandler<LaneOversubscribedEventArgs>? Oversubscribed;
@@ -328,7 +351,7 @@ public sealed class TransferEngine : IHostLane, IDisposable
 
     private TransferLane Lane(LaneDirection direction) => direction == LaneDirection.HostToDevice ? _h2d : _d2h;
 
-    private TimeSpan Now() => _options.TimeProvider.GetElapsedTime(_start);
+    private TimeSpan Now() => _time.GetElapsedTime(_start);
 
     private void CheckDevice(DeviceMemory memory, string name)
     {
@@ -351,7 +374,10 @@ public sealed class TransferEngine : IHostLane, IDisposable
     async ValueTask IHostLane.CopyToHostAsync(DeviceMemory source, Memory<byte> destination, CancellationToken cancellationToken) =>
         await ToHostAsync(source, destination, null, cancellationToken).ConfigureAwait(false);
 
-    /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.</summary>
+    /// <summary>
+    /// Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.
+    /// Blocks the thread until the lanes' loops have stopped; <see cref="DisposeAsync"/> awaits them instead.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -365,9 +391,41 @@ public sealed class TransferEngine : IHostLane, IDisposable
             lane.Dispose();
         }
 
+        FreeStaging();
+    }
+
+    /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>), awaiting their loops, then frees the staging memory.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        foreach (var lane in new[] { _h2d, _d2h })
+        {
+            TransferMetrics.Unregister(lane);
+            await lane.DisposeAsync().ConfigureAwait(false);
+        }
+
+        FreeStaging();
+    }
+
+    private void FreeStaging()
+    {
         _staging.Dispose();
         _rentals.Dispose();
+        LogStopped(_logger, _device.Ordinal);
     }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Transfer engine of GPU {Device} started: {Slots} staging slots of {ChunkBytes} bytes, {LinkBytesPerSecond} B/s per direction")]
+    private static partial void LogStarted(ILogger logger, int device, int slots, int chunkBytes, double linkBytesPerSecond);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Transfer lane {Direction} of GPU {Device} oversubscribed: {Oversubscribed} ({Degraded} transfers below their least rate)")]
+    private static partial void LogOversubscribed(ILogger logger, int device, LaneDirection direction, bool oversubscribed, int degraded);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Transfer engine of GPU {Device} stopped")]
+    private static partial void LogStopped(ILogger logger, int device);
 }
 
 /// <summary>A lane became oversubscribed (its transfers' least rates exceed the link) or stopped being so.</summary>

@@ -21,8 +21,8 @@ public sealed class TransferEngineOptions
     /// <summary>The link's bandwidth per direction, bytes/s, for the scheduler's least-rate arithmetic (default: the topology's host link).</summary>
     public double? LinkBytesPerSecond { get; set; }
 
-    /// <summary>The clock of deadlines (default: the system's). Tests pass the simulated GPU's <see cref="Devices.VirtualClock"/>.</summary>
-    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+    /// <summary>A copy (what a node keeps from the moment it starts: later changes to this object do not reach it).</summary>
+    internal TransferEngineOptions Clone() => (TransferEngineOptions)MemberwiseClone();
 
     internal void Validate()
     {
@@ -36,6 +36,5 @@ public sealed class TransferEngineOptions
             throw new ArgumentOutOfRangeException(nameof(LinkBytesPerSecond), LinkBytesPerSecond, "The link's bandwidth is positive.");
         }
 
-        ArgumentNullException.ThrowIfNull(TimeProvider);
     }
 }

@@ -18,7 +18,7 @@ public enum LaneDirection
 /// transfers join, asks the <see cref="BandwidthPolicy"/> for the next batch, and issues its chunks
 /// (a bounded number at once, so batches pipeline into each other) onto the lane's streams.
 /// </summary>
-internal sealed class TransferLane : IDisposable
+internal sealed class TransferLane : IDisposable, IAsyncDisposable
 {
     private readonly ConcurrentQueue<TransferJob> _incoming = new();
     private readonly List<TransferJob> _active = [];
@@ -31,7 +31,8 @@ internal sealed class TransferLane : IDisposable
     private readonly GpuStream[] _streams;
     private readonly CancellationTokenSource _stop = new();
     private readonly ChunkTurns.Chain _dmaTurns = new();
-    private readonly Task _loop;
+    private readonly Lock _starting = new();
+    private Task? _loop;
     private readonly PathRouter? _router;
     private readonly int _gpu;
     private int _nextStream;
@@ -49,7 +50,32 @@ internal sealed class TransferLane : IDisposable
         _policy = new BandwidthPolicy(options.ChunkBytes, options.BatchChunks);
         _inFlight = new SemaphoreSlim(maxInFlight, maxInFlight);
         _streams = Enumerable.Range(0, options.StreamsPerLane).Select(_ => device.CreateStream()).ToArray();
-        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>Starts the scheduling loop on the first transfer that needs it (the constructor starts nothing).</summary>
+    private void EnsureLoop()
+    {
+        if (Volatile.Read(ref _loop) is not null)
+        {
+            return;
+        }
+
+        lock (_starting)
+        {
+            if (_loop is null) // also when stopping: the loop then abandons what is queued
+            {
+                Volatile.Write(ref _loop, Task.Run(RunAsync));
+            }
+        }
+    }
+
+    /// <summary>The loop, once started (stopping waits for it).</summary>
+    private Task Loop()
+    {
+        lock (_starting)
+        {
+            return _loop ?? Task.CompletedTask;
+        }
     }
 
     public LaneDirection Direction { get; }
@@ -81,6 +107,7 @@ internal sealed class TransferLane : IDisposable
         }
 
         _incoming.Enqueue(job);
+        EnsureLoop();
         _wake.Release();
     }
 
@@ -172,7 +199,20 @@ internal sealed class TransferLane : IDisposable
     public void Dispose()
     {
         _stop.Cancel();
-        _loop.Wait(TimeSpan.FromSeconds(30));
+        Loop().Wait(TimeSpan.FromSeconds(30));
+        DisposeStreams();
+    }
+
+    /// <summary>Stops the loop and awaits it (no thread blocked), then frees the streams.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await Loop().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        DisposeStreams();
+    }
+
+    private void DisposeStreams()
+    {
         foreach (var stream in _streams)
         {
             stream.Dispose();

@@ -159,8 +159,7 @@ public sealed class CrossProcessChannelTests
         var transfers = new FaaSTube.Transfers.TransferEngineOptions { StagingBytes = 8 << 20, ChunkBytes = 1 << 20 };
         await using var h = await NodeHarness.StartAsync(configure: o => o.Transfers = transfers);
 
-        Assert.AreSame(transfers, h.Node.Options.Transfers);
-        Assert.AreSame(transfers, h.Node.Devices[0].Engine.Options, "the caller's object is used as given, nothing written to it");
+        Assert.AreNotSame(transfers, h.Node.Options.Transfers, "the node runs with its own copy, taken at start");
         Assert.AreSame(h.Node.Router, h.Node.Devices[0].Engine.Router, "the engine reports its host lane to the node's router");
         Assert.AreEqual(1 << 20, h.Node.Devices[0].Engine.Options.ChunkBytes, "everything else as given");
     }

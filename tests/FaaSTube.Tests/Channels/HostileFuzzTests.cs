@@ -56,9 +56,8 @@ public sealed partial class HostileFuzzTests
         int seed = random.Next();
         int frames = Environment.GetEnvironmentVariable("FAASTUBE_FUZZ_FRAMES") is { } n ? int.Parse(n, CultureInfo.InvariantCulture) : DefaultFrames;
         var logs = new CollectingLoggerFactory();
-        await using var h = await NodeHarness.StartAsync(configure: o =>
+        await using var h = await NodeHarness.StartAsync(loggerFactory: logs, configure: o =>
         {
-            o.LoggerFactory = logs;
             o.Pool.AllocationTimeout = TimeSpan.FromMilliseconds(100); // the fuzz's pace: a size the pool cannot place fails after 0.1 s, not 10 (sizes beyond the device must fail at once: the next test)
             o.MaxPublishWait = TimeSpan.FromMilliseconds(100); // a Get of the client's own unpublished allocation waits 0.1 s, not 60
         });

@@ -129,7 +129,7 @@ public sealed class BlockMoverTests
             SlabB = new Slab(1, 1, device.Allocate(MiB), "");
             Spill = new SpillStore(device, h.Options);
             Counters = new PoolCounters(new("faastube.device", device.Ordinal));
-            Mover = new BlockMover(device, Spill, Counters, () => TimeSpan.Zero, () => Ended++);
+            Mover = new BlockMover(device, Spill, Counters, () => TimeSpan.Zero, () => Ended++, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         }
 
         public Slab SlabA { get; }

@@ -24,7 +24,7 @@ public sealed class SlabSetTests
         using var gpus = Gpus.Open(GpuBackend.Simulated, simulatedMemory: 256 * MiB);
         var options = new GpuPoolOptions { SlabBytes = MiB, MaxBytes = 8 * MiB, MaxFreeMemoryFraction = 1 };
         var now = TimeSpan.Zero;
-        var set = new SlabSet(gpus.Devices[0], options, () => now);
+        var set = new SlabSet(gpus.Devices[0], options, () => now, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         var model = new Model();
         set.SlabFreed += (id, generation) => model.Freed(id, generation);
         string[] partitions = ["", "a", "b"];

@@ -18,20 +18,19 @@ internal sealed class NodeHarness : IAsyncDisposable
 
     public string Socket => Node.Options.SocketPath!;
 
-    public static async Task<NodeHarness> StartAsync(GpuTopology? topology = null, Action<TubeNodeOptions>? configure = null, GpuBackend backend = GpuBackend.Simulated)
+    public static async Task<NodeHarness> StartAsync(GpuTopology? topology = null, Action<TubeNodeOptions>? configure = null, GpuBackend backend = GpuBackend.Simulated, Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null)
     {
         var clock = new VirtualClock();
         var options = new TubeNodeOptions
         {
             SocketPath = Path.Combine(Path.GetTempPath(), $"ft-{Guid.NewGuid():N}"[..20] + ".sock"),
             Gpus = new GpuSystemOptions { Backend = backend, SimulatedTopology = topology ?? GpuTopology.SingleH100 },
-            Pool = new GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0, TrimInterval = null, ProactiveRestore = false, TimeProvider = clock },
+            Pool = new GpuPoolOptions { SlabBytes = 16 << 20, FloorBytes = 0, TrimInterval = null, ProactiveRestore = false },
             Transfers = new FaaSTube.Transfers.TransferEngineOptions { StagingBytes = 8 << 20, ChunkBytes = 1 << 20 },
             SweepInterval = null,
-            TimeProvider = clock,
         };
         configure?.Invoke(options);
-        return new NodeHarness(await TubeNode.StartAsync(options)) { Clock = clock };
+        return new NodeHarness(await TubeNode.StartAsync(options, loggerFactory, clock)) { Clock = clock }; // one clock for TTLs, pool windows and deadlines
     }
 
     public async Task<TubeClient> ConnectAsync(bool inProcess, string workflow = "wf", string function = "f", int windowBytes = 2 << 20, int controlRingBytes = 64 << 10)

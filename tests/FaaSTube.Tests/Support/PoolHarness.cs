@@ -19,11 +19,10 @@ internal sealed class PoolHarness : IDisposable
             TrimInterval = null,
             ProactiveRestore = false,
             AllocationTimeout = TimeSpan.Zero,
-            TimeProvider = Clock,
             SpillDirectory = Directory.CreateTempSubdirectory("faastube-spill-").FullName,
         };
         configure?.Invoke(Options);
-        Pool = new GpuMemoryPool(Gpus.Devices[0], Options);
+        Pool = new GpuMemoryPool(Gpus.Devices[0], Options, FaaSTube.Hosting.FaaSTubeServices.From(null, null, Clock));
         Stream = Gpus.Devices[0].CreateStream();
     }
 

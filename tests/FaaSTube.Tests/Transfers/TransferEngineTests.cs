@@ -404,7 +404,7 @@ public sealed class SimulatedTransferTests : TransferEngineTests
         var random = Seeds.Create(TestContext);
         var clock = new VirtualClock();
         using var gpus = Gpus.Open(GpuBackend.Simulated, clock: clock);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { TimeProvider = clock }); // 2 MiB chunks, 64 MiB staging
+        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions(), router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock)); // 2 MiB chunks, 64 MiB staging
         var device = gpus.Devices[0];
         var bulk = random.Bytes(256 << 20);
         var urgent = random.Bytes(8 << 20);
@@ -433,7 +433,7 @@ public sealed class SimulatedTransferTests : TransferEngineTests
     {
         var clock = new VirtualClock();
         using var gpus = Gpus.Open(GpuBackend.Simulated, clock: clock);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { TimeProvider = clock, ChunkBytes = 1 << 20 });
+        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 1 << 20 }, router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock));
         using var a = gpus.Devices[0].Allocate(64 << 20);
         using var b = gpus.Devices[0].Allocate(64 << 20);
         var events = new List<LaneOversubscribedEventArgs>();

@@ -104,6 +104,9 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
         }
     }
 
+    /// <inheritdoc/>
+    public bool IsLost => session.Ended.IsCancellationRequested;
+
     private void Report(Task<IMessage> run, IRequest request)
     {
         if (run.Exception?.InnerException is TubeException refused)

@@ -257,6 +257,9 @@ internal sealed class FramedConnection : INodeConnection
         return new TubeException(error, message);
     }
 
+    /// <inheritdoc/>
+    public bool IsLost => Volatile.Read(ref _dead) is not null;
+
     /// <summary>The node is gone: every pending call fails now, every later call at once.</summary>
     private void Fail(Exception cause)
     {

@@ -20,6 +20,9 @@ internal interface INodeConnection : IAsyncDisposable
     /// </summary>
     ValueTask PostAsync(IRequest<Empty> request);
 
+    /// <summary>True once the connection is over (the node went away, or it was closed): every call fails from then on.</summary>
+    bool IsLost { get; }
+
     /// <summary>Any request as raw bytes (tests forge requests with it); the <c>Ok</c> payload. One-way types return once they are applied.</summary>
     Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken);
 }
