@@ -81,6 +81,9 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     internal MultiPathCopier Copier { get; }
 
+    /// <summary>The node's instruments (on the composition root's meter once the options carry its IMeterFactory).</summary>
+    internal ChannelMetrics Metrics { get; } = ChannelMetrics.For(meterFactory: null);
+
     internal TimeSpan Now => Options.TimeProvider.GetElapsedTime(_start);
 
     /// <summary>The pool of a GPU (for statistics).</summary>
@@ -274,7 +277,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         long id = Interlocked.Increment(ref _nextSession);
         var session = new NodeSession(this, id, pid, uid, inProcess);
         _sessions[id] = session;
-        ChannelMetrics.Sessions.Add(1);
+        Metrics.ActiveSessions.Add(1);
         return session;
     }
 
@@ -289,7 +292,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             return;
         }
 
-        ChannelMetrics.Sessions.Add(-1);
+        Metrics.ActiveSessions.Add(-1);
         session.ReleaseAll();
         foreach (var entry in Directory.UnfinishedOf(session.Id))
         {

@@ -1,5 +1,6 @@
 using System.Text;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Memory;
 
@@ -269,12 +270,14 @@ public sealed partial class GpuMemoryPool
     private async Task FinishEvictionAsync(Eviction eviction, CancellationToken cancellationToken)
     {
         var (block, slab, entry, lane) = eviction;
+        using var span = PoolMetrics.StartMove(this, block.Length, evict: true);
         try
         {
             await entry.WriteFromDeviceAsync(StreamFor(lane), slab.Buffer.Slice(block.Offset, block.Length), cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
+            Spans.Fail(span, e);
             lock (block.Sync)
             {
                 block.IsMoving = false;
@@ -307,8 +310,7 @@ public sealed partial class GpuMemoryPool
 
         Interlocked.Increment(ref _evictions);
         Interlocked.Add(ref _evictedBytes, block.Length);
-        PoolMetrics.Evictions.Add(1, PoolMetrics.Tag(this));
-        PoolMetrics.EvictedBytes.Add(block.Length, PoolMetrics.Tag(this));
+        _metrics.RecordMove(this, block.Length, evict: true);
         MoveEnded();
     }
 
@@ -414,12 +416,14 @@ public sealed partial class GpuMemoryPool
             entry = block.Spill;
         }
 
+        using var span = PoolMetrics.StartMove(this, block.Length, evict: false);
         try
         {
             await entry.ReadToDeviceAsync(StreamFor(block.Partition), slab.Buffer.Slice(offset, block.Length), cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
+            Spans.Fail(span, e);
             lock (block.Sync)
             {
                 block.IsMoving = false;
@@ -454,8 +458,7 @@ public sealed partial class GpuMemoryPool
 
         Interlocked.Increment(ref _restores);
         Interlocked.Add(ref _restoredBytes, block.Length);
-        PoolMetrics.Restores.Add(1, PoolMetrics.Tag(this));
-        PoolMetrics.RestoredBytes.Add(block.Length, PoolMetrics.Tag(this));
+        _metrics.RecordMove(this, block.Length, evict: false);
         return true;
     }
 

@@ -23,6 +23,7 @@ public sealed partial class GpuMemoryPool : IDisposable
     private static readonly BlockOptions DefaultBlock = new();
 
     private readonly GpuPoolOptions _options;
+    private readonly PoolMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly long _start;
     private readonly ConcurrentDictionary<long, PoolBlock> _blocks = new();
@@ -52,7 +53,8 @@ public sealed partial class GpuMemoryPool : IDisposable
             _trimTimer = _time.CreateTimer(_ => TrimQuietly(), null, interval, interval);
         }
 
-        PoolMetrics.Register(this);
+        _metrics = PoolMetrics.For(meterFactory: null); // the composition root's IMeterFactory, once the options carry it
+        _metrics.Register(this);
     }
 
     /// <summary>Identifies the pool in descriptors.</summary>
@@ -119,7 +121,7 @@ public sealed partial class GpuMemoryPool : IDisposable
         _blocks[block.Id] = block;
         HolderIndex(options.Holder).TryAdd(block.Id, 0);
         Interlocked.Increment(ref _allocations);
-        PoolMetrics.Allocations.Add(1, PoolMetrics.Tag(this));
+        _metrics.Allocations.Add(1, PoolMetrics.Tag(this));
         return block;
     }
 
@@ -425,7 +427,7 @@ public sealed partial class GpuMemoryPool : IDisposable
             return;
         }
 
-        PoolMetrics.Unregister(this);
+        _metrics.Unregister(this);
         _trimTimer?.Dispose();
 
         // Evictions and restores copy outside the pressure gate: let those in flight end before their

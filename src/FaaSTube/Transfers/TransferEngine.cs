@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Transfers;
 
@@ -18,6 +19,7 @@ public sealed class TransferEngine : IDisposable
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
+    private readonly TransferMetrics _metrics = TransferMetrics.For(meterFactory: null); // the composition root's IMeterFactory, once the options carry it
 
     /// <summary>The options this engine runs with (tests read the router it reports to).</summary>
     internal TransferEngineOptions Options => _options;
@@ -51,7 +53,7 @@ public sealed class TransferEngine : IDisposable
         foreach (var lane in new[] { _h2d, _d2h })
         {
             lane.OversubscriptionChanged += (l, over, degraded) => Oversubscribed?.Invoke(this, new LaneOversubscribedEventArgs(l.Direction, over, degraded));
-            TransferMetrics.Register(lane, device.Ordinal);
+            _metrics.Register(lane, device.Ordinal);
         }
     }
 
@@ -292,19 +294,33 @@ public sealed class TransferEngine : IDisposable
 
     private static readonly TransferRequest Default = new();
 
-    private static async Task<TransferResult> Finish(TransferJob job, TransferLane lane, DeviceBuffer buffer)
+    /// <summary>Waits for the job, recording its span (internal work, under the request that asked for it) and its metrics.</summary>
+    private async Task<TransferResult> Finish(TransferJob job, TransferLane lane, DeviceBuffer buffer)
     {
-        var tags = new TagList { { "faastube.device", buffer.Device.Ordinal }, { "faastube.lane", TransferMetrics.Name(lane.Direction) }, { "faastube.tenant", job.Request.Tenant } };
+        var tags = new TagList
+        {
+            { TelemetryTags.GpuIndex, buffer.Device.Ordinal },
+            { TelemetryTags.TransferDirection, TransferMetrics.Direction(lane.Direction) },
+            { TelemetryTags.Tenant, job.Request.Tenant },
+        };
+        using var span = Telemetry.ActivitySource.StartActivity("faastube.transfer", ActivityKind.Internal, default(ActivityContext), tags);
+        span?.SetTag(TelemetryTags.TransferSize, job.Length);
         try
         {
             var result = await job.Completion.ConfigureAwait(false);
-            TransferMetrics.Bytes.Add(result.Bytes, tags);
+            _metrics.Io.Add(result.Bytes, tags);
+            _metrics.Duration.Record(result.Elapsed.TotalSeconds, tags);
             if (result.DeadlineMet == false)
             {
-                TransferMetrics.DeadlineMisses.Add(1, tags);
+                _metrics.DeadlineMisses.Add(1, tags);
             }
 
             return result;
+        }
+        catch (Exception e)
+        {
+            Spans.Fail(span, e);
+            throw;
         }
         finally
         {
@@ -342,7 +358,7 @@ public sealed class TransferEngine : IDisposable
 
         foreach (var lane in new[] { _h2d, _d2h })
         {
-            TransferMetrics.Unregister(lane);
+            _metrics.Unregister(lane);
             lane.Dispose();
         }
 

@@ -1,0 +1,13 @@
+namespace FaaSTube.Channels.Protocol;
+
+/// <summary>A request type's name in telemetry: lower snake case (<c>PutBegin</c> is <c>put_begin</c>), made once per type.</summary>
+internal static class RequestNames
+{
+    private static readonly string[] Names = Enumerable.Range(0, 256).Select(t => Snake(((FrameType)t).ToString())).ToArray();
+
+    /// <summary>The <c>faastube.operation.name</c> of <paramref name="type"/> (an unknown type is its number).</summary>
+    public static string Of(FrameType type) => Names[(byte)type];
+
+    private static string Snake(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i == 0 ? "" : "_") + char.ToLowerInvariant(c) : c.ToString()));
+}
