@@ -169,7 +169,7 @@ public sealed partial class TubeClient
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        using var call = Call("get_to_host", id);
+        using var call = Call("get_to_memory", id);
         try
         {
             return await GetToHostCoreAsync(id, destination, call, cancellationToken).ConfigureAwait(false);
