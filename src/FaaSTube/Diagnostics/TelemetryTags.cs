@@ -10,6 +10,9 @@ internal static class TelemetryTags
     /// <summary>The GPU's ordinal in its node (an int).</summary>
     public const string GpuIndex = "faastube.gpu.index";
 
+    /// <summary>The GPU a peer copy reads from (spans only; <c>faastube.gpu.index</c> is where it writes).</summary>
+    public const string SourceGpuIndex = "faastube.source_gpu.index";
+
     /// <summary>The client's workflow (spans only: unbounded).</summary>
     public const string Workflow = "faastube.workflow";
 
