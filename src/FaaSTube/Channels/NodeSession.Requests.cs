@@ -81,7 +81,7 @@ internal sealed partial class NodeSession
         string path = "control";
         string? error = null;
         metrics.ActiveRequests.Add(1, operation);
-        using var activity = Telemetry.ActivitySource.StartActivity($"faastube.{RequestNames.Of(type)}", ActivityKind.Server, parent);
+        using var activity = Telemetry.ActivitySource.StartActivity(RequestNames.SpanOf(type), ActivityKind.Server, parent);
         if (activity is { IsAllDataRequested: true })
         {
             activity.SetTag(TelemetryTags.Operation, RequestNames.Of(type));
