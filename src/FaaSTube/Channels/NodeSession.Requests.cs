@@ -87,6 +87,10 @@ internal sealed partial class NodeSession
             activity.SetTag(TelemetryTags.Operation, RequestNames.Of(type));
             activity.SetTag(TelemetryTags.Workflow, _workflow);
             activity.SetTag(TelemetryTags.SessionId, Id);
+            if (DataIdOf(request) is { } data)
+            {
+                activity.SetTag(TelemetryTags.DataId, data.ToString());
+            }
         }
 
         int running = Interlocked.Increment(ref _running);
@@ -139,6 +143,20 @@ internal sealed partial class NodeSession
             metrics.RequestDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
         }
     }
+
+    /// <summary>The data a request names, for its span.</summary>
+    private static TubeId? DataIdOf(IRequest request) => request switch
+    {
+        PutPart r => r.Id,
+        PutCommit r => r.Id,
+        Publish r => r.Id,
+        Get r => r.Id,
+        GetToHost r => r.Id,
+        Release r => r.Id,
+        Where r => r.Id,
+        Delete r => r.Id,
+        _ => null,
+    };
 
     /// <summary>What a client is told about a failure: a code and a message, never a stack trace; internal failures logged with a reference.</summary>
     private TubeException Describe(FrameType type, Exception e)

@@ -41,11 +41,12 @@ public sealed class TraceContextTests
         var data = random.Bytes(random.Next(1, 256 << 10));
 
         ActivityTraceId trace;
+        TubeId id;
         using (var root = source.StartActivity("test"))
         {
             Assert.IsNotNull(root, "the test's own span is listened to");
             trace = root.TraceId;
-            var id = await client.PutAsync(data);
+            id = await client.PutAsync(data);
             var back = new byte[data.Length];
             await client.GetAsync(id, back);
             CollectionAssert.AreEqual(data, back);
@@ -53,7 +54,7 @@ public sealed class TraceContextTests
         }
 
         var ours = spans.Of(trace);
-        TestContext.WriteLine(string.Join(Environment.NewLine, ours.Select(s => $"{s.DisplayName} {s.Kind} {s.SpanId} <- {s.ParentSpanId}")));
+        TestContext.WriteLine(string.Join(Environment.NewLine, ours.Select(s => $"{s.DisplayName} {s.Kind} {s.SpanId} <- {s.ParentSpanId}"))); // the trace, to read when an assertion fails
         var put = ours.Single(s => s.DisplayName == "faastube.put");
         Assert.AreEqual(ActivityKind.Client, put.Kind);
         Assert.AreEqual("host_staged", put.GetTagItem(TelemetryTags.Path));
@@ -77,7 +78,8 @@ public sealed class TraceContextTests
 
         var get = ours.Single(s => s.DisplayName == "faastube.get_to_memory");
         Assert.AreEqual(ActivityKind.Client, get.Kind);
-        Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.get" && s.Kind == ActivityKind.Server && s.ParentSpanId == get.SpanId), "the node's Get under the client's");
+        Assert.AreEqual(id.ToString(), get.GetTagItem(TelemetryTags.DataId));
+        Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.get" && s.Kind == ActivityKind.Server && s.ParentSpanId == get.SpanId && Equals(s.GetTagItem(TelemetryTags.DataId), id.ToString())), "the node's Get under the client's, naming the data");
         Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.get_to_host" && s.Kind == ActivityKind.Server && s.ParentSpanId == get.SpanId), "and its parts");
         Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.transfer" && Equals(s.GetTagItem(TelemetryTags.TransferDirection), "device_to_host")), "the parts' DMA");
 
