@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace FaaSTube.Channels.Protocol.Messages;
 
 /// <summary>
-/// The W3C trace context a request travels with (https://www.w3.org/TR/trace-context/): it begins
+/// The trace context a request travels with (the W3C Trace Context traceparent and tracestate): it begins
 /// every request's payload after Hello, so the node's span of the request joins the client's trace.
 /// Empty strings: none (the node's span starts a trace of its own). Read strictly: a traceparent that
 /// is not exactly version 00's form, or a tracestate over 512 bytes or with bytes outside printable
