@@ -5,6 +5,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using FaaSTube.Channels;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 using static FaaSTube.Bench.Channels.SocketPingPong;
 
 namespace FaaSTube.Bench.Channels;
@@ -30,7 +31,7 @@ namespace FaaSTube.Bench.Channels;
 /// <code>FAASTUBE_BACKEND=simulated dotnet run -c Release --project bench/FaaSTube.Bench -- channel-latency [--quick] [--breakdown] [--pings 10000] [--calls 5000] [--handoffs 200] [--mib 64]</code>
 /// <c>--quick</c> (or FAASTUBE_BENCH_SIZES set, as in CI) cuts every count to a smoke run.
 /// <c>--breakdown</c> also splits the child's calls at the node's own start and end of each request
-/// (its <c>faastube.channel.call.duration</c> measurements, heard with a MeterListener in this, the
+/// (its <c>faastube.node.request.duration</c> measurements, heard with a MeterListener in this, the
 /// node's, process: the listener's cost is in those runs' numbers).
 /// </summary>
 internal static class ChannelLatencyScenario
@@ -254,7 +255,7 @@ internal static class ChannelLatencyScenario
             return (times, null);
         }
 
-        var node = nodeCalls.Take("Where");
+        var node = nodeCalls.Take("where");
         if (node.Length != warmup + calls)
         {
             Console.Error.WriteLine($"channel-latency: the node recorded {node.Length} Where calls, not {warmup + calls}: no breakdown");
@@ -301,7 +302,7 @@ internal static class ChannelLatencyScenario
                 publishCall[i] = (returned - t0) * 1e6 / Stopwatch.Frequency;
                 idleSync[i] = Us(long.Parse(published[2], CultureInfo.InvariantCulture));
                 paths.Add(held[1]);
-                if (nodeCalls is not null && nodeCalls.Take("Publish") is [var applied] && nodeCalls.Take("Get") is [var answered])
+                if (nodeCalls is not null && nodeCalls.Take("publish") is [var applied] && nodeCalls.Take("get") is [var answered])
                 {
                     legs.Add([Us(applied.End - t0), Us(answered.End - applied.End), Us(t1 - answered.End), Us(t1 - t0)]);
                 }
@@ -339,7 +340,7 @@ internal static class ChannelLatencyScenario
 
         public NodeCalls()
         {
-            Instrument duration = ChannelMetrics.CallDuration; // created before the listener starts: it is then among the instruments it is shown
+            Instrument duration = ChannelMetrics.For(meterFactory: null).RequestDuration; // created before the listener starts: it is then among the instruments it is shown
             _listener.InstrumentPublished = (instrument, listener) =>
             {
                 if (ReferenceEquals(instrument, duration))
@@ -347,19 +348,19 @@ internal static class ChannelLatencyScenario
                     listener.EnableMeasurementEvents(instrument);
                 }
             };
-            _listener.SetMeasurementEventCallback<double>((_, milliseconds, tags, _) =>
+            _listener.SetMeasurementEventCallback<double>((_, seconds, tags, _) =>
             {
                 long end = Stopwatch.GetTimestamp();
                 string op = "?";
                 foreach (var tag in tags)
                 {
-                    if (tag.Key == "faastube.op")
+                    if (tag.Key == TelemetryTags.Operation)
                     {
                         op = tag.Value as string ?? "?";
                     }
                 }
 
-                _calls.Enqueue((op, end - (long)(milliseconds * Stopwatch.Frequency / 1000), end));
+                _calls.Enqueue((op, end - (long)(seconds * Stopwatch.Frequency), end));
             });
             _listener.Start();
         }

@@ -249,7 +249,7 @@ internal sealed class FramedSession
     {
         try
         {
-            var (reply, _) = await _session.ExecuteAsync(type, payload).ConfigureAwait(false);
+            var (reply, _) = await _session.ExecuteFrameAsync(type, payload).ConfigureAwait(false);
             if (OneWay.Is(type))
             {
                 return; // applied; only an error is answered
@@ -274,6 +274,19 @@ internal sealed class FramedSession
         catch (Exception e) when (e is ObjectDisposedException or IOException)
         {
             // The connection is closed (the session ended under the request): nobody is there to answer.
+        }
+        catch (Exception e)
+        {
+            // Anything else is the node's fault: logged with a reference; the client gets the reference, never the details.
+            string message = _session.Node.InternalError(type.ToString(), _session.Id, e);
+            if (onRing)
+            {
+                await AnswerAsync(onRing, FrameType.Error, requestId, ErrorPayload(TubeError.Internal, message, _ring!.MaxPayloadBytes)).ConfigureAwait(false);
+            }
+            else
+            {
+                await SendErrorQuietlyAsync(requestId, TubeError.Internal, message).ConfigureAwait(false);
+            }
         }
         finally
         {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 using FaaSTube.Memory;
 using FaaSTube.Transfers;
 
@@ -24,8 +25,30 @@ internal sealed partial class NodeSession
     private int _heldCount;
     private int _unfinishedPuts;
 
-    /// <summary>A request as a frame carries it: decoded (malformed: BadRequest), then executed.</summary>
-    public Task<(IMessage Reply, string Path)> ExecuteAsync(FrameType type, ReadOnlySpan<byte> payload)
+    /// <summary>
+    /// A request as the socket or the control ring carries it: its trace context, then the request,
+    /// decoded (malformed, the trace context included: BadRequest), then executed in a span that
+    /// continues the client's trace. Nothing but the frame's context is the span's parent.
+    /// </summary>
+    public Task<(IMessage Reply, string Path)> ExecuteFrameAsync(FrameType type, ReadOnlySpan<byte> payload)
+    {
+        TraceContext trace;
+        IRequest request;
+        try
+        {
+            (trace, request) = Requests.DecodeTraced(type, payload);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<(IMessage, string)>(Describe(type, e));
+        }
+
+        Activity.Current = null; // what the node's thread happened to run under is no parent of a client's request
+        return ExecuteAsync(request, trace.ToParent());
+    }
+
+    /// <summary>A request as raw bytes without a trace context (in-process raw calls): decoded (malformed: BadRequest), then executed under <paramref name="parent"/>.</summary>
+    public Task<(IMessage Reply, string Path)> ExecuteAsync(FrameType type, ReadOnlySpan<byte> payload, ActivityContext parent)
     {
         IRequest request;
         try
@@ -37,36 +60,53 @@ internal sealed partial class NodeSession
             return Task.FromException<(IMessage, string)>(Describe(type, e));
         }
 
-        return ExecuteAsync(request);
+        return ExecuteAsync(request, parent);
     }
 
     /// <summary>
-    /// Runs one request (the caller holds a slot) and returns its answer and the data path it took.
+    /// Runs one request (the caller holds a slot) and returns its answer and the data path it took,
+    /// in a server span (<c>faastube.{operation}</c>) whose parent is <paramref name="parent"/> (the
+    /// client's span; default: <see cref="Activity.Current"/>).
     /// Failures come out as <see cref="TubeException"/> with the code and message the client gets
-    /// (internal ones logged with a reference); <see cref="OperationCanceledException"/> once the
-    /// session ended under it. One-way requests (Publish, Release) and every request's checks run
-    /// synchronously, before the caller reads the next request: the connection's order is kept.
+    /// (internal ones logged with a reference, never their details); <see cref="OperationCanceledException"/>
+    /// once the session ended under it. One-way requests (Publish, Release) and every request's checks
+    /// run synchronously, before the caller reads the next request: the connection's order is kept.
     /// </summary>
-    public async Task<(IMessage Reply, string Path)> ExecuteAsync(IRequest request)
+    public async Task<(IMessage Reply, string Path)> ExecuteAsync(IRequest request, ActivityContext parent = default)
     {
         var type = request.Type;
+        var metrics = _node.Metrics;
+        var operation = new KeyValuePair<string, object?>(TelemetryTags.Operation, RequestNames.Of(type));
         var started = Stopwatch.GetTimestamp();
-        _node.RecordRunning(Interlocked.Increment(ref _running));
         string path = "control";
-        using var activity = Telemetry.ActivitySource.StartActivity($"faastube.node.{type}");
-        activity?.SetTag("faastube.workflow", _workflow);
+        string? error = null;
+        metrics.ActiveRequests.Add(1, operation);
+        using var activity = Telemetry.ActivitySource.StartActivity(RequestNames.SpanOf(type), ActivityKind.Server, parent);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag(TelemetryTags.Operation, RequestNames.Of(type));
+            activity.SetTag(TelemetryTags.Workflow, _workflow);
+            activity.SetTag(TelemetryTags.SessionId, Id);
+            if (DataIdOf(request) is { } data)
+            {
+                activity.SetTag(TelemetryTags.DataId, data.ToString());
+            }
+        }
+
+        int running = Interlocked.Increment(ref _running);
         try
         {
+            _node.RecordRunning(running);
             IMessage reply;
             (reply, path) = request switch
             {
-                PutBegin r => (await PutBeginAsync(r).ConfigureAwait(false), "host"),
-                PutPart r => (await PutPartAsync(r).ConfigureAwait(false), "host"),
-                PutCommit r => (Commit(r), "host"),
-                Allocate r => (await AllocateAsync(r).ConfigureAwait(false), "zero-copy"),
-                Publish r => (Commit(r), "zero-copy"),
+                PutBegin r => (await PutBeginAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
+                PutPart r => (await PutPartAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
+                PutCommit r => (Commit(r), TubePath.HostStaged.Tag()),
+                Allocate r => (await AllocateAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
+                Publish r => (Commit(r), TubePath.ZeroCopy.Tag()),
                 Get r => await GetAsync(r).ConfigureAwait(false),
-                GetToHost r => (await GetToHostAsync(r).ConfigureAwait(false), "host"),
+                GetToHost r => (await GetToHostAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
                 Release r => (ReleaseHeld(r), "control"),
                 Where r => (Locate(r), "control"),
                 SlabClosed r => (ForgetSlab(r), "control"),
@@ -74,26 +114,49 @@ internal sealed partial class NodeSession
                 Sync => (default(Empty), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
-            activity?.SetTag("faastube.path", path);
+            activity?.SetTag(TelemetryTags.Path, path);
             return (reply, path);
         }
-        catch (OperationCanceledException) when (_ended.IsCancellationRequested)
+        catch (OperationCanceledException e) when (_ended.IsCancellationRequested)
         {
-            throw; // the session ended under the request: nobody is there to answer
+            error = Spans.ErrorType(e);
+            Spans.Fail(activity, e, "The session ended under the request.");
+            throw; // nobody is there to answer
         }
         catch (Exception e)
         {
             var refused = Describe(type, e);
-            activity?.SetStatus(ActivityStatusCode.Error, refused.Reason);
+            error = Spans.ErrorType(refused);
+            Spans.Fail(activity, refused);
             throw refused;
         }
         finally
         {
             Interlocked.Decrement(ref _running);
-            ChannelMetrics.CallDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds,
-                new KeyValuePair<string, object?>("faastube.op", type.ToString()), new KeyValuePair<string, object?>("faastube.path", path));
+            metrics.ActiveRequests.Add(-1, operation);
+            var tags = new TagList { operation, { TelemetryTags.Path, path } };
+            if (error is not null)
+            {
+                tags.Add(TelemetryTags.ErrorType, error);
+            }
+
+            metrics.RequestDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
         }
     }
+
+    /// <summary>The data a request names, for its span.</summary>
+    private static TubeId? DataIdOf(IRequest request) => request switch
+    {
+        PutPart r => r.Id,
+        PutCommit r => r.Id,
+        Publish r => r.Id,
+        Get r => r.Id,
+        GetToHost r => r.Id,
+        Release r => r.Id,
+        Where r => r.Id,
+        Delete r => r.Id,
+        _ => null,
+    };
 
     /// <summary>What a client is told about a failure: a code and a message, never a stack trace; internal failures logged with a reference.</summary>
     private TubeException Describe(FrameType type, Exception e)
@@ -194,7 +257,7 @@ internal sealed partial class NodeSession
         // The request's tenant is ignored: the scheduler's tenant is the session's workflow (a client cannot join or split another's fair share).
         var transfer = new TransferRequest { Tenant = _workflow, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
         await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), transfer, _ended.Token).ConfigureAwait(false);
-        ChannelMetrics.Bytes.Add(length, new KeyValuePair<string, object?>("faastube.path", TubePath.HostStaged.Tag()));
+        _node.Metrics.NodeIo.Add(length, new(TelemetryTags.Path, TubePath.HostStaged.Tag()), new(TelemetryTags.NodeIoDirection, "receive"));
         return default;
     }
 
@@ -365,7 +428,7 @@ internal sealed partial class NodeSession
         }
 
         path = wasResident || path == TubePath.HostStaged ? path : TubePath.Restored;
-        ChannelMetrics.Bytes.Add(block.Length, new KeyValuePair<string, object?>("faastube.path", path.Tag()));
+        _node.Metrics.NodeIo.Add(block.Length, new(TelemetryTags.Path, path.Tag()), new(TelemetryTags.NodeIoDirection, "transmit"));
         return (new GetOk(block.Length, path, device < 0 ? null : Map(device, use)), path.Tag());
     }
 

@@ -1,5 +1,6 @@
 using FaaSTube.Channels.Client;
 using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Channels;
 
@@ -66,21 +67,29 @@ public sealed partial class TubeClient
     {
         ArgumentNullException.ThrowIfNull(buffer);
         var range = buffer.TakeForPut(Slots);
-        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
-        activity?.SetTag("faastube.path", TubePath.HostStaged.Tag());
+        using var call = Call("put", device: options?.Device ?? 0);
+        call.Path = TubePath.HostStaged.Tag();
         PendingPut put;
         try
         {
             put = await PendingPut.BeginAsync(this, buffer.Length, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
+            call.Failed(e);
             Slots.Return(range);
             throw;
         }
 
-        put.Send(0, Slots.Offset(range), buffer.Length, () => Slots.Return(range));
-        return await put.CommitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            put.Send(0, Slots.Offset(range), buffer.Length, () => Slots.Return(range));
+            return await put.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
     }
 
     /// <summary>
@@ -94,6 +103,20 @@ public sealed partial class TubeClient
     public async Task<TubePutWriter> CreatePutWriterAsync(long length, PutOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        using var call = Call("create_put_writer", device: options?.Device ?? 0);
+        call.Path = TubePath.HostStaged.Tag();
+        try
+        {
+            return await NewPutWriterAsync(length, options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
+
+    private async Task<TubePutWriter> NewPutWriterAsync(long length, PutOptions? options, CancellationToken cancellationToken)
+    {
         var put = await PendingPut.BeginAsync(this, length, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
         return new TubePutWriter(Slots, _window.Memory, put, length);
     }
@@ -113,19 +136,26 @@ public sealed partial class TubeClient
             throw new ArgumentException("Put needs at least one byte.", nameof(data));
         }
 
-        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Put");
-        activity?.SetTag("faastube.path", TubePath.HostStaged.Tag());
-        await using var writer = await CreatePutWriterAsync(data.Length, options, cancellationToken).ConfigureAwait(false);
-        for (int offset = 0; offset < data.Length;)
+        using var call = Call("put", device: options?.Device ?? 0);
+        call.Path = TubePath.HostStaged.Tag();
+        try
         {
-            await writer.FlushAsync(cancellationToken).ConfigureAwait(false); // a free slot; the slot before is in flight
-            var slot = writer.GetMemory();
-            CopyCounted(data.Slice(offset, slot.Length), slot, "to-window");
-            writer.Advance(slot.Length);
-            offset += slot.Length;
-        }
+            await using var writer = await NewPutWriterAsync(data.Length, options, cancellationToken).ConfigureAwait(false);
+            for (int offset = 0; offset < data.Length;)
+            {
+                await writer.FlushAsync(cancellationToken).ConfigureAwait(false); // a free slot; the slot before is in flight
+                var slot = writer.GetMemory();
+                CopyCounted(data.Slice(offset, slot.Length), slot, "to_window");
+                writer.Advance(slot.Length);
+                offset += slot.Length;
+            }
 
-        return await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            return await writer.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
     }
 
     /// <summary>
@@ -139,9 +169,21 @@ public sealed partial class TubeClient
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.GetToHost");
+        using var call = Call("get_to_memory", id);
+        try
+        {
+            return await GetToHostCoreAsync(id, destination, call, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
+
+    private async Task<long> GetToHostCoreAsync(TubeId id, Memory<byte> destination, ClientCall call, CancellationToken cancellationToken)
+    {
         var ok = await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
-        activity?.SetTag("faastube.path", ok.Path.Tag());
+        call.Path = ok.Path.Tag();
         long length = ok.Length;
         var parts = new List<Task>();
         try
@@ -182,9 +224,21 @@ public sealed partial class TubeClient
     /// <exception cref="ArgumentException">The data is longer than the window lends at once.</exception>
     public async Task<WindowBuffer> GetToWindowAsync(TubeId id, CancellationToken cancellationToken = default)
     {
-        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.GetToWindow");
+        using var call = Call("get_to_window", id);
+        try
+        {
+            return await GetToWindowCoreAsync(id, call, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
+
+    private async Task<WindowBuffer> GetToWindowCoreAsync(TubeId id, ClientCall call, CancellationToken cancellationToken)
+    {
         var ok = await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
-        activity?.SetTag("faastube.path", ok.Path.Tag());
+        call.Path = ok.Path.Tag();
         WindowBuffer? buffer = null;
         var parts = new List<Task>();
         try
@@ -240,7 +294,7 @@ public sealed partial class TubeClient
         try
         {
             await CallAsync(part, CancellationToken.None).ConfigureAwait(false);
-            CopyCounted(_window.Memory.Slice(part.WindowOffset, part.Length), destination, "from-window");
+            CopyCounted(_window.Memory.Slice(part.WindowOffset, part.Length), destination, "from_window");
         }
         finally
         {
@@ -253,6 +307,6 @@ public sealed partial class TubeClient
     {
         HostCopy.Copy(source, destination);
         Interlocked.Add(ref _hostBytesCopied, source.Length);
-        ChannelMetrics.HostCopyBytes.Add(source.Length, new KeyValuePair<string, object?>("faastube.direction", direction));
+        _metrics.HostCopyIo.Add(source.Length, new KeyValuePair<string, object?>(TelemetryTags.HostCopyDirection, direction));
     }
 }

@@ -28,12 +28,14 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ClientWindow _window;
     private readonly ClientMappings _mappings;
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
+    private readonly ChannelMetrics _metrics;
     private INodeConnection? _connection;
 
     /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/> opens them).</summary>
     private TubeClient(TubeClientOptions options, ClientWindow window, GpuSystem gpus, TubeNode? node, FaaSTubeServices services)
     {
         Services = services;
+        _metrics = ChannelMetrics.For(services.MeterFactory);
         _options = options;
         _window = window;
         _inProcessNode = node;
@@ -173,8 +175,17 @@ public sealed partial class TubeClient : IAsyncDisposable
     public async Task<TubeBuffer> AllocateAsync(long bytes, int device = 0, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
-        var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
-        return await MapOrReleaseAsync(ok.Id, ok.Mapping, TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
+        using var call = Call("allocate", device: device);
+        try
+        {
+            call.Path = TubePath.ZeroCopy.Tag();
+            var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
+            return await MapOrReleaseAsync(ok.Id, ok.Mapping, TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
     }
 
     /// <summary>
@@ -207,12 +218,15 @@ public sealed partial class TubeClient : IAsyncDisposable
             throw new InvalidOperationException($"{buffer.Id} is not an unpublished allocation.");
         }
 
+        using var call = Call("publish", buffer.Id);
+        call.Path = TubePath.ZeroCopy.Tag();
         try
         {
             await writer.SynchronizeAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
+            call.Failed(e);
             buffer.MarkUnpublished(); // still the client's: its dispose releases it (the node would otherwise hold it until the connection closes)
             throw;
         }
@@ -238,10 +252,17 @@ public sealed partial class TubeClient : IAsyncDisposable
     public async Task<TubeBuffer> GetAsync(TubeId id, int device = 0, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(device);
-        using var activity = Telemetry.ActivitySource.StartActivity("faastube.client.Get");
-        var ok = await CallAsync(new Get(id, device, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
-        activity?.SetTag("faastube.path", ok.Path.Tag());
-        return await MapOrReleaseAsync(id, ok.Mapping, ok.Path, writable: false).ConfigureAwait(false);
+        using var call = Call("get", id, device);
+        try
+        {
+            var ok = await CallAsync(new Get(id, device, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
+            call.Path = ok.Path.Tag();
+            return await MapOrReleaseAsync(id, ok.Mapping, ok.Path, writable: false).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
     }
 
     /// <summary>
@@ -251,8 +272,11 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Not used: the release is already on its way when a wait could start.</param>
-    public ValueTask ReleaseAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        PostReleaseAsync(id); // one way, usually done at once (a ValueTask: docs/architecture.md); an earlier refusal does not stop it (it would leak the lease)
+    public async ValueTask ReleaseAsync(TubeId id, CancellationToken cancellationToken = default)
+    {
+        using var call = Call("release", id);
+        await PostReleaseAsync(id).ConfigureAwait(false); // one way, usually done at once (a ValueTask: docs/architecture.md); an earlier refusal does not stop it (it would leak the lease)
+    }
 
     /// <summary>
     /// Waits until the node has applied every Publish and Release this client sent before, and throws
@@ -261,6 +285,19 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// </summary>
     /// <param name="cancellationToken">Cancels the wait.</param>
     public async Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        using var call = Call("flush");
+        try
+        {
+            await FlushCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
+
+    private async Task FlushCoreAsync(CancellationToken cancellationToken)
     {
         await Connection.CallAsync(new Sync(), cancellationToken).ConfigureAwait(false);
         var refused = new List<TubeException>();
@@ -281,14 +318,34 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <summary>The GPU that holds <paramref name="id"/>, to place its consumer next to it.</summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
-    public async Task<int> WhereAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        (await CallAsync(new Where(id), cancellationToken).ConfigureAwait(false)).Device;
+    public async Task<int> WhereAsync(TubeId id, CancellationToken cancellationToken = default)
+    {
+        using var call = Call("where", id);
+        try
+        {
+            return (await CallAsync(new Where(id), cancellationToken).ConfigureAwait(false)).Device;
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
 
     /// <summary>Removes data now (data kept until deleted is only removed this way); held leases keep it alive until released.</summary>
     /// <param name="id">The data.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
-    public Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default) =>
-        CallAsync(new Delete(id), cancellationToken);
+    public async Task DeleteAsync(TubeId id, CancellationToken cancellationToken = default)
+    {
+        using var call = Call("delete", id);
+        try
+        {
+            await CallAsync(new Delete(id), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
 
     /// <summary>
     /// Sends any request as it is (tests forge requests with it); the node's answer payload, or its
@@ -304,6 +361,9 @@ public sealed partial class TubeClient : IAsyncDisposable
 
         return reply;
     }
+
+    /// <summary>A client call's span and duration (<c>faastube.{operation}</c>, <see cref="System.Diagnostics.ActivityKind.Client"/>).</summary>
+    internal ClientCall Call(string operation, TubeId? id = null, int? device = null) => ClientCall.Start(_metrics, operation, _options.Workflow, id, device);
 
     /// <summary>Releases a lease or drops an unfinished allocation (one way; never throws: a lost node took the lease with it).</summary>
     internal ValueTask PostReleaseAsync(TubeId id) => Connection.PostAsync(new Release(id));

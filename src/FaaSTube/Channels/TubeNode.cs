@@ -46,6 +46,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     {
         _options = settings;
         _services = services;
+        Metrics = ChannelMetrics.For(services.MeterFactory);
         _logger = services.Logger<TubeNode>();
         Gpus = gpus;
         Router = new PathRouter(Gpus.Topology);
@@ -106,6 +107,9 @@ public sealed partial class TubeNode : IAsyncDisposable
     public PathRouter Router { get; }
 
     internal MultiPathCopier Copier { get; }
+
+    /// <summary>The node's instruments, on the meter of the composition root's IMeterFactory.</summary>
+    internal ChannelMetrics Metrics { get; }
 
     internal TimeSpan Now => _services.TimeProvider.GetElapsedTime(_start);
 
@@ -339,7 +343,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         long id = Interlocked.Increment(ref _nextSession);
         var session = new NodeSession(this, id, pid, uid, inProcess);
         _sessions[id] = session;
-        ChannelMetrics.Sessions.Add(1);
+        Metrics.ActiveSessions.Add(1);
         return session;
     }
 
@@ -354,7 +358,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             return;
         }
 
-        ChannelMetrics.Sessions.Add(-1);
+        Metrics.ActiveSessions.Add(-1);
         session.ReleaseAll();
         foreach (var entry in Directory.UnfinishedOf(session.Id))
         {

@@ -16,15 +16,15 @@ public enum TubePath : byte
     HostStaged = 4,
 }
 
-/// <summary>The <c>faastube.path</c> attribute of spans and metrics.</summary>
+/// <summary>The <c>faastube.path</c> attribute of spans and metrics (lower snake case; <c>control</c> for requests that move no data).</summary>
 internal static class TubePathTags
 {
     public static string Tag(this TubePath path) => path switch
     {
-        TubePath.ZeroCopy => "zero-copy",
-        TubePath.PeerCopy => "peer-copy",
-        TubePath.Restored => "restore",
-        TubePath.HostStaged => "host",
+        TubePath.ZeroCopy => "zero_copy",
+        TubePath.PeerCopy => "peer_copy",
+        TubePath.Restored => "restored",
+        TubePath.HostStaged => "host_staged",
         _ => "unknown",
     };
 }

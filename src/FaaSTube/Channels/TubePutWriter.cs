@@ -147,6 +147,21 @@ public sealed class TubePutWriter : IBufferWriter<byte>, IAsyncDisposable
     /// <exception cref="InvalidOperationException">Fewer than <see cref="Length"/> bytes are written (the writer stays open).</exception>
     public async Task<TubeId> CompleteAsync(CancellationToken cancellationToken = default)
     {
+        using var call = _put.Client.Call("complete_put", device: _put.Device);
+        call.Path = TubePath.HostStaged.Tag();
+        try
+        {
+            return await CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
+
+    /// <summary><see cref="CompleteAsync"/> within a call that has its own span (<c>PutAsync</c>).</summary>
+    internal async Task<TubeId> CommitAsync(CancellationToken cancellationToken)
+    {
         ObjectDisposedException.ThrowIf(_closed, this);
         if (Written != Length)
         {

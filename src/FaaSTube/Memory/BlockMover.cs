@@ -1,3 +1,4 @@
+using FaaSTube.Diagnostics;
 using Microsoft.Extensions.Logging;
 using FaaSTube.Devices;
 
@@ -130,14 +131,16 @@ internal sealed class BlockMover : IDisposable
         var (block, direction, slab, offset, entry, lane) = move;
         var device = slab.Buffer.Slice(offset, block.Length);
         var stream = StreamFor(lane);
+        using var span = PoolMetrics.StartMove(_device, block.Length, evict: direction == MoveDirection.ToHost);
         try
         {
             await (direction == MoveDirection.ToHost
                 ? entry.WriteFromDeviceAsync(stream, device, cancellationToken)
                 : entry.ReadToDeviceAsync(stream, device, cancellationToken)).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
+            Spans.Fail(span, e);
             lock (block.Sync)
             {
                 block.IsMoving = false;

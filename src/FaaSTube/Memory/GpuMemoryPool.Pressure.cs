@@ -1,5 +1,6 @@
 using System.Text;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Memory;
 

@@ -28,6 +28,7 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
     private static readonly BlockOptions DefaultBlock = new();
 
     private readonly GpuPoolOptions _options;
+    private readonly PoolMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly long _start;
@@ -63,13 +64,14 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
         _logger = services.Logger<GpuMemoryPool>();
         _start = _time.GetTimestamp();
         _spill = new SpillStore(device, _options);
-        _counters = new PoolCounters(PoolMetrics.Tag(this));
+        _metrics = PoolMetrics.For(services.MeterFactory);
+        _counters = new PoolCounters(_metrics, PoolMetrics.Tag(this));
         _slabs = new SlabSet(device, _options, () => Now, _logger);
         _slabs.SlabFreed += (slab, generation) => SlabFreed?.Invoke(slab, generation);
         _mover = new BlockMover(device, _spill, _counters, () => Now, SignalMemoryChange, _logger);
         _target = new ElasticTarget(_options);
         _quotas = new PartitionQuotas(_options.MaxPartitionBytes ?? device.TotalMemory / 2, device.ToString());
-        PoolMetrics.Register(this);
+        _metrics.Register(this);
     }
 
     /// <summary>The logger factory, meter factory and clock the pool runs with.</summary>
@@ -410,7 +412,7 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
             return false;
         }
 
-        PoolMetrics.Unregister(this);
+        _metrics.Unregister(this);
         lock (_slabs.Sync)
         {
             _trimTimer?.Dispose(); // under the slab set's lock: no slab added after this starts it again

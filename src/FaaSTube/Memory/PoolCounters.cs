@@ -5,7 +5,7 @@ namespace FaaSTube.Memory;
 /// does the work, and read by both <see cref="GpuMemoryPool.GetStatistics"/> and the <c>FaaSTube</c>
 /// meter (<see cref="PoolMetrics"/>), so the snapshot and the instruments cannot disagree.
 /// </summary>
-internal sealed class PoolCounters(KeyValuePair<string, object?> tag)
+internal sealed class PoolCounters(PoolMetrics metrics, KeyValuePair<string, object?> tag)
 {
     private long _allocations, _evictions, _evictedBytes, _restores, _restoredBytes;
 
@@ -23,7 +23,7 @@ internal sealed class PoolCounters(KeyValuePair<string, object?> tag)
     public void Allocated()
     {
         Interlocked.Increment(ref _allocations);
-        PoolMetrics.Allocations.Add(1, tag);
+        metrics.Allocations.Add(1, tag);
     }
 
     /// <summary>A block of <paramref name="bytes"/> was moved to the spill store or back to the device.</summary>
@@ -33,15 +33,13 @@ internal sealed class PoolCounters(KeyValuePair<string, object?> tag)
         {
             Interlocked.Increment(ref _evictions);
             Interlocked.Add(ref _evictedBytes, bytes);
-            PoolMetrics.Evictions.Add(1, tag);
-            PoolMetrics.EvictedBytes.Add(bytes, tag);
+            metrics.RecordMove(tag, bytes, evict: true);
         }
         else
         {
             Interlocked.Increment(ref _restores);
             Interlocked.Add(ref _restoredBytes, bytes);
-            PoolMetrics.Restores.Add(1, tag);
-            PoolMetrics.RestoredBytes.Add(bytes, tag);
+            metrics.RecordMove(tag, bytes, evict: false);
         }
     }
 }

@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using FaaSTube.Devices;
 using FaaSTube.Hosting;
 using Microsoft.Extensions.Logging;
+using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Transfers;
 
@@ -20,6 +21,7 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
+    private readonly TransferMetrics _metrics;
 
     /// <summary>The options this engine runs with.</summary>
     internal TransferEngineOptions Options => _options;
@@ -58,6 +60,7 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
         Services = services;
         _time = services.TimeProvider;
         _logger = services.Logger<TransferEngine>();
+        _metrics = TransferMetrics.For(services.MeterFactory);
         _start = _time.GetTimestamp();
         double capacity = _options.LinkBytesPerSecond ?? device.HostLinkBytesPerSecond;
         LinkBytesPerSecond = capacity;
@@ -77,7 +80,7 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
                 LogOversubscribed(_logger, device.Ordinal, l.Direction, over, degraded.Count);
                 Oversubscribed?.Invoke(this, new LaneOversubscribedEventArgs(l.Direction, over, degraded));
             };
-            TransferMetrics.Register(lane, device.Ordinal);
+            _metrics.Register(lane, device.Ordinal);
         }
 
         LogStarted(_logger, device.Ordinal, _staging.Count, _options.ChunkBytes, capacity);
@@ -329,19 +332,33 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
 
     private static readonly TransferRequest Default = new();
 
-    private static async Task<TransferResult> Finish(TransferJob job, TransferLane lane, DeviceBuffer buffer)
+    /// <summary>Waits for the job, recording its span (internal work, under the request that asked for it) and its metrics.</summary>
+    private async Task<TransferResult> Finish(TransferJob job, TransferLane lane, DeviceBuffer buffer)
     {
-        var tags = new TagList { { "faastube.device", buffer.Device.Ordinal }, { "faastube.lane", TransferMetrics.Name(lane.Direction) }, { "faastube.tenant", job.Request.Tenant } };
+        var tags = new TagList
+        {
+            { TelemetryTags.GpuIndex, buffer.Device.Ordinal },
+            { TelemetryTags.TransferDirection, TransferMetrics.Direction(lane.Direction) },
+            { TelemetryTags.Tenant, job.Request.Tenant },
+        };
+        using var span = Telemetry.ActivitySource.StartActivity("faastube.transfer", ActivityKind.Internal, default(ActivityContext), tags);
+        span?.SetTag(TelemetryTags.TransferSize, job.Length);
         try
         {
             var result = await job.Completion.ConfigureAwait(false);
-            TransferMetrics.Bytes.Add(result.Bytes, tags);
+            _metrics.Io.Add(result.Bytes, tags);
+            _metrics.Duration.Record(result.Elapsed.TotalSeconds, tags);
             if (result.DeadlineMet == false)
             {
-                TransferMetrics.DeadlineMisses.Add(1, tags);
+                _metrics.DeadlineMisses.Add(1, tags);
             }
 
             return result;
+        }
+        catch (Exception e)
+        {
+            Spans.Fail(span, e);
+            throw;
         }
         finally
         {
@@ -387,7 +404,7 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
 
         foreach (var lane in new[] { _h2d, _d2h })
         {
-            TransferMetrics.Unregister(lane);
+            _metrics.Unregister(lane);
             lane.Dispose();
         }
 
@@ -404,7 +421,7 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
 
         foreach (var lane in new[] { _h2d, _d2h })
         {
-            TransferMetrics.Unregister(lane);
+            _metrics.Unregister(lane);
             await lane.DisposeAsync().ConfigureAwait(false);
         }
 

@@ -371,7 +371,7 @@ public sealed class NodeSafetyTests
         UnixRights.Send(socket, Frames.Encode(FrameType.Hello, 1, new PayloadWriter().U16(Frames.Version).Str("wf").Str("f").I64(1 << 20).I64(0).Memory.Span), window);
 
         // Requests whose answers pile up unread until the socket's buffers are full and replies block.
-        var where = Frames.Encode(FrameType.Where, 2, new PayloadWriter().Id(TubeId.NewId()).Memory.Span);
+        var where = Frames.Encode(FrameType.Where, 2, new PayloadWriter().Str("").Str("").Id(TubeId.NewId()).Memory.Span); // no trace context, then the request
         var burst = Enumerable.Range(0, 20_000).SelectMany(_ => where).ToArray();
         using var sending = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         try

@@ -8,7 +8,7 @@ namespace FaaSTube.Tests.Channels;
 
 /// <summary>
 /// docs/protocol.md against the message records of src/FaaSTube/Channels/Protocol/Messages: every
-/// request's row of the request/answer table (and the Hello, Ok, Error, CloseSlab and mapping lines)
+/// request's row of the request/answer table (and the Hello, Ok, Error, CloseSlab, mapping and trace context lines)
 /// lists the record's fields in order, as the convention of src/FaaSTube/Channels/Protocol/Payload.cs
 /// names them. A doc field is <c>type name</c>, or a bare type whose name is the type (<c>id</c>,
 /// <c>mapping</c>); parentheses are comments; <c>-</c> is no field.
@@ -50,6 +50,8 @@ public sealed partial class ProtocolDocTests
         AssertSameFields(CodeAfter("`Error (129)`: "), typeof(Error), "Error");
         AssertSameFields(CodeAfter("`CloseSlab (130)`, request id 0: "), typeof(CloseSlab), "CloseSlab");
         AssertSameFields(CodeAfter("A **mapping** is "), typeof(Mapping), "a mapping");
+        AssertSameFields(CodeAfter("A **trace context** is "), typeof(TraceContext), "a trace context");
+        StringAssert.Contains(Doc.Value, $"# The FaaSTube wire protocol (version {Frames.Version})", "the doc's version is the protocol's");
     }
 
     [TestMethod]

@@ -106,8 +106,26 @@ public sealed class ProtocolRoundTripTests
 
     private static object Create(Type type, Random random)
     {
+        if (type == typeof(TraceContext))
+        {
+            return RandomTraceContext(random); // its reader checks the W3C form: random text is not one
+        }
+
         var fields = ProtocolDocTests.Fields(type);
         return fields.Length == 0 ? Activator.CreateInstance(type)! : New(type, fields.Select(f => Value(f, random)).ToArray());
+    }
+
+    /// <summary>None, or a version 00 traceparent of random ids and flags with a tracestate of random printable ASCII (perhaps empty).</summary>
+    internal static TraceContext RandomTraceContext(Random random)
+    {
+        if (random.Next(4) == 0)
+        {
+            return TraceContext.None;
+        }
+
+        string Hex(int bytes) => Convert.ToHexStringLower(random.Bytes(bytes)) is var h && h.Trim('0').Length > 0 ? h : "1" + h[1..];
+        string state = new([.. Enumerable.Range(0, random.Next(0, 40)).Select(_ => (char)random.Next(' ', '~' + 1))]);
+        return new TraceContext($"00-{Hex(16)}-{Hex(8)}-{Hex(1)}", state);
     }
 
     private static object? Value(ParameterInfo field, Random random)

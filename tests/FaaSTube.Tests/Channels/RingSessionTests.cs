@@ -58,7 +58,7 @@ public sealed class RingSessionTests
 
         await using var stalled = await RawRingClient.ConnectAsync(h);
         var ended = h.SessionEnded(stalled.SessionId);
-        int sent = stalled.FloodWithoutReading(FrameType.Where, new PayloadWriter().Id(id).Memory.Span);
+        int sent = stalled.FloodWithoutReading(FrameType.Where, new PayloadWriter().Str("").Str("").Id(id).Memory.Span); // no trace context, then the request
         TestContext.WriteLine($"{sent} requests on the ring, no answer read");
         Assert.IsGreaterThan(Capacity / RecordBytes(8), sent, "more requests than the answer ring can hold");
 
@@ -75,7 +75,7 @@ public sealed class RingSessionTests
         var id = await healthy.PutAsync(new byte[100]);
         await using var trickler = await RawRingClient.ConnectAsync(h);
         var ended = h.SessionEnded(trickler.SessionId);
-        int sent = trickler.TrickleUntil(ended, FrameType.Where, new PayloadWriter().Id(TubeId.NewId()).Memory.ToArray(), readEvery: TimeSpan.FromMilliseconds(200), giveUpAfter: ChildProcess.Timeout);
+        int sent = trickler.TrickleUntil(ended, FrameType.Where, new PayloadWriter().Str("").Str("").Id(TubeId.NewId()).Memory.ToArray(), readEvery: TimeSpan.FromMilliseconds(200), giveUpAfter: ChildProcess.Timeout);
         TestContext.WriteLine($"{sent} requests sent while reading one answer every 200 ms");
         Assert.IsTrue(ended.IsCompleted, "reading an answer now and then does not keep a stalled ring alive");
         Assert.IsLessThan(10_000, sent, "the requests' slots pushed back: the node did not queue answers without bound");
@@ -208,7 +208,7 @@ public sealed class RingSessionTests
         /// <summary>Where on the ring; the node's error code (or 0 for Ok).</summary>
         public async Task<TubeError?> WhereAsync(TubeId id)
         {
-            _ring.Send(FrameType.Where, 7, new PayloadWriter().Id(id).Memory.Span, ChildProcess.Timeout);
+            _ring.Send(FrameType.Where, 7, new PayloadWriter().Str("").Str("").Id(id).Memory.Span, ChildProcess.Timeout); // no trace context, then the request
             var answer = await Task.Run(() => _ring.Receive(1 << 16, ChildProcess.Timeout));
             Assert.AreEqual(7u, answer.RequestId);
             return answer.Type == FrameType.Ok ? null : (TubeError)new PayloadReader(answer.Payload).U16();

@@ -128,7 +128,7 @@ public sealed class BlockMoverTests
             SlabA = new Slab(0, 1, device.Allocate(MiB), "");
             SlabB = new Slab(1, 1, device.Allocate(MiB), "");
             Spill = new SpillStore(device, h.Options);
-            Counters = new PoolCounters(new("faastube.device", device.Ordinal));
+            Counters = new PoolCounters(PoolMetrics.For(null), new(FaaSTube.Diagnostics.TelemetryTags.GpuIndex, device.Ordinal));
             Mover = new BlockMover(device, Spill, Counters, () => TimeSpan.Zero, () => Ended++, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         }
 

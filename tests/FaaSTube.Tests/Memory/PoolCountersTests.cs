@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using FaaSTube.Diagnostics;
 using FaaSTube.Memory;
 using FaaSTube.Tests.Support;
 
@@ -14,32 +15,36 @@ public sealed class PoolCountersTests
     public void The_meter_and_the_snapshot_read_the_same_counts()
     {
         var random = Seeds.Create(TestContext);
-        const int Device = 424_242; // a device no other test's pool reports: its measurements are ours alone
-        var measured = new Dictionary<string, long>();
+        using var meter = new Meter(Telemetry.Name); // a meter of this test's own: its measurements are ours alone
+        var metrics = new PoolMetrics(meter);
+        var measured = new Dictionary<string, long>(); // by instrument name and spill direction
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == Telemetry.Name && instrument is Counter<long>)
+            if (ReferenceEquals(instrument.Meter, meter) && instrument is Counter<long>)
             {
                 l.EnableMeasurementEvents(instrument);
             }
         };
         listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
         {
+            string key = instrument.Name;
             foreach (var tag in tags)
             {
-                if (tag is { Key: "faastube.device", Value: Device })
+                if (tag.Key == TelemetryTags.SpillDirection)
                 {
-                    lock (measured)
-                    {
-                        measured[instrument.Name] = measured.GetValueOrDefault(instrument.Name) + value;
-                    }
+                    key += "/" + tag.Value;
                 }
+            }
+
+            lock (measured)
+            {
+                measured[key] = measured.GetValueOrDefault(key) + value;
             }
         });
         listener.Start();
 
-        var counters = new PoolCounters(new("faastube.device", Device));
+        var counters = new PoolCounters(metrics, new(TelemetryTags.GpuIndex, 0));
         for (int i = 0; i < 500; i++)
         {
             switch (random.Next(3))
@@ -58,11 +63,11 @@ public sealed class PoolCountersTests
 
         lock (measured)
         {
-            Assert.AreEqual(counters.Allocations, measured.GetValueOrDefault(PoolMetrics.Allocations.Name));
-            Assert.AreEqual(counters.Evictions, measured.GetValueOrDefault(PoolMetrics.Evictions.Name));
-            Assert.AreEqual(counters.EvictedBytes, measured.GetValueOrDefault(PoolMetrics.EvictedBytes.Name));
-            Assert.AreEqual(counters.Restores, measured.GetValueOrDefault(PoolMetrics.Restores.Name));
-            Assert.AreEqual(counters.RestoredBytes, measured.GetValueOrDefault(PoolMetrics.RestoredBytes.Name));
+            Assert.AreEqual(counters.Allocations, measured.GetValueOrDefault(metrics.Allocations.Name));
+            Assert.AreEqual(counters.Evictions, measured.GetValueOrDefault(metrics.SpillOperations.Name + "/evict"));
+            Assert.AreEqual(counters.EvictedBytes, measured.GetValueOrDefault(metrics.SpillIo.Name + "/evict"));
+            Assert.AreEqual(counters.Restores, measured.GetValueOrDefault(metrics.SpillOperations.Name + "/restore"));
+            Assert.AreEqual(counters.RestoredBytes, measured.GetValueOrDefault(metrics.SpillIo.Name + "/restore"));
         }
 
         Assert.IsTrue(counters.Allocations > 0 && counters.Evictions > 0 && counters.Restores > 0, "every kind was recorded");

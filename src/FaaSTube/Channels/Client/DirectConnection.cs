@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 
@@ -17,7 +18,7 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
         where TReply : IPayload<TReply>
     {
         await PostsApplied().ConfigureAwait(false); // a later request sees every earlier one-way request applied, as on a connection
-        var run = RunAsync(request);
+        var run = RunAsync(request, CallerContext());
         if (!run.IsCompleted)
         {
             // It goes on elsewhere (a Get that waited resumes on the publisher's thread, perhaps a
@@ -32,10 +33,11 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
     public ValueTask PostAsync(IRequest<Empty> request)
     {
         Task<IMessage> run;
+        var parent = CallerContext();
         lock (_order)
         {
             // Applied before this returns, unless every slot is taken: then after the posts before it.
-            run = _posts.IsCompleted ? RunAsync(request) : _posts.ContinueWith(_ => RunAsync(request), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+            run = _posts.IsCompleted ? RunAsync(request, parent) : _posts.ContinueWith(_ => RunAsync(request, parent), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
             if (!run.IsCompleted)
             {
                 _posts = run;
@@ -64,7 +66,8 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
 
     public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        var reply = await EnterAsync(() => session.ExecuteAsync(type, payload.Span)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var parent = CallerContext();
+        var reply = await EnterAsync(() => session.ExecuteAsync(type, payload.Span, parent)).WaitAsync(cancellationToken).ConfigureAwait(false);
         var writer = new PayloadWriter();
         reply.Write(writer);
         return writer.Memory.ToArray();
@@ -77,7 +80,10 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
         await session.Completion.ConfigureAwait(false);
     }
 
-    private Task<IMessage> RunAsync(IRequest request) => EnterAsync(() => session.ExecuteAsync(request));
+    /// <summary>Runs the request in the session; the node's span of it is a child of the caller's current span, passed as it is (no frame carries it).</summary>
+    private Task<IMessage> RunAsync(IRequest request, ActivityContext parent) => EnterAsync(() => session.ExecuteAsync(request, parent));
+
+    private static ActivityContext CallerContext() => Activity.Current?.Context ?? default;
 
     private async Task<IMessage> EnterAsync(Func<Task<(IMessage Reply, string Path)>> execute)
     {

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using FaaSTube.Channels.Protocol;
@@ -79,7 +80,7 @@ internal sealed class FramedConnection : INodeConnection
     public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
         where TReply : IPayload<TReply>
     {
-        var payload = new PayloadWriter();
+        var payload = Traced();
         request.Write(payload);
         return Payload.Read<TReply>(await SendAndWaitAsync(request.Type, payload.Memory, null, cancellationToken).ConfigureAwait(false));
     }
@@ -91,7 +92,7 @@ internal sealed class FramedConnection : INodeConnection
             return; // the node is gone, and with it what this request would have changed
         }
 
-        var payload = new PayloadWriter();
+        var payload = Traced();
         request.Write(payload);
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
         _recentOneWay[id % RecentOneWay] = (id, request); // a torn read of this pair only loses the name: the id is checked
@@ -105,8 +106,17 @@ internal sealed class FramedConnection : INodeConnection
         }
     }
 
+    /// <summary>A request's payload so far: the caller's trace context (docs/protocol.md), which every request after Hello begins with.</summary>
+    private static PayloadWriter Traced()
+    {
+        var payload = new PayloadWriter();
+        TraceContext.Of(Activity.Current).Write(payload);
+        return payload;
+    }
+
     public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
+        payload = Traced().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
         if (!OneWay.Is(type))
         {
             return await SendAndWaitAsync(type, payload, null, cancellationToken).ConfigureAwait(false);

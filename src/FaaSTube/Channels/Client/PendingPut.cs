@@ -20,6 +20,12 @@ internal sealed class PendingPut
         _options = options;
     }
 
+    /// <summary>The client that makes the Put.</summary>
+    public TubeClient Client => _client;
+
+    /// <summary>The GPU the data goes to.</summary>
+    public int Device => _options.Device ?? 0;
+
     /// <summary>The id the node gave the unfinished Put.</summary>
     public TubeId Id { get; }
 

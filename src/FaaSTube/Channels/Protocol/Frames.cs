@@ -44,8 +44,8 @@ internal static class OneWay
 /// </summary>
 internal static class Frames
 {
-    /// <summary>3: Publish and Release go one way, Get waits for a publish and reports its path (2: the window became a descriptor passed with Hello).</summary>
-    public const ushort Version = 3;
+    /// <summary>4: every request after Hello begins with its W3C trace context (3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
+    public const ushort Version = 4;
     public const int HeaderBytes = 9;
 
     /// <summary>The longest workflow, function or tenant name, in UTF-8 bytes.</summary>
@@ -150,6 +150,9 @@ internal sealed class PayloadWriter
 
     public PayloadWriter Bytes(ReadOnlySpan<byte> bytes) { I32(bytes.Length); _buffer.Write(bytes); return this; }
 
+    /// <summary>Appends bytes as they are, with no length before them (bytes already laid out as fields).</summary>
+    public PayloadWriter Raw(ReadOnlySpan<byte> bytes) { _buffer.Write(bytes); return this; }
+
     public PayloadWriter Str(string s) => Bytes(Encoding.UTF8.GetBytes(s));
 
     public ReadOnlyMemory<byte> Memory => _buffer.WrittenMemory;
@@ -173,6 +176,9 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
 
     /// <summary>Whether every byte was read.</summary>
     public readonly bool AtEnd => _rest.IsEmpty;
+
+    /// <summary>The bytes not read yet.</summary>
+    public readonly ReadOnlySpan<byte> Rest => _rest;
 
     public byte[] Bytes() => Field(int.MaxValue).ToArray();
 

@@ -5,6 +5,17 @@ namespace FaaSTube.Channels.Protocol;
 /// <summary>From a frame to its request record: the one place a request's type picks its reader (the socket and in-process raw calls use it alike).</summary>
 internal static class Requests
 {
+    /// <summary>
+    /// A request frame's payload after Hello (socket or control ring): its trace context, then the
+    /// request; <see cref="InvalidDataException"/> for a malformed trace context or payload.
+    /// </summary>
+    public static (TraceContext Trace, IRequest Request) DecodeTraced(FrameType type, ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(payload);
+        var trace = TraceContext.Read(ref reader);
+        return (trace, Decode(type, reader.Rest));
+    }
+
     /// <summary>The request a frame carries; <see cref="TubeException"/> BadRequest for a type that is not a request, <see cref="InvalidDataException"/> for a malformed payload.</summary>
     public static IRequest Decode(FrameType type, ReadOnlySpan<byte> payload) => type switch
     {

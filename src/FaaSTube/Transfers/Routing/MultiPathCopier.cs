@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
+using FaaSTube.Memory;
 
 namespace FaaSTube.Transfers;
 
@@ -66,6 +69,7 @@ public sealed class MultiPathCopier : IDisposable
     public async Task<IReadOnlyList<RoutePath>> CopyAsync(DeviceMemory source, DeviceMemory destination, CancellationToken cancellationToken = default)
     {
         CheckLengths(source.Length, destination.Length);
+        using var span = Span("faastube.peer_copy", source.Device.Ordinal, destination.Device.Ordinal, source.Length);
         using var flow = Router.Route(source.Device.Ordinal, destination.Device.Ordinal);
         var paths = flow.Paths;
         await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging, timeline) =>
@@ -84,11 +88,26 @@ public sealed class MultiPathCopier : IDisposable
     public async Task<IReadOnlyList<RoutePath>> FromHostAsync(ReadOnlyMemory<byte> source, DeviceMemory destination, CancellationToken cancellationToken = default)
     {
         CheckLengths(source.Length, destination.Length);
+        using var span = Span("faastube.routed_host_copy", null, destination.Device.Ordinal, source.Length);
         using var flow = Router.RouteFromHost(destination.Device.Ordinal);
         var paths = flow.Paths;
         await RunPathsAsync(flow, paths, source.Length, (path, offset, length, slot, staging, timeline) =>
             MoveChunkAsync(path, default, source.Slice((int)offset, length), destination.Slice(offset, length), slot, staging, timeline), cancellationToken).ConfigureAwait(false);
         return paths;
+    }
+
+    /// <summary>A routed copy's span: internal work under the request that asked for it (an exception it ends with is left to the caller's span).</summary>
+    private static Activity? Span(string name, int? source, int destination, long bytes)
+    {
+        var span = Telemetry.ActivitySource.StartActivity(name, ActivityKind.Internal);
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(TelemetryTags.GpuIndex, destination);
+            span.SetTag(TelemetryTags.SourceGpuIndex, source);
+            span.SetTag(TelemetryTags.TransferSize, bytes);
+        }
+
+        return span;
     }
 
     private delegate Task ChunkMover(RoutePath path, long offset, int length, int slot, Staging staging, StrongBox<TimeSpan> timeline);
