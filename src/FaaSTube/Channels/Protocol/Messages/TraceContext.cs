@@ -28,7 +28,7 @@ internal readonly record struct TraceContext([Wire("str")] string Traceparent, [
             return None;
         }
 
-        string flags = (activity.ActivityTraceFlags & ActivityTraceFlags.Recorded) != 0 ? "01" : "00";
+        string flags = ((byte)activity.ActivityTraceFlags).ToString("x2", System.Globalization.CultureInfo.InvariantCulture); // every flag as the span has it (W3C level 2 adds "random", 0x02); the node reads only "sampled"
         string state = activity.TraceStateString is { } s && IsValidTracestate(s) ? s : "";
         return new($"00-{activity.TraceId.ToHexString()}-{activity.SpanId.ToHexString()}-{flags}", state);
     }
