@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 
 namespace FaaSTube.Samples.Probe;
 

@@ -4,6 +4,7 @@ using System.Globalization;
 using FaaSTube.Devices;
 using FaaSTube.Samples.Probe;
 using FaaSTube.Topology;
+using FaaSTube.Devices.Simulated;
 
 ProbeOptions options;
 try

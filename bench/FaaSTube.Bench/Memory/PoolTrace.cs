@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Memory;
 
 namespace FaaSTube.Bench.Memory;

@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using FaaSTube.Devices;
 using FaaSTube.Devices.Cuda;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Bench.Memory;
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using FaaSTube.Topology;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Bench.Routing;
 
@@ -77,7 +78,7 @@ internal static class BandwidthMatrixScenario
         var md = new StringBuilder("### Executed 1 GiB copies (simulated GPUs, link model, virtual clock)\n\n| machine | copy | baseline | GB/s | routed GB/s | gain |\n| --- | --- | --- | ---: | ---: | ---: |\n");
         foreach (var topology in new[] { GpuTopology.Dgx1V100, GpuTopology.DgxA100 })
         {
-            var clock = new FaaSTube.Devices.VirtualClock();
+            var clock = new FaaSTube.Devices.Simulated.VirtualClock();
             using var gpus = FaaSTube.Devices.GpuSystem.Open(new FaaSTube.Devices.GpuSystemOptions
             {
                 Backend = FaaSTube.Devices.GpuBackend.Simulated, SimulatedTopology = topology, SimulatedClock = clock, SimulatedMemoryBytes = 3L << 30,

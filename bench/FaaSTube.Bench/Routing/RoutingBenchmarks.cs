@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using FaaSTube.Topology;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Bench.Routing;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Transfers;
 
 namespace FaaSTube.Bench.Transfers;

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>Compiles CUDA C++ source with NVRTC.</summary>
 internal static unsafe class NvrtcCompiler

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// A native object that lives in a parent (a CUDA object in its context, a UCP worker in its

@@ -1,4 +1,4 @@
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// A driver object that lives in a context (<see cref="SafeChildHandle"/>): released with the context current.

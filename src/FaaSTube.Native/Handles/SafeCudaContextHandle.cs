@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// A retained primary context of one device. Objects created in the context

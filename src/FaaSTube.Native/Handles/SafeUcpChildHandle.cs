@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>A UCP object that lives in a parent (a worker in a context, an endpoint in a worker, ...): see <see cref="SafeChildHandle"/>.</summary>
 internal abstract class SafeUcpChildHandle(SafeHandle parent) : SafeChildHandle(parent)

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// A UCP context (ucp_init_version; ucp_cleanup on release). Workers and memory handles made in

@@ -1,4 +1,4 @@
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// A UCP endpoint. Released (disposed, or finalized if leaked) it is closed by force

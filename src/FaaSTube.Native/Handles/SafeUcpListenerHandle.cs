@@ -1,4 +1,4 @@
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>A UCP listener on a socket address (ucp_listener_destroy on release).</summary>
 internal sealed unsafe class SafeUcpListenerHandle : SafeUcpChildHandle

@@ -1,4 +1,4 @@
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// Memory registered with a UCP context (ucp_mem_map; ucp_mem_unmap on release): staging that UCX

@@ -1,4 +1,4 @@
-namespace FaaSTube.Native;
+namespace FaaSTube.Native.Handles;
 
 /// <summary>
 /// A UCP worker (ucp_worker_destroy on release, which also destroys endpoints still open in it).

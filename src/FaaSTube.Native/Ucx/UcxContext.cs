@@ -1,3 +1,5 @@
+using FaaSTube.Native.Handles;
+
 namespace FaaSTube.Native.Ucx;
 
 /// <summary>

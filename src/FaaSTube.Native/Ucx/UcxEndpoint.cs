@@ -1,5 +1,6 @@
 using System.Net;
 using System.Runtime.InteropServices;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Native.Ucx;
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Native.Ucx;
 

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Native.Ucx;
 

@@ -2,6 +2,7 @@ using FaaSTube.Devices;
 using FaaSTube.Hosting;
 using FaaSTube.Memory;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Channels;
 

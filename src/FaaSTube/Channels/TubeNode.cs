@@ -11,6 +11,7 @@ using FaaSTube.Hosting;
 using FaaSTube.Memory;
 using FaaSTube.Native;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
@@ -104,7 +105,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     internal NodeDevice[] Devices { get; }
 
     /// <summary>The node's view of the links between its GPUs (reservations of its copies).</summary>
-    public PathRouter Router { get; }
+    internal PathRouter Router { get; }
 
     internal MultiPathCopier Copier { get; }
 
@@ -115,7 +116,7 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     /// <summary>The pool of a GPU (for statistics).</summary>
     /// <param name="device">The GPU's ordinal.</param>
-    public GpuMemoryPool PoolOf(int device) => Devices[device].Pool;
+    internal GpuMemoryPool PoolOf(int device) => Devices[device].Pool;
 
     /// <summary>
     /// Starts a node: opens the GPUs, and listens on <see cref="TubeNodeOptions.SocketPath"/> (owner-only).

@@ -1,3 +1,4 @@
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Topology;
 
 namespace FaaSTube.Devices;

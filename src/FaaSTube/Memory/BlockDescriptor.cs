@@ -11,4 +11,4 @@ namespace FaaSTube.Memory;
 /// <param name="Generation">The slot's generation: a freed slab's descriptors go stale.</param>
 /// <param name="Offset">Byte offset in the slab.</param>
 /// <param name="Length">Length in bytes.</param>
-public readonly record struct BlockDescriptor(Guid PoolId, long BlockId, int SlabId, int Generation, long Offset, long Length);
+internal readonly record struct BlockDescriptor(Guid PoolId, long BlockId, int SlabId, int Generation, long Offset, long Length);

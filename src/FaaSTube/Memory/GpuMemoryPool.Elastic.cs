@@ -4,7 +4,7 @@ namespace FaaSTube.Memory;
 /// <param name="SlabId">The slab's slot.</param>
 /// <param name="Generation">Its generation.</param>
 /// <param name="Importers">Importers that still have it open.</param>
-public sealed record SlabRetiringEventArgs(int SlabId, int Generation, IReadOnlyList<LeaseHolder> Importers);
+internal sealed record SlabRetiringEventArgs(int SlabId, int Generation, IReadOnlyList<LeaseHolder> Importers);
 
 /// <summary>Elasticity (trimming to the target), the slab retire protocol with importers, and statistics.</summary>
 public sealed partial class GpuMemoryPool
@@ -18,7 +18,7 @@ public sealed partial class GpuMemoryPool
     /// Raised when a slab that importers have open starts retiring: tell them to close it. The slab
     /// takes no new allocations and is freed when the last importer closes it or is declared gone.
     /// </summary>
-    public event EventHandler<SlabRetiringEventArgs>? SlabRetiring;
+    internal event EventHandler<SlabRetiringEventArgs>? SlabRetiring;
 
     /// <summary>
     /// What the elastic rule wants reserved now: the sum over active functions (an arrival within max(<see cref="GpuPoolOptions.MinIdleTime"/>, their p99 inter-arrival time)) of
@@ -83,7 +83,7 @@ public sealed partial class GpuMemoryPool
     internal Devices.DeviceBuffer SlabBuffer(int slabId, int generation) => FindSlab(slabId, generation).Buffer;
 
     /// <summary>The slabs held now.</summary>
-    public IReadOnlyList<SlabInfo> GetSlabs() => _slabs.All.Where(s => s is not null).Select(s => s!.Describe()).ToArray();
+    internal IReadOnlyList<SlabInfo> GetSlabs() => _slabs.All.Where(s => s is not null).Select(s => s!.Describe()).ToArray();
 
     /// <summary>
     /// A snapshot of the pool's numbers, the same the <c>FaaSTube</c> meter reports: reserved, in use

@@ -182,7 +182,7 @@ public sealed class BlockUse : IDisposable
     public Devices.DeviceMemory Memory { get; }
 
     /// <summary>Where they are: what a node sends to a consumer with the slab mapped.</summary>
-    public BlockDescriptor Descriptor { get; }
+    internal BlockDescriptor Descriptor { get; }
 
     /// <summary>Ends the use.</summary>
     public void Dispose()

@@ -3,7 +3,7 @@ using FaaSTube.Devices;
 namespace FaaSTube.Memory;
 
 /// <summary>What a slab is doing.</summary>
-public enum SlabState
+internal enum SlabState
 {
     /// <summary>Serving allocations.</summary>
     Active,
@@ -28,7 +28,7 @@ public enum SlabState
 /// <param name="Importers">Importers that have it open.</param>
 /// <param name="Exports">How many times it was exported (once at most).</param>
 /// <param name="Partition">The partition whose blocks it holds, fixed for its whole life (<see cref="BlockOptions.Partition"/>).</param>
-public readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<LeaseHolder> Importers, int Exports, string Partition);
+internal readonly record struct SlabInfo(int Id, int Generation, long Capacity, long FreeBytes, long LargestFree, SlabState State, IReadOnlyList<LeaseHolder> Importers, int Exports, string Partition);
 
 /// <summary>
 /// One large device allocation, sub-allocated by an <see cref="ExtentAllocator"/> under its own lock.

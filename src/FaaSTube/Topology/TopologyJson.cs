@@ -12,7 +12,7 @@ namespace FaaSTube.Topology;
 /// </code>
 /// Links are listed once per direction (or with "symmetric": true for both). Source-generated, so it is trimming-safe.
 /// </summary>
-public static class TopologyJson
+internal static class TopologyJson
 {
     /// <summary>Reads a topology from JSON text.</summary>
     /// <param name="json">The text.</param>

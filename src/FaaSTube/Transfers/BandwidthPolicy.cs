@@ -7,14 +7,14 @@ namespace FaaSTube.Transfers;
 /// <param name="TransferDeadline">When the transfer must be done (submission + SLO - compute), on the lane's clock; null: none.</param>
 /// <param name="Priority">Higher keeps its least rate first when the link is oversubscribed.</param>
 /// <param name="Arrival">Submission time: first come first served within a tenant.</param>
-public readonly record struct TransferDemand(long Id, string Tenant, long RemainingBytes, TimeSpan? TransferDeadline, int Priority, TimeSpan Arrival);
+internal readonly record struct TransferDemand(long Id, string Tenant, long RemainingBytes, TimeSpan? TransferDeadline, int Priority, TimeSpan Arrival);
 
 /// <summary>What the policy decided for the next batch.</summary>
 /// <param name="Chunks">Transfer id -> chunks to issue in this batch, in issue order.</param>
 /// <param name="Rates">Transfer id -> the rate (bytes/s) the policy assigned.</param>
 /// <param name="Oversubscribed">True when the least rates together exceed the link.</param>
 /// <param name="Degraded">Transfers given less than their least rate because of oversubscription.</param>
-public sealed record BatchPlan(IReadOnlyList<(long Id, int Chunks)> Chunks, IReadOnlyDictionary<long, double> Rates, bool Oversubscribed, IReadOnlyList<long> Degraded);
+internal sealed record BatchPlan(IReadOnlyList<(long Id, int Chunks)> Chunks, IReadOnlyDictionary<long, double> Rates, bool Oversubscribed, IReadOnlyList<long> Degraded);
 
 /// <summary>
 /// The bandwidth-shaping policy of one link lane (FaaSTube's SLO-aware sharing), kept apart from
@@ -33,7 +33,7 @@ public sealed record BatchPlan(IReadOnlyList<(long Id, int Chunks)> Chunks, IRea
 /// </list>
 /// Deterministic: the same demands, capacity and time give the same plan.
 /// </summary>
-public sealed class BandwidthPolicy
+internal sealed class BandwidthPolicy
 {
     private readonly Dictionary<long, double> _credit = [];
 

@@ -1,5 +1,6 @@
 using FaaSTube.Devices;
 using FaaSTube.Memory;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Transfers;
 
@@ -10,7 +11,7 @@ namespace FaaSTube.Transfers;
 /// engine, so that routing depends on neither the pool nor the engine, and the pool on nothing above it.
 /// </summary>
 /// <param name="pool">The relay GPU's pool.</param>
-public sealed class PoolRelayBuffers(GpuMemoryPool pool) : IRelayBufferSource
+internal sealed class PoolRelayBuffers(GpuMemoryPool pool) : IRelayBufferSource
 {
     private readonly GpuMemoryPool _pool = pool ?? throw new ArgumentNullException(nameof(pool));
 

@@ -2,9 +2,10 @@ using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using FaaSTube.Devices;
-using FaaSTube.Hosting;
-using Microsoft.Extensions.Logging;
 using FaaSTube.Diagnostics;
+using FaaSTube.Hosting;
+using FaaSTube.Transfers.Routing;
+using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Transfers;
 
@@ -38,18 +39,21 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
     /// <summary>Creates the engine of <paramref name="device"/>: allocates the staging memory and starts both lanes.</summary>
     /// <param name="device">The GPU.</param>
     /// <param name="options">Chunking, staging, scheduling; null for the defaults.</param>
-    /// <param name="router">
-    /// The machine's router, when host transfers of other GPUs may borrow this GPU's PCIe lane
-    /// (<see cref="PathRouter.RouteFromHost"/>): the host-to-GPU lane then tells the router when it is
-    /// busy (so it is not lent, and lent paths are revoked) and plans with what harvested paths leave.
-    /// Null: the lanes plan with the whole link and report to no one.
-    /// </param>
-    public TransferEngine(GpuDevice device, TransferEngineOptions? options = null, PathRouter? router = null)
-        : this(device, options, router, FaaSTubeServices.Default)
+    public TransferEngine(GpuDevice device, TransferEngineOptions? options = null)
+        : this(device, options, router: null, FaaSTubeServices.Default)
     {
     }
 
     /// <summary>An engine with its clock and logger from the node's services (<c>src/FaaSTube/Hosting/FaaSTubeServices.cs</c>).</summary>
+    /// <param name="device">The GPU.</param>
+    /// <param name="options">Chunking, staging, scheduling; null for the defaults.</param>
+    /// <param name="router">
+    /// The machine's router, when host transfers of other GPUs may borrow this GPU's PCIe lane
+    /// (<see cref="PathRouter.RouteFromHost"/>): the host-to-GPU lane then tells the router when it is
+    /// busy (so it is not lent, and lent paths are revoked) and plans with what harvested paths leave.
+    /// Null: the lanes plan with the whole link and report to no one (a standalone engine).
+    /// </param>
+    /// <param name="services">The logger factory, meter factory and clock.</param>
     internal TransferEngine(GpuDevice device, TransferEngineOptions? options, PathRouter? router, FaaSTubeServices services)
     {
         ArgumentNullException.ThrowIfNull(device);

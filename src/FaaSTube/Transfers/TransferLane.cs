@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using FaaSTube.Devices;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Transfers;
 

@@ -4,6 +4,7 @@ using FaaSTube.Devices;
 using FaaSTube.Devices.Cuda;
 using FaaSTube.Kernels;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 using FaaSTube.Tests.Support;
 
 namespace FaaSTube.Tests.Channels;

@@ -1,5 +1,6 @@
 using FaaSTube.Devices;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 using FaaSTube.Tests.Support;
 
 namespace FaaSTube.Tests.Devices;

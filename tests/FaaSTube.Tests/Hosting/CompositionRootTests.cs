@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using FaaSTube.Channels;
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Hosting;
 using FaaSTube.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using FaaSTube.Devices;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Tests.Native;
 

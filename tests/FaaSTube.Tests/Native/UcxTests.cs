@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 using FaaSTube.Native.Ucx;
 using FaaSTube.Tests.Support;
 

@@ -1,4 +1,5 @@
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Native;
 using FaaSTube.Topology;
 

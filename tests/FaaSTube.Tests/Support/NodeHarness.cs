@@ -1,5 +1,6 @@
 using FaaSTube.Channels;
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Memory;
 using FaaSTube.Topology;
 

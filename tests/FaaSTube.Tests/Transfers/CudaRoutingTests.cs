@@ -3,6 +3,7 @@ using FaaSTube.Kernels;
 using FaaSTube.Tests.Support;
 using FaaSTube.Topology;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Tests.Transfers;
 

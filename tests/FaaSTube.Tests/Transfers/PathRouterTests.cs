@@ -1,6 +1,7 @@
-using FaaSTube.Topology;
 using FaaSTube.Tests.Support;
+using FaaSTube.Topology;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Tests.Transfers;
 

@@ -1,7 +1,9 @@
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Tests.Support;
 using FaaSTube.Topology;
 using FaaSTube.Transfers;
+using FaaSTube.Transfers.Routing;
 
 namespace FaaSTube.Tests.Transfers;
 

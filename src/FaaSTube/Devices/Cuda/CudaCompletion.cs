@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Threading.Tasks.Sources;
 using FaaSTube.Devices.Completion;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 using Microsoft.Extensions.ObjectPool;
 
 namespace FaaSTube.Devices.Cuda;

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Devices.Cuda;
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using FaaSTube.Devices.Completion;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Devices.Cuda;
 

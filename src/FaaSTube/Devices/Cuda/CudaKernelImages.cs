@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Devices.Cuda;
 

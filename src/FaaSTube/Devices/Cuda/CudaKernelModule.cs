@@ -1,5 +1,6 @@
 using FaaSTube.Kernels;
 using FaaSTube.Native;
+using FaaSTube.Native.Handles;
 
 namespace FaaSTube.Devices.Cuda;
 

@@ -1,4 +1,4 @@
-namespace FaaSTube.Devices;
+namespace FaaSTube.Devices.Simulated;
 
 /// <summary>
 /// Simulated time for timing tests: it moves only when modelled work completes or a test advances it,

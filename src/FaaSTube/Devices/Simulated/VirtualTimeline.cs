@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace FaaSTube.Devices;
+namespace FaaSTube.Devices.Simulated;
 
 /// <summary>
 /// Causal virtual time for the simulated GPU's link model. By default every copy starts no earlier

@@ -1,6 +1,6 @@
 using FaaSTube.Devices;
 
-namespace FaaSTube.Transfers;
+namespace FaaSTube.Transfers.Routing;
 
 /// <summary>
 /// A GPU's scheduled link to the host, through which <see cref="MultiPathCopier"/> moves the host
@@ -8,7 +8,7 @@ namespace FaaSTube.Transfers;
 /// the GPU's other host transfers under one scheduler. <c>TransferEngine</c> is one; without
 /// one, a hop is a plain stream copy. Routing knows only this interface, never the engine.
 /// </summary>
-public interface IHostLane
+internal interface IHostLane
 {
     /// <summary>Copies host bytes to the lane's GPU; completes when they are there.</summary>
     /// <param name="source">Host bytes.</param>

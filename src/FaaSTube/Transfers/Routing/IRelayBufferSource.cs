@@ -1,6 +1,6 @@
 using FaaSTube.Devices;
 
-namespace FaaSTube.Transfers;
+namespace FaaSTube.Transfers.Routing;
 
 /// <summary>
 /// Where <see cref="MultiPathCopier"/> takes the staging buffers of a relay GPU (two chunk-sized
@@ -9,7 +9,7 @@ namespace FaaSTube.Transfers;
 /// in use; without one, relays allocate plain device memory. Routing knows only this interface,
 /// never the pool.
 /// </summary>
-public interface IRelayBufferSource
+internal interface IRelayBufferSource
 {
     /// <summary>Rents <paramref name="bytes"/> of device memory on the source's GPU; disposing the rental gives it back.</summary>
     /// <param name="bytes">The slot's size.</param>
@@ -18,7 +18,7 @@ public interface IRelayBufferSource
 }
 
 /// <summary>A relay slot rented from an <see cref="IRelayBufferSource"/>: device memory until disposed.</summary>
-public interface IRelayBuffer : IDisposable
+internal interface IRelayBuffer : IDisposable
 {
     /// <summary>The slot, at least as long as asked for.</summary>
     DeviceMemory Memory { get; }

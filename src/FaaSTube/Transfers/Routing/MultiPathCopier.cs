@@ -2,10 +2,11 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using FaaSTube.Devices;
+using FaaSTube.Devices.Simulated;
 using FaaSTube.Diagnostics;
 using FaaSTube.Memory;
 
-namespace FaaSTube.Transfers;
+namespace FaaSTube.Transfers.Routing;
 
 /// <summary>
 /// Executes routed copies: the bytes are split over the reserved paths in proportion to their
@@ -14,7 +15,7 @@ namespace FaaSTube.Transfers;
 /// path, so one hop of a chunk overlaps the next hop of the one before. A path's reservation is
 /// released as soon as its chunks are done; all of it on failure or cancellation.
 /// </summary>
-public sealed class MultiPathCopier : IDisposable
+internal sealed class MultiPathCopier : IDisposable
 {
     private readonly GpuSystem _gpus;
     private readonly int _chunkBytes;

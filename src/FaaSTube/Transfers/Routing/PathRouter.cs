@@ -1,6 +1,6 @@
 using FaaSTube.Topology;
 
-namespace FaaSTube.Transfers;
+namespace FaaSTube.Transfers.Routing;
 
 /// <summary>
 /// Contention-aware path selection over the GPU topology (FaaSTube's router). It keeps a live matrix
@@ -14,7 +14,7 @@ namespace FaaSTube.Transfers;
 /// that sit behind another PCIe switch (<see cref="RouteFromHost"/>). Candidate paths are computed
 /// once per pair, so a decision is a short scan (see the routing benchmark). Thread-safe.
 /// </summary>
-public sealed class PathRouter
+internal sealed class PathRouter
 {
     /// <summary>The host-memory node in paths.</summary>
     public const int Host = -1;

@@ -1,9 +1,9 @@
-namespace FaaSTube.Transfers;
+namespace FaaSTube.Transfers.Routing;
 
 /// <summary>One path of a routed copy and the bandwidth reserved on it.</summary>
 /// <param name="Nodes">GPUs crossed in order; <see cref="PathRouter.Host"/> (-1) is host memory.</param>
 /// <param name="BytesPerSecond">Reserved on every link of the path.</param>
-public readonly record struct RoutePath(IReadOnlyList<int> Nodes, double BytesPerSecond)
+internal readonly record struct RoutePath(IReadOnlyList<int> Nodes, double BytesPerSecond)
 {
     /// <summary>Links crossed (0 for a copy inside one GPU).</summary>
     public int Hops => Nodes.Count - 1;
@@ -20,7 +20,7 @@ public readonly record struct RoutePath(IReadOnlyList<int> Nodes, double BytesPe
 /// Bandwidth reserved for one copy on one or more paths. Dispose (or release paths one by one as
 /// they finish) to give it back; the router never lets reservations exceed a link.
 /// </summary>
-public sealed class RouteReservation : IDisposable
+internal sealed class RouteReservation : IDisposable
 {
     private readonly PathRouter _router;
 
