@@ -33,9 +33,9 @@ public class PoolAllocationBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup()
+    public async Task Cleanup()
     {
-        _pool.Dispose();
+        await _pool.DisposeAsync();
         _gpus.Dispose();
     }
 

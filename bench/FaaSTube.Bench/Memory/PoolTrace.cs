@@ -93,7 +93,7 @@ internal static class PoolTrace
     {
         var clock = new VirtualClock();
         using var gpus = GpuSystem.Open(new GpuSystemOptions { Backend = GpuBackend.Simulated, SimulatedMemoryBytes = 4L << 30 });
-        using var pool = new GpuMemoryPool(gpus.Devices[0], new GpuPoolOptions
+        await using var pool = new GpuMemoryPool(gpus.Devices[0], new GpuPoolOptions
         {
             SlabBytes = 64 * MiB,
             MaxBytes = 1536 * MiB,

@@ -61,7 +61,7 @@ internal static class IsolationScenario
             ? new GpuSystemOptions { Backend = GpuBackend.Simulated, SimulatedClock = clock, SimulatedMemoryBytes = bulkBytes + (64L << 20) }
             : new GpuSystemOptions());
         var time = (TimeProvider?)clock ?? TimeProvider.System;
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions(), router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, time));
+        await using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions(), router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, time));
         using var bulkBuffer = gpus.Devices[0].Allocate(bulkBytes);
         using var smallBuffer = gpus.Devices[0].Allocate(smallBytes);
         var bulk = new byte[bulkBytes];

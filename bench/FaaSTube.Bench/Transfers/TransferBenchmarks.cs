@@ -56,10 +56,10 @@ public class TransferBandwidthBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup()
+    public async Task Cleanup()
     {
         _stream.Dispose();
-        _engine.Dispose();
+        await _engine.DisposeAsync();
         _device.Dispose();
         ((IDisposable)_pinned).Dispose();
         _gpus.Dispose();
@@ -127,10 +127,10 @@ public abstract class EngineBenchmark
     }
 
     [GlobalCleanup]
-    public void Cleanup()
+    public async Task Cleanup()
     {
         Stream.Dispose();
-        Engine.Dispose();
+        await Engine.DisposeAsync();
         Device.Dispose();
         Gpus.Dispose();
     }

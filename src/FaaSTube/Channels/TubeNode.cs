@@ -43,34 +43,15 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// Builds the node's parts in memory around GPUs already open: no file, socket, timer or thread
     /// is touched here (<see cref="StartCoreAsync"/> does that, after).
     /// </summary>
-    private TubeNode(TubeNodeOptions settings, GpuSystem gpus, FaaSTubeServices services)
+    private TubeNode(TubeNodeOptions settings, GpuSystem gpus, PathRouter router, NodeDevice[] devices, FaaSTubeServices services)
     {
         _options = settings;
         _services = services;
         Metrics = ChannelMetrics.For(services.MeterFactory);
         _logger = services.Logger<TubeNode>();
         Gpus = gpus;
-        Router = new PathRouter(Gpus.Topology);
-        var devices = new List<NodeDevice>();
-        try
-        {
-            foreach (var device in Gpus.Devices)
-            {
-                devices.Add(new NodeDevice(device, settings.Pool, settings.Transfers, Router, services));
-            }
-        }
-        catch
-        {
-            foreach (var device in devices)
-            {
-                device.Engine.Dispose(); // nothing ran on it yet: its lanes stop at once
-                device.Pool.Dispose();
-            }
-
-            throw;
-        }
-
-        Devices = devices.ToArray();
+        Router = router; // the engines' host lanes report to it (NodeDevice), so harvesting never borrows a busy lane
+        Devices = devices;
         Copier = new MultiPathCopier(Gpus, Router, relays: Devices.Select(d => new PoolRelayBuffers(d.Pool)).ToArray(), hostLanes: Devices.Select(d => d.Engine).ToArray());
         foreach (var device in Devices)
         {
@@ -147,13 +128,26 @@ public sealed partial class TubeNode : IAsyncDisposable
         settings.ValidateAll();
         cancellationToken.ThrowIfCancellationRequested();
         var gpus = GpuSystem.Open(settings.Gpus, services);
+        var router = new PathRouter(gpus.Topology);
+        var devices = new List<NodeDevice>();
         TubeNode node;
         try
         {
-            node = new TubeNode(settings, gpus, services);
+            foreach (var device in gpus.Devices)
+            {
+                devices.Add(new NodeDevice(device, settings.Pool, settings.Transfers, router, services));
+            }
+
+            node = new TubeNode(settings, gpus, router, devices.ToArray(), services);
         }
         catch
         {
+            foreach (var device in devices)
+            {
+                await device.Engine.DisposeAsync().ConfigureAwait(false); // nothing ran on it yet: its lanes stop at once
+                await device.Pool.DisposeAsync().ConfigureAwait(false);
+            }
+
             gpus.Dispose();
             throw;
         }

@@ -23,7 +23,7 @@ namespace FaaSTube.Memory;
 /// life and is cleared on the device before its first block, so nothing a client maps can hold
 /// another partition's bytes; memory moves between partitions only by freeing an empty slab.</para>
 /// </summary>
-public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
+public sealed partial class GpuMemoryPool : IAsyncDisposable
 {
     private static readonly BlockOptions DefaultBlock = new();
 
@@ -363,23 +363,6 @@ public sealed partial class GpuMemoryPool : IDisposable, IAsyncDisposable
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-
-    /// <summary>
-    /// Frees every slab and spill entry; blocks still held become stale. Blocks the thread while
-    /// evictions and restores in flight end (device copies, bounded); <see cref="DisposeAsync"/> waits for them without blocking.
-    /// </summary>
-    public void Dispose()
-    {
-        if (!BeginDispose())
-        {
-            return;
-        }
-
-        // Evictions and restores copy outside the pressure gate: let those in flight end before their
-        // slabs and spill entries go (no new one starts once disposed). Bounded: they are device copies.
-        _mover.Stop(TimeSpan.FromSeconds(30));
-        FreeAll();
-    }
 
     /// <summary>Frees every slab and spill entry once the evictions and restores in flight have ended (awaited, no thread blocked); blocks still held become stale.</summary>
     public async ValueTask DisposeAsync()

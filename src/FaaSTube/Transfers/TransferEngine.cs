@@ -18,7 +18,7 @@ namespace FaaSTube.Transfers;
 /// Cancellation stops at a chunk boundary: finished chunks stay, the rest of the destination is not
 /// touched. A failed chunk fails its transfer with the underlying error.
 /// </summary>
-public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDisposable
+public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
 {
     private readonly GpuDevice _device;
     private readonly TransferEngineOptions _options;
@@ -394,26 +394,6 @@ public sealed partial class TransferEngine : IHostLane, IDisposable, IAsyncDispo
     /// <summary>A host hop of a routed copy, scheduled like any transfer of this engine (default request).</summary>
     async ValueTask IHostLane.CopyToHostAsync(DeviceMemory source, Memory<byte> destination, CancellationToken cancellationToken) =>
         await ToHostAsync(source, destination, null, cancellationToken).ConfigureAwait(false);
-
-    /// <summary>
-    /// Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>) and frees the staging memory.
-    /// Blocks the thread until the lanes' loops have stopped; <see cref="DisposeAsync"/> awaits them instead.
-    /// </summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        foreach (var lane in new[] { _h2d, _d2h })
-        {
-            _metrics.Unregister(lane);
-            lane.Dispose();
-        }
-
-        FreeStaging();
-    }
 
     /// <summary>Stops both lanes (transfers not finished fail with <see cref="ObjectDisposedException"/>), awaiting their loops, then frees the staging memory.</summary>
     public async ValueTask DisposeAsync()

@@ -23,7 +23,7 @@ public sealed class BlockMoverTests
     public async Task A_block_moves_to_the_spill_store_and_back_through_one_routine_with_its_bytes(bool toFile)
     {
         var random = Seeds.Create(TestContext);
-        using var h = new PoolHarness(o => o.HostSpillBytes = toFile ? 0 : 4 * MiB);
+        await using var h = new PoolHarness(o => o.HostSpillBytes = toFile ? 0 : 4 * MiB);
         using var rig = new MoverRig(h);
         long length = random.Next(1, (int)MiB);
         ulong seed = (ulong)random.NextInt64();
@@ -64,7 +64,7 @@ public sealed class BlockMoverTests
     [TestMethod]
     public async Task A_failed_copy_gives_the_target_back_and_leaves_the_block_where_it_was()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         using var rig = new MoverRig(h);
         var block = rig.Place(5000, rig.SlabA);
         long offsetA = block.Offset;
@@ -95,7 +95,7 @@ public sealed class BlockMoverTests
     [TestMethod]
     public async Task A_block_in_use_or_never_evict_does_not_start_moving_and_a_stopped_mover_starts_nothing()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         using var rig = new MoverRig(h);
         var used = rig.Place(1000, rig.SlabA);
         used.Uses = 1;

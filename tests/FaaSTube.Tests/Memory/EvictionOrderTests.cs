@@ -9,9 +9,9 @@ namespace FaaSTube.Tests.Memory;
 public sealed class EvictionOrderTests
 {
     [TestMethod]
-    public void The_asker_s_own_blocks_go_first_furthest_next_use_first_never_one_in_use_moving_or_never_evict()
+    public async Task The_asker_s_own_blocks_go_first_furthest_next_use_first_never_one_in_use_moving_or_never_evict()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         using var rig = new Rig(h);
         var own = rig.Slab("a");
         var soon = rig.Place(own, nextUse: 1);
@@ -31,9 +31,9 @@ public sealed class EvictionOrderTests
     }
 
     [TestMethod]
-    public void Another_partition_s_victims_come_from_the_least_used_slab_whose_blocks_can_all_go()
+    public async Task Another_partition_s_victims_come_from_the_least_used_slab_whose_blocks_can_all_go()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         using var rig = new Rig(h);
         var full = rig.Slab("b");
         rig.Place(full, nextUse: null, bytes: 3 * 256 << 10);

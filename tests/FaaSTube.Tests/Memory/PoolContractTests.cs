@@ -18,7 +18,7 @@ public abstract class PoolContractTests
     public async Task Random_allocations_and_releases_match_a_model_and_keep_their_bytes()
     {
         var random = Seeds.Create(TestContext);
-        using var h = Harness(o => { o.MaxBytes = 6 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
+        await using var h = Harness(o => { o.MaxBytes = 6 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
         var live = new List<(PoolBlock Block, ulong Seed)>();
         int refused = 0;
         for (int step = 0; step < 400; step++)
@@ -67,7 +67,7 @@ public abstract class PoolContractTests
     {
         var random = Seeds.Create(TestContext);
         int baseSeed = random.Next();
-        using var h = Harness(o => { o.SlabBytes = 4 * MiB; o.AllocationTimeout = TimeSpan.FromSeconds(30); });
+        await using var h = Harness(o => { o.SlabBytes = 4 * MiB; o.AllocationTimeout = TimeSpan.FromSeconds(30); });
         var device = h.Gpus.Devices[0];
 
         var workers = Enumerable.Range(0, 8).Select(t => Task.Run(async () =>
@@ -121,7 +121,7 @@ public abstract class PoolContractTests
     [TestMethod]
     public async Task The_last_lease_frees_the_block_at_once_and_earlier_ones_do_not()
     {
-        using var h = Harness();
+        await using var h = Harness();
         var block = await h.Pool.AllocateAsync(1000, new BlockOptions { Holder = new LeaseHolder(1) });
         block.AddLease(new LeaseHolder(2));
         block.AddLease(new LeaseHolder(2));
@@ -141,7 +141,7 @@ public abstract class PoolContractTests
     [TestMethod]
     public async Task A_block_in_use_is_freed_when_the_use_ends_after_the_last_lease()
     {
-        using var h = Harness();
+        await using var h = Harness();
         var block = await h.Pool.AllocateAsync(1000);
         var use = await block.UseAsync();
         h.Pool.Release(block, default);
@@ -157,7 +157,7 @@ public abstract class PoolContractTests
     [TestMethod]
     public async Task Releasing_a_holder_drops_all_its_leases_and_only_its_own()
     {
-        using var h = Harness();
+        await using var h = Harness();
         var a = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = new LeaseHolder(7) });
         var b = await h.Pool.AllocateAsync(100, new BlockOptions { Holder = new LeaseHolder(7) });
         b.AddLease(new LeaseHolder(8));
@@ -175,8 +175,8 @@ public abstract class PoolContractTests
     [TestMethod]
     public async Task Bad_input_gets_a_specific_error_and_leaves_the_pool_unchanged()
     {
-        using var h = Harness(o => o.MaxBytes = 4 * MiB);
-        using var other = Harness();
+        await using var h = Harness(o => o.MaxBytes = 4 * MiB);
+        await using var other = Harness();
         var block = await h.Pool.AllocateAsync(5000, new BlockOptions { Holder = new LeaseHolder(1) });
         var foreign = await other.Pool.AllocateAsync(10);
         var descriptor = await DescriptorAsync(block);
@@ -206,7 +206,7 @@ public abstract class PoolContractTests
         Assert.AreEqual(PoolError.Stale, Assert.ThrowsExactly<PoolException>(() => h.Pool.Resolve(descriptor)).Error);
         h.Pool.CheckInvariants();
 
-        h.Pool.Dispose();
+        await h.Pool.DisposeAsync();
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await h.Pool.AllocateAsync(10));
     }
 
@@ -214,7 +214,7 @@ public abstract class PoolContractTests
     public async Task Evicted_blocks_come_back_byte_identical()
     {
         var random = Seeds.Create(TestContext);
-        using var h = Harness(o => o.MaxBytes = 2 * MiB);
+        await using var h = Harness(o => o.MaxBytes = 2 * MiB);
         var seeds = new[] { (ulong)random.NextInt64(), (ulong)random.NextInt64(), (ulong)random.NextInt64() };
         var blocks = new List<PoolBlock>();
         foreach (var seed in seeds)

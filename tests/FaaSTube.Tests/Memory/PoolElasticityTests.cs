@@ -10,7 +10,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task Growth_stops_at_half_of_the_free_device_memory()
     {
-        using var h = new PoolHarness(o => { o.SlabBytes = 16 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; }, deviceMemory: 64 * MiB);
+        await using var h = new PoolHarness(o => { o.SlabBytes = 16 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; }, deviceMemory: 64 * MiB);
         var blocks = new List<PoolBlock>();
         for (int i = 0; i < 3; i++)
         {
@@ -29,7 +29,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task Growth_stops_at_the_configured_cap()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
+        await using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
         await h.Pool.AllocateAsync(MiB);
         await h.Pool.AllocateAsync(MiB);
 
@@ -40,7 +40,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task A_request_larger_than_a_slab_gets_a_slab_of_its_own()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         var big = await h.Pool.AllocateAsync(3 * MiB + 5);
         await h.WriteAsync(big, 42);
 
@@ -52,7 +52,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task Empty_slabs_go_back_after_the_idle_window_once_the_function_is_idle()
     {
-        using var h = new PoolHarness(o => o.MinIdleTime = TimeSpan.FromSeconds(10));
+        await using var h = new PoolHarness(o => o.MinIdleTime = TimeSpan.FromSeconds(10));
         var blocks = new List<PoolBlock>();
         for (int i = 0; i < 4; i++)
         {
@@ -76,7 +76,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task An_active_function_keeps_its_reservation_and_the_floor_is_kept()
     {
-        using var h = new PoolHarness(o => { o.MinIdleTime = TimeSpan.FromSeconds(10); o.FloorBytes = MiB; });
+        await using var h = new PoolHarness(o => { o.MinIdleTime = TimeSpan.FromSeconds(10); o.FloorBytes = MiB; });
         var burst = new List<PoolBlock>();
         for (int i = 0; i < 3; i++)
         {
@@ -101,7 +101,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task A_slab_an_importer_has_open_retires_and_is_freed_only_when_closed()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         var block = await h.Pool.AllocateAsync(1000);
         var d = await DescriptorAsync(block);
 
@@ -138,7 +138,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task A_retiring_slab_is_freed_when_its_importer_is_declared_dead()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         var block = await h.Pool.AllocateAsync(1000);
         var d = await DescriptorAsync(block);
 
@@ -157,7 +157,7 @@ public sealed class PoolElasticityTests
     [TestMethod]
     public async Task A_freed_slot_gets_a_new_generation_and_old_descriptors_go_stale()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         var first = await h.Pool.AllocateAsync(100);
         var old = await DescriptorAsync(first);
 

@@ -25,7 +25,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task Victims_are_the_blocks_needed_furthest_in_the_future()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = 4 * MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = 4 * MiB);
         var blocks = await FillAsync(h, 5, 1, null, 3); // A: 5th in the queue, B: next, C: unknown, D: 3rd
 
         var order = new List<int>();
@@ -43,7 +43,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task Without_hints_the_least_recently_used_goes_first()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = 3 * MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = 3 * MiB);
         var blocks = await FillAsync(h, null, null, null);
         h.Clock.Advance(TimeSpan.FromSeconds(1));
         using (await blocks[0].UseAsync())
@@ -60,7 +60,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task Evicted_data_comes_back_byte_identical_on_use_and_spills_to_files_beyond_host_memory()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = 3 * MiB; o.HostSpillBytes = MiB; });
+        await using var h = new PoolHarness(o => { o.MaxBytes = 3 * MiB; o.HostSpillBytes = MiB; });
         var blocks = await FillAsync(h, 1, 2, 3);
 
         var newcomers = new[] { await h.Pool.AllocateAsync(MiB, new BlockOptions { NextUse = 0 }), await h.Pool.AllocateAsync(MiB, new BlockOptions { NextUse = 0 }) };
@@ -86,7 +86,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task Pinned_spill_memory_works_too()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.PinnedSpill = true; });
+        await using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.PinnedSpill = true; });
         var blocks = await FillAsync(h, 1, 2);
         await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
 
@@ -97,7 +97,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task A_block_in_use_or_marked_never_evict_is_never_evicted_and_the_error_says_what_holds_memory()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = 2 * MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = 2 * MiB);
         var weights = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "weights", NeverEvict = true });
         var busy = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "detect", NextUse = 1e9 });
         using var use = await busy.UseAsync();
@@ -116,7 +116,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task When_the_spill_store_is_full_nothing_is_evicted_and_nothing_lost()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
+        await using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; });
         var blocks = await FillAsync(h, 1, 2);
 
         Assert.AreEqual(PoolError.OutOfMemory, (await Assert.ThrowsAsync<PoolException>(async () => await h.Pool.AllocateAsync(MiB))).Error);
@@ -128,7 +128,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task A_waiting_allocation_proceeds_when_memory_is_freed()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(60); });
+        await using var h = new PoolHarness(o => { o.MaxBytes = MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(60); });
         var held = await h.Pool.AllocateAsync(MiB);
         var waiting = h.Pool.AllocateAsync(MiB).AsTask();
         Assert.IsFalse(waiting.IsCompleted);
@@ -142,7 +142,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task A_waiting_allocation_can_be_cancelled()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(60); });
+        await using var h = new PoolHarness(o => { o.MaxBytes = MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(60); });
         await h.Pool.AllocateAsync(MiB);
         using var cts = new CancellationTokenSource();
         var waiting = h.Pool.AllocateAsync(MiB, cancellationToken: cts.Token).AsTask();
@@ -156,7 +156,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task Evicted_blocks_are_restored_when_memory_frees_up_soonest_needed_first()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = 3 * MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = 3 * MiB);
         var blocks = await FillAsync(h, 3, 2, 1);
         var a = await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
         var b = await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
@@ -182,7 +182,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task Releasing_an_evicted_block_frees_its_spill_entry_at_once()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = MiB);
         var first = await h.Pool.AllocateAsync(MiB);
         await h.Pool.AllocateAsync(MiB);
         Assert.AreEqual(MiB, h.Pool.GetStatistics().SpillHostBytes);
@@ -196,7 +196,7 @@ public sealed class PoolEvictionTests
     [TestMethod]
     public async Task With_proactive_restore_a_free_brings_evicted_data_back_by_itself()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.ProactiveRestore = true; });
+        await using var h = new PoolHarness(o => { o.MaxBytes = 2 * MiB; o.ProactiveRestore = true; });
         var blocks = await FillAsync(h, 2, 1);
         var temporary = await h.Pool.AllocateAsync(MiB, new BlockOptions { NeverEvict = true });
         Assert.IsFalse(blocks[0].IsResident);

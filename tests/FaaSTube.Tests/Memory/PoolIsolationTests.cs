@@ -38,7 +38,7 @@ public abstract class PoolIsolationTests
     public async Task Partitions_never_share_a_slab_and_a_slab_never_changes_partition()
     {
         var random = Seeds.Create(TestContext);
-        using var h = Harness(o => o.MaxBytes = 8 * MiB);
+        await using var h = Harness(o => o.MaxBytes = 8 * MiB);
         string[] partitions = ["a", "b", "c"];
         var live = new List<(PoolBlock Block, ulong Seed)>();
         var owners = new Dictionary<(int Id, int Generation), string>();
@@ -98,7 +98,7 @@ public abstract class PoolIsolationTests
     [TestMethod]
     public async Task A_new_partitions_first_block_reads_zeros_after_another_partition_wrote_there()
     {
-        using var h = Harness(o => { o.MaxBytes = MiB; o.AlwaysClearNewSlabs = true; });
+        await using var h = Harness(o => { o.MaxBytes = MiB; o.AlwaysClearNewSlabs = true; });
         var secret = await h.Pool.AllocateAsync(MiB, In("a"));
         await h.WriteAsync(secret, 0xA5A5);
         var old = await DescriptorAsync(secret);
@@ -125,7 +125,7 @@ public abstract class PoolIsolationTests
     [TestMethod]
     public async Task Sizes_the_device_could_never_hold_fail_at_once_with_TooLarge_and_change_nothing()
     {
-        using var h = Harness(o => { o.MaxBytes = 2 * MiB; o.AllocationTimeout = TimeSpan.FromMinutes(5); });
+        await using var h = Harness(o => { o.MaxBytes = 2 * MiB; o.AllocationTimeout = TimeSpan.FromMinutes(5); });
         var resident = await h.Pool.AllocateAsync(MiB, In("a"));
         await h.WriteAsync(resident, 7);
         var before = h.Pool.GetStatistics();
@@ -157,7 +157,7 @@ public abstract class PoolIsolationTests
     public async Task Pressure_from_one_partition_frees_anothers_empty_slabs_and_evicts_its_blocks_intact()
     {
         var random = Seeds.Create(TestContext);
-        using var h = Harness(o => o.MaxBytes = 4 * MiB);
+        await using var h = Harness(o => o.MaxBytes = 4 * MiB);
         var a = new List<(PoolBlock Block, ulong Seed)>();
         for (int i = 0; i < 4; i++)
         {
@@ -210,7 +210,7 @@ public abstract class PoolIsolationTests
     [TestMethod]
     public async Task Another_partitions_empty_slab_that_an_importer_has_open_retires_and_the_allocation_waits_for_it()
     {
-        using var h = Harness(o => { o.MaxBytes = MiB; o.AllocationTimeout = TimeSpan.FromMinutes(2); });
+        await using var h = Harness(o => { o.MaxBytes = MiB; o.AllocationTimeout = TimeSpan.FromMinutes(2); });
         var block = await h.Pool.AllocateAsync(1000, In("a"));
         var d = await DescriptorAsync(block);
         h.Pool.OpenSlab(d.SlabId, d.Generation, importer: new LeaseHolder(5));
@@ -239,7 +239,7 @@ public abstract class PoolIsolationTests
     public async Task A_block_exempted_from_eviction_after_allocation_is_never_evicted()
     {
         var random = Seeds.Create(TestContext);
-        using var h = Harness(o => o.MaxBytes = 4 * MiB);
+        await using var h = Harness(o => o.MaxBytes = 4 * MiB);
         var blocks = new List<(PoolBlock Block, ulong Seed)>();
         for (int i = 0; i < 4; i++)
         {
@@ -280,7 +280,7 @@ public abstract class PoolIsolationTests
     [TestMethod]
     public async Task A_block_exempted_while_evicted_comes_back_on_use_and_stays()
     {
-        using var h = Harness(o => o.MaxBytes = 2 * MiB);
+        await using var h = Harness(o => o.MaxBytes = 2 * MiB);
         var first = await h.Pool.AllocateAsync(MiB, In("p"));
         await h.WriteAsync(first, 1);
         var second = await h.Pool.AllocateAsync(MiB, In("p", nextUse: 0));
@@ -302,7 +302,7 @@ public abstract class PoolIsolationTests
     [TestMethod]
     public async Task Function_statistics_of_idle_names_are_dropped_and_the_target_stays_the_same()
     {
-        using var h = Harness(o => o.StatisticsPeriod = TimeSpan.FromSeconds(60));
+        await using var h = Harness(o => o.StatisticsPeriod = TimeSpan.FromSeconds(60));
         var kept = await h.Pool.AllocateAsync(4096, new BlockOptions { Function = "long-running" });
         for (int i = 0; i < 5000; i++)
         {

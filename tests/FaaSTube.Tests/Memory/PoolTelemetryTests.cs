@@ -17,7 +17,7 @@ public sealed class PoolTelemetryTests
     [TestMethod]
     public async Task The_FaaSTube_meter_reports_the_snapshot_numbers()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = MiB);
         var meter = Telemetry.Meter(null);
         using var allocations = new MetricCollector<long>(meter, "faastube.pool.allocations");
         using var spillOperations = new MetricCollector<long>(meter, "faastube.pool.spill.operations");
@@ -64,7 +64,7 @@ public sealed class PoolTelemetryTests
     [TestMethod]
     public async Task Fragmentation_is_reported()
     {
-        using var h = new PoolHarness();
+        await using var h = new PoolHarness();
         var blocks = new List<PoolBlock>();
         for (int i = 0; i < 4; i++)
         {

@@ -6,7 +6,7 @@ using FaaSTube.Memory;
 namespace FaaSTube.Tests.Support;
 
 /// <summary>A pool on one simulated GPU with small slabs, no background trimming, and helpers to write and check block contents.</summary>
-internal sealed class PoolHarness : IDisposable
+internal sealed class PoolHarness : IAsyncDisposable
 {
     public const long MiB = 1 << 20;
 
@@ -65,10 +65,10 @@ internal sealed class PoolHarness : IDisposable
         return DataChecksum.Compute(bytes);
     }
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
         Stream.Dispose();
-        Pool.Dispose();
+        await Pool.DisposeAsync();
         Gpus.Dispose();
         Directory.Delete(Options.SpillDirectory!, recursive: true);
     }

@@ -32,17 +32,17 @@ public sealed class HostLinkTests
     }
 
     [TestMethod]
-    public void The_engine_plans_with_the_simulated_devices_modelled_host_link_unless_the_options_say_otherwise()
+    public async Task The_engine_plans_with_the_simulated_devices_modelled_host_link_unless_the_options_say_otherwise()
     {
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100, simulatedMemory: 1L << 30);
         var options = new TransferEngineOptions { StagingBytes = 4 << 20, ChunkBytes = 1 << 20 };
-        using (var engine = new TransferEngine(gpus.Devices[3], options))
+        await using (var engine = new TransferEngine(gpus.Devices[3], options))
         {
             Assert.AreEqual(GpuTopology.Dgx1V100.HostBytesPerSecond, engine.LinkBytesPerSecond);
         }
 
         options.LinkBytesPerSecond = 7e9;
-        using (var engine = new TransferEngine(gpus.Devices[3], options))
+        await using (var engine = new TransferEngine(gpus.Devices[3], options))
         {
             Assert.AreEqual(7e9, engine.LinkBytesPerSecond);
         }
@@ -50,11 +50,11 @@ public sealed class HostLinkTests
 
     [TestMethod]
     [TestCategory("Gpu")]
-    public void Host_link_bandwidth_follows_the_pcie_link()
+    public async Task Host_link_bandwidth_follows_the_pcie_link()
     {
         using var gpus = Gpus.Open(GpuBackend.Cuda);
         var device = (CudaGpuDevice)gpus.Devices[0];
-        using var engine = new TransferEngine(device, new TransferEngineOptions { StagingBytes = 4 << 20, ChunkBytes = 1 << 20 });
+        await using var engine = new TransferEngine(device, new TransferEngineOptions { StagingBytes = 4 << 20, ChunkBytes = 1 << 20 });
 
         Assert.AreEqual(PcieBandwidth.Of(device.PcieLink), engine.LinkBytesPerSecond);
         Assert.AreEqual(engine.LinkBytesPerSecond, gpus.Topology.HostBytesPerSecond);

@@ -122,7 +122,7 @@ public sealed class MultiPathCopierTests
         var random = Seeds.Create(TestContext);
         using var gpus = Gpus.Open(GpuBackend.Simulated, GpuTopology.Dgx1V100);
         var router = new PathRouter(gpus.Topology);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 64 << 10, StagingBytes = 1 << 20 }, router, FaaSTube.Hosting.FaaSTubeServices.Default);
+        await using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 64 << 10, StagingBytes = 1 << 20 }, router, FaaSTube.Hosting.FaaSTubeServices.Default);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
         bool? busyDuring = null;
         bool? lentDuring = null;
@@ -179,12 +179,12 @@ public sealed class MultiPathCopierTests
         {
             foreach (var e in engines)
             {
-                e.Dispose();
+                await e.DisposeAsync();
             }
 
             foreach (var p in pools)
             {
-                p.Dispose();
+                await p.DisposeAsync();
             }
         }
     }

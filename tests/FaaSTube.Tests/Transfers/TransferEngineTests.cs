@@ -26,7 +26,7 @@ public abstract class TransferEngineTests
     public enum SinkKind { Pageable, Pinned, Stream, Pipe, TypedInts }
 
     /// <summary>A GPU and its engine (64 KiB chunks, 1 MiB staging), disposed together.</summary>
-    private protected sealed class Fixture : IDisposable
+    private protected sealed class Fixture : IAsyncDisposable
     {
         public Fixture(GpuBackend backend)
         {
@@ -40,9 +40,9 @@ public abstract class TransferEngineTests
 
         public GpuDevice Device => Gpus.Devices[0];
 
-        public void Dispose()
+        public async ValueTask DisposeAsync()
         {
-            Engine.Dispose();
+            await Engine.DisposeAsync();
             Gpus.Dispose();
         }
     }
@@ -57,7 +57,7 @@ public abstract class TransferEngineTests
     public async Task Every_source_kind_reaches_the_gpu_byte_exact(SourceKind kind)
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var stream = device.CreateStream();
         foreach (int size in Sizes)
@@ -82,7 +82,7 @@ public abstract class TransferEngineTests
     public async Task Every_destination_kind_gets_the_gpu_bytes_exactly(SinkKind kind)
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var stream = device.CreateStream();
         foreach (int size in Sizes)
@@ -102,7 +102,7 @@ public abstract class TransferEngineTests
     public async Task Two_tenants_at_once_both_finish_with_their_own_data()
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         var bulk = random.Bytes(64 * Chunk + 5);
         var urgent = random.Bytes(8 * Chunk);
@@ -126,7 +126,7 @@ public abstract class TransferEngineTests
     public async Task A_rented_pinned_buffer_goes_straight_to_dma_and_is_reused()
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         using var buffer = gpus.Devices[0].Allocate(3 * Chunk + 5);
         var data = random.Bytes(3 * Chunk + 5);
@@ -151,7 +151,7 @@ public abstract class TransferEngineTests
     public async Task Progress_reports_every_byte_and_ends_at_the_length()
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         var data = random.Bytes(7 * Chunk + 3);
         using var buffer = gpus.Devices[0].Allocate(data.Length);
@@ -201,7 +201,7 @@ public abstract class TransferEngineTests
         using var foreign = other.Devices[0].Allocate(Chunk);
         await Assert.ThrowsAsync<ArgumentException>(async () => await engine.ToDeviceAsync(new byte[Chunk], foreign));
 
-        engine.Dispose();
+        await engine.DisposeAsync();
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await engine.ToDeviceAsync(new byte[10], buffer));
     }
 
@@ -335,7 +335,7 @@ public sealed class SimulatedTransferTests : TransferEngineTests
     public async Task Cancellation_stops_at_a_chunk_boundary_finished_chunks_stay_the_rest_is_untouched()
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         const int Chunks = 64;
         var data = random.Bytes(Chunks * Chunk);
@@ -374,7 +374,7 @@ public sealed class SimulatedTransferTests : TransferEngineTests
     public async Task A_failed_chunk_fails_the_transfer_with_its_error_and_the_engine_goes_on()
     {
         var random = Seeds.Create(TestContext);
-        using var f = new Fixture(Backend);
+        await using var f = new Fixture(Backend);
         var (gpus, engine, device) = (f.Gpus, f.Engine, f.Device);
         var machine = ((SimulatedGpuDevice)gpus.Devices[0]).Machine;
         var data = random.Bytes(16 * Chunk);
@@ -404,7 +404,7 @@ public sealed class SimulatedTransferTests : TransferEngineTests
         var random = Seeds.Create(TestContext);
         var clock = new VirtualClock();
         using var gpus = Gpus.Open(GpuBackend.Simulated, clock: clock);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions(), router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock)); // 2 MiB chunks, 64 MiB staging
+        await using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions(), router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock)); // 2 MiB chunks, 64 MiB staging
         var device = gpus.Devices[0];
         var bulk = random.Bytes(256 << 20);
         var urgent = random.Bytes(8 << 20);
@@ -433,7 +433,7 @@ public sealed class SimulatedTransferTests : TransferEngineTests
     {
         var clock = new VirtualClock();
         using var gpus = Gpus.Open(GpuBackend.Simulated, clock: clock);
-        using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 1 << 20 }, router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock));
+        await using var engine = new TransferEngine(gpus.Devices[0], new TransferEngineOptions { ChunkBytes = 1 << 20 }, router: null, FaaSTube.Hosting.FaaSTubeServices.From(null, null, clock));
         using var a = gpus.Devices[0].Allocate(64 << 20);
         using var b = gpus.Devices[0].Allocate(64 << 20);
         var events = new List<LaneOversubscribedEventArgs>();
