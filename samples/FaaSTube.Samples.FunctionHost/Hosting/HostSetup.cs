@@ -79,4 +79,26 @@ internal static class HostSetup
         await app.DisposeAsync();
         return 0;
     }
+
+    /// <summary>Polls a host's health endpoint every 20 ms until it answers 200; <paramref name="cancellationToken"/> is the deadline.</summary>
+    public static async Task WaitHealthyAsync(HttpClient http, Uri host, CancellationToken cancellationToken)
+    {
+        using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(20));
+        do
+        {
+            try
+            {
+                using var response = await http.GetAsync(new Uri(host, HealthPath), cancellationToken);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet: poll again
+            }
+        }
+        while (await ticks.WaitForNextTickAsync(cancellationToken));
+    }
 }

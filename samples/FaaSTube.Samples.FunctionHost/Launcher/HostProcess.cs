@@ -56,7 +56,7 @@ internal sealed class HostProcess : IAsyncDisposable
         {
             var url = await ReadyAsync(name, process, timeout.Token);
             var drain = DrainAsync(name, process); // its log, prefixed, on our standard error
-            await WaitHealthyAsync(http, url, timeout.Token);
+            await HostSetup.WaitHealthyAsync(http, url, timeout.Token);
             return new HostProcess(name, process, url, drain);
         }
         catch (Exception e)
@@ -82,27 +82,6 @@ internal sealed class HostProcess : IAsyncDisposable
         }
 
         throw new InvalidOperationException($"{name} exited before it was ready (exit code {(process.WaitForExit(5000) ? process.ExitCode.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}).");
-    }
-
-    private static async Task WaitHealthyAsync(HttpClient http, Uri url, CancellationToken cancellationToken)
-    {
-        using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(50));
-        do
-        {
-            try
-            {
-                using var response = await http.GetAsync(new Uri(url, HostSetup.HealthPath), cancellationToken);
-                if (response.IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet: poll again
-            }
-        }
-        while (await ticks.WaitForNextTickAsync(cancellationToken));
     }
 
     private static async Task DrainAsync(string name, Process process)

@@ -31,9 +31,9 @@ internal sealed class FunctionHostHarness : IAsyncDisposable
 
     public static string NewSocket() => Path.Combine(Path.GetTempPath(), $"ft-{Guid.NewGuid():N}"[..20] + ".sock");
 
-    public static async Task<TubeNode> StartNodeAsync() => await TubeNode.StartAsync(new TubeNodeOptions
+    public static async Task<TubeNode> StartNodeAsync(string? socket = null) => await TubeNode.StartAsync(new TubeNodeOptions
     {
-        SocketPath = NewSocket(),
+        SocketPath = socket ?? NewSocket(),
         Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated, SimulatedMemoryBytes = 2L << 30 },
         Pool = new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 128 << 20, FloorBytes = 0 },
     });
@@ -92,30 +92,9 @@ internal sealed class FunctionHostHarness : IAsyncDisposable
         await app.StartAsync();
         var url = new Uri(app.Urls.Single());
         Assert.AreNotEqual(0, url.Port, "Kestrel bound an ephemeral port");
-        await WaitHealthyAsync(url);
-        return url;
-    }
-
-    private async Task WaitHealthyAsync(Uri url)
-    {
         using var deadline = new CancellationTokenSource(ReadyDeadline);
-        using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(20));
-        do
-        {
-            try
-            {
-                using var response = await Http.GetAsync(new Uri(url, HostSetup.HealthPath), deadline.Token);
-                if (response.IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not answering yet
-            }
-        }
-        while (await ticks.WaitForNextTickAsync(deadline.Token));
+        await HostSetup.WaitHealthyAsync(Http, url, deadline.Token);
+        return url;
     }
 
     public async ValueTask DisposeAsync()

@@ -78,13 +78,60 @@ public sealed class FunctionHostTests
 
         for (int attempt = 0; attempt < 2; attempt++) // and again: the provider tries anew, fails the same way
         {
-            var (status, problem, text) = await PostAsync(harness.Http, function, JsonSerializer.Serialize(new FunctionRequest(TubeId.NewId().ToString(), 3, 1), HostJson.Default.FunctionRequest));
+            var (status, problem, text) = await PostAsync(harness.Http, function, Request(TubeId.NewId()));
             Assert.AreEqual(HttpStatusCode.ServiceUnavailable, status, text);
             Assert.AreEqual(nameof(FaaSTubeErrorCode.NodeUnavailable), problem.GetProperty("code").GetString(), text);
             Assert.IsFalse(string.IsNullOrWhiteSpace(problem.GetProperty("detail").GetString()), text);
             AssertNoStackTrace(text);
         }
     }
+
+    [TestMethod]
+    public async Task A_function_answers_503_while_its_node_is_gone_and_serves_again_when_it_is_back()
+    {
+        var random = Seeds.Create(TestContext);
+        string socket = FunctionHostHarness.NewSocket();
+        await using var harness = FunctionHostHarness.WithoutNode();
+        var function = await harness.StartFunctionAsync(Stage.Classify, socket);
+
+        var node = await FunctionHostHarness.StartNodeAsync(socket);
+        string output = await InvokeOnceAsync(harness.Http, function, node, random);
+        await node.DisposeAsync(); // the node goes away (its socket with it)
+
+        var (status, problem, text) = await PostAsync(harness.Http, function, Request(TubeId.Parse(output)));
+        Assert.AreEqual(HttpStatusCode.ServiceUnavailable, status, text);
+        Assert.AreEqual(nameof(FaaSTubeErrorCode.NodeUnavailable), problem.GetProperty("code").GetString(), text);
+        AssertNoStackTrace(text);
+
+        await using var again = await FunctionHostHarness.StartNodeAsync(socket);
+        await InvokeOnceAsync(harness.Http, function, again, random); // a new client, and a new worker on its GPUs
+    }
+
+    /// <summary>Puts random input (as the detect stage's output would be) and invokes the function on it: 200 with an output id whose bytes are the stage's.</summary>
+    private static async Task<string> InvokeOnceAsync(HttpClient http, Uri function, TubeNode node, Random random)
+    {
+        await using var client = await TubeClient.ConnectInProcessAsync(node, new TubeClientOptions
+        {
+            SocketPath = node.SocketPath!,
+            Workflow = "traffic",
+            Function = "gateway",
+            WindowBytes = 8 << 20,
+            Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated },
+        });
+        var input = random.Bytes(Stage.Detect.OutputBytes);
+        var id = await client.PutAsync(input);
+        var (status, _, text) = await PostAsync(http, function, Request(id));
+        Assert.AreEqual(HttpStatusCode.OK, status, text);
+        var answer = JsonSerializer.Deserialize(text, HostJson.Default.FunctionResponse)!;
+        var output = new byte[Stage.Classify.OutputBytes];
+        await client.GetAsync(TubeId.Parse(answer.Output), output);
+        var expected = new byte[Stage.Classify.OutputBytes];
+        Stage.Compute(input, expected, salt: 3);
+        CollectionAssert.AreEqual(expected, output, "the function's output is the classify stage's work on its input");
+        return answer.Output;
+    }
+
+    private static string Request(TubeId input) => JsonSerializer.Serialize(new FunctionRequest(input.ToString(), 3, 1), HostJson.Default.FunctionRequest);
 
     /// <summary>The workflow sample's path through FaaSTube: its stage workers and flow, in one process (its --in-process mode), on the same node.</summary>
     private static async Task<ulong> ThroughWorkflowSampleAsync(TubeNode node, byte[] frames, int fanOut)
