@@ -39,12 +39,14 @@ internal sealed class FunctionHostHarness : IAsyncDisposable
     });
 
     /// <summary>A node, preprocess, detect, <paramref name="fanOut"/> classifiers and the gateway.</summary>
-    public static async Task<FunctionHostHarness> StartWorkflowAsync(int fanOut)
+    /// <param name="fanOut">How many classifiers.</param>
+    /// <param name="functionSocket">Where the functions look for their node (default: the node's socket; the gateway always has the node).</param>
+    public static async Task<FunctionHostHarness> StartWorkflowAsync(int fanOut, string? functionSocket = null)
     {
         var harness = new FunctionHostHarness(await StartNodeAsync());
         try
         {
-            var socket = harness.Node!.SocketPath!;
+            var socket = functionSocket ?? harness.Node!.SocketPath!;
             var pre = await harness.StartFunctionAsync(Stage.Preprocess, socket);
             var det = await harness.StartFunctionAsync(Stage.Detect, socket);
             var gatewayArgs = new List<string> { $"--Gateway:Preprocess={pre}", $"--Gateway:Detect={det}" };
@@ -53,7 +55,7 @@ internal sealed class FunctionHostHarness : IAsyncDisposable
                 gatewayArgs.Add($"--Gateway:Classify:{k}={await harness.StartFunctionAsync(Stage.Classify, socket)}");
             }
 
-            harness.Gateway = await harness.StartAsync(GatewayApp.Create([.. ClientArgs(socket), .. gatewayArgs]));
+            harness.Gateway = await harness.StartAsync(GatewayApp.Create([.. ClientArgs(harness.Node!.SocketPath!), .. gatewayArgs]));
             return harness;
         }
         catch
@@ -68,13 +70,20 @@ internal sealed class FunctionHostHarness : IAsyncDisposable
 
     public Task<Uri> StartFunctionAsync(Stage stage, string socket) => StartAsync(FunctionApp.Create(ClientArgs(socket), stage));
 
-    /// <summary>Posts frames to the gateway: its answer, and the problem text when it failed.</summary>
+    /// <summary>Posts frames to the gateway and expects its answer.</summary>
     public async Task<TrafficResponse> SendAsync(byte[] frames)
     {
         using var content = new ByteArrayContent(frames);
         using var response = await Http.PostAsync(new Uri(Gateway!, "traffic"), content);
         Assert.IsTrue(response.IsSuccessStatusCode, $"gateway: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         return (await response.Content.ReadFromJsonAsync(HostJson.Default.TrafficResponse))!;
+    }
+
+    /// <summary>Posts <paramref name="content"/> to the gateway: its status and body.</summary>
+    public async Task<(System.Net.HttpStatusCode Status, string Text)> PostToGatewayAsync(HttpContent content)
+    {
+        using var response = await Http.PostAsync(new Uri(Gateway!, "traffic"), content);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
     private static string[] ClientArgs(string socket) =>

@@ -44,6 +44,30 @@ public sealed class FunctionHostTests
     }
 
     [TestMethod]
+    public async Task The_gateway_passes_a_functions_failure_on_with_its_code_and_refuses_frames_without_a_length()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var platform = await FunctionHostHarness.StartWorkflowAsync(fanOut: 1, functionSocket: FunctionHostHarness.NewSocket()); // the functions find no node
+
+        using (var frames = new ByteArrayContent(random.Bytes(1 << 20)))
+        {
+            var (status, text) = await platform.PostToGatewayAsync(frames);
+            Assert.AreEqual(HttpStatusCode.ServiceUnavailable, status, text);
+            using var problem = JsonDocument.Parse(text);
+            Assert.AreEqual(nameof(FaaSTubeErrorCode.NodeUnavailable), problem.RootElement.GetProperty("code").GetString(), text);
+            StringAssert.StartsWith(problem.RootElement.GetProperty("detail").GetString(), "preprocess: answered 503 NodeUnavailable", StringComparison.Ordinal);
+            AssertNoStackTrace(text);
+        }
+
+        using (var unsized = new StreamContent(new NoLengthStream(random.Bytes(1024))))
+        {
+            var (status, text) = await platform.PostToGatewayAsync(unsized); // chunked: no Content-Length
+            Assert.AreEqual(HttpStatusCode.LengthRequired, status, text);
+            StringAssert.Contains(text, ErrorCodes.BadLength, StringComparison.Ordinal);
+        }
+    }
+
+    [TestMethod]
     public async Task A_malformed_id_gets_400_with_a_code_and_no_stack_trace()
     {
         await using var node = await FunctionHostHarness.StartNodeAsync();
@@ -206,4 +230,10 @@ public sealed class FunctionHostTests
     }
 
     private static string Hex(ulong value) => value.ToString("x16", CultureInfo.InvariantCulture);
+
+    /// <summary>A stream that does not tell its length, so that HttpClient sends it chunked.</summary>
+    private sealed class NoLengthStream(byte[] bytes) : MemoryStream(bytes)
+    {
+        public override bool CanSeek => false;
+    }
 }
