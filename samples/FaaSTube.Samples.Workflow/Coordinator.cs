@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using FaaSTube.Channels;
 using FaaSTube.Devices;
-using FaaSTube.Kernels;
 
 namespace FaaSTube.Samples.Workflow;
 
@@ -85,8 +84,7 @@ internal sealed class Coordinator : IAsyncDisposable
 
     private async Task<RequestResult> RunOneAsync(Mode mode, int request)
     {
-        var frames = new byte[Stage.FrameBytes];
-        new Random(_options.Seed + request).NextBytes(frames);
+        var frames = TrafficFlow.Frames(_options.Seed, request);
         var files = new List<string>(); // typical: this request's shared-memory objects, deleted after it
         long start = Stopwatch.GetTimestamp();
 
@@ -95,42 +93,25 @@ internal sealed class Coordinator : IAsyncDisposable
         string framesRef = await _gateway.ArriveAsync(mode, frames, files);
         double gatewayMs = StageTimes.Ms(t);
 
-        var (pre, preTimes) = await Invoke(_preprocess, mode, framesRef, salt: 1, consumers: 1);
-        var (det, detTimes) = await Invoke(_detect, mode, pre, salt: 2, consumers: _classifiers.Length);
-        var outs = await Task.WhenAll(_classifiers.Select((c, k) => Invoke(c, mode, det, salt: 3 + (ulong)k, consumers: 1)));
-        files.AddRange([pre, det, .. outs.Select(o => o.Reference)]);
+        var flow = await TrafficFlow.RunStagesAsync(framesRef, _classifiers.Length, (stage, k, call) => Invoke(Pick(stage, k), mode, call));
+        files.AddRange(flow.References);
 
         // The results go back to the host (the gateway's reply), one after another.
-        ulong checksum = 0;
-        t = Stopwatch.GetTimestamp();
-        foreach (var (reference, _) in outs)
-        {
-            checksum = checksum * 31 + DataChecksum.Compute(await _gateway.CollectAsync(mode, reference));
-        }
-
-        double collectMs = StageTimes.Ms(t);
+        var (checksum, collectMs) = await TrafficFlow.CollectAsync(flow.Classifiers, reference => _gateway.CollectAsync(mode, reference));
         double total = StageTimes.Ms(start);
         if (mode == Mode.HostTypical)
         {
             files.ForEach(HostRegion.Delete);
         }
 
-        // The critical path: gateway, preprocess, detect, the slowest classifier (they run in parallel), collection.
-        var slowest = outs.Select(o => o.Times).MaxBy(c => c.InputMs + c.ComputeMs + c.OutputMs)!;
-        return new RequestResult(
-            TotalMs: total,
-            HostToGpuMs: gatewayMs + preTimes.InputMs,
-            GpuToGpuMs: preTimes.OutputMs + detTimes.InputMs + detTimes.OutputMs + slowest.InputMs,
-            ComputeMs: preTimes.ComputeMs + detTimes.ComputeMs + slowest.ComputeMs,
-            GpuToHostMs: slowest.OutputMs + collectMs,
-            ResultChecksum: checksum);
+        return flow.Result(total, gatewayMs, collectMs, checksum);
     }
 
-    private static async Task<(string Reference, StageTimes Times)> Invoke(IStage stage, Mode mode, string input, ulong salt, int consumers)
-    {
-        var reply = (await stage.RunAsync($"{mode.Wire()} {input} {salt} {consumers}")).Split(' ');
-        return (reply[0], StageTimes.Parse(reply, 1));
-    }
+    private IStage Pick(Stage stage, int replica) =>
+        stage == Stage.Preprocess ? _preprocess : stage == Stage.Detect ? _detect : _classifiers[replica];
+
+    private static async Task<StageReply> Invoke(IStage stage, Mode mode, StageCall call) =>
+        StageReply.Parse(await stage.RunAsync($"{mode.Wire()} {call}"));
 
     public async ValueTask DisposeAsync()
     {

@@ -9,7 +9,7 @@ internal sealed record SampleOptions(int Requests, int FanOut, bool InProcess, G
 
     public static SampleOptions Parse(string[] args)
     {
-        var o = new SampleOptions(10, 3, false, GpuBackend.Auto, null, null, "traffic", 2026, null);
+        var o = new SampleOptions(10, 3, false, GpuBackend.Auto, null, null, "traffic", TrafficFlow.DefaultSeed, null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value. {Usage}");

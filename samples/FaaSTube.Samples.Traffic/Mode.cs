@@ -1,4 +1,4 @@
-namespace FaaSTube.Samples.Workflow;
+namespace FaaSTube.Samples.Traffic;
 
 /// <summary>The three ways the workflow passes data between its stages, run side by side.</summary>
 internal enum Mode

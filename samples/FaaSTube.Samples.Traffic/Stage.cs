@@ -1,6 +1,7 @@
 using FaaSTube.Devices;
+using FaaSTube.Kernels;
 
-namespace FaaSTube.Samples.Workflow;
+namespace FaaSTube.Samples.Traffic;
 
 /// <summary>One stage of the traffic-analysis workflow: what it reads, what it writes, its GPU work.</summary>
 /// <param name="Name">Stage name (also its process's function name).</param>
@@ -34,4 +35,8 @@ internal sealed record Stage(string Name, long OutputBytes)
         await stream.FillPatternAsync(output, digest ^ salt);
         await stream.SynchronizeAsync();
     }
+
+    /// <summary>The same work on the CPU (the kernels' CPU twins, <see cref="DataChecksum"/> and <see cref="DataPattern"/>): the reference results are computed with it.</summary>
+    public static void Compute(ReadOnlySpan<byte> input, Span<byte> output, ulong salt) =>
+        DataPattern.Fill(output, DataChecksum.Compute(input) ^ salt);
 }

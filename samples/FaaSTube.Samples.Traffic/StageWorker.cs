@@ -2,7 +2,7 @@ using System.Diagnostics;
 using FaaSTube.Channels;
 using FaaSTube.Devices;
 
-namespace FaaSTube.Samples.Workflow;
+namespace FaaSTube.Samples.Traffic;
 
 /// <summary>
 /// A stage as a function: it runs in a process of its own (or as a task, in-process mode) and serves
@@ -22,17 +22,16 @@ internal sealed class StageWorker(TubeClient client, Stage stage) : IDisposable
     private DeviceBuffer? _deviceOutput;
     private HostRegion? _output;                                  // best: this stage's pinned output region
 
-    /// <summary>Serves one request; the reply is "&lt;output reference&gt; &lt;input ms&gt; &lt;compute ms&gt; &lt;output ms&gt;".</summary>
-    public async Task<string> RunAsync(string[] request)
-    {
-        var mode = Modes.Parse(request[0]);
-        ulong salt = ulong.Parse(request[2]);
-        return mode == Mode.Tube
-            ? await ThroughTubeAsync(TubeId.Parse(request[1]), salt, int.Parse(request[3]))
-            : await ThroughHostAsync(mode, request[1], salt);
-    }
+    /// <summary>Serves one request line "&lt;mode&gt; &lt;input&gt; &lt;salt&gt; &lt;consumers&gt;"; the reply is <see cref="StageReply"/>'s line.</summary>
+    public async Task<string> RunAsync(string[] request) =>
+        (await RunAsync(Modes.Parse(request[0]), StageCall.Parse(request, 1))).ToString();
 
-    private async Task<string> ThroughTubeAsync(TubeId input, ulong salt, int consumers)
+    /// <summary>Serves one request in <paramref name="mode"/>.</summary>
+    public Task<StageReply> RunAsync(Mode mode, StageCall call) => mode == Mode.Tube
+        ? ThroughTubeAsync(TubeId.Parse(call.Input), call.Salt, call.Consumers)
+        : ThroughHostAsync(mode, call.Input, call.Salt);
+
+    private async Task<StageReply> ThroughTubeAsync(TubeId input, ulong salt, int consumers)
     {
         long t0 = Stopwatch.GetTimestamp();
         var allocating = client.AllocateAsync(stage.OutputBytes);        // from the pool's cache, to write in place: overlapped with the Get
@@ -57,10 +56,10 @@ internal sealed class StageWorker(TubeClient client, Stage stage) : IDisposable
 
         long t2 = Stopwatch.GetTimestamp();
         var id = await client.PublishAsync(output, _stream, new PutOptions { Consumers = consumers }); // one way: no round trip
-        return $"{id} {new StageTimes(inputMs, computeMs, StageTimes.Ms(t2))}";
+        return new StageReply(id.ToString(), new StageTimes(inputMs, computeMs, StageTimes.Ms(t2)));
     }
 
-    private async Task<string> ThroughHostAsync(Mode mode, string inputPath, ulong salt)
+    private async Task<StageReply> ThroughHostAsync(Mode mode, string inputPath, ulong salt)
     {
         bool best = mode == Mode.HostBest;
         long t0 = Stopwatch.GetTimestamp();
@@ -96,7 +95,7 @@ internal sealed class StageWorker(TubeClient client, Stage stage) : IDisposable
             output.Dispose();
         }
 
-        return $"{reference} {new StageTimes(inputMs, computeMs, StageTimes.Ms(t2))}";
+        return new StageReply(reference, new StageTimes(inputMs, computeMs, StageTimes.Ms(t2)));
     }
 
     private HostRegion InputRegion(string path)

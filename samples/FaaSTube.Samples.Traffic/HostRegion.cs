@@ -2,7 +2,7 @@ using System.Buffers;
 using System.IO.MemoryMappedFiles;
 using FaaSTube.Devices;
 
-namespace FaaSTube.Samples.Workflow;
+namespace FaaSTube.Samples.Traffic;
 
 /// <summary>
 /// A shared-memory file (in /dev/shm) mapped into this process, as host-memory platforms pass

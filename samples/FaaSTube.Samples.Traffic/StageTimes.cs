@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace FaaSTube.Samples.Workflow;
+namespace FaaSTube.Samples.Traffic;
 
 /// <summary>Where one stage invocation spent its time: getting its input onto the GPU, computing, handing its output on.</summary>
 internal sealed record StageTimes(double InputMs, double ComputeMs, double OutputMs)
