@@ -511,7 +511,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>
     /// Stops gracefully: stops listening (new clients get <see cref="TubeNodeUnavailableException"/>),
     /// lets the calls in flight finish and answer, until <paramref name="cancellationToken"/> fires
-    /// (a host's shutdown timeout), then disconnects every client and frees the GPUs as
+    /// (a host's shutdown timeout) or <see cref="TubeNodeOptions.StopTimeout"/> passes, then disconnects every client and frees the GPUs as
     /// <see cref="DisposeAsync"/> does. A call here is one request: each request already running finishes
     /// and is answered; one not started yet (still waiting for a request slot), and the next request of a
     /// client operation of several (a Put or a Get to host in parts) that is midway, fail with
@@ -528,7 +528,12 @@ public sealed partial class TubeNode : IAsyncDisposable
         StopListening();
         var sessions = _sessions.Values.ToArray();
         LogDraining(_logger, sessions.Length);
-        await Task.WhenAll(sessions.Select(s => s.DrainAsync(cancellationToken))).ConfigureAwait(false);
+        using (var grace = new CancellationTokenSource(_options.StopTimeout, _services.TimeProvider))
+        using (var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, grace.Token))
+        {
+            await Task.WhenAll(sessions.Select(s => s.DrainAsync(patience.Token))).ConfigureAwait(false);
+        }
+
         await DisposeAsync().ConfigureAwait(false);
     }
 

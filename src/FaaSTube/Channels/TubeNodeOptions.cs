@@ -86,6 +86,13 @@ public sealed class TubeNodeOptions
     public TimeSpan StalledClientTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// The longest a graceful stop (<see cref="TubeNode.StopAsync"/>) waits for the requests in flight
+    /// (default 30 s, a host's default shutdown timeout); then clients are disconnected. A client that
+    /// stops reading its answers cannot hold the node's stop longer than this, whatever token the caller passes.
+    /// </summary>
+    public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// A deep copy, taken when the node starts (nested options included; <see cref="AllowedUids"/> copied
     /// to an array): the node reads only its copy, so later changes to this object have no effect.
     /// </summary>
@@ -138,6 +145,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HelloTimeout, TimeSpan.Zero, nameof(HelloTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SlabCloseTimeout, TimeSpan.Zero, nameof(SlabCloseTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(StalledClientTimeout, TimeSpan.Zero, nameof(StalledClientTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(StopTimeout, TimeSpan.Zero, nameof(StopTimeout));
         ArgumentOutOfRangeException.ThrowIfNegative(MaxRingSessions, nameof(MaxRingSessions));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));

@@ -339,13 +339,15 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
     /// <summary>Waits for the job, recording its span (internal work, under the request that asked for it) and its metrics.</summary>
     private async Task<TransferResult> Finish(TransferJob job, TransferLane lane, DeviceBuffer buffer)
     {
+        // The tenant is a client's workflow name: unbounded, so on the span only, never a metric's attribute
+        // (a client naming a new workflow per connection would otherwise add series without end).
         var tags = new TagList
         {
             { TelemetryTags.GpuIndex, buffer.Device.Ordinal },
             { TelemetryTags.TransferDirection, TransferMetrics.Direction(lane.Direction) },
-            { TelemetryTags.Tenant, job.Request.Tenant },
         };
         using var span = Telemetry.ActivitySource.StartActivity("faastube.transfer", ActivityKind.Internal, default(ActivityContext), tags);
+        span?.SetTag(TelemetryTags.Tenant, job.Request.Tenant);
         span?.SetTag(TelemetryTags.TransferSize, job.Length);
         try
         {
