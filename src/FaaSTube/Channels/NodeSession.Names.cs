@@ -96,6 +96,10 @@ internal sealed partial class NodeSession
             {
                 entry.Block.Pool.ExemptFromEviction(entry.Block);
             }
+            else
+            {
+                entry.Block.Cache = CacheValue.For(entry.Length, _node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
+            }
 
             entry.KeepUntilDeleted = !cacheable; // replicas of a pinned object are pinned too
             entry.RemainingConsumers = -1;
@@ -174,6 +178,7 @@ internal sealed partial class NodeSession
 
             CheckRoomToHold();
             var current = entry!;
+            current.Block.Cache?.Hit();
             var leased = await LeaseAsync(current, device, () => !current.Removed).ConfigureAwait(false);
             if (leased is { } got)
             {

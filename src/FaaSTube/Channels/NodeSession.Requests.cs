@@ -529,6 +529,11 @@ internal sealed partial class NodeSession
                 return raced;
             }
 
+            if (entry.Block.Cache is { } cached)
+            {
+                copy.Cache = cached.ForReplica(entry.Length, target.Device.HostLinkBytesPerSecond); // a cached object's replica is cached too
+            }
+
             entry.Replicas[device] = copy;
             return copy;
         }
