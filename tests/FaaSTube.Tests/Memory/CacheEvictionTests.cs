@@ -72,6 +72,39 @@ public sealed class CacheEvictionTests
         await client.DeleteAsync(second);
     }
 
+    [TestMethod]
+    public async Task A_namespaces_cached_models_make_room_for_a_workflows_put_and_come_back_identical()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(configure: o =>
+        {
+            o.Pool.MaxBytes = 48 << 20; // three 16 MiB slabs
+            o.AuthorizeNamespace = (_, ns) => ns == "models";
+        });
+        var client = await h.ConnectAsync(inProcess: false, controlRingBytes: 0);
+        var models = new NamedOptions { Namespace = "models" };
+        var weights = Enumerable.Range(0, 3).Select(_ => random.Bytes(15 << 20)).ToArray();
+        for (int i = 0; i < weights.Length; i++)
+        {
+            await client.PutNamedAsync($"m{i}", weights[i], models); // the namespace's partition takes every slab
+        }
+
+        var intermediate = random.Bytes(15 << 20);
+        var id = await client.PutAsync(intermediate); // the workflow's partition needs a slab: a model's slab is emptied and given back
+        Assert.IsGreaterThanOrEqualTo(1L, h.Node.PoolOf(0).GetStatistics().Evictions, "a cached model made the room");
+
+        for (int i = 0; i < weights.Length; i++)
+        {
+            await using var back = await client.GetNamedAsync($"m{i}", models);
+            using var stream = back.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(weights[i]), await stream.ChecksumAsync(back.Memory), $"model {i} byte-identical ({back.Path})");
+        }
+
+        var read = new byte[intermediate.Length];
+        await client.GetAsync(id, read.AsMemory());
+        Assert.AreEqual(DataChecksum.Compute(intermediate), DataChecksum.Compute(read), "the intermediate data is intact");
+    }
+
     private static async Task<PoolBlock> ModelAsync(PoolHarness h, ulong seed, double reloadSeconds, int hits)
     {
         var block = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "model" });
