@@ -98,7 +98,10 @@ internal sealed partial class NodeSession
             }
             else
             {
-                entry.Block.Cache = CacheValue.For(entry.Length, _node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
+                var node = _node;
+                var key = put.Key;
+                entry.Block.Cache = CacheValue.For(entry.Length, node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
+                entry.Block.Cache.Drop = () => CacheDrops.Version(node.Names, node.Directory, key, entry);
             }
 
             entry.KeepUntilDeleted = !cacheable; // replicas of a pinned object are pinned too

@@ -532,6 +532,7 @@ internal sealed partial class NodeSession
             if (entry.Block.Cache is { } cached)
             {
                 copy.Cache = cached.ForReplica(entry.Length, target.Device.HostLinkBytesPerSecond); // a cached object's replica is cached too
+                copy.Cache.Drop = () => Names.CacheDrops.Replica(entry, device, copy);
             }
 
             entry.Replicas[device] = copy;

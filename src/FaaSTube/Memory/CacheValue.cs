@@ -5,7 +5,8 @@ namespace FaaSTube.Memory;
 /// GPU is worth, for <see cref="EvictionOrder"/>: how often it is asked for, times what a reload
 /// costs (its size over the host link, or its loader's measured time when that is longer), per byte
 /// it holds. Cacheable blocks go before any other block (intermediate data of running workflows wins),
-/// the least valuable first. Thread-safe: the request count is the only thing that changes.
+/// the least valuable first; to host memory first, dropped (<see cref="Drop"/>) only when there is nowhere
+/// to spill. Thread-safe.
 /// </summary>
 internal sealed class CacheValue(double reloadSeconds, CacheValue? counted = null)
 {
@@ -19,6 +20,18 @@ internal sealed class CacheValue(double reloadSeconds, CacheValue? counted = nul
 
     /// <summary>Times it was asked for (its first Put counts once).</summary>
     public long Requests => Volatile.Read(ref Root._requests) + 1;
+
+    private int _dropped;
+
+    /// <summary>
+    /// Forgets the cached object (its owner takes it out and lets its lease go, freeing the block):
+    /// what the pool asks when the block is the next victim and there is nowhere to spill it (host
+    /// memory and spill files full). Run on the thread pool, once.
+    /// </summary>
+    public Action? Drop { get; set; }
+
+    /// <summary>Claims the one drop; false if it was claimed before or there is no <see cref="Drop"/>.</summary>
+    public bool TryClaimDrop() => Drop is not null && Interlocked.Exchange(ref _dropped, 1) == 0;
 
     /// <summary>Counts one request.</summary>
     public void Hit() => Interlocked.Increment(ref Root._requests);

@@ -105,6 +105,59 @@ public sealed class CacheEvictionTests
         Assert.AreEqual(DataChecksum.Compute(intermediate), DataChecksum.Compute(read), "the intermediate data is intact");
     }
 
+    [TestMethod]
+    public async Task With_nowhere_to_spill_the_least_valuable_model_is_dropped_and_intermediate_data_stays()
+    {
+        using var h = new PoolHarness(o => { o.MaxBytes = 3 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(30); }); // the asker waits for the drop it caused
+        var intermediate = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "f" });
+        await h.WriteAsync(intermediate, 1);
+        var cold = await ModelAsync(h, 2, reloadSeconds: 0.01, hits: 0);
+        var hot = await ModelAsync(h, 3, reloadSeconds: 0.01, hits: 5);
+        var dropped = new List<string>();
+        cold.Cache!.Drop = () => { lock (dropped) { dropped.Add("cold"); } h.Pool.Release(cold, default); };
+        hot.Cache!.Drop = () => { lock (dropped) { dropped.Add("hot"); } h.Pool.Release(hot, default); };
+
+        var newcomer = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "g" }); // no spill room: a model must go for good
+
+        CollectionAssert.AreEqual(new[] { "cold" }, dropped, "the least valuable model was dropped, once");
+        Assert.IsTrue(cold.IsFreed);
+        Assert.IsTrue(hot.IsResident && intermediate.IsResident && newcomer.IsResident);
+        Assert.IsTrue(await h.HoldsAsync(intermediate, 1), "intermediate data intact");
+        Assert.IsTrue(await h.HoldsAsync(hot, 3));
+        h.Pool.CheckInvariants();
+    }
+
+    [TestMethod]
+    public async Task A_dropped_named_object_is_loaded_again_by_the_next_get_or_load()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(configure: o => { o.Pool.MaxBytes = 32 << 20; o.Pool.HostSpillBytes = 0; o.Pool.MaxSpillFileBytes = 0; });
+        var client = await h.ConnectAsync(inProcess: false, controlRingBytes: 0);
+        var model = random.Bytes(15 << 20);
+        int loads = 0;
+        var loader = NamedLoader.FromBytes(_ =>
+        {
+            Interlocked.Increment(ref loads);
+            return ValueTask.FromResult<ReadOnlyMemory<byte>>(model);
+        });
+        await (await client.GetOrLoadAsync("model", loader)).DisposeAsync();
+        var first = await client.PutAsync(random.Bytes(15 << 20));
+
+        var second = await client.PutAsync(random.Bytes(15 << 20)); // nowhere to spill: the model is dropped, the Put does not fail
+        var gone = await Assert.ThrowsAsync<TubeException>(async () => await client.WhereNamedAsync("model"));
+        Assert.AreEqual(TubeError.NotFound, gone.Error, "the dropped model's name went with it");
+        await client.DeleteAsync(first); // room for the reload
+
+        await using (var back = await client.GetOrLoadAsync("model", loader))
+        {
+            using var stream = back.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(model), await stream.ChecksumAsync(back.Memory));
+        }
+
+        Assert.AreEqual(2, Volatile.Read(ref loads), "loaded again after the drop");
+        await client.DeleteAsync(second);
+    }
+
     private static async Task<PoolBlock> ModelAsync(PoolHarness h, ulong seed, double reloadSeconds, int hits)
     {
         var block = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "model" });

@@ -143,6 +143,22 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
         return failed.Count;
     }
 
+    /// <summary>Forgets <paramref name="entry"/> if it is still <paramref name="key"/>'s current version (the cache dropped it); the name goes with it.</summary>
+    public bool ForgetIfCurrent(NameKey key, DataEntry entry)
+    {
+        lock (_sync)
+        {
+            if (!_names.TryGetValue(key, out var named) || !ReferenceEquals(named.Current, entry))
+            {
+                return false;
+            }
+
+            named.Current = null;
+            RemoveIfEmpty(named);
+            return true;
+        }
+    }
+
     /// <summary>The current version and its number; NotFound when there is none.</summary>
     public (DataEntry Entry, long Version) Current(NameKey key)
     {
