@@ -96,13 +96,6 @@ internal sealed partial class NodeSession
             {
                 entry.Block.Pool.ExemptFromEviction(entry.Block);
             }
-            else
-            {
-                var node = _node;
-                var key = put.Key;
-                entry.Block.Cache = CacheValue.For(entry.Length, node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
-                entry.Block.Cache.Drop = () => CacheDrops.Version(node.Names, node.Directory, key, entry);
-            }
 
             entry.KeepUntilDeleted = !cacheable; // replicas of a pinned object are pinned too
             entry.RemainingConsumers = -1;
@@ -115,6 +108,15 @@ internal sealed partial class NodeSession
         try
         {
             var (version, previous) = _node.Names.Commit(put.Key, entry, TimeSpan.FromTicks(loadTicks));
+            if (cacheable)
+            {
+                // Only once it is the name's version: a drop before would find nothing to forget and free nothing.
+                var node = _node;
+                var key = put.Key;
+                var cache = CacheValue.For(entry.Length, node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
+                cache.Drop = () => CacheDrops.Version(node.Names, node.Directory, key, entry);
+                entry.Block.Cache = cache;
+            }
             if (previous is not null)
             {
                 _node.Directory.Remove(previous); // the directory's leases go; readers' leases keep it
