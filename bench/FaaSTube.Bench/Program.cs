@@ -26,6 +26,8 @@ switch (args.FirstOrDefault())
         return await FaaSTube.Bench.Routing.BandwidthMatrixScenario.RunAsync(args[1..]);
     case "completion-cpu":
         return await FaaSTube.Bench.Devices.CompletionCpuScenario.RunAsync(args[1..]);
+    case "model-cache":
+        return await FaaSTube.Bench.Cache.ModelCacheScenario.RunAsync(args[1..]);
     case "transfer-isolation":
         return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }

@@ -19,6 +19,7 @@
 //   tube-publish-forever <socket> <workflow> <length>               Allocate, "id <id>", fill, Publish, Delete, again; "ready" after the first
 //   tube-gethost-forever <socket> <workflow> <id> <checksum>        Get to host and check, again and again; "ready" after the first (exit 3 on a mismatch)
 //   tube-get-forever <socket> <workflow> <id> <checksum>            Get on GPU 0, checksum there, release, again; "ready" after the first
+//   tube-load-hang <socket> <workflow> <name> <length>            GetOrLoad <name>; its loader writes one slot, prints "loading", waits to be killed
 //   ring-client <socket> <seed> <count> <capacity>                 the client's side of a control ring (RingClient.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
@@ -150,6 +151,21 @@ static async Task<int> Tube(string[] args)
             return Report(DataChecksum.Compute(destination.AsSpan(0, (int)length)), args[4]);
         }
 
+        case "tube-load-hang":
+        {
+            var loader = NamedLoader.FromWriter(Long(4), async (writer, ct) =>
+            {
+                await writer.FlushAsync(ct);
+                var slot = writer.GetMemory();
+                slot.Span.Fill(0x5A);
+                writer.Advance(slot.Length); // one slot is on its way to the node: the load is under way
+                await writer.FlushAsync(ct);
+                HoldUntilKilled("loading");
+            });
+            await using var buffer = await client.GetOrLoadAsync(args[3], loader);
+            return 4; // the loader never returns: the test kills this process mid-load
+        }
+
         case "tube-hold":
         {
             await using var buffer = await client.GetAsync(TubeId.Parse(args[3]));
@@ -273,9 +289,9 @@ static async Task<int> Tube(string[] args)
 }
 
 // Says "ready" and holds what it has until the test kills it (or closes stdin).
-static int HoldUntilKilled()
+static int HoldUntilKilled(string line = "ready")
 {
-    Console.WriteLine("ready");
+    Console.WriteLine(line);
     Console.Out.Flush();
     Console.In.ReadToEnd();
     return 0;

@@ -34,6 +34,9 @@ public enum FaaSTubeErrorCode
     /// <summary>The request asks for more than the node could ever hold.</summary>
     TooLarge = 9,
 
+    /// <summary>The load of a named object failed (its loader threw, or its loader's process went away mid-load); the next caller loads again.</summary>
+    LoadFailed = 10,
+
     /// <summary>No node answers (none is running, it exited, crashed, or closed the connection).</summary>
     NodeUnavailable = 100,
 

@@ -112,6 +112,12 @@ internal sealed partial class NodeSession
                 SlabClosed r => (ForgetSlab(r), "control"),
                 Delete r => (Remove(r), "control"),
                 Sync => (default(Empty), "control"),
+                NamedPutBegin r => (await NamedPutBeginAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
+                NamedCommit r => (CommitNamed(r), TubePath.HostStaged.Tag()),
+                NamedGet r => await NamedGetAsync(r).ConfigureAwait(false),
+                NamedWhere r => (LocateNamed(r), "control"),
+                NamedLoadFailed r => (FailLoad(r), "control"),
+                NamedDelete r => (RemoveNamed(r), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
             activity?.SetTag(TelemetryTags.Path, path);
@@ -155,6 +161,7 @@ internal sealed partial class NodeSession
         Release r => r.Id,
         Where r => r.Id,
         Delete r => r.Id,
+        NamedCommit r => r.Id,
         _ => null,
     };
 
@@ -240,7 +247,7 @@ internal sealed partial class NodeSession
     {
         var (id, offset, windowOffset, length, _, sloTicks) = request; // the tenant: see below
         var window = Window;
-        var entry = _node.Directory.Find(_workflow, id, Id);
+        var entry = NamedPutOf(id) ?? _node.Directory.Find(_workflow, id, Id);
         if (entry.Committed || entry.OwnerSession != Id)
         {
             throw new TubeException(TubeError.AccessDenied, $"{id} is not an unfinished Put of this client.");
@@ -387,12 +394,31 @@ internal sealed partial class NodeSession
             ? await WaitForPublishAsync(id, wait).ConfigureAwait(false)
             : _node.Directory.Find(_workflow, id);
         CheckRoomToHold();
+        var leased = await LeaseAsync(entry, device, () => _node.Directory.TryFind(_workflow, id) == entry).ConfigureAwait(false)
+            ?? throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
+        return (new GetOk(leased.Length, leased.Path, leased.Mapping), leased.Path.Tag());
+    }
+
+    /// <summary>
+    /// A lease and an open use for this client on <paramref name="entry"/>'s block on <paramref name="device"/>
+    /// (-1: the primary, for a host read), made there by a peer copy first if need be; null when
+    /// <paramref name="current"/> (asked under the entry's lock) says the entry is no longer the one asked for.
+    /// </summary>
+    private async Task<(long Length, TubePath Path, Mapping? Mapping)?> LeaseAsync(DataEntry entry, int device, Func<bool> current)
+    {
+        var id = entry.Id;
         PoolBlock block;
         TubePath path;
-        if (device < 0 || device == entry.Device)
+        PoolBlock? kept;
+        lock (entry.Sync)
         {
-            block = entry.Block;
-            path = device < 0 ? TubePath.HostStaged : TubePath.ZeroCopy;
+            kept = device < 0 ? null : entry.On(device);
+        }
+
+        if (device < 0 || kept is not null)
+        {
+            block = kept ?? entry.Block;
+            path = device < 0 ? TubePath.HostStaged : TubePath.ZeroCopy; // a replica made earlier is read in place too
         }
         else
         {
@@ -402,9 +428,9 @@ internal sealed partial class NodeSession
 
         lock (entry.Sync)
         {
-            if (!_node.Directory.Find(_workflow, id).Equals(entry))
+            if (entry.Removed || !current())
             {
-                throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
+                return null;
             }
 
             block.AddLease(Holder);
@@ -429,7 +455,7 @@ internal sealed partial class NodeSession
 
         path = wasResident || path == TubePath.HostStaged ? path : TubePath.Restored;
         _node.Metrics.NodeIo.Add(block.Length, new(TelemetryTags.Path, path.Tag()), new(TelemetryTags.NodeIoDirection, "transmit"));
-        return (new GetOk(block.Length, path, device < 0 ? null : Map(device, use)), path.Tag());
+        return (block.Length, path, device < 0 ? null : Map(device, use));
     }
 
     /// <summary>
@@ -439,18 +465,22 @@ internal sealed partial class NodeSession
     /// slot); then takes a request slot again before going on. The session's end waits for the wait slots before the request slots
     /// (<see cref="EndAsync"/>), so a wait that ends then still finds a request slot to give back.
     /// </summary>
-    private async Task<DataEntry> WaitForPublishAsync(TubeId id, TimeSpan wait)
+    private Task<DataEntry> WaitForPublishAsync(TubeId id, TimeSpan wait) =>
+        WaitOutsideSlotAsync(() => _node.Directory.FindPublishedAsync(_workflow, id, wait, _ended.Token).AsTask());
+
+    /// <summary>Runs <paramref name="wait"/> in a wait slot, not a request slot (see <see cref="WaitForPublishAsync"/>); in the request slot when every wait slot is taken.</summary>
+    private async Task<T> WaitOutsideSlotAsync<T>(Func<Task<T>> wait)
     {
         if (!_waits.Wait(0))
         {
-            // Every wait slot is taken: this Get waits in its request slot (bounded by the slots, as before).
-            return await _node.Directory.FindPublishedAsync(_workflow, id, wait, _ended.Token).ConfigureAwait(false);
+            // Every wait slot is taken: this request waits in its request slot (bounded by the slots, as before).
+            return await wait().ConfigureAwait(false);
         }
 
         Exit();
         try
         {
-            return await _node.Directory.FindPublishedAsync(_workflow, id, wait, _ended.Token).ConfigureAwait(false);
+            return await wait().ConfigureAwait(false);
         }
         finally
         {
@@ -499,6 +529,12 @@ internal sealed partial class NodeSession
                 return raced;
             }
 
+            if (entry.Block.Cache is { } cached)
+            {
+                copy.Cache = cached.ForReplica(entry.Length, target.Device.HostLinkBytesPerSecond); // a cached object's replica is cached too
+                copy.Cache.Drop = () => Names.CacheDrops.Replica(entry, device, copy);
+            }
+
             entry.Replicas[device] = copy;
             return copy;
         }
@@ -532,6 +568,11 @@ internal sealed partial class NodeSession
     private Empty ReleaseHeld(Release request)
     {
         var id = request.Id;
+        if (DropNamedPut(id))
+        {
+            return default;
+        }
+
         var entry = _node.Directory.TryFind(_workflow, id);
         if (entry is { Committed: false } abandoned && abandoned.OwnerSession == Id)
         {

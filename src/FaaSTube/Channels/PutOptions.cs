@@ -17,4 +17,10 @@ public sealed record PutOptions
 
     /// <summary>SLO and priority of the host-to-GPU transfer. Its tenant is not taken from here: the node schedules every client's transfers under its workflow, so no client can join or split another's fair share.</summary>
     public Transfers.TransferRequest? Transfer { get; init; }
+
+    /// <summary>Set by the named calls (<see cref="TubeClient.PutNamedAsync"/>): the Put begins and commits as a version of this name.</summary>
+    internal NamedTarget? Named { get; init; }
 }
+
+/// <summary>A named Put's name, scope and cache setting, and when its load began (the reload cost it reports).</summary>
+internal sealed record NamedTarget(string Namespace, string Name, bool Cacheable, long StartedTimestamp);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using FaaSTube.Channels.Client;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Diagnostics;
@@ -270,15 +271,27 @@ public sealed partial class TubeClient
         }
     }
 
-    internal async Task<TubeId> BeginPutAsync(long length, int device, CancellationToken cancellationToken) =>
-        (await CallAsync(new PutBegin(length, device), cancellationToken).ConfigureAwait(false)).Id;
+    internal async Task<TubeId> BeginPutAsync(long length, PutOptions options, CancellationToken cancellationToken) =>
+        (options.Named is { } named
+            ? await CallAsync(new NamedPutBegin(named.Namespace, named.Name, length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)
+            : await CallAsync(new PutBegin(length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)).Id;
 
     /// <summary>One part, waited for whatever the caller's cancellation (its window range is in the node's hands until answered).</summary>
     internal Task PutPartAsync(TubeId id, long offset, int windowOffset, int length, long sloTicks) =>
         CallAsync(new PutPart(id, offset, windowOffset, length, "", sloTicks), CancellationToken.None);
 
-    internal Task CommitPutAsync(TubeId id, PutOptions options, CancellationToken cancellationToken) =>
-        CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.KeepUntilDeleted), cancellationToken);
+    /// <summary>Makes a Put visible; a named one becomes its name's new version (returned; 0 for an id's Put).</summary>
+    internal async Task<long> CommitPutAsync(TubeId id, PutOptions options, CancellationToken cancellationToken)
+    {
+        if (options.Named is { } named)
+        {
+            long loadTicks = Stopwatch.GetElapsedTime(named.StartedTimestamp).Ticks;
+            return (await CallAsync(new NamedCommit(id, named.Cacheable, loadTicks), cancellationToken).ConfigureAwait(false)).Version;
+        }
+
+        await CallAsync(new PutCommit(id, options.Consumers, options.Ttl?.Ticks ?? 0, options.KeepUntilDeleted), cancellationToken).ConfigureAwait(false);
+        return 0;
+    }
 
     /// <summary>Drops an unfinished Put (nothing happens if the node has forgotten it or is gone).</summary>
     internal Task DropAsync(TubeId id) => TryReleaseAsync(id);

@@ -29,6 +29,9 @@ public enum TubeError : ushort
 
     /// <summary>The request asks for more than the node could ever hold (beyond the GPU's memory or the pool's cap): it fails at once.</summary>
     TooLarge = 9,
+
+    /// <summary>The load of a named object failed (its loader threw, or its loader's process went away mid-load); the next caller loads again.</summary>
+    LoadFailed = 10,
 }
 
 /// <summary>The node refused or failed a call (<see cref="FaaSTubeException.Code"/> is <see cref="Error"/>); the connection stays usable unless the error says otherwise.</summary>

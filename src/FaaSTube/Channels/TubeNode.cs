@@ -59,6 +59,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
 
         Directory = new DataDirectory(services.TimeProvider);
+        Names = new Names.NameDirectory(settings.AuthorizeNamespace, settings.MaxNamesPerScope);
         _start = services.TimeProvider.GetTimestamp();
     }
 
@@ -360,6 +361,8 @@ public sealed partial class TubeNode : IAsyncDisposable
             Directory.Remove(entry); // an unfinished Put or Allocate of a dead producer
         }
 
+        Names.SessionEnded(session.Id); // its loads in progress fail: their waiters wake, the next caller loads
+
         foreach (var device in Devices)
         {
             device.Pool.ReleaseHolder(session.Holder);
@@ -431,6 +434,9 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     /// <summary>Which ids exist, in which workflow, and where their blocks are.</summary>
     internal DataDirectory Directory { get; }
+
+    /// <summary>The named objects (src/FaaSTube/Channels/Names).</summary>
+    internal Names.NameDirectory Names { get; }
 
     /// <summary>The sweep timer's callback: nothing it meets may end the process.</summary>
     private void SweepQuietly()

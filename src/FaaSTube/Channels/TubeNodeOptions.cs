@@ -40,6 +40,17 @@ public sealed class TubeNodeOptions
     /// </summary>
     public Func<TubeClientCredentials, string, bool>? AuthorizeWorkflow { get; set; }
 
+    /// <summary>
+    /// Whether a workflow may use a namespace of named objects (its first argument the workflow, its
+    /// second the namespace), asked on every named call. Null (the default): none; a workflow's own
+    /// scope (an empty namespace) needs no grant. A namespace a workflow is not granted answers
+    /// <c>NotFound</c>, as a name that does not exist.
+    /// </summary>
+    public Func<string, string, bool>? AuthorizeNamespace { get; set; }
+
+    /// <summary>The most names one scope (a workflow's own, or a namespace) holds, loads in progress included (default 1024).</summary>
+    public int MaxNamesPerScope { get; set; } = 1024;
+
     /// <summary>The socket file's permissions (default owner read/write only); other users listed in <see cref="AllowedUids"/> need group or other access to connect.</summary>
     public UnixFileMode SocketAccess { get; set; } = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
@@ -150,6 +161,8 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxNamesPerScope, nameof(MaxNamesPerScope));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxNamesPerScope, 1 << 20, nameof(MaxNamesPerScope));
     }
 }
 

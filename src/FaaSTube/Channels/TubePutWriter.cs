@@ -48,6 +48,9 @@ public sealed class TubePutWriter : IBufferWriter<byte>, IAsyncDisposable
     /// <summary>The Put's length: exactly this many bytes are written before <see cref="CompleteAsync"/>.</summary>
     public long Length { get; }
 
+    /// <summary>The version a named Put's commit made (0 before, and for an id's Put).</summary>
+    internal long Version => _put.Version;
+
     /// <summary>Bytes advanced so far.</summary>
     public long Written { get; private set; }
 

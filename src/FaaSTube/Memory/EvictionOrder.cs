@@ -6,6 +6,10 @@ namespace FaaSTube.Memory;
 /// queue (or an expected use time): larger is later. A block with no hint has no known consumer
 /// soon and goes before any hinted block; among equals (no hints, or equal hints) the least
 /// recently used goes first. Blocks in use, marked never to be evicted, or not resident are never candidates.
+/// <para>Cacheable blocks (<see cref="PoolBlock.Cache"/>: named objects the node caches) go before every
+/// other block, so a cache never makes intermediate data of a running workflow leave the GPU while a
+/// cached object could; among them the least valuable goes first (<see cref="CacheValue.Per"/>: requests x
+/// reload cost / bytes), not the least recent.</para>
 /// </summary>
 internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
 {
@@ -13,6 +17,16 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
 
     public int Compare(Candidate x, Candidate y)
     {
+        if (x.Value is { } xv)
+        {
+            return y.Value is { } yv ? xv != yv ? xv.CompareTo(yv) : x.LastUse.CompareTo(y.LastUse) : -1; // cached objects first, least valuable first
+        }
+
+        if (y.Value is not null)
+        {
+            return 1;
+        }
+
         if (x.NextUse != y.NextUse)
         {
             if (x.NextUse is null)
@@ -41,7 +55,7 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
     public static PoolBlock? NextVictim(IEnumerable<PoolBlock> blocks, string partition, bool ownOnly)
     {
         Candidate? own = null;
-        var others = new Dictionary<Slab, (Candidate? Best, bool Stuck)>();
+        var others = new Dictionary<Slab, (Candidate? Best, bool Stuck, bool Cached)>();
         foreach (var block in blocks)
         {
             Candidate candidate;
@@ -56,7 +70,7 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
 
                 slab = block.Slab;
                 evictable = !block.IsMoving && block.Uses == 0 && !block.NeverEvict;
-                candidate = new Candidate(block, block.NextUse, block.LastUse);
+                candidate = new Candidate(block, block.NextUse, block.LastUse, block.Cache?.Per(block.Rounded));
             }
 
             if (string.Equals(slab.Partition, partition, StringComparison.Ordinal))
@@ -68,7 +82,8 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
             }
             else if (!ownOnly)
             {
-                var (best, stuck) = others.GetValueOrDefault(slab);
+                var (best, stuck, cached) = others.TryGetValue(slab, out var seen) ? seen : (null, false, true);
+                cached &= candidate.Value is not null;
                 if (!evictable)
                 {
                     stuck = true;
@@ -78,24 +93,29 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
                     best = candidate;
                 }
 
-                others[slab] = (best, stuck);
+                others[slab] = (best, stuck, cached);
             }
         }
 
-        if (own is not null)
-        {
-            return own.Value.Block;
-        }
-
-        return others
+        var other = others
             .Where(e => !e.Value.Stuck && e.Value.Best is not null)
             .OrderBy(e => e.Key.HasImporters)
+            .ThenBy(e => !e.Value.Cached) // a slab of cached objects only before one holding intermediate data
             .ThenBy(e => e.Key.Capacity - e.Key.FreeBytes)
             .ThenBy(e => e.Value.Best!.Value, Instance)
-            .Select(e => e.Value.Best!.Value.Block)
+            .Select(e => (e.Value.Best!.Value.Block, e.Value.Cached))
             .FirstOrDefault();
+
+        // The asker's own block first, unless it is intermediate data and another partition's slab
+        // can be emptied of cached objects alone (a namespace's models): the cache gives way first.
+        if (own is { } mine && (mine.Value is not null || other.Block is null || !other.Cached))
+        {
+            return mine.Block;
+        }
+
+        return other.Block;
     }
 
-    /// <summary>A block's eviction keys, read once.</summary>
-    public readonly record struct Candidate(PoolBlock Block, double? NextUse, long LastUse);
+    /// <summary>A block's eviction keys, read once; <see cref="Value"/> only for a cacheable block.</summary>
+    public readonly record struct Candidate(PoolBlock Block, double? NextUse, long LastUse, double? Value = null);
 }

@@ -123,8 +123,21 @@ public sealed partial class GpuMemoryPool
 
             // Pending: the memory comes back when importers close the retiring slabs; meanwhile only
             // the asker's own blocks are worth evicting (emptying other partitions' slabs would not help sooner).
-            if (EvictionOrder.NextVictim(_blocks.Values, partition, ownOnly: growth == SlabGrowth.Pending) is not { } victim || !_mover.TryBeginEviction(victim, partition, out var eviction))
+            if (EvictionOrder.NextVictim(_blocks.Values, partition, ownOnly: growth == SlabGrowth.Pending) is not { } victim)
             {
+                return null;
+            }
+
+            if (!_mover.TryBeginEviction(victim, partition, out var eviction))
+            {
+                // Nowhere to spill: a cached object is dropped (dropped last: only now), its owner frees
+                // it off the gate and the asker goes on when memory changes; anything else waits as before.
+                if (victim.Cache is { } cached && cached.TryClaimDrop())
+                {
+                    var drop = cached.Drop!;
+                    ThreadPool.UnsafeQueueUserWorkItem(static d => d(), drop, preferLocal: false);
+                }
+
                 return null;
             }
 

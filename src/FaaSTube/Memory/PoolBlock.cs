@@ -137,6 +137,9 @@ public sealed class PoolBlock
 
     internal bool IsMoving { get; set; }
 
+    /// <summary>Set for a cacheable block (a named object's version or replica): evicted before any other, by value (<see cref="EvictionOrder"/>).</summary>
+    internal CacheValue? Cache { get; set; }
+
     internal int Uses { get; set; }
 
     internal long LastUse { get; set; }

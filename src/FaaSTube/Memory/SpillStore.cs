@@ -6,8 +6,9 @@ namespace FaaSTube.Memory;
 /// <summary>
 /// Where evicted blocks live until they are restored: host memory up to
 /// <see cref="GpuPoolOptions.HostSpillBytes"/> (pageable, or pinned for faster restores), then files
-/// up to <see cref="GpuPoolOptions.MaxSpillFileBytes"/>. Nothing is dropped: when both are full,
-/// <see cref="TryReserve"/> says so and the pool does not evict.
+/// up to <see cref="GpuPoolOptions.MaxSpillFileBytes"/>. Nothing is dropped here: when both are full,
+/// <see cref="TryReserve"/> says so and the pool does not evict (a cached object is then dropped by its
+/// owner instead: <see cref="CacheValue.Drop"/>).
 /// </summary>
 internal sealed class SpillStore : IDisposable
 {

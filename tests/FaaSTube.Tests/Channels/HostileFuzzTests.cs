@@ -76,6 +76,8 @@ public sealed partial class HostileFuzzTests
             await victim.PublishAsync(victimPublished, stream, new PutOptions { Consumers = 1000 });
         }
 
+        await victim.PutNamedAsync(VictimName, victimData.AsMemory(0, 50_000)); // a name in the victim's scope: hostiles get NotFound for it
+
         TubeId[] victimIds = [victimPut, victimPublished.Id, victimAllocation.Id];
         long baseline = pool.GetStatistics().InUseBytes;
         TestContext.WriteLine($"baseline in use {baseline} bytes (the victim's data)");
@@ -108,6 +110,24 @@ public sealed partial class HostileFuzzTests
                     // Never committed (dropped with its session) or already freed.
                 }
             }
+
+            foreach (var name in HostileNames)
+            {
+                try
+                {
+                    await cleaner.DeleteNamedAsync(name);
+                }
+                catch (Exception e) when (e is TubeException { Error: TubeError.NotFound or TubeError.BadRequest } or ArgumentException)
+                {
+                    // Never committed, or not a valid name.
+                }
+            }
+        }
+
+        await using (var got = await victim.GetNamedAsync(VictimName))
+        {
+            using var stream = got.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(victimData.AsSpan(0, 50_000)), await stream.ChecksumAsync(got.Memory), "the victim's named object is intact");
         }
 
         // The victim's data is intact and still its own.
@@ -645,7 +665,8 @@ public sealed partial class HostileFuzzTests
         return w;
     }
 
-    private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete, FrameType.Sync];
+    private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete, FrameType.Sync,
+        FrameType.NamedPutBegin, FrameType.NamedCommit, FrameType.NamedGet, FrameType.NamedWhere, FrameType.NamedLoadFailed, FrameType.NamedDelete];
 
     /// <summary>One hostile frame: every type, well formed or not, on own, foreign and made-up ids and slabs.</summary>
     private static Generated Generate(Random random, List<TubeId> own, List<(int Device, int Slab, int Generation)> slabs, TubeId[] victimIds)
@@ -664,8 +685,8 @@ public sealed partial class HostileFuzzTests
 
         if (pick < 9)
         {
-            byte unknown = (byte)random.Next(14, 128 + 128 - 3);
-            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 14..127 and 131..255
+            byte unknown = (byte)random.Next(20, 128 + 128 - 3);
+            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 20..127 and 131..255
             if (random.Next(8) == 0)
             {
                 unknown = 0;
@@ -759,7 +780,28 @@ public sealed partial class HostileFuzzTests
                 w.Id(id);
                 break;
             case FrameType.Sync:
-                return (wellFormed ? [] : random.Bytes(random.Next(1, 40)), Expect.Any, "Sync"); // bytes after its (no) fields are ignored, as after every payload's
+                return (wellFormed ? [] : random.Bytes(random.Next(1, 40)), Expect.Any, "Sync");
+            case FrameType.NamedPutBegin:
+                w.Str(Namespace(random)).Str(Pick(random, HostileNames)).I64(Length()).I32(Device());
+                return (w.Memory.ToArray(), Expect.Any, "NamedPutBegin");
+            case FrameType.NamedCommit:
+                w.Id(id).U8(wellFormed ? (byte)1 : Pick(random, (byte)0, (byte)1, (byte)2, (byte)255)).I64(wellFormed ? 0 : Pick(random, 0, 1000, -1, long.MaxValue, long.MinValue));
+                break;
+            case FrameType.NamedGet when foreign && wellFormed:
+                w.Str("").Str(VictimName).I32(0).I32(0).U8(0); // the victim's name, asked plainly: exactly NotFound
+                return (w.Memory.ToArray(), Expect.NotFound, "NamedGet victim-name well-formed");
+            case FrameType.NamedGet:
+                w.Str(Namespace(random)).Str(Pick(random, HostileNames)).I32(Device()).I32(Pick(random, 0, 1, 50, -1, int.MaxValue)).U8(Pick(random, (byte)0, (byte)1, (byte)7));
+                return (w.Memory.ToArray(), Expect.Any, "NamedGet");
+            case FrameType.NamedWhere or FrameType.NamedDelete when foreign && wellFormed:
+                w.Str("").Str(VictimName);
+                return (w.Memory.ToArray(), Expect.NotFound, $"{type} victim-name well-formed");
+            case FrameType.NamedWhere or FrameType.NamedDelete:
+                w.Str(Namespace(random)).Str(Pick(random, HostileNames));
+                return (w.Memory.ToArray(), Expect.Any, $"{type}");
+            case FrameType.NamedLoadFailed:
+                w.Str(Namespace(random)).Str(Pick(random, HostileNames)).Str(Pick(random, "", "disk on fire", new string('x', 4000)));
+                return (w.Memory.ToArray(), Expect.Any, "NamedLoadFailed"); // bytes after its (no) fields are ignored, as after every payload's
             case FrameType.SlabClosed:
                 (int Device, int Slab, int Generation) slab = slabs.Count > 0 && random.Next(2) == 0 ? slabs[random.Next(slabs.Count)] : (0, random.Next(0, 4), random.Next(0, 3));
                 int tweak = random.Next(5);
@@ -771,6 +813,14 @@ public sealed partial class HostileFuzzTests
 
         return (w.Memory.ToArray(), wellFormed ? onForeign : Expect.Any, $"{type} {idName}{(wellFormed ? " well-formed" : "")}");
     }
+
+    private const string VictimName = "victim-model";
+
+    /// <summary>The names hostile clients use in their own scope (never the victim's: a well-formed Get of that must be NotFound), valid and not.</summary>
+    private static readonly string[] HostileNames = ["m1", "m2", "", "bad name", "ctl\u0001", new string('n', 129), "victim/" + VictimName];
+
+    /// <summary>Their own scope, a namespace nobody is granted, the victim's workflow's name as a namespace, or a malformed one.</summary>
+    private static string Namespace(Random random) => Pick(random, "", "", "shared", "victim", "bad ns");
 
     /// <summary>A tenant name: valid, empty, or hostile (invalid UTF-8, control characters, too long, lying lengths).</summary>
     private static void Tenant(PayloadWriter w, Random random, bool valid)

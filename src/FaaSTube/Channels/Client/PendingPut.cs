@@ -29,13 +29,16 @@ internal sealed class PendingPut
     /// <summary>The id the node gave the unfinished Put.</summary>
     public TubeId Id { get; }
 
+    /// <summary>The version a named Put's commit made (0 before, and for an id's Put).</summary>
+    public long Version { get; private set; }
+
     /// <summary>The first part the node refused or that was lost, if any (later parts are not worth sending).</summary>
     public Exception? Failure => Volatile.Read(ref _failure);
 
     /// <summary>PutBegin: a block of <paramref name="length"/> bytes on the options' GPU.</summary>
     public static async Task<PendingPut> BeginAsync(TubeClient client, long length, PutOptions options, CancellationToken cancellationToken)
     {
-        var id = await client.BeginPutAsync(length, options.Device ?? 0, cancellationToken).ConfigureAwait(false);
+        var id = await client.BeginPutAsync(length, options, cancellationToken).ConfigureAwait(false);
         return new PendingPut(client, id, options);
     }
 
@@ -73,7 +76,7 @@ internal sealed class PendingPut
         try
         {
             await Task.WhenAll(_parts).ConfigureAwait(false);
-            await _client.CommitPutAsync(Id, _options, cancellationToken).ConfigureAwait(false);
+            Version = await _client.CommitPutAsync(Id, _options, cancellationToken).ConfigureAwait(false);
             return Id;
         }
         catch

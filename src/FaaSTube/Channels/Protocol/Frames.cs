@@ -21,6 +21,12 @@ internal enum FrameType : byte
     SlabClosed = 11,
     Delete = 12,
     Sync = 13,
+    NamedPutBegin = 14,
+    NamedCommit = 15,
+    NamedGet = 16,
+    NamedWhere = 17,
+    NamedLoadFailed = 18,
+    NamedDelete = 19,
 
     Ok = 128,
     Error = 129,

@@ -31,6 +31,12 @@ internal static class Requests
         FrameType.SlabClosed => Payload.Read<SlabClosed>(payload),
         FrameType.Delete => Payload.Read<Delete>(payload),
         FrameType.Sync => Payload.Read<Sync>(payload),
+        FrameType.NamedPutBegin => Payload.Read<NamedPutBegin>(payload),
+        FrameType.NamedCommit => Payload.Read<NamedCommit>(payload),
+        FrameType.NamedGet => Payload.Read<NamedGet>(payload),
+        FrameType.NamedWhere => Payload.Read<NamedWhere>(payload),
+        FrameType.NamedLoadFailed => Payload.Read<NamedLoadFailed>(payload),
+        FrameType.NamedDelete => Payload.Read<NamedDelete>(payload),
         _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
     };
 }

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// How <see cref="TubeClient.GetOrLoadAsync"/> produces a named object when nobody has it yet: from
+/// bytes, a stream, a file, or a function that writes it into the Put's window slots. Only the first
+/// caller of a name runs its loader; the others wait for that load.
+/// </summary>
+public abstract class NamedLoader
+{
+    private protected NamedLoader()
+    {
+    }
+
+    /// <summary>The bytes <paramref name="load"/> returns.</summary>
+    /// <param name="load">Produces the object (at least one byte).</param>
+    public static NamedLoader FromBytes(Func<CancellationToken, ValueTask<ReadOnlyMemory<byte>>> load)
+    {
+        ArgumentNullException.ThrowIfNull(load);
+        return new BytesLoader(load);
+    }
+
+    /// <summary><paramref name="length"/> bytes read from the stream <paramref name="open"/> returns (disposed after).</summary>
+    /// <param name="length">The object's length.</param>
+    /// <param name="open">Opens the stream.</param>
+    public static NamedLoader FromStream(long length, Func<CancellationToken, ValueTask<Stream>> open)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        ArgumentNullException.ThrowIfNull(open);
+        return new StreamLoader(length, open);
+    }
+
+    /// <summary>The file at <paramref name="path"/>.</summary>
+    /// <param name="path">A readable file of at least one byte.</param>
+    public static NamedLoader FromFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return new StreamLoader(new FileInfo(path).Length, _ => ValueTask.FromResult<Stream>(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan)));
+    }
+
+    /// <summary><paramref name="length"/> bytes that <paramref name="write"/> writes into the Put's writer (its window slots: no host copy), all of them.</summary>
+    /// <param name="length">The object's length.</param>
+    /// <param name="write">Writes exactly <paramref name="length"/> bytes (see <see cref="TubePutWriter"/>: <c>FlushAsync</c>, <c>GetMemory</c>, <c>Advance</c>).</param>
+    public static NamedLoader FromWriter(long length, Func<TubePutWriter, CancellationToken, ValueTask> write)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        ArgumentNullException.ThrowIfNull(write);
+        return new WriterLoader(length, write);
+    }
+
+    /// <summary>Runs the load as a named Put with <paramref name="options"/>; the version it made.</summary>
+    internal abstract Task<long> PutAsync(TubeClient client, PutOptions options, CancellationToken cancellationToken);
+
+    private sealed class BytesLoader(Func<CancellationToken, ValueTask<ReadOnlyMemory<byte>>> load) : NamedLoader
+    {
+        internal override async Task<long> PutAsync(TubeClient client, PutOptions options, CancellationToken cancellationToken) =>
+            await client.PutNamedCoreAsync(await load(cancellationToken).ConfigureAwait(false), options, cancellationToken).ConfigureAwait(false);
+    }
+
+    private sealed class StreamLoader(long length, Func<CancellationToken, ValueTask<Stream>> open) : NamedLoader
+    {
+        internal override async Task<long> PutAsync(TubeClient client, PutOptions options, CancellationToken cancellationToken)
+        {
+            await using var stream = await open(cancellationToken).ConfigureAwait(false);
+            await using var writer = await client.CreatePutWriterAsync(length, options, cancellationToken).ConfigureAwait(false);
+            while (writer.Written < length)
+            {
+                await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                var slot = writer.GetMemory();
+                int read = await stream.ReadAtLeastAsync(slot, slot.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+                if (read < slot.Length)
+                {
+                    throw new EndOfStreamException($"The stream ended after {writer.Written + read} of the {length} bytes announced.");
+                }
+
+                writer.Advance(read);
+            }
+
+            await writer.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return writer.Version;
+        }
+    }
+
+    private sealed class WriterLoader(long length, Func<TubePutWriter, CancellationToken, ValueTask> write) : NamedLoader
+    {
+        internal override async Task<long> PutAsync(TubeClient client, PutOptions options, CancellationToken cancellationToken)
+        {
+            await using var writer = await client.CreatePutWriterAsync(length, options, cancellationToken).ConfigureAwait(false);
+            await write(writer, cancellationToken).ConfigureAwait(false);
+            await writer.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return writer.Version;
+        }
+    }
+}

@@ -1,0 +1,230 @@
+using FaaSTube.Channels.Names;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Memory;
+
+namespace FaaSTube.Channels;
+
+/// <summary>
+/// The named requests of a session (src/FaaSTube/Channels/Names): a named Put goes into its scope's
+/// partition and is this session's until committed (kept here, not in the id directory, so no id
+/// request reaches it); a named Get leases the current version as a Get does an id's, waits for a load
+/// in progress outside the request slots, or makes this session the loader.
+/// </summary>
+internal sealed partial class NodeSession
+{
+    /// <summary>The unfinished named Puts of this session (under <see cref="_sync"/>).</summary>
+    private readonly Dictionary<TubeId, (DataEntry Entry, NameKey Key)> _namedPuts = [];
+
+    private NameKey NameOf(string ns, string name) => _node.Names.Resolve(_workflow, ns, name);
+
+    /// <summary>This session's unfinished named Put <paramref name="id"/>, if it is one.</summary>
+    private DataEntry? NamedPutOf(TubeId id)
+    {
+        lock (_sync)
+        {
+            return _namedPuts.TryGetValue(id, out var put) ? put.Entry : null;
+        }
+    }
+
+    /// <summary>Drops this session's unfinished named Put <paramref name="id"/> (Release); false if it is none.</summary>
+    private bool DropNamedPut(TubeId id)
+    {
+        DataEntry entry;
+        lock (_sync)
+        {
+            if (!_namedPuts.Remove(id, out var put))
+            {
+                return false;
+            }
+
+            entry = put.Entry;
+        }
+
+        Interlocked.Decrement(ref _unfinishedPuts);
+        entry.Block.Pool.Release(entry.Block, Holder);
+        return true;
+    }
+
+    private async Task<PutBeginOk> NamedPutBeginAsync(NamedPutBegin request)
+    {
+        var key = NameOf(request.Namespace, request.Name);
+        var device = DeviceAt(request.Device);
+        if (request.Length <= 0)
+        {
+            throw new TubeException(TubeError.BadRequest, $"{request.Length} bytes asked for.");
+        }
+
+        _node.Names.CheckRoom(key);
+        CheckRoomToHold();
+        var options = new BlockOptions { Function = _function, Holder = Holder, Partition = key.Scope };
+        var block = await AllocateInTurnAsync(device.Pool, request.Length, options).ConfigureAwait(false);
+        var entry = new DataEntry(TubeId.NewId(), key.Scope, device.Device.Ordinal, block, Id);
+        lock (_sync)
+        {
+            _namedPuts[entry.Id] = (entry, key);
+        }
+
+        Interlocked.Increment(ref _unfinishedPuts);
+        return new PutBeginOk(entry.Id);
+    }
+
+    /// <summary>The named Put becomes the name's current version; the version before leaves the directory (its readers keep it until they release).</summary>
+    private NamedCommitOk CommitNamed(NamedCommit request)
+    {
+        var (id, cacheable, loadTicks) = request;
+        if (loadTicks < 0 || loadTicks > _node.Settings.MaxTtl.Ticks)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A load time of {loadTicks} ticks: it must be 0 (unknown) up to {_node.Settings.MaxTtl}.");
+        }
+
+        (DataEntry Entry, NameKey Key) put;
+        lock (_sync)
+        {
+            if (!_namedPuts.Remove(id, out put))
+            {
+                throw new TubeException(TubeError.NotFound, $"No unfinished named Put {id} of this client."); // NotFound, as any id of another workflow
+            }
+        }
+
+        Interlocked.Decrement(ref _unfinishedPuts);
+        var entry = put.Entry;
+        lock (entry.Sync)
+        {
+            entry.Block.AddLease(DataEntry.DirectoryHolder);
+            if (!cacheable)
+            {
+                entry.Block.Pool.ExemptFromEviction(entry.Block);
+            }
+
+            entry.KeepUntilDeleted = !cacheable; // replicas of a pinned object are pinned too
+            entry.RemainingConsumers = -1;
+            entry.ExpiresAt = null;
+            entry.Committed = true;
+            entry.OwnerSession = 0;
+        }
+
+        entry.Block.Pool.Release(entry.Block, Holder);
+        try
+        {
+            var (version, previous) = _node.Names.Commit(put.Key, entry, TimeSpan.FromTicks(loadTicks));
+            if (cacheable)
+            {
+                // Only once it is the name's version: a drop before would find nothing to forget and free nothing.
+                var node = _node;
+                var key = put.Key;
+                var cache = CacheValue.For(entry.Length, node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
+                cache.Drop = () => CacheDrops.Version(node.Names, node.Directory, key, entry);
+                entry.Block.Cache = cache;
+            }
+            if (previous is not null)
+            {
+                _node.Directory.Remove(previous); // the directory's leases go; readers' leases keep it
+            }
+
+            return new NamedCommitOk(version);
+        }
+        catch
+        {
+            _node.Directory.Remove(entry);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The current version on the asked GPU (a replica made there once if need be); a load in progress
+    /// is waited for (outside the request slots, at most the request's wait and <see cref="TubeNodeOptions.MaxPublishWait"/>),
+    /// its failure thrown to every waiter; with load asked, a name nobody loads makes this client its loader.
+    /// </summary>
+    private async Task<(IMessage, string)> NamedGetAsync(NamedGet request)
+    {
+        var (ns, name, device, waitMilliseconds, load) = request;
+        var key = NameOf(ns, name);
+        _ = DeviceAt(device); // a GPU: named data is read on the GPU
+        if (waitMilliseconds < 0)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A wait of {waitMilliseconds} ms.");
+        }
+
+        var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
+        wait = wait < _node.Settings.MaxPublishWait ? wait : _node.Settings.MaxPublishWait;
+        bool waited = false;
+        for (int attempt = 0; ; attempt++)
+        {
+            var (result, entry, version, pending) = _node.Names.Lookup(key, Id, load);
+            switch (result)
+            {
+                case NamedGetResult.Load:
+                    return (new NamedGetOk(NamedGetStatus.Load, default, 0, 0, TubePath.HostStaged, null), "control");
+                case NamedGetResult.Pending when waited || wait <= TimeSpan.Zero:
+                    return (new NamedGetOk(NamedGetStatus.Pending, default, 0, 0, TubePath.HostStaged, null), "control");
+                case NamedGetResult.Pending:
+                    waited = true;
+                    _node.Names.OnWaiting(key);
+                    bool done = await WaitOutsideSlotAsync(async () =>
+                    {
+                        try
+                        {
+                            await pending!.WaitAsync(wait, _node.Services.TimeProvider, _ended.Token).ConfigureAwait(false);
+                            return true;
+                        }
+                        catch (TimeoutException)
+                        {
+                            return false;
+                        }
+                    }).ConfigureAwait(false); // a failed load throws its LoadFailed here, to every waiter
+                    if (!done)
+                    {
+                        return (new NamedGetOk(NamedGetStatus.Pending, default, 0, 0, TubePath.HostStaged, null), "control");
+                    }
+
+                    continue;
+            }
+
+            CheckRoomToHold();
+            var current = entry!;
+            current.Block.Cache?.Hit();
+            var leased = await LeaseAsync(current, device, () => !current.Removed).ConfigureAwait(false);
+            if (leased is { } got)
+            {
+                return (new NamedGetOk(NamedGetStatus.Found, current.Id, version, got.Length, got.Path, got.Mapping), got.Path.Tag());
+            }
+
+            if (attempt >= 16)
+            {
+                throw new TubeException(TubeError.NotFound, $"'{name}' changed under 16 Gets in a row; ask again.");
+            }
+
+            // replaced or deleted between the lookup and the lease: look again
+        }
+    }
+
+    private NamedWhereOk LocateNamed(NamedWhere request)
+    {
+        var (entry, version) = _node.Names.Current(NameOf(request.Namespace, request.Name));
+        long mask = 0;
+        lock (entry.Sync)
+        {
+            foreach (int device in entry.Replicas.Keys.Append(entry.Device).Where(d => d < 64))
+            {
+                mask |= 1L << device; // a node of more than 64 GPUs reports the first 64
+            }
+        }
+
+        return new NamedWhereOk(mask, version);
+    }
+
+    private Empty FailLoad(NamedLoadFailed request)
+    {
+        var key = NameOf(request.Namespace, request.Name);
+        return _node.Names.Fail(key, Id, $"The load of '{key.Name}' failed: {request.Message}")
+            ? default
+            : throw new TubeException(TubeError.BadRequest, $"This client loads no '{key.Name}'.");
+    }
+
+    private Empty RemoveNamed(NamedDelete request)
+    {
+        _node.Directory.Remove(_node.Names.Delete(NameOf(request.Namespace, request.Name)));
+        return default;
+    }
+}
