@@ -20,7 +20,7 @@ public sealed class CacheEvictionTests
     [TestMethod]
     public async Task Under_pressure_the_least_valuable_model_goes_first_and_intermediate_data_stays()
     {
-        using var h = new PoolHarness(o => o.MaxBytes = 4 * MiB);
+        await using var h = new PoolHarness(o => o.MaxBytes = 4 * MiB);
         var intermediate = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "f" }); // the least recently used, no hint: the old rule's first victim
         await h.WriteAsync(intermediate, 1);
         h.Clock.Advance(TimeSpan.FromSeconds(1));
@@ -108,7 +108,7 @@ public sealed class CacheEvictionTests
     [TestMethod]
     public async Task With_nowhere_to_spill_the_least_valuable_model_is_dropped_and_intermediate_data_stays()
     {
-        using var h = new PoolHarness(o => { o.MaxBytes = 3 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(30); }); // the asker waits for the drop it caused
+        await using var h = new PoolHarness(o => { o.MaxBytes = 3 * MiB; o.HostSpillBytes = 0; o.MaxSpillFileBytes = 0; o.AllocationTimeout = TimeSpan.FromSeconds(30); }); // the asker waits for the drop it caused
         var intermediate = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "f" });
         await h.WriteAsync(intermediate, 1);
         var cold = await ModelAsync(h, 2, reloadSeconds: 0.01, hits: 0);
