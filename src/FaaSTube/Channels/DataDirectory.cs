@@ -15,6 +15,7 @@ internal sealed class DataDirectory(TimeProvider time)
 
     public DataEntry Register(DataEntry entry)
     {
+        entry.Registered = time.GetUtcNow();
         _entries[(entry.Workflow, entry.Id)] = entry;
         return entry;
     }
@@ -50,6 +51,9 @@ internal sealed class DataDirectory(TimeProvider time)
 
     /// <summary>The entry, committed or not, if there is one.</summary>
     public DataEntry? TryFind(string workflow, TubeId id) => _entries.GetValueOrDefault((workflow, id));
+
+    /// <summary>Every entry, committed or not, as the dictionary enumerates it (no copy: the admin status reads it in one pass).</summary>
+    public IEnumerable<DataEntry> All => _entries.Values;
 
     /// <summary>The unfinished Puts and Allocates of <paramref name="session"/>.</summary>
     public List<DataEntry> UnfinishedOf(long session) => _entries.Values.Where(e => e.OwnerSession == session && !e.Committed).ToList();

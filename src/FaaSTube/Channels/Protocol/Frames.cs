@@ -21,6 +21,7 @@ internal enum FrameType : byte
     SlabClosed = 11,
     Delete = 12,
     Sync = 13,
+    Status = 14,
 
     Ok = 128,
     Error = 129,
