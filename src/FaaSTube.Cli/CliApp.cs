@@ -15,6 +15,9 @@ internal static class CliApp
     /// <summary>Exit code of a failure that is not the user's usage: no node, refused, a failed measurement.</summary>
     public const int Failed = 2;
 
+    /// <summary>Exit code of bad usage (as System.CommandLine's own parse errors).</summary>
+    public const int Usage = 1;
+
     /// <summary>Parses <paramref name="args"/> and runs the command.</summary>
     /// <param name="args">The command line.</param>
     /// <param name="console">Where tables, live displays and progress go (stdout for people).</param>
@@ -24,7 +27,7 @@ internal static class CliApp
     {
         var root = new RootCommand("faastube: run a FaaSTube node, see what it holds and does, and probe the GPUs.")
         {
-            NodeCommand.Create(console),
+            NodeCommand.Create(console, error),
             StatusCommand.Create(console, error),
             TopCommand.Create(console, error),
             ProbeCommand.Create(console, error),

@@ -21,14 +21,29 @@ internal static class CommonOptions
             Description = "The most sessions, workflows, objects and transfers to list each (the node lists at most 1000 and says how many more there are).",
             DefaultValueFactory = _ => byDefault,
         };
+        Require(option, v => v is >= 0 and <= 1000, v => $"--limit must be between 0 and 1000; it was {v}.");
+        return option;
+    }
+
+    /// <summary>A check of an option's value; a value that is not even a <typeparamref name="T"/> is left to the parser's own error.</summary>
+    public static void Require<T>(Option<T> option, Func<T, bool> ok, Func<T, string> message)
+    {
         option.Validators.Add(r =>
         {
-            int value = r.GetValueOrDefault<int>();
-            if (value is < 0 or > 1000)
+            T? value;
+            try
             {
-                r.AddError($"--limit must be between 0 and 1000; it was {value}.");
+                value = r.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                return; // not a T: System.CommandLine reports that itself
+            }
+
+            if (value is not null && !ok(value))
+            {
+                r.AddError(message(value));
             }
         });
-        return option;
     }
 }

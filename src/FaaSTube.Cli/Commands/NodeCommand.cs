@@ -12,7 +12,7 @@ namespace FaaSTube.Cli.Commands;
 /// </summary>
 internal static class NodeCommand
 {
-    public static Command Create(IAnsiConsole console)
+    public static Command Create(IAnsiConsole console, TextWriter error)
     {
         var socket = new Option<string>("--socket", "-s") { Description = "The socket clients connect to (FaaSTube:Node:SocketPath)." };
         var backend = new Option<GpuBackend?>("--backend") { Description = "auto, cuda or simulated (FaaSTube:Node:Gpus:Backend)." };
@@ -35,7 +35,8 @@ internal static class NodeCommand
                 bool key = token.StartsWith("--FaaSTube:", StringComparison.OrdinalIgnoreCase) || token.StartsWith("--Logging:", StringComparison.OrdinalIgnoreCase);
                 if (!key && !(valueNext && !token.StartsWith('-')))
                 {
-                    throw new ArgumentException($"Unknown argument '{token}'. Settings other than the flags are --FaaSTube:Node:Key=value (see `faastube node --help`).");
+                    await error.WriteLineAsync($"faastube: Unknown argument '{token}'. Settings other than the flags are --FaaSTube:Node:Key=value (see `faastube node --help`).").ConfigureAwait(false);
+                    return CliApp.Usage;
                 }
 
                 valueNext = key && !token.Contains('=', StringComparison.Ordinal);

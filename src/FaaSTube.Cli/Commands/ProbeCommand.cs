@@ -21,22 +21,9 @@ internal static class ProbeCommand
         var topology = new Option<string>("--topology") { Description = "The simulated GPUs' topology: h100, dgx1 or dgx-a100.", DefaultValueFactory = _ => "h100" };
         topology.AcceptOnlyFromAmong("h100", "dgx1", "dgx-a100");
         var sizes = new Option<double[]>("--sizes") { Description = "Copy sizes in MiB.", DefaultValueFactory = _ => [1, 16, 64, 256], AllowMultipleArgumentsPerToken = true };
-        sizes.Validators.Add(r =>
-        {
-            var value = r.GetValueOrDefault<double[]>() ?? [];
-            if (value.Length == 0 || value.Any(s => !(s > 0 && s < 2048)))
-            {
-                r.AddError("--sizes must be one or more sizes between 0 and 2048 MiB.");
-            }
-        });
+        CommonOptions.Require(sizes, v => v.Length > 0 && v.All(s => s > 0 && s < 2048), _ => "--sizes must be one or more sizes between 0 and 2048 MiB.");
         var iterations = new Option<int>("--iterations") { Description = "Runs per figure (the median is shown).", DefaultValueFactory = _ => 5 };
-        iterations.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() is < 1 or > 1000)
-            {
-                r.AddError("--iterations must be between 1 and 1000.");
-            }
-        });
+        CommonOptions.Require(iterations, v => v is >= 1 and <= 1000, _ => "--iterations must be between 1 and 1000.");
         var model = new Option<bool>("--model") { Description = "Simulated GPU only: report the link model's bandwidth under a virtual clock instead of this machine's memcpy speed." };
         var command = new Command("probe", "Show the GPUs, their topology matrix (as nvidia-smi topo -m) and the copy bandwidth table.")
         {

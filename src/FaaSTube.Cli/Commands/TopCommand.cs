@@ -16,14 +16,7 @@ internal static class TopCommand
         var socket = CommonOptions.Socket();
         var limit = CommonOptions.Limit(byDefault: 10);
         var interval = new Option<double>("--interval", "-i") { Description = "Seconds between refreshes.", DefaultValueFactory = _ => 1.0 };
-        interval.Validators.Add(r =>
-        {
-            double value = r.GetValueOrDefault<double>();
-            if (!(value is >= 0.1 and <= 3600))
-            {
-                r.AddError($"--interval must be between 0.1 and 3600 seconds; it was {value}.");
-            }
-        });
+        CommonOptions.Require(interval, v => v is >= 0.1 and <= 3600, v => $"--interval must be between 0.1 and 3600 seconds; it was {v}.");
         var command = new Command("top", "Show the node's status live, refreshed in place, with GPU usage bars and throughput by path; q quits.")
         {
             socket, limit, interval,

@@ -12,10 +12,12 @@ namespace FaaSTube.Channels;
 internal sealed class DataDirectory(TimeProvider time)
 {
     private readonly ConcurrentDictionary<(string Workflow, TubeId Id), DataEntry> _entries = new();
+    private long _registered;
 
     public DataEntry Register(DataEntry entry)
     {
         entry.Registered = time.GetUtcNow();
+        entry.Sequence = Interlocked.Increment(ref _registered);
         _entries[(entry.Workflow, entry.Id)] = entry;
         return entry;
     }

@@ -57,7 +57,7 @@ internal static class NodeStatusBuilder
     private static (List<WorkflowStatus> Workflows, List<ObjectStatus> Oldest, int Count) Directory(TubeNode node, int limit, DateTimeOffset now)
     {
         var totals = new Dictionary<string, (int Objects, long Bytes, long Evicted)>(StringComparer.Ordinal);
-        var oldest = new PriorityQueue<DataEntry, DateTimeOffset>(Comparer<DateTimeOffset>.Create((a, b) => b.CompareTo(a))); // the newest on top, to be dropped
+        var oldest = new PriorityQueue<DataEntry, long>(Comparer<long>.Create((a, b) => b.CompareTo(a))); // the newest (highest sequence) on top, to be dropped
         int count = 0;
         foreach (var entry in node.Directory.All)
         {
@@ -72,16 +72,16 @@ internal static class NodeStatusBuilder
 
             if (oldest.Count < limit)
             {
-                oldest.Enqueue(entry, entry.Registered);
+                oldest.Enqueue(entry, entry.Sequence);
             }
-            else if (oldest.TryPeek(out _, out var newest) && entry.Registered < newest)
+            else if (oldest.TryPeek(out _, out long newest) && entry.Sequence < newest)
             {
-                oldest.DequeueEnqueue(entry, entry.Registered);
+                oldest.DequeueEnqueue(entry, entry.Sequence);
             }
         }
 
         var nowOnClock = node.Now;
-        var listed = oldest.UnorderedItems.Select(i => i.Element).OrderBy(e => e.Registered).ThenBy(e => e.Id.ToString(), StringComparer.Ordinal).Select(e =>
+        var listed = oldest.UnorderedItems.Select(i => i.Element).OrderBy(e => e.Sequence).Select(e =>
         {
             int[] replicas;
             lock (e.Sync)
