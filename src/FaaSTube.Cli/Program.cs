@@ -7,4 +7,9 @@
 using FaaSTube.Cli;
 using Spectre.Console;
 
+if (Console.IsOutputRedirected)
+{
+    AnsiConsole.Console.Profile.Width = 160; // into a file or a pipe: tables as wide as they need, not wrapped at 80 columns
+}
+
 return await CliApp.RunAsync(args, AnsiConsole.Console, Console.Error);

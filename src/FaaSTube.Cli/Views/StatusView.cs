@@ -102,7 +102,7 @@ internal static class StatusView
 
     private static Table Objects(StatusList<ObjectStatus> objects)
     {
-        var table = NewTable(Title("Objects, oldest first", objects.Total), "workflow", "id", "size", "state", "consumers left", "where", "age", "expires in");
+        var table = NewTable(Title("Objects by workflow, oldest first", objects.Total), "workflow", "id", "size", "state", "consumers left", "where", "age", "expires in");
         foreach (var o in objects.Items.OrderBy(o => o.Workflow, StringComparer.Ordinal))
         {
             string where = (o.Where == "gpu" ? $"GPU {o.Gpu}" : $"evicted (GPU {o.Gpu})") + (o.Replicas.Count > 0 ? $" + GPU {string.Join(", ", o.Replicas)}" : "");

@@ -110,7 +110,7 @@ public sealed class StatusCommandTests
 
         Assert.AreEqual(0, code, error);
         TestContext.WriteLine(output);
-        foreach (var heading in new[] { "GPUs", "Bytes by path since start", "Sessions (2)", "Workflows (2)", "Objects, oldest first (3)", "Transfers in flight (0)" })
+        foreach (var heading in new[] { "GPUs", "Bytes by path since start", "Sessions (2)", "Workflows (2)", "Objects by workflow, oldest first (3)", "Transfers in flight (0)" })
         {
             StringAssert.Contains(output, heading);
         }

@@ -44,7 +44,7 @@ public sealed class TopCommandTests
             // A Put while it runs: the next frame shows the host_staged path's throughput.
             await client.PutAsync(random.Bytes(4 << 20), new PutOptions { KeepUntilDeleted = true });
             frame = await ScreenAsync(server, s => Cells(Line(s, "host_staged")) is [_, _, _, var putNow, _] && putNow != "0 B/s", "a frame with the Put's throughput (put now)");
-            StringAssert.Contains(frame, "Objects, oldest first (2)", "redrawn with the new object");
+            StringAssert.Contains(frame, "Objects by workflow, oldest first (2)", "redrawn with the new object");
             Assert.AreEqual(1, frame.Split('\n').Count(l => l.Contains("q quits", StringComparison.Ordinal)), "redrawn in place, not appended");
 
             Tmux(server, "send-keys", "-t", "top", "q");
