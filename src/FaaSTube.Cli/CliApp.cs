@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using FaaSTube.Cli.Commands;
 using Spectre.Console;
 
@@ -25,8 +26,11 @@ internal static class CliApp
     /// <param name="cancellationToken">Stops the command.</param>
     public static async Task<int> RunAsync(string[] args, IAnsiConsole console, TextWriter error, CancellationToken cancellationToken = default)
     {
-        var root = new RootCommand("faastube: run a FaaSTube node, see what it holds and does, and probe the GPUs.")
+        // A command named faastube, not a RootCommand (which takes the executable's name: FaaSTube.Cli), with the root's help and version.
+        var root = new Command("faastube", "Run a FaaSTube node, see what it holds and does, and probe the GPUs.")
         {
+            new HelpOption(),
+            new VersionOption(),
             NodeCommand.Create(console, error),
             StatusCommand.Create(console, error),
             TopCommand.Create(console, error),
