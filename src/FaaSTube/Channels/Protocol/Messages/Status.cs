@@ -6,7 +6,7 @@ namespace FaaSTube.Channels.Protocol.Messages;
 /// workflow: only the node's own user or one of <see cref="TubeNodeOptions.AdminUids"/> is answered.
 /// </summary>
 /// <param name="Version">The protocol version (a peer of another version gets VersionMismatch).</param>
-/// <param name="Limit">The most sessions, workflows, objects and transfers to list each (the node lists at most its own cap).</param>
+/// <param name="Limit">The most sessions, workflows, objects and transfers to list each (the node clamps it to 0 up to its own cap).</param>
 internal readonly record struct Status(ushort Version, int Limit) : IPayload<Status>, IRequest<StatusOk>
 {
     public FrameType Type => FrameType.Status;
@@ -21,8 +21,7 @@ internal readonly record struct Status(ushort Version, int Limit) : IPayload<Sta
             throw new TubeException(TubeError.VersionMismatch, $"The node speaks protocol {Frames.Version}; the client {version}.");
         }
 
-        int limit = reader.I32();
-        return limit < 0 ? throw new InvalidDataException($"A status limit of {limit}: it must not be negative.") : new(version, limit);
+        return new(version, reader.I32()); // the node clamps the limit to [0, its cap]
     }
 }
 
@@ -32,4 +31,10 @@ internal readonly record struct StatusOk(byte[] Json) : IPayload<StatusOk>
     public void Write(PayloadWriter writer) => writer.Bytes(Json);
 
     public static StatusOk Read(ref PayloadReader reader) => new(reader.Bytes());
+
+    /// <summary>Equal JSON bytes.</summary>
+    public bool Equals(StatusOk other) => Json.AsSpan().SequenceEqual(other.Json);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => Json?.Length ?? 0;
 }
