@@ -166,6 +166,38 @@ public sealed class StatusCommandTests
     }
 
     [TestMethod]
+    public async Task A_transfer_in_flight_is_listed_with_its_tenant_slo_and_progress()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(); // chunks of 1 MiB
+        var engine = h.Node.Devices[0].Engine;
+        using var target = h.Node.Gpus.Devices[0].Allocate(4 << 20);
+        var data = random.Bytes(4 << 20);
+        var source = new Pipe(new PipeOptions(pauseWriterThreshold: 0)); // the writer never waits for the transfer to read
+        var firstChunk = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var request = new FaaSTube.Transfers.TransferRequest { Tenant = "slo-tenant", Slo = TimeSpan.FromSeconds(30), Progress = new Reported(done => { if (done >= 1 << 20) firstChunk.TrySetResult(); }) };
+        await source.Writer.WriteAsync(data.AsMemory(0, 1 << 20)); // the rest waits: the second chunk's read blocks
+        var transfer = engine.ToDeviceAsync(source.Reader, target.Slice(0, data.Length), request).AsTask();
+        await firstChunk.Task;
+
+        var inFlight = NodeStatusBuilder.Build(h.Node, 10).Transfers;
+        Assert.AreEqual(1, inFlight.Total);
+        var t = inFlight.Items.Single();
+        Assert.AreEqual(("slo-tenant", 30_000.0, 4L << 20, 1L << 20, "host_to_device", 0), (t.Tenant, t.SloMilliseconds, t.Bytes, t.DoneBytes, t.Direction, t.Gpu));
+
+        await source.Writer.WriteAsync(data.AsMemory(1 << 20));
+        await source.Writer.CompleteAsync();
+        await transfer;
+        Assert.AreEqual(0, NodeStatusBuilder.Build(h.Node, 10).Transfers.Total, "gone once it finished");
+    }
+
+    /// <summary>Progress reported in place (no synchronisation context hop).</summary>
+    private sealed class Reported(Action<long> report) : IProgress<long>
+    {
+        public void Report(long value) => report(value);
+    }
+
+    [TestMethod]
     public async Task Only_the_nodes_own_user_and_its_admin_uids_may_ask_for_the_status()
     {
         uint self = FaaSTube.Native.Interop.Libc.getuid();
