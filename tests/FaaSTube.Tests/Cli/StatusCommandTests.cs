@@ -221,15 +221,33 @@ public sealed class StatusCommandTests
         Assert.AreEqual(1, TubeAdmin.Parse(Payload.Read<StatusOk>(payload).Json).Schema);
     }
 
+    [TestMethod]
+    public async Task An_admin_uid_that_may_not_use_the_node_gets_the_status_but_its_hello_is_refused()
+    {
+        uint admin = FaaSTube.Native.Interop.Libc.getuid() + 1001;
+        await using var h = await NodeHarness.StartAsync(configure: o => o.AdminUids = [admin]);
+        var hello = Payload.Writer(new Hello(Frames.Version, "wf", "f", 1 << 20, 0)).Memory.ToArray();
+
+        var (type, payload) = await AskAsync(h.Node, admin, FrameType.Hello, hello, helloRefusal: $"User {admin} may not use this node.");
+
+        Assert.AreEqual(FrameType.Error, type);
+        Assert.AreEqual(new Error(TubeError.AccessDenied, $"User {admin} may not use this node."), Payload.Read<Error>(payload));
+        (type, _) = await AskAsync(h.Node, admin, FrameType.Status, Payload.Writer(new Status(Frames.Version, 10)).Memory.ToArray(), helloRefusal: $"User {admin} may not use this node.");
+        Assert.AreEqual(FrameType.Ok, type, "the same connection kind asking for the status is answered");
+    }
+
     /// <summary>A Status frame through the node's own handshake code on a session with the given uid (a second real user is not needed).</summary>
-    private static async Task<(FrameType Type, byte[] Payload)> AskAsStatusAsync(TubeNode node, uint uid)
+    private static Task<(FrameType Type, byte[] Payload)> AskAsStatusAsync(TubeNode node, uint uid) =>
+        AskAsync(node, uid, FrameType.Status, Payload.Writer(new Status(Frames.Version, 10)).Memory.ToArray(), helloRefusal: null);
+
+    /// <summary>A first frame through the node's own handshake code on a session with the given uid, and the node's answer.</summary>
+    private static async Task<(FrameType Type, byte[] Payload)> AskAsync(TubeNode node, uint uid, FrameType first, byte[] request, string? helloRefusal)
     {
         var toNode = new Pipe();
         var fromNode = new Pipe();
         var session = new NodeSession(node, id: 1_000_000 + uid, pid: 1, uid, inProcess: false);
-        var request = Payload.Writer(new Status(Frames.Version, 10)).Memory.ToArray();
-        new FramedSession(session, toNode.Reader, fromNode.Writer, _ => Task.FromResult<HelloFrame?>(new HelloFrame(FrameType.Status, 7, request, [])), transport: null)
-            .Start(refusal: null, helloRefusal: null, CancellationToken.None);
+        new FramedSession(session, toNode.Reader, fromNode.Writer, _ => Task.FromResult<HelloFrame?>(new HelloFrame(first, 7, request, [])), transport: null)
+            .Start(refusal: null, helloRefusal, CancellationToken.None);
         var frame = await Frames.ReadAsync(fromNode.Reader, 1 << 24, CancellationToken.None);
         await session.Completion;
         Assert.IsNotNull(frame);
