@@ -2,6 +2,7 @@
 // printed as tables like NVIDIA's nvbandwidth. Runs on the simulated GPU where there is no CUDA.
 using System.Globalization;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 using FaaSTube.Samples.Probe;
 using FaaSTube.Topology;
 using FaaSTube.Devices.Simulated;
@@ -37,69 +38,31 @@ foreach (var d in gpus.Devices)
 PrintTopology(gpus.Topology);
 
 var probe = new BandwidthProbe(options.Iterations, clock);
-var device = gpus.Devices[0];
-using var stream = device.CreateStream();
-long largest = options.Sizes.Max();
-using var deviceA = device.Allocate(largest);
-using var deviceB = device.Allocate(largest);
-using var pinned = device.AllocatePinned(largest);
-var pageable = new byte[largest];
-Random.Shared.NextBytes(pageable);
-pageable.CopyTo(pinned.GetSpan());
+var report = await probe.MeasureAsync(gpus, options.Sizes);
 
 Console.WriteLine();
-Console.WriteLine($"Copy bandwidth on GPU 0, GB/s, median of {options.Iterations}{(clock is null ? "" : " (link model, virtual clock)")}");
+Console.WriteLine($"Copy bandwidth on GPU 0, GB/s, median of {report.Iterations}{(report.Modelled ? " (link model, virtual clock)" : "")}");
 Console.WriteLine($"  {"size",-10}{"H2D pinned",12}{"H2D pageable",14}{"D2H pinned",12}{"D2H pageable",14}{"D2D",10}");
-foreach (long size in options.Sizes)
+foreach (var row in report.Rows)
 {
-    var h2dPinned = await probe.MeasureAsync(size, () => stream.CopyAsync(pinned.Memory[..(int)size], deviceA.Slice(0, size)));
-    var h2dPageable = await probe.MeasureAsync(size, () => stream.CopyAsync(pageable.AsMemory(0, (int)size), deviceA.Slice(0, size)));
-    var d2hPinned = await probe.MeasureAsync(size, () => stream.CopyAsync(deviceA.Slice(0, size), pinned.Memory[..(int)size]));
-    var d2hPageable = await probe.MeasureAsync(size, () => stream.CopyAsync(deviceA.Slice(0, size), pageable.AsMemory(0, (int)size)));
-    var d2d = await probe.MeasureAsync(size, () => stream.CopyAsync(deviceA.Slice(0, size), deviceB.Slice(0, size)));
-    Console.WriteLine($"  {Mib(size),-10}{h2dPinned,12:F1}{h2dPageable,14:F1}{d2hPinned,12:F1}{d2hPageable,14:F1}{d2d,10:F1}");
+    Console.WriteLine($"  {Mib(row.Bytes),-10}{row.HostToDevicePinned,12:F1}{row.HostToDevicePageable,14:F1}{row.DeviceToHostPinned,12:F1}{row.DeviceToHostPageable,14:F1}{row.DeviceToDevice,10:F1}");
 }
 
-ulong expected = FaaSTube.Kernels.DataChecksum.Compute(pageable.AsSpan(0, (int)options.Sizes.Min()));
-ulong onGpu = await stream.ChecksumAsync(deviceA.Slice(0, options.Sizes.Min()));
-Console.WriteLine($"  data check: GPU checksum {(onGpu == expected ? "matches" : "DOES NOT MATCH")} the host's ({onGpu:x16})");
+Console.WriteLine($"  data check: GPU checksum {(report.ChecksumMatches ? "matches" : "DOES NOT MATCH")} the host's ({report.GpuChecksum:x16})");
 
-if (gpus.Devices.Count > 1)
+if (report.PeerGigabytesPerSecond.Count > 0)
 {
-    await PrintPeerMatrix(gpus, probe, options.Sizes.Max());
-}
-
-return onGpu == expected ? 0 : 1;
-
-static async Task PrintPeerMatrix(GpuSystem gpus, BandwidthProbe probe, long size)
-{
-    int n = gpus.Devices.Count;
-    var buffers = gpus.Devices.Select(d => d.Allocate(size)).ToArray();
-    try
+    int n = report.PeerGigabytesPerSecond.Count;
+    Console.WriteLine();
+    Console.WriteLine($"GPU -> GPU bandwidth, GB/s, {Mib(report.PeerBytes)} per copy (row: source, column: destination)");
+    Console.WriteLine("       " + string.Concat(Enumerable.Range(0, n).Select(b => $"{b,8}")));
+    for (int a = 0; a < n; a++)
     {
-        Console.WriteLine();
-        Console.WriteLine($"GPU -> GPU bandwidth, GB/s, {Mib(size)} per copy (row: source, column: destination)");
-        Console.WriteLine("       " + string.Concat(Enumerable.Range(0, n).Select(b => $"{b,8}")));
-        for (int a = 0; a < n; a++)
-        {
-            using var stream = gpus.Devices[a].CreateStream();
-            var row = new List<string>();
-            for (int b = 0; b < n; b++)
-            {
-                row.Add(a == b ? "       -" : $"{await probe.MeasureAsync(size, () => stream.CopyAsync(buffers[a], buffers[b])),8:F1}");
-            }
-
-            Console.WriteLine($"  {a,3}  " + string.Concat(row));
-        }
-    }
-    finally
-    {
-        foreach (var b in buffers)
-        {
-            b.Dispose();
-        }
+        Console.WriteLine($"  {a,3}  " + string.Concat(Enumerable.Range(0, n).Select(b => a == b ? "       -" : $"{report.PeerGigabytesPerSecond[a][b],8:F1}")));
     }
 }
+
+return report.ChecksumMatches ? 0 : 1;
 
 static void PrintTopology(GpuTopology t)
 {
@@ -111,18 +74,12 @@ static void PrintTopology(GpuTopology t)
         return;
     }
 
-    Console.WriteLine("  direct links (NVn = n NVLinks, NVS = NVSwitch, PIX = PCIe peer, - = none); PCIe switch per GPU in brackets");
-    Console.WriteLine("         " + string.Concat(Enumerable.Range(0, t.GpuCount).Select(b => $"{b,5}")));
+    Console.WriteLine("  " + string.Join(", ", TopologyMatrix.Legend.Select(l => $"{l.Cell} = {l.Meaning}")) + "; PCIe switch per GPU in brackets");
+    Console.WriteLine("         " + string.Concat(Enumerable.Range(0, t.GpuCount).Select(b => $"{b,6}")));
     for (int a = 0; a < t.GpuCount; a++)
     {
-        var cells = Enumerable.Range(0, t.GpuCount).Select(b => a == b ? "X" : t.Peer(a, b) switch
-        {
-            { Kind: PeerLinkKind.NvLink } l => $"NV{l.LinkCount}",
-            { Kind: PeerLinkKind.NvSwitch } => "NVS",
-            { Kind: PeerLinkKind.Pcie } => "PIX",
-            _ => "-",
-        });
-        Console.WriteLine($"  {a,3} [{t.PcieSwitch(a)}]" + string.Concat(cells.Select(c => $"{c,5}")));
+        var cells = Enumerable.Range(0, t.GpuCount).Select(b => TopologyMatrix.Cell(t, a, b));
+        Console.WriteLine($"  {a,3} [{t.PcieSwitch(a)}]" + string.Concat(cells.Select(c => $"{c,6}")));
     }
 }
 

@@ -12,9 +12,12 @@ namespace FaaSTube.Channels;
 internal sealed class DataDirectory(TimeProvider time)
 {
     private readonly ConcurrentDictionary<(string Workflow, TubeId Id), DataEntry> _entries = new();
+    private long _registered;
 
     public DataEntry Register(DataEntry entry)
     {
+        entry.Registered = time.GetUtcNow();
+        entry.Sequence = Interlocked.Increment(ref _registered);
         _entries[(entry.Workflow, entry.Id)] = entry;
         return entry;
     }
@@ -50,6 +53,9 @@ internal sealed class DataDirectory(TimeProvider time)
 
     /// <summary>The entry, committed or not, if there is one.</summary>
     public DataEntry? TryFind(string workflow, TubeId id) => _entries.GetValueOrDefault((workflow, id));
+
+    /// <summary>Every entry, committed or not, as the dictionary enumerates it (no copy: the admin status reads it in one pass).</summary>
+    public IEnumerable<DataEntry> All => _entries.Values;
 
     /// <summary>The unfinished Puts and Allocates of <paramref name="session"/>.</summary>
     public List<DataEntry> UnfinishedOf(long session) => _entries.Values.Where(e => e.OwnerSession == session && !e.Committed).ToList();

@@ -38,6 +38,12 @@ internal sealed class DataEntry(TubeId id, string workflow, int device, PoolBloc
 
     public TimeSpan? ExpiresAt { get; set; }
 
+    /// <summary>When the directory registered it (the admin status shows its age).</summary>
+    public DateTimeOffset Registered { get; set; }
+
+    /// <summary>The order of registration in the directory (the admin status lists the oldest first, whatever the clock).</summary>
+    public long Sequence { get; set; }
+
     /// <summary>Kept until deleted (<see cref="PutOptions.KeepUntilDeleted"/>): no consumer count, no expiry, never evicted.</summary>
     public bool KeepUntilDeleted { get; set; }
 

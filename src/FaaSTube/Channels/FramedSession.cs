@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using FaaSTube.Channels.Admin;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
@@ -41,8 +42,17 @@ internal sealed class FramedSession
             .ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
     }
 
-    public void Start(string? refusal, CancellationToken stop) =>
+    /// <summary>Serves the connection until it ends.</summary>
+    /// <param name="refusal">Sent at once, and the connection closed (a user the node does not serve at all).</param>
+    /// <param name="helloRefusal">What a Hello gets (an admin user that is not a client user may only ask for the status).</param>
+    /// <param name="stop">The node's stop.</param>
+    public void Start(string? refusal, string? helloRefusal, CancellationToken stop)
+    {
+        _helloRefusal = helloRefusal;
         _session.Completion = Task.Run(() => RunAsync(refusal, stop), CancellationToken.None);
+    }
+
+    private string? _helloRefusal;
 
     private async Task RunAsync(string? refusal, CancellationToken stop)
     {
@@ -163,9 +173,20 @@ internal sealed class FramedSession
             return false;
         }
 
+        if (hello.Type == FrameType.Status)
+        {
+            await AnswerStatusAsync(hello).ConfigureAwait(false);
+            return false; // one question per connection
+        }
+
         HelloOk ok;
         try
         {
+            if (_helloRefusal is { } refused)
+            {
+                throw new TubeException(TubeError.AccessDenied, refused);
+            }
+
             var request = hello.Type == FrameType.Hello
                 ? Payload.Read<Hello>(hello.Payload) // a wrong version first: VersionMismatch
                 : throw new TubeException(TubeError.BadRequest, "The first frame must be Hello.");
@@ -205,6 +226,44 @@ internal sealed class FramedSession
 
         await _writer.SendAsync(FrameType.Ok, hello.RequestId, Payload.Writer(ok).Memory, CancellationToken.None).ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>
+    /// The admin request, a connection's only frame: the node's own user or an admin uid
+    /// (<see cref="TubeNode.MayAdminister"/>) gets the status, bounded by the node's caps
+    /// (<see cref="NodeStatusBuilder"/>); anyone else <see cref="TubeError.AccessDenied"/>. No window,
+    /// no workflow: descriptors that came with it are closed.
+    /// </summary>
+    private async Task AnswerStatusAsync(HelloFrame frame)
+    {
+        foreach (var descriptor in frame.Descriptors)
+        {
+            descriptor.Dispose();
+        }
+
+        try
+        {
+            var request = Payload.Read<Status>(frame.Payload);
+            if (!_session.Node.MayAdminister(_session.Uid))
+            {
+                throw new TubeException(TubeError.AccessDenied, $"User {_session.Uid} may not ask for this node's status (the node's own user and TubeNodeOptions.AdminUids may).");
+            }
+
+            var answer = new StatusOk(NodeStatusBuilder.Json(_session.Node, request.Limit));
+            await SendAsync(FrameType.Ok, frame.RequestId, Payload.Writer(answer).Memory).ConfigureAwait(false);
+        }
+        catch (TubeException e)
+        {
+            await SendErrorQuietlyAsync(frame.RequestId, e.Error, e.Reason).ConfigureAwait(false);
+        }
+        catch (InvalidDataException e)
+        {
+            await SendErrorQuietlyAsync(frame.RequestId, TubeError.BadRequest, e.Message).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not (IOException or ObjectDisposedException or OperationCanceledException))
+        {
+            await SendErrorQuietlyAsync(frame.RequestId, TubeError.Internal, _session.Node.InternalError("Status", _session.Id, e)).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The control ring: the second of exactly two descriptors, checked and mapped (<see cref="ControlRing.Adopt"/>); the window's alone is left for the session.</summary>

@@ -264,7 +264,7 @@ internal sealed partial class NodeSession
         // The request's tenant is ignored: the scheduler's tenant is the session's workflow (a client cannot join or split another's fair share).
         var transfer = new TransferRequest { Tenant = _workflow, Slo = sloTicks > 0 ? TimeSpan.FromTicks(sloTicks) : null };
         await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), transfer, _ended.Token).ConfigureAwait(false);
-        _node.Metrics.NodeIo.Add(length, new(TelemetryTags.Path, TubePath.HostStaged.Tag()), new(TelemetryTags.NodeIoDirection, "receive"));
+        _node.RecordIo(TubePath.HostStaged, transmit: false, length);
         return default;
     }
 
@@ -454,7 +454,7 @@ internal sealed partial class NodeSession
         }
 
         path = wasResident || path == TubePath.HostStaged ? path : TubePath.Restored;
-        _node.Metrics.NodeIo.Add(block.Length, new(TelemetryTags.Path, path.Tag()), new(TelemetryTags.NodeIoDirection, "transmit"));
+        _node.RecordIo(path, transmit: true, block.Length);
         return (block.Length, path, device < 0 ? null : Map(device, use));
     }
 

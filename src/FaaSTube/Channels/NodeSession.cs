@@ -54,6 +54,27 @@ internal sealed partial class NodeSession
 
     public TubeNode Node => _node;
 
+    /// <summary>The workflow its Hello named ("" before the Hello was accepted).</summary>
+    public string Workflow => _workflow;
+
+    /// <summary>The function its Hello named.</summary>
+    public string Function => _function;
+
+    /// <summary>Its window's bytes (0 before the Hello was accepted, or after the session ended).</summary>
+    public long WindowBytes => _window?.Length ?? 0;
+
+    /// <summary>Leases and unfinished Puts it holds now.</summary>
+    public int HeldCount
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _held.Values.Sum(s => s.Count);
+            }
+        }
+    }
+
     /// <summary>Cancelled when the session ends (its transport closed, or the node aborted it).</summary>
     public CancellationToken Ended => _ended.Token;
 

@@ -7,6 +7,7 @@ using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 using FaaSTube.Hosting;
 using FaaSTube.Memory;
 using FaaSTube.Native;
@@ -37,6 +38,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
     private int _peakRunning;
+    private readonly long[] _pathBytes = new long[2 * 5]; // (TubePath, transmit) since start, for the admin status
     private int _disposed;
 
     /// <summary>
@@ -275,8 +277,10 @@ public sealed partial class TubeNode : IAsyncDisposable
     {
         var (pid, uid) = UnixRights.PeerCredentials(socket);
         var allowed = _options.AllowedUids ?? [Interop.Libc.getuid()];
-        string? refusal = !allowed.Contains(uid)
-            ? $"User {uid} may not use this node."
+        bool admin = MayAdminister(uid);
+        string? notAllowed = allowed.Contains(uid) ? null : $"User {uid} may not use this node.";
+        string? refusal = notAllowed is not null && !admin
+            ? notAllowed
             : _sessions.Values.Count(s => s.Uid == uid) >= _options.MaxSessionsPerUser
                 ? $"User {uid} has {_options.MaxSessionsPerUser} connections open, the most the node allows."
                 : null;
@@ -284,7 +288,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         int maxFrame = _options.MaxFrameBytes;
         var session = NewSession(pid, uid, inProcess: false);
         new FramedSession(session, PipeReader.Create(stream), PipeWriter.Create(stream), async ct => ToHello(await UnixRights.ReceiveAsync(socket, maxFrame, ct).ConfigureAwait(false)), stream)
-            .Start(refusal, _stop.Token);
+            .Start(refusal, helloRefusal: notAllowed, _stop.Token); // an admin user not allowed as a client may ask for the status only
     }
 
     private static HelloFrame? ToHello((byte[] Frame, List<SafeFileHandle> Descriptors)? received) =>
@@ -412,6 +416,25 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// </summary>
     internal bool MayUseWorkflow(int pid, uint uid, string workflow) =>
         _options.AuthorizeWorkflow is { } authorize ? authorize(new TubeClientCredentials(pid, uid), workflow) : uid == Interop.Libc.getuid();
+
+    /// <summary>Counts bytes handed over on <paramref name="path"/>: the <c>faastube.node.io</c> metric and the admin status's totals.</summary>
+    internal void RecordIo(TubePath path, bool transmit, long bytes)
+    {
+        Metrics.NodeIo.Add(bytes, new(TelemetryTags.Path, path.Tag()), new(TelemetryTags.NodeIoDirection, transmit ? "transmit" : "receive"));
+        Interlocked.Add(ref _pathBytes[2 * (int)path + (transmit ? 1 : 0)], bytes);
+    }
+
+    /// <summary>Bytes handed over on <paramref name="path"/> since the node started, received (Put) or transmitted (Get).</summary>
+    internal long PathBytes(TubePath path, bool transmit) => Interlocked.Read(ref _pathBytes[2 * (int)path + (transmit ? 1 : 0)]);
+
+    /// <summary>The sessions now (the admin status lists them).</summary>
+    internal ICollection<NodeSession> Sessions => _sessions.Values;
+
+    /// <summary>
+    /// Whether <paramref name="uid"/> may ask for the node's status (the admin request): the node's
+    /// own user, or one listed in <see cref="TubeNodeOptions.AdminUids"/>.
+    /// </summary>
+    internal bool MayAdminister(uint uid) => uid == Interop.Libc.getuid() || (_options.AdminUids?.Contains(uid) ?? false);
 
     /// <summary>What a client is told when the pool had no room: its request, never other tenants' figures (those go to the log).</summary>
     internal string OutOfMemory(string operation, long session, PoolException exception)

@@ -34,6 +34,13 @@ public sealed class TubeNodeOptions
     public IReadOnlyCollection<uint>? AllowedUids { get; set; }
 
     /// <summary>
+    /// User ids besides the node's own that may ask for its status (the admin request, <c>faastube status</c>),
+    /// which shows every workflow's sessions and data ids; null: only the node's own user. They also need
+    /// access to the socket (<see cref="SocketAccess"/>); they need not be in <see cref="AllowedUids"/>.
+    /// </summary>
+    public IReadOnlyCollection<uint>? AdminUids { get; set; }
+
+    /// <summary>
     /// Whether a connecting client may name a workflow (ids, data and pool memory are scoped by it).
     /// Null (the default): clients running as the node's own user may name any workflow, clients of any
     /// other user none. Run tenants as users of their own and say here which workflows each may use.
@@ -114,6 +121,7 @@ public sealed class TubeNodeOptions
         copy.Pool = (Pool ?? throw new ArgumentNullException(nameof(Pool))).Clone();
         copy.Transfers = (Transfers ?? throw new ArgumentNullException(nameof(Transfers))).Clone();
         copy.AllowedUids = AllowedUids?.ToArray();
+        copy.AdminUids = AdminUids?.ToArray();
         return copy;
     }
 

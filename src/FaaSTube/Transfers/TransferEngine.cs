@@ -34,6 +34,7 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private long _nextId;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, (TransferJob Job, LaneDirection Direction)> _inFlight = new();
     private int _disposed;
 
     /// <summary>Creates the engine of <paramref name="device"/>: allocates the staging memory and starts both lanes.</summary>
@@ -321,12 +322,14 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
 
         buffer.AddRef(); // throws ObjectDisposedException for a disposed buffer
         var job = new TransferJob(Interlocked.Increment(ref _nextId), length, request, Now(), sequential, staged, moveChunk, cancellationToken);
+        _inFlight[job.Id] = (job, lane.Direction);
         try
         {
             lane.Submit(job);
         }
         catch
         {
+            _inFlight.TryRemove(job.Id, out _);
             buffer.Release();
             throw;
         }
@@ -368,9 +371,20 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
         }
         finally
         {
+            _inFlight.TryRemove(job.Id, out _);
             buffer.Release();
         }
     }
+
+    /// <summary>Transfers submitted and not finished now: at most <paramref name="limit"/>, oldest first, and how many there are.</summary>
+    internal (int Total, List<(TransferJob Job, LaneDirection Direction)> Listed) InFlight(int limit)
+    {
+        var all = _inFlight.Values.ToList(); // bounded: lanes queue at most what their callers' request slots allow
+        return (all.Count, all.OrderBy(t => t.Job.Submitted).Take(limit).ToList());
+    }
+
+    /// <summary>The engine's clock: when a transfer was submitted is on it.</summary>
+    internal TimeSpan Elapsed => Now();
 
     private TransferLane Lane(LaneDirection direction) => direction == LaneDirection.HostToDevice ? _h2d : _d2h;
 

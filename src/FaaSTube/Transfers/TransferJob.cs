@@ -44,6 +44,9 @@ internal sealed class TransferJob
 
     public long NextOffset { get; private set; }
 
+    /// <summary>Bytes moved so far.</summary>
+    public long CompletedBytes => Interlocked.Read(ref _completed);
+
     public bool Degraded { get; set; }
 
     public Task<TransferResult> Completion => _done.Task;

@@ -152,7 +152,7 @@ internal sealed class ChildProcess : IDisposable
     }
 
     /// <summary>The dotnet host of the running runtime (…/dotnet/shared/Microsoft.NETCore.App/x.y.z/ → …/dotnet/dotnet).</summary>
-    private static string DotnetHost()
+    internal static string DotnetHost()
     {
         var runtimeDir = Path.GetDirectoryName(typeof(object).Assembly.Location)!;
         var root = Path.GetFullPath(Path.Combine(runtimeDir, "..", "..", ".."));

@@ -27,6 +27,7 @@ internal enum FrameType : byte
     NamedWhere = 17,
     NamedLoadFailed = 18,
     NamedDelete = 19,
+    Status = 20,
 
     Ok = 128,
     Error = 129,
