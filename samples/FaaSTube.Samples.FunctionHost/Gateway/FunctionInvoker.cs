@@ -28,7 +28,7 @@ internal sealed class FunctionInvoker(IHttpClientFactory clients, IOptions<Gatew
         }
         catch (Exception e) when (e is HttpRequestException || (e is TaskCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            throw new FunctionFailedException(name, StatusCodes.Status502BadGateway, ErrorCodes.FunctionFailed, $"not reachable at {url} ({e.Message})", e);
+            throw new FunctionFailedException(name, StatusCodes.Status502BadGateway, ErrorCodes.FunctionFailed, "the function is not reachable (the gateway's log has where it was called)", e);
         }
 
         using (response)

@@ -15,6 +15,7 @@ public sealed class TubeNodeHostedService : IHostedService, IAsyncDisposable
     private readonly IOptions<TubeNodeOptions> _options;
     private readonly FaaSTubeServices _services;
     private TubeNode? _node;
+    private int _starting; // 1 from a start's beginning to the stop: two starts cannot both open a node
 
     internal TubeNodeHostedService(IOptions<TubeNodeOptions> options, FaaSTubeServices services)
     {
@@ -30,12 +31,20 @@ public sealed class TubeNodeHostedService : IHostedService, IAsyncDisposable
     /// <param name="cancellationToken">Cancels the start.</param>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (_node is not null)
+        if (Interlocked.Exchange(ref _starting, 1) != 0)
         {
-            throw new InvalidOperationException("The FaaSTube node is already running.");
+            throw new InvalidOperationException("The FaaSTube node is already running or starting.");
         }
 
-        _node = await TubeNode.StartAsync(_options.Value, _services, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _node = await TubeNode.StartAsync(_options.Value, _services, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Volatile.Write(ref _starting, 0); // a failed start may be retried
+            throw;
+        }
     }
 
     /// <summary>Stops the node gracefully: no new connections, calls in flight finish (until <paramref name="cancellationToken"/> fires), then every client is disconnected and the GPUs freed.</summary>
@@ -45,6 +54,7 @@ public sealed class TubeNodeHostedService : IHostedService, IAsyncDisposable
         if (Interlocked.Exchange(ref _node, null) is { } node)
         {
             await node.StopAsync(cancellationToken).ConfigureAwait(false);
+            Volatile.Write(ref _starting, 0);
         }
     }
 

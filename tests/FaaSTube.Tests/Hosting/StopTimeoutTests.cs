@@ -33,16 +33,22 @@ public sealed class StopTimeoutTests
         };
         var flush = client.FlushAsync();
         await held.Task;
+        try
+        {
+            var stopping = h.Node.StopAsync(); // no token: only the node's own StopTimeout bounds it
+            h.Clock.Advance(TimeSpan.FromSeconds(29));
+            Assert.IsFalse(stopping.IsCompleted, "within the stop timeout the call in flight is waited for");
+            Assert.IsFalse(flush.IsCompleted);
 
-        var stopping = h.Node.StopAsync(); // no token: only the node's own StopTimeout bounds it
-        h.Clock.Advance(TimeSpan.FromSeconds(29));
-        Assert.IsFalse(stopping.IsCompleted, "within the stop timeout the call in flight is waited for");
-        Assert.IsFalse(flush.IsCompleted);
-
-        h.Clock.Advance(TimeSpan.FromSeconds(2)); // past it: the session is ended, the client told
-        var failed = await Assert.ThrowsAsync<TubeNodeUnavailableException>(() => flush.WaitAsync(TimeSpan.FromSeconds(60)));
-        Assert.AreEqual(FaaSTubeErrorCode.NodeUnavailable, failed.Code);
-        gate.Set(); // the request's thread comes back; the stop completes
-        await stopping.WaitAsync(TimeSpan.FromSeconds(60));
+            h.Clock.Advance(TimeSpan.FromSeconds(2)); // past it: the session is ended, the client told
+            var failed = await Assert.ThrowsAsync<TubeNodeUnavailableException>(() => flush.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.AreEqual(FaaSTubeErrorCode.NodeUnavailable, failed.Code);
+            gate.Set(); // the request's thread comes back; the stop completes
+            await stopping.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            gate.Set(); // whatever failed above, the held thread is let go so the node can be disposed
+        }
     }
 }
