@@ -685,14 +685,20 @@ public sealed partial class HostileFuzzTests
 
         if (pick < 9)
         {
-            byte unknown = (byte)random.Next(20, 128 + 128 - 3);
-            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 20..127 and 131..255
+            byte unknown = (byte)random.Next(21, 128 + 128 - 3);
+            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 21..127 and 131..255
             if (random.Next(8) == 0)
             {
                 unknown = 0;
             }
 
             return new((FrameType)unknown, "unknown", random.Bytes(random.Next(0, 60)), Expect.Error);
+        }
+
+        if (pick < 10)
+        {
+            // The admin request after a Hello: it is only ever a connection's first frame (docs/protocol.md).
+            return new(FrameType.Status, "status-after-hello", new PayloadWriter().U16(Frames.Version).I32(random.Next(-5, 2000)).Memory.ToArray(), Expect.Error);
         }
 
         if (random.Next(400) == 0)
