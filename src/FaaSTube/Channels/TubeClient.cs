@@ -1,10 +1,12 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Net.Sockets;
 using FaaSTube.Channels.Client;
-using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Transport;
 using FaaSTube.Devices;
+using FaaSTube.Diagnostics;
 using FaaSTube.Hosting;
 
 namespace FaaSTube.Channels;
@@ -84,6 +86,25 @@ public sealed partial class TubeClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+
+        // A client call like the others (faastube.connect, kind client); the Hello carries no trace
+        // context, so the node's side of it is not in the trace.
+        using var span = Telemetry.ActivitySource.StartActivity("faastube.connect", ActivityKind.Client);
+        span?.SetTag(TelemetryTags.Operation, "connect");
+        span?.SetTag(TelemetryTags.Workflow, options.Workflow);
+        try
+        {
+            return await ConnectCoreAsync(options, services, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Spans.Fail(span, e);
+            throw;
+        }
+    }
+
+    private static async Task<TubeClient> ConnectCoreAsync(TubeClientOptions options, FaaSTubeServices services, CancellationToken cancellationToken)
+    {
         var window = new ClientWindow(options.WindowBytes);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try

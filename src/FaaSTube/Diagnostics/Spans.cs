@@ -8,7 +8,12 @@ internal static class Spans
 {
     /// <summary>The <c>error.type</c> of a failure: a <see cref="TubeException"/>'s code (<c>NotFound</c>), else the exception's type.</summary>
     public static string ErrorType(Exception exception) =>
-        exception is TubeException tube ? tube.Error.ToString() : exception.GetType().FullName ?? exception.GetType().Name;
+        exception switch
+        {
+            TubeException tube => tube.Error.ToString(),
+            FaaSTubeException other => other.Code.ToString(), // NodeUnavailable, PoolRefused, DeviceOutOfMemory, ...
+            _ => exception.GetType().FullName ?? exception.GetType().Name,
+        };
 
     /// <summary>Marks <paramref name="activity"/> failed by <paramref name="exception"/>, with <paramref name="description"/> (the message a client is told, never a stack trace).</summary>
     public static void Fail(Activity? activity, Exception exception, string? description = null)
