@@ -1,37 +1,37 @@
 namespace FaaSTube.Channels;
 
-/// <summary>Why the node refused a call: the code on the wire (the same numbers as <see cref="FaaSTubeErrorCode"/>).</summary>
+/// <summary>Why the node refused a call: the code on the wire. The numbers are <see cref="FaaSTubeErrorCode"/>'s (one source; the wire's codes are the root's below 100).</summary>
 public enum TubeError : ushort
 {
     /// <summary>No such id in this workflow (or it expired, or all its consumers are done).</summary>
-    NotFound = 1,
+    NotFound = (ushort)FaaSTubeErrorCode.NotFound,
 
     /// <summary>The request was malformed (bad frame, bad field, forged descriptor).</summary>
-    BadRequest = 2,
+    BadRequest = (ushort)FaaSTubeErrorCode.BadRequest,
 
     /// <summary>The client speaks another protocol version.</summary>
-    VersionMismatch = 3,
+    VersionMismatch = (ushort)FaaSTubeErrorCode.VersionMismatch,
 
     /// <summary>A frame was larger than the node accepts.</summary>
-    FrameTooLarge = 4,
+    FrameTooLarge = (ushort)FaaSTubeErrorCode.FrameTooLarge,
 
     /// <summary>The client's user is not allowed, or the object is not the client's.</summary>
-    AccessDenied = 5,
+    AccessDenied = (ushort)FaaSTubeErrorCode.AccessDenied,
 
     /// <summary>The client holds no lease on that id.</summary>
-    NotLeased = 6,
+    NotLeased = (ushort)FaaSTubeErrorCode.NotLeased,
 
     /// <summary>The GPU pool could not make room in time.</summary>
-    OutOfMemory = 7,
+    OutOfMemory = (ushort)FaaSTubeErrorCode.OutOfMemory,
 
     /// <summary>The node failed while serving the call (its log has the details, under the reference in the message).</summary>
-    Internal = 8,
+    Internal = (ushort)FaaSTubeErrorCode.Internal,
 
     /// <summary>The request asks for more than the node could ever hold (beyond the GPU's memory or the pool's cap): it fails at once.</summary>
-    TooLarge = 9,
+    TooLarge = (ushort)FaaSTubeErrorCode.TooLarge,
 
     /// <summary>The load of a named object failed (its loader threw, or its loader's process went away mid-load); the next caller loads again.</summary>
-    LoadFailed = 10,
+    LoadFailed = (ushort)FaaSTubeErrorCode.LoadFailed,
 }
 
 /// <summary>The node refused or failed a call (<see cref="FaaSTubeException.Code"/> is <see cref="Error"/>); the connection stays usable unless the error says otherwise.</summary>
