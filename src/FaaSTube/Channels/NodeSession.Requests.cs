@@ -27,8 +27,10 @@ internal sealed partial class NodeSession
 
     /// <summary>
     /// A request as the socket or the control ring carries it: its trace context, then the request,
-    /// decoded (malformed, the trace context included: BadRequest), then executed in a span that
-    /// continues the client's trace. Nothing but the frame's context is the span's parent.
+    /// decoded (malformed, the trace context included: BadRequest), then executed in a span linked to
+    /// the client's (or continuing it, with <see cref="TubeNodeOptions.ContinueClientTraces"/>). Nothing
+    /// but the frame's context is the span's parent or link: a client's sampled flag never decides
+    /// what the node records unless the node trusts its clients' traces.
     /// </summary>
     public Task<(IMessage Reply, string Path)> ExecuteFrameAsync(FrameType type, ReadOnlySpan<byte> payload)
     {
@@ -44,7 +46,10 @@ internal sealed partial class NodeSession
         }
 
         Activity.Current = null; // what the node's thread happened to run under is no parent of a client's request
-        return ExecuteAsync(request, trace.ToParent());
+        var client = trace.ToParent();
+        return _node.Settings.ContinueClientTraces || client == default
+            ? ExecuteAsync(request, client)
+            : ExecuteAsync(request, default, new ActivityLink(client));
     }
 
     /// <summary>A request as raw bytes without a trace context (in-process raw calls): decoded (malformed: BadRequest), then executed under <paramref name="parent"/>.</summary>
@@ -72,7 +77,7 @@ internal sealed partial class NodeSession
     /// once the session ended under it. One-way requests (Publish, Release) and every request's checks
     /// run synchronously, before the caller reads the next request: the connection's order is kept.
     /// </summary>
-    public async Task<(IMessage Reply, string Path)> ExecuteAsync(IRequest request, ActivityContext parent = default)
+    public async Task<(IMessage Reply, string Path)> ExecuteAsync(IRequest request, ActivityContext parent = default, ActivityLink? link = null)
     {
         var type = request.Type;
         var metrics = _node.Metrics;
@@ -81,7 +86,9 @@ internal sealed partial class NodeSession
         string path = "control";
         string? error = null;
         metrics.ActiveRequests.Add(1, operation);
-        using var activity = Telemetry.ActivitySource.StartActivity(RequestNames.SpanOf(type), ActivityKind.Server, parent);
+        using var activity = link is { } l
+            ? Telemetry.ActivitySource.StartActivity(RequestNames.SpanOf(type), ActivityKind.Server, parent, links: [l])
+            : Telemetry.ActivitySource.StartActivity(RequestNames.SpanOf(type), ActivityKind.Server, parent);
         if (activity is { IsAllDataRequested: true })
         {
             activity.SetTag(TelemetryTags.Operation, RequestNames.Of(type));

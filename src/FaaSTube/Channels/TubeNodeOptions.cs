@@ -100,6 +100,15 @@ public sealed class TubeNodeOptions
     /// </summary>
     public int MaxRingSessions { get; set; } = 256;
 
+    /// <summary>
+    /// Whether a request's span continues the client's trace (default <see langword="false"/>). Off, the
+    /// node's span of a client's request starts a trace of its own and links to the client's span, so
+    /// the node's sampler decides what is recorded: a client that marks every request sampled cannot
+    /// make the node record every span. Turn it on only where every client is trusted (one tenant),
+    /// so traces read end to end. In-process clients always continue their caller's trace.
+    /// </summary>
+    public bool ContinueClientTraces { get; set; }
+
     /// <summary>How long the node waits for a client to take its answers off its control ring when the ring is full (default 5 s); then the session is ended.</summary>
     public TimeSpan StalledClientTimeout { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -35,7 +35,7 @@ public sealed class TraceContextTests
         var random = Seeds.Create(TestContext);
         using var spans = new SpanCollector(TestSource);
         using var source = new ActivitySource(TestSource);
-        await using var h = await NodeHarness.StartAsync();
+        await using var h = await NodeHarness.StartAsync(configure: o => o.ContinueClientTraces = true);
         var client = await h.ConnectAsync(inProcess: transport == "in-process", controlRingBytes: transport == "ring" ? 64 << 10 : 0);
         Assert.AreEqual(transport == "ring", client.UsesControlRing, "the transport under test");
         var data = random.Bytes(random.Next(1, 256 << 10));
@@ -94,11 +94,41 @@ public sealed class TraceContextTests
         }
     }
 
+    /// <summary>
+    /// By default a client's trace context is a link, not a parent: the node's span of its request
+    /// starts a trace of its own, so a client that marks its requests sampled does not decide what the
+    /// node records (the node's sampler does); the link still leads from the node's span to the client's.
+    /// </summary>
+    [TestMethod]
+    [DataRow("socket")]
+    [DataRow("ring")]
+    public async Task By_default_the_nodes_span_links_to_the_clients_span_and_takes_no_parent_from_it(string transport)
+    {
+        using var spans = new SpanCollector(TestSource);
+        using var source = new ActivitySource(TestSource);
+        await using var h = await NodeHarness.StartAsync();
+        Assert.IsFalse(h.Node.Options.ContinueClientTraces, "the default");
+        var client = await h.ConnectAsync(inProcess: false, controlRingBytes: transport == "ring" ? 64 << 10 : 0);
+        Activity? put;
+        using (source.StartActivity("test"))
+        {
+            await client.PutAsync(new byte[4096]);
+            put = spans.All.LastOrDefault(s => s.DisplayName == "faastube.put");
+        }
+
+        Assert.IsNotNull(put, "the client's put span");
+        Assert.IsFalse(spans.Of(put.TraceId).Any(s => s.Kind == ActivityKind.Server), "no node span joined the client's trace");
+        var served = spans.All.Where(s => s.DisplayName == "faastube.put_commit" && s.Links.Any(l => l.Context.SpanId == put.SpanId)).ToList();
+        Assert.HasCount(1, served, "the node's commit links to the client's put");
+        Assert.AreEqual(default, served[0].ParentSpanId, "and is a root of its own");
+        Assert.AreNotEqual(put.TraceId, served[0].TraceId);
+    }
+
     [TestMethod]
     public async Task Without_a_span_on_the_client_the_nodes_span_starts_a_trace_of_its_own()
     {
         using var spans = new SpanCollector(TestSource);
-        await using var h = await NodeHarness.StartAsync();
+        await using var h = await NodeHarness.StartAsync(configure: o => o.ContinueClientTraces = true);
         string workflow = $"untraced-{Guid.NewGuid():N}";
         var client = await h.ConnectAsync(inProcess: false, workflow: workflow, controlRingBytes: 0);
         Activity.Current = null;

@@ -204,6 +204,9 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
     /// <summary>A string of at most 4096 bytes of valid UTF-8: two different byte strings never decode to the same text.</summary>
     public string Str() => Decode(Field(MaxString));
 
+    /// <summary>A string of at most <paramref name="maxBytes"/> bytes (a tighter limit than <see cref="Str()"/>'s, checked before anything is decoded).</summary>
+    public string Str(int maxBytes) => Decode(Field(Math.Min(maxBytes, MaxString)));
+
     /// <summary>A name (workflow, function, tenant): valid UTF-8, at most <see cref="Frames.MaxNameBytes"/> bytes, no control characters.</summary>
     public string Name()
     {

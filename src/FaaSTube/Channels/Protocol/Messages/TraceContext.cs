@@ -38,7 +38,7 @@ internal readonly record struct TraceContext([Wire("str")] string Traceparent, [
     /// <summary>Reads and checks both fields; <see cref="InvalidDataException"/> names what is wrong.</summary>
     public static TraceContext Read(ref PayloadReader reader)
     {
-        var context = new TraceContext(reader.Str(), reader.Str());
+        var context = new TraceContext(Field(ref reader, TraceparentLength, "traceparent"), Field(ref reader, MaxTracestateLength, "tracestate"));
         if (context.Traceparent.Length != 0 && !TryParse(context.Traceparent, out _, out _, out _))
         {
             throw new InvalidDataException("The request's traceparent is malformed: it must be empty or '00-' followed by 32 and 16 lowercase hex digits (neither all zeros) and 2 of flags, separated by '-'.");
@@ -55,6 +55,19 @@ internal readonly record struct TraceContext([Wire("str")] string Traceparent, [
         }
 
         return context;
+    }
+
+    /// <summary>One field, its length checked against <paramref name="max"/> before a byte of it is decoded.</summary>
+    private static string Field(ref PayloadReader reader, int max, string name)
+    {
+        try
+        {
+            return reader.Str(max);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"The request's {name} is malformed: {e.Message}", e);
+        }
     }
 
     /// <summary>The remote parent the node's span takes; default (none) when the request carried no context.</summary>
