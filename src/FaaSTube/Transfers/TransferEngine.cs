@@ -37,7 +37,7 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<long, (TransferJob Job, LaneDirection Direction)> _inFlight = new();
     private int _disposed;
 
-    /// <summary>Creates the engine of <paramref name="device"/>: allocates the staging memory and starts both lanes.</summary>
+    /// <summary>Creates the engine of <paramref name="device"/>. It opens nothing: its pinned staging is allocated by the first staged transfer, its lanes' streams and loops by their first transfer.</summary>
     /// <param name="device">The GPU.</param>
     /// <param name="options">Chunking, staging, scheduling; null for the defaults.</param>
     public TransferEngine(GpuDevice device, TransferEngineOptions? options = null)
@@ -111,6 +111,9 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
 
     /// <summary>Staging slots not in use now (all of them when no transfer is running: the pool is whole).</summary>
     public int StagingSlotsAvailable => _staging.Available;
+
+    /// <summary>Whether the pinned staging exists yet (the first staged transfer allocates it).</summary>
+    internal bool StagingAllocated => _staging.IsAllocated;
 
     /// <summary>
     /// Rents pinned host memory: write the data into it and transfer it with no staging copy (the

@@ -29,7 +29,7 @@ internal sealed class TransferLane : IDisposable, IAsyncDisposable
     private readonly TransferEngineOptions _options;
     private readonly Func<TimeSpan> _now;
     private readonly double _capacity;
-    private readonly GpuStream[] _streams;
+    private readonly Lazy<GpuStream>[] _streams; // created on first use: the constructor opens nothing
     private readonly CancellationTokenSource _stop = new();
     private readonly ChunkTurns.Chain _dmaTurns = new();
     private readonly Lock _starting = new();
@@ -50,7 +50,7 @@ internal sealed class TransferLane : IDisposable, IAsyncDisposable
         _now = now;
         _policy = new BandwidthPolicy(options.ChunkBytes, options.BatchChunks);
         _inFlight = new SemaphoreSlim(maxInFlight, maxInFlight);
-        _streams = Enumerable.Range(0, options.StreamsPerLane).Select(_ => device.CreateStream()).ToArray();
+        _streams = Enumerable.Range(0, options.StreamsPerLane).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
     }
 
     /// <summary>Starts the scheduling loop on the first transfer that needs it (the constructor starts nothing).</summary>
@@ -90,7 +90,7 @@ internal sealed class TransferLane : IDisposable, IAsyncDisposable
     public event Action<TransferLane, bool, IReadOnlyList<long>>? OversubscriptionChanged;
 
     /// <summary>The next stream, round robin: chunks in flight spread over the lane's streams.</summary>
-    public GpuStream NextStream() => _streams[(int)((uint)Interlocked.Increment(ref _nextStream) % _streams.Length)];
+    public GpuStream NextStream() => _streams[(int)((uint)Interlocked.Increment(ref _nextStream) % _streams.Length)].Value;
 
     public void Submit(TransferJob job)
     {
@@ -216,7 +216,10 @@ internal sealed class TransferLane : IDisposable, IAsyncDisposable
     {
         foreach (var stream in _streams)
         {
-            stream.Dispose();
+            if (stream.IsValueCreated)
+            {
+                stream.Value.Dispose();
+            }
         }
     }
 }

@@ -73,6 +73,30 @@ public abstract class TransferEngineTests
         }
     }
 
+    /// <summary>An engine opens nothing when built: its pinned staging is allocated by the first staged transfer (a pinned source needs none), once.</summary>
+    [TestMethod]
+    public async Task The_engine_pins_its_staging_at_the_first_staged_transfer_not_when_built()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var f = new Fixture(Backend);
+        var (engine, device) = (f.Engine, f.Device);
+        Assert.IsFalse(engine.StagingAllocated, "built: nothing pinned");
+        Assert.AreEqual(engine.StagingSlots, engine.StagingSlotsAvailable, "and every slot counts as available");
+
+        var data = random.Bytes(256 << 10);
+        using var buffer = device.Allocate(data.Length);
+        var pinned = await ToDeviceAsync(engine, device, SourceKind.Pinned, data, buffer);
+        Assert.IsFalse(pinned.Staged);
+        Assert.IsFalse(engine.StagingAllocated, "a pinned source moves without staging, so still nothing pinned");
+
+        var staged = await ToDeviceAsync(engine, device, SourceKind.Pageable, data, buffer);
+        Assert.IsTrue(staged.Staged);
+        Assert.IsTrue(engine.StagingAllocated, "the first staged transfer pinned the staging");
+        Assert.AreEqual(engine.StagingSlots, engine.StagingSlotsAvailable, "and gave every slot back");
+        using var stream = device.CreateStream();
+        Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(buffer));
+    }
+
     [TestMethod]
     [DataRow(SinkKind.Pageable)]
     [DataRow(SinkKind.Pinned)]
