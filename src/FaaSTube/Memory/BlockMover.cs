@@ -23,22 +23,19 @@ internal enum MoveDirection
 /// <param name="Slab">The device side: where it is (to host) or where it goes (to device).</param>
 /// <param name="Offset">The device range's offset in <paramref name="Slab"/>.</param>
 /// <param name="Entry">The host side: the reserved entry (to host) or the block's spill (to device).</param>
-/// <param name="Lane">The partition whose move lane (stream) runs the copy.</param>
-internal sealed record BlockMove(PoolBlock Block, MoveDirection Direction, Slab Slab, long Offset, SpillStore.SpillEntry Entry, string Lane);
+internal sealed record BlockMove(PoolBlock Block, MoveDirection Direction, Slab Slab, long Offset, SpillStore.SpillEntry Entry);
 
 /// <summary>
 /// Moves blocks between the device and the spill store: eviction and restore are one routine
 /// (<see cref="RunAsync"/>) that copies from the side the block is on to the other, then lets the
 /// block live at the target and gives the source back, or on failure gives the target back. The
 /// decisions (which block, which range) are the pool's, taken under its pressure gate; the copies run
-/// here, outside it. A block moves on its partition's lane (one stream each, created on first use), so
-/// a tenant's multi-GiB move queues only behind its own lane's work.
+/// here, outside it, each on the least-loaded of the pool's lanes (<see cref="MoveLanes"/>), so a
+/// tenant's multi-GiB move does not queue another tenant's move while a lane is free.
 /// </summary>
 internal sealed class BlockMover : IDisposable
 {
-    private const int Lanes = 4;
-
-    private readonly Lazy<GpuStream>[] _streams;
+    private readonly MoveLanes _lanes;
     private readonly SpillStore _spill;
     private readonly PoolCounters _counters;
     private readonly Func<TimeSpan> _now;
@@ -58,7 +55,7 @@ internal sealed class BlockMover : IDisposable
     {
         _logger = logger;
         _device = device.Ordinal;
-        _streams = Enumerable.Range(0, Lanes).Select(_ => new Lazy<GpuStream>(() => device.CreateStream(), LazyThreadSafetyMode.ExecutionAndPublication)).ToArray();
+        _lanes = new MoveLanes(device);
         _spill = spill;
         _counters = counters;
         _now = now;
@@ -68,15 +65,19 @@ internal sealed class BlockMover : IDisposable
     /// <summary>Moves running now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
-    /// <summary>The stream of <paramref name="partition"/>'s lane (moves, and the clearing of its new slabs).</summary>
-    public GpuStream StreamFor(string partition) => _streams[(uint)StringComparer.Ordinal.GetHashCode(partition) % Lanes].Value;
+    /// <summary>Zero-fills <paramref name="memory"/> (a new slab) on the least-loaded lane.</summary>
+    public async Task ClearAsync(DeviceMemory memory, CancellationToken cancellationToken)
+    {
+        using var lane = _lanes.Take(memory.Length);
+        await lane.Stream.FillAsync(memory, 0, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Starts evicting <paramref name="block"/>: reserves its spill entry and marks it moving. False
     /// when the spill store is full (or the mover stopped); true with a null move when the block
     /// changed under the caller (used, freed, moving or made unevictable): pick again.
     /// </summary>
-    public bool TryBeginEviction(PoolBlock block, string lane, out BlockMove? move)
+    public bool TryBeginEviction(PoolBlock block, out BlockMove? move)
     {
         move = null;
         if (Volatile.Read(ref _stopped) != 0 || _spill.TryReserve(block.Length) is not { } entry)
@@ -92,7 +93,7 @@ internal sealed class BlockMover : IDisposable
                 return true;
             }
 
-            move = BeginLocked(new BlockMove(block, MoveDirection.ToHost, slab, block.Offset, entry, lane));
+            move = BeginLocked(new BlockMove(block, MoveDirection.ToHost, slab, block.Offset, entry));
             return true;
         }
     }
@@ -117,7 +118,7 @@ internal sealed class BlockMover : IDisposable
                 return null; // the pool is going: its slabs go with it
             }
 
-            return BeginLocked(new BlockMove(block, MoveDirection.ToDevice, slab, offset, entry, block.Partition));
+            return BeginLocked(new BlockMove(block, MoveDirection.ToDevice, slab, offset, entry));
         }
     }
 
@@ -128,9 +129,10 @@ internal sealed class BlockMover : IDisposable
     /// </summary>
     public async Task<bool> RunAsync(BlockMove move, CancellationToken cancellationToken)
     {
-        var (block, direction, slab, offset, entry, lane) = move;
+        var (block, direction, slab, offset, entry) = move;
         var device = slab.Buffer.Slice(offset, block.Length);
-        var stream = StreamFor(lane);
+        using var lane = _lanes.Take(block.Length);
+        var stream = lane.Stream;
         using var span = PoolMetrics.StartMove(_device, block.Length, evict: direction == MoveDirection.ToHost);
         try
         {
@@ -201,13 +203,7 @@ internal sealed class BlockMover : IDisposable
     public void StopStarting() => Volatile.Write(ref _stopped, 1);
 
     /// <summary>Disposes the lanes' streams.</summary>
-    public void Dispose()
-    {
-        foreach (var stream in _streams.Where(s => s.IsValueCreated))
-        {
-            stream.Value.Dispose();
-        }
-    }
+    public void Dispose() => _lanes.Dispose();
 
     private BlockMove BeginLocked(BlockMove move)
     {

@@ -128,7 +128,7 @@ public sealed partial class GpuMemoryPool
                 return null;
             }
 
-            if (!_mover.TryBeginEviction(victim, partition, out var eviction))
+            if (!_mover.TryBeginEviction(victim, out var eviction))
             {
                 // Nowhere to spill: a cached object is dropped (dropped last: only now), its owner frees
                 // it off the gate and the asker goes on when memory changes; anything else waits as before.
@@ -225,14 +225,14 @@ public sealed partial class GpuMemoryPool
         _mover.TryBeginRestore(block, slab, offset) is { } move && await _mover.RunAsync(move, cancellationToken).ConfigureAwait(false);
 
     /// <summary>
-    /// Zero-fills a new slab on its partition's lane, then lets it take blocks: memory changes owner
+    /// Zero-fills a new slab on a copy lane, then lets it take blocks: memory changes owner
     /// only once cleared on the device. If the fill fails the slab goes back to the device unused.
     /// </summary>
     private async Task ClearAsync(Slab slab, CancellationToken cancellationToken)
     {
         try
         {
-            await _mover.StreamFor(slab.Partition).FillAsync(slab.Buffer.Slice(0, slab.Capacity), 0, cancellationToken).ConfigureAwait(false);
+            await _mover.ClearAsync(slab.Buffer.Slice(0, slab.Capacity), cancellationToken).ConfigureAwait(false);
         }
         catch
         {

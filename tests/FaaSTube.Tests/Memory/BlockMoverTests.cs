@@ -30,7 +30,7 @@ public sealed class BlockMoverTests
         var block = rig.Place(length, rig.SlabA);
         await h.Stream.FillPatternAsync(block.Slab!.Buffer.Slice(block.Offset, length), seed);
 
-        Assert.IsTrue(rig.Mover.TryBeginEviction(block, "", out var eviction));
+        Assert.IsTrue(rig.Mover.TryBeginEviction(block, out var eviction));
         Assert.IsNotNull(eviction);
         Assert.AreEqual(MoveDirection.ToHost, eviction.Direction);
         Assert.IsTrue(block.IsMoving);
@@ -71,7 +71,7 @@ public sealed class BlockMoverTests
         using var cancelled = new CancellationTokenSource();
         await cancelled.CancelAsync();
 
-        Assert.IsTrue(rig.Mover.TryBeginEviction(block, "", out var eviction));
+        Assert.IsTrue(rig.Mover.TryBeginEviction(block, out var eviction));
         await Assert.ThrowsAsync<OperationCanceledException>(() => rig.Mover.RunAsync(eviction!, cancelled.Token));
         Assert.AreSame(rig.SlabA, block.Slab, "still on the device");
         Assert.AreEqual(offsetA, block.Offset);
@@ -80,7 +80,7 @@ public sealed class BlockMoverTests
         Assert.AreEqual(0L, rig.Spill.HostBytes, "the reserved entry went back");
         Assert.AreEqual(0L, rig.Counters.Evictions);
 
-        Assert.IsTrue(rig.Mover.TryBeginEviction(block, "", out eviction));
+        Assert.IsTrue(rig.Mover.TryBeginEviction(block, out eviction));
         Assert.IsTrue(await rig.Mover.RunAsync(eviction!, TestContext.CancellationToken));
         long offsetB = rig.SlabB.TryAllocate(block.Rounded);
         var restore = rig.Mover.TryBeginRestore(block, rig.SlabB, offsetB)!;
@@ -99,23 +99,54 @@ public sealed class BlockMoverTests
         using var rig = new MoverRig(h);
         var used = rig.Place(1000, rig.SlabA);
         used.Uses = 1;
-        Assert.IsTrue(rig.Mover.TryBeginEviction(used, "", out var move), "the block changed: pick again");
+        Assert.IsTrue(rig.Mover.TryBeginEviction(used, out var move), "the block changed: pick again");
         Assert.IsNull(move);
         var kept = rig.Place(1000, rig.SlabA, new BlockOptions { NeverEvict = true });
-        Assert.IsTrue(rig.Mover.TryBeginEviction(kept, "", out move));
+        Assert.IsTrue(rig.Mover.TryBeginEviction(kept, out move));
         Assert.IsNull(move);
         Assert.AreEqual(0L, rig.Spill.HostBytes, "no spill entry stays reserved");
 
         var free = rig.Place(1000, rig.SlabA);
-        Assert.IsTrue(rig.Mover.TryBeginEviction(free, "", out move));
+        Assert.IsTrue(rig.Mover.TryBeginEviction(free, out move));
         Assert.IsTrue(await rig.Mover.RunAsync(move!, TestContext.CancellationToken));
         rig.Mover.Stop(TimeSpan.Zero);
-        Assert.IsFalse(rig.Mover.TryBeginEviction(used, "", out _), "stopped");
+        Assert.IsFalse(rig.Mover.TryBeginEviction(used, out _), "stopped");
         long offset = rig.SlabB.TryAllocate(free.Rounded);
         Assert.IsNull(rig.Mover.TryBeginRestore(free, rig.SlabB, offset), "stopped");
     }
 
     /// <summary>Two 1 MiB slabs, a spill store and a mover, on the harness's device; blocks placed by hand.</summary>
+    /// <summary>
+    /// A copy takes the least-loaded lane: while one tenant's large move holds a lane, the next moves
+    /// start on the free ones, and a lane is shared only when all are busy; each lease's bytes leave
+    /// its lane when it is disposed.
+    /// </summary>
+    [TestMethod]
+    public async Task A_large_move_holds_one_lane_and_the_next_moves_take_free_lanes()
+    {
+        await using var h = new PoolHarness();
+        using var lanes = new MoveLanes(h.Gpus.Devices[0]);
+        var large = lanes.Take(4L << 30);
+        var others = Enumerable.Range(0, MoveLanes.Count - 1).Select(_ => lanes.Take(MiB)).ToList();
+        CollectionAssert.AllItemsAreUnique(others.Select(l => l.Lane).Append(large.Lane).ToList(), "every copy on a lane of its own while lanes are free");
+
+        var shared = lanes.Take(MiB);
+        Assert.AreNotEqual(large.Lane, shared.Lane, "when all are busy, the least-loaded is shared, never the one under the large move");
+        Assert.AreEqual(2 * MiB, lanes.QueuedBytes(shared.Lane));
+        Assert.AreNotSame(lanes.Take(0).Stream, large.Stream, "lanes are different streams");
+
+        large.Dispose();
+        Assert.AreEqual(0L, lanes.QueuedBytes(large.Lane), "the large move's bytes left its lane");
+        var next = lanes.Take(MiB);
+        Assert.AreEqual(large.Lane, next.Lane, "and the freed lane is the next one taken");
+        foreach (var lease in others.Append(shared).Append(next))
+        {
+            lease.Dispose();
+        }
+
+        Assert.IsTrue(Enumerable.Range(0, MoveLanes.Count).All(i => lanes.QueuedBytes(i) == 0), "nothing counted after every lease ended");
+    }
+
     private sealed class MoverRig : IDisposable
     {
         private readonly PoolHarness _h;
