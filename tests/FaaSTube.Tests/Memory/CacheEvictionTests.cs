@@ -162,7 +162,7 @@ public sealed class CacheEvictionTests
     {
         var block = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "model" });
         await h.WriteAsync(block, seed);
-        block.Cache = new CacheValue(reloadSeconds);
+        block.Cache = new CacheValue(reloadSeconds, CacheDecay.None);
         for (int i = 0; i < hits; i++)
         {
             block.Cache.Hit();
