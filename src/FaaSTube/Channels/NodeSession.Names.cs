@@ -111,6 +111,7 @@ internal sealed partial class NodeSession
         var (id, cacheable, loadTicks) = request;
         if (loadTicks < 0 || loadTicks > _node.Settings.MaxTtl.Ticks)
         {
+            DropNamedPut(id); // every answer to a NamedCommit means the Put is out of the client's hands (docs/protocol.md)
             throw new TubeException(TubeError.BadRequest, $"A load time of {loadTicks} ticks: it must be 0 (unknown) up to {_node.Settings.MaxTtl}.");
         }
 

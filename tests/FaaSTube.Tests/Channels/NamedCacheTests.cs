@@ -220,7 +220,7 @@ public abstract class NamedCacheTests
     {
         var random = Seeds.Create(TestContext);
         var time = new FakeTimeProvider();
-        await using var h = await NodeHarness.StartAsync(configure: o => o.LoadTimeout = TimeSpan.FromSeconds(30), time: time);
+        await using var h = await NodeHarness.StartAsync(configure: o => o.LoadTimeout = TimeSpan.FromSeconds(20), time: time); // before the waiter's own wait (the client's PublishWait, 30 s) ends
         var hung = await Connect(h);
         var waiter = await Connect(h);
         var next = await Connect(h);
@@ -254,7 +254,7 @@ public abstract class NamedCacheTests
         var waited = Task.Run(() => waiter.GetNamedAsync("t5"));
         await waiting.Task.WaitAsync(TimeSpan.FromSeconds(60));
 
-        time.Advance(TimeSpan.FromSeconds(29));
+        time.Advance(TimeSpan.FromSeconds(19));
         Assert.IsFalse(timedOut.Task.IsCompleted, "not before the timeout");
         time.Advance(TimeSpan.FromSeconds(1));
         await timedOut.Task.WaitAsync(TimeSpan.FromSeconds(60));
