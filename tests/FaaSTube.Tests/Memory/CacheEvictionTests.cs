@@ -159,6 +159,27 @@ public sealed class CacheEvictionTests
     }
 
     [TestMethod]
+    public async Task A_named_objects_requests_decay_on_the_nodes_clock_by_its_CacheHalfLife()
+    {
+        var random = Seeds.Create(TestContext);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var h = await NodeHarness.StartAsync(configure: o => o.CacheHalfLife = TimeSpan.FromMinutes(30), time: time);
+        var client = await h.ConnectAsync(inProcess: true);
+        await client.PutNamedAsync("m", random.Bytes(64 << 10));
+        for (int i = 0; i < 7; i++)
+        {
+            await (await client.GetNamedAsync("m")).DisposeAsync();
+        }
+
+        var cache = h.Node.Names.Current(new FaaSTube.Channels.Names.NameKey("wf", "m")).Entry.Block.Cache!;
+        Assert.AreEqual(8.0, cache.Requests, 1e-9, "its Put and seven Gets");
+        time.Advance(TimeSpan.FromMinutes(30));
+        Assert.AreEqual(4.0, cache.Requests, 1e-9, "one half-life later they weigh half");
+        time.Advance(TimeSpan.FromMinutes(60));
+        Assert.AreEqual(1.0, cache.Requests, 1e-9, "three half-lives: an eighth");
+    }
+
+    [TestMethod]
     [DataRow(true, DisplayName = "with a half-life of 10 minutes: the model hot an hour ago goes")]
     [DataRow(false, DisplayName = "without decay: the model hot now goes (the old counts win)")]
     public async Task Request_counts_decay_so_a_model_hot_an_hour_ago_but_cold_now_loses_to_one_hot_now(bool decays)
