@@ -333,3 +333,41 @@ public sealed class RingNamedCacheTests : NamedCacheTests
 
     private protected override int ControlRingBytes => 64 << 10;
 }
+
+/// <summary>A GPU loader on a real GPU: the fill kernel writes the allocation, the commit makes it the version, a host read checks it. Inconclusive without CUDA.</summary>
+[TestClass]
+[TestCategory("Gpu")]
+public sealed class CudaNamedLoaderTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    public async Task A_gpu_loaders_kernel_writes_the_version_that_a_second_client_and_a_host_read_see()
+    {
+        if (!FaaSTube.Native.CudaLibrary.IsAvailable)
+        {
+            Assert.Inconclusive($"No CUDA here: {FaaSTube.Native.CudaLibrary.UnavailableReason}");
+        }
+
+        var random = Seeds.Create(TestContext);
+        await using var h = await NodeHarness.StartAsync(backend: GpuBackend.Cuda);
+        var loaderClient = await h.ConnectAsync(inProcess: false);
+        var reader = await h.ConnectAsync(inProcess: false);
+        int length = (16 << 20) + 5;
+        ulong seed = (ulong)random.NextInt64();
+        var expected = new byte[length];
+        DataPattern.Fill(expected, seed);
+        var loader = NamedLoader.FromAllocation(length, (allocation, stream, ct) => stream.FillPatternAsync(allocation.Memory, seed, ct));
+
+        await using (var loaded = await loaderClient.GetOrLoadAsync("cuda-model", loader))
+        await using (var read = await reader.GetNamedAsync("cuda-model"))
+        {
+            using var stream = read.Device.CreateStream();
+            Assert.AreEqual(DataChecksum.Compute(expected), await stream.ChecksumAsync(read.Memory), "the kernel's bytes, read on the GPU by another client");
+        }
+
+        var host = new byte[length];
+        Assert.AreEqual((long)length, await reader.GetNamedAsync("cuda-model", host));
+        CollectionAssert.AreEqual(expected, host, "and read to host memory");
+    }
+}
