@@ -1,11 +1,13 @@
 using System.Diagnostics;
+using FaaSTube.Devices;
 
 namespace FaaSTube.Channels;
 
 /// <summary>
 /// How <see cref="TubeClient.GetOrLoadAsync"/> produces a named object when nobody has it yet: from
-/// bytes, a stream, a file, or a function that writes it into the Put's window slots. Only the first
-/// caller of a name runs its loader; the others wait for that load.
+/// bytes, a stream, a file, a function that writes it into the Put's window slots, or a function that
+/// writes it on the GPU into an allocation (its own kernel or a device copy). Only the first caller of a
+/// name runs its loader; the others wait for that load.
 /// </summary>
 public abstract class NamedLoader
 {
@@ -49,6 +51,24 @@ public abstract class NamedLoader
         return new WriterLoader(length, write);
     }
 
+    /// <summary>
+    /// <paramref name="length"/> bytes that <paramref name="write"/> writes on the GPU into an allocation
+    /// (a <see cref="TubeBuffer"/> of the options' GPU, writable, mapped as <see cref="TubeClient.AllocateAsync"/>'s
+    /// are): with its own kernel launched on the stream it is given (<see cref="GpuStream.NativeHandle"/>,
+    /// in <see cref="GpuDevice.NativeContext"/>) or a device copy on it; work on a stream of its own
+    /// (<see cref="GpuDevice.WrapStream"/>) it synchronises before it returns. The loader synchronises the
+    /// stream it gave, then the allocation becomes the name's version as it is: no host copy. If
+    /// <paramref name="write"/> throws, the allocation is dropped and the waiters get <see cref="TubeError.LoadFailed"/>.
+    /// </summary>
+    /// <param name="length">The object's length.</param>
+    /// <param name="write">Writes all <paramref name="length"/> bytes of the allocation's <see cref="TubeBuffer.Memory"/> (do not dispose the buffer or the stream).</param>
+    public static NamedLoader FromAllocation(long length, Func<TubeBuffer, GpuStream, CancellationToken, ValueTask> write)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        ArgumentNullException.ThrowIfNull(write);
+        return new AllocationLoader(length, write);
+    }
+
     /// <summary>Runs the load as a named Put with <paramref name="options"/>; the version it made.</summary>
     internal abstract Task<long> PutAsync(TubeClient client, PutOptions options, CancellationToken cancellationToken);
 
@@ -80,6 +100,12 @@ public abstract class NamedLoader
             await writer.CommitAsync(cancellationToken).ConfigureAwait(false);
             return writer.Version;
         }
+    }
+
+    private sealed class AllocationLoader(long length, Func<TubeBuffer, GpuStream, CancellationToken, ValueTask> write) : NamedLoader
+    {
+        internal override Task<long> PutAsync(TubeClient client, PutOptions options, CancellationToken cancellationToken) =>
+            client.LoadIntoAllocationAsync(length, write, options, cancellationToken);
     }
 
     private sealed class WriterLoader(long length, Func<TubePutWriter, CancellationToken, ValueTask> write) : NamedLoader

@@ -1,6 +1,6 @@
 namespace FaaSTube.Channels;
 
-/// <summary>Where a named object lives and how it is kept (<see cref="TubeClient.PutNamedAsync"/>, <see cref="TubeClient.GetNamedAsync"/>, <see cref="TubeClient.GetOrLoadAsync"/>).</summary>
+/// <summary>Where a named object lives and how it is kept (<see cref="TubeClient.PutNamedAsync"/>, <see cref="TubeClient.GetNamedAsync(string, NamedOptions?, CancellationToken)"/>, <see cref="TubeClient.GetOrLoadAsync"/>).</summary>
 public sealed record NamedOptions
 {
     /// <summary>

@@ -13,8 +13,8 @@ namespace FaaSTube.Channels;
 /// </summary>
 internal sealed partial class NodeSession
 {
-    /// <summary>The unfinished named Puts of this session (under <see cref="_sync"/>).</summary>
-    private readonly Dictionary<TubeId, (DataEntry Entry, NameKey Key)> _namedPuts = [];
+    /// <summary>The unfinished named Puts and allocations of this session, with the load each belongs to if its loader began it (under <see cref="_sync"/>).</summary>
+    private readonly Dictionary<TubeId, (DataEntry Entry, NameKey Key, PendingLoad? Load)> _namedPuts = [];
 
     private NameKey NameOf(string ns, string name) => _node.Names.Resolve(_workflow, ns, name);
 
@@ -27,7 +27,7 @@ internal sealed partial class NodeSession
         }
     }
 
-    /// <summary>Drops this session's unfinished named Put <paramref name="id"/> (Release); false if it is none.</summary>
+    /// <summary>Drops this session's unfinished named Put or allocation <paramref name="id"/> (Release); false if it is none.</summary>
     private bool DropNamedPut(TubeId id)
     {
         DataEntry entry;
@@ -42,43 +42,80 @@ internal sealed partial class NodeSession
         }
 
         Interlocked.Decrement(ref _unfinishedPuts);
-        entry.Block.Pool.Release(entry.Block, Holder);
+        if (!entry.IsAllocation || !DropHeld(id))
+        {
+            entry.Block.Pool.Release(entry.Block, Holder);
+        }
+
         return true;
     }
 
-    private async Task<PutBeginOk> NamedPutBeginAsync(NamedPutBegin request)
+    private async Task<PutBeginOk> NamedPutBeginAsync(NamedPutBegin request) =>
+        new((await BeginNamedAsync(request.Namespace, request.Name, request.Length, request.Device).ConfigureAwait(false)).Id);
+
+    /// <summary>A named object the client writes on the GPU (its loader's kernel or device copy): a named Put's block, mapped as an Allocate's.</summary>
+    private async Task<AllocateOk> NamedAllocateAsync(NamedAllocate request)
     {
-        var key = NameOf(request.Namespace, request.Name);
-        var device = DeviceAt(request.Device);
-        if (request.Length <= 0)
+        var entry = await BeginNamedAsync(request.Namespace, request.Name, request.Length, request.Device, allocation: true).ConfigureAwait(false);
+        BlockUse use;
+        try
         {
-            throw new TubeException(TubeError.BadRequest, $"{request.Length} bytes asked for.");
+            use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            DropNamedPut(entry.Id);
+            throw;
+        }
+
+        lock (_sync)
+        {
+            Held(entry.Id).Push((entry.Block, use));
+        }
+
+        return new AllocateOk(entry.Id, Map(entry.Device, use));
+    }
+
+    /// <summary>A block for a new version of a name, in its scope's partition, this session's until committed (or dropped); the load it belongs to if this session loads the name.</summary>
+    private async Task<DataEntry> BeginNamedAsync(string ns, string name, long length, int deviceIndex, bool allocation = false)
+    {
+        var key = NameOf(ns, name);
+        var device = DeviceAt(deviceIndex);
+        if (length <= 0)
+        {
+            throw new TubeException(TubeError.BadRequest, $"{length} bytes asked for.");
         }
 
         _node.Names.CheckRoom(key);
         CheckRoomToHold();
+        var load = _node.Names.LoadOf(key, Id);
         var options = new BlockOptions { Function = _function, Holder = Holder, Partition = key.Scope };
-        var block = await AllocateInTurnAsync(device.Pool, request.Length, options).ConfigureAwait(false);
-        var entry = new DataEntry(TubeId.NewId(), key.Scope, device.Device.Ordinal, block, Id);
+        var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
+        var entry = new DataEntry(TubeId.NewId(), key.Scope, device.Device.Ordinal, block, Id) { IsAllocation = allocation };
         lock (_sync)
         {
-            _namedPuts[entry.Id] = (entry, key);
+            _namedPuts[entry.Id] = (entry, key, load);
         }
 
         Interlocked.Increment(ref _unfinishedPuts);
-        return new PutBeginOk(entry.Id);
+        return entry;
     }
 
-    /// <summary>The named Put becomes the name's current version; the version before leaves the directory (its readers keep it until they release).</summary>
+    /// <summary>
+    /// The named Put becomes the name's current version; the version before leaves the directory (its
+    /// readers keep it until they release). A cacheable one is charged to its scope's cache, not its
+    /// quota (<see cref="GpuMemoryPool.MoveToCache"/>). A Put of a load that failed since (timed out) is refused.
+    /// </summary>
     private NamedCommitOk CommitNamed(NamedCommit request)
     {
         var (id, cacheable, loadTicks) = request;
         if (loadTicks < 0 || loadTicks > _node.Settings.MaxTtl.Ticks)
         {
+            DropNamedPut(id); // every answer to a NamedCommit means the Put is out of the client's hands (docs/protocol.md)
             throw new TubeException(TubeError.BadRequest, $"A load time of {loadTicks} ticks: it must be 0 (unknown) up to {_node.Settings.MaxTtl}.");
         }
 
-        (DataEntry Entry, NameKey Key) put;
+        (DataEntry Entry, NameKey Key, PendingLoad? Load) put;
         lock (_sync)
         {
             if (!_namedPuts.Remove(id, out put))
@@ -104,19 +141,30 @@ internal sealed partial class NodeSession
             entry.OwnerSession = 0;
         }
 
-        entry.Block.Pool.Release(entry.Block, Holder);
+        if (!entry.IsAllocation || !DropHeld(id)) // an allocation's use and lease go together
+        {
+            entry.Block.Pool.Release(entry.Block, Holder);
+        }
+
         try
         {
-            var (version, previous) = _node.Names.Commit(put.Key, entry, TimeSpan.FromTicks(loadTicks));
+            if (cacheable)
+            {
+                entry.Block.Pool.MoveToCache(entry.Block); // the scope's cache pays for it, not its quota (least valuable cached objects dropped if it must)
+            }
+
+            var (version, previous) = _node.Names.Commit(put.Key, entry, TimeSpan.FromTicks(loadTicks), put.Load);
             if (cacheable)
             {
                 // Only once it is the name's version: a drop before would find nothing to forget and free nothing.
                 var node = _node;
                 var key = put.Key;
-                var cache = CacheValue.For(entry.Length, node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks));
+                var decay = new CacheDecay(node.Services.TimeProvider, node.Settings.CacheHalfLife);
+                var cache = CacheValue.For(entry.Length, node.Devices[entry.Device].Device.HostLinkBytesPerSecond, TimeSpan.FromTicks(loadTicks), decay);
                 cache.Drop = () => CacheDrops.Version(node.Names, node.Directory, key, entry);
                 entry.Block.Cache = cache;
             }
+
             if (previous is not null)
             {
                 _node.Directory.Remove(previous); // the directory's leases go; readers' leases keep it
@@ -140,7 +188,11 @@ internal sealed partial class NodeSession
     {
         var (ns, name, device, waitMilliseconds, load) = request;
         var key = NameOf(ns, name);
-        _ = DeviceAt(device); // a GPU: named data is read on the GPU
+        if (device != -1)
+        {
+            _ = DeviceAt(device); // a GPU, or -1: a read to host memory (GetToHost parts follow)
+        }
+
         if (waitMilliseconds < 0)
         {
             throw new TubeException(TubeError.BadRequest, $"A wait of {waitMilliseconds} ms.");

@@ -125,6 +125,7 @@ internal sealed partial class NodeSession
                 NamedWhere r => (LocateNamed(r), "control"),
                 NamedLoadFailed r => (FailLoad(r), "control"),
                 NamedDelete r => (RemoveNamed(r), "control"),
+                NamedAllocate r => (await NamedAllocateAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
             activity?.SetTag(TelemetryTags.Path, path);
@@ -508,7 +509,7 @@ internal sealed partial class NodeSession
             }
         }
 
-        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, NeverEvict = entry.KeepUntilDeleted, Partition = entry.Workflow };
+        var options = new BlockOptions { Function = entry.Block.Function, Holder = DataEntry.DirectoryHolder, NeverEvict = entry.KeepUntilDeleted, Partition = entry.Workflow, CacheEntry = entry.Block.Cache is not null };
         var copy = await AllocateInTurnAsync(target.Pool, entry.Length, options).ConfigureAwait(false);
         try
         {

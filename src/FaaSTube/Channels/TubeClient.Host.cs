@@ -185,7 +185,12 @@ public sealed partial class TubeClient
     {
         var ok = await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
         call.Path = ok.Path.Tag();
-        long length = ok.Length;
+        return await CopyLeasedToHostAsync(id, ok.Length, destination, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The parts of a block this client leased for a host read (<paramref name="id"/>, <paramref name="length"/> bytes) into <paramref name="destination"/>; then the lease is released.</summary>
+    private async Task<long> CopyLeasedToHostAsync(TubeId id, long length, Memory<byte> destination, CancellationToken cancellationToken)
+    {
         var parts = new List<Task>();
         try
         {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Devices;
 
 namespace FaaSTube.Channels;
 
@@ -52,7 +53,35 @@ public sealed partial class TubeClient
         GetNamedCoreAsync(name, loader: null, options, cancellationToken);
 
     /// <summary>
-    /// The current version of <paramref name="name"/> as <see cref="GetNamedAsync"/> gets it; when there
+    /// Copies the current version of <paramref name="name"/> to host memory, for a consumer on the CPU: the
+    /// node DMAs it into window slots and each is copied out while the next parts are in flight (as
+    /// <see cref="GetAsync(TubeId, Memory{byte}, CancellationToken)"/> does for an id); restored first if
+    /// the cache moved it. A load in progress is waited for. The version is held only during the copy.
+    /// </summary>
+    /// <param name="name">The name.</param>
+    /// <param name="destination">At least as long as the object.</param>
+    /// <param name="options">The namespace (its <see cref="NamedOptions.Device"/> is not used: the copy comes from the GPU that holds the version).</param>
+    /// <param name="cancellationToken">Stops between parts (the version is let go all the same).</param>
+    /// <returns>The object's length.</returns>
+    /// <exception cref="TubeException"><see cref="TubeError.NotFound"/>: no such name in the scope; <see cref="TubeError.LoadFailed"/>: the load waited for failed.</exception>
+    public async Task<long> GetNamedAsync(string name, Memory<byte> destination, NamedOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        using var call = Call("get_named_to_memory");
+        try
+        {
+            var ok = await AskNamedAsync(name, device: -1, loader: null, options, cancellationToken).ConfigureAwait(false);
+            call.Path = ok.Path.Tag();
+            return await CopyLeasedToHostAsync(ok.Id, ok.Length, destination, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.Failed(e))
+        {
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The current version of <paramref name="name"/> as <see cref="GetNamedAsync(string, NamedOptions?, CancellationToken)"/> gets it; when there
     /// is none, the first caller (in any process) runs <paramref name="loader"/> and puts what it produces,
     /// and every caller at the same time waits for that load instead of loading again. A loader that
     /// throws (or whose process dies) wakes the waiters with <see cref="TubeError.LoadFailed"/>, and the
@@ -138,32 +167,87 @@ public sealed partial class TubeClient
         ArgumentException.ThrowIfNullOrEmpty(name);
         int device = options?.Device ?? 0;
         ArgumentOutOfRangeException.ThrowIfNegative(device);
-        string ns = options?.Namespace ?? "";
         using var call = Call(loader is null ? "get_named" : "get_or_load", device: device);
         try
         {
-            while (true)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var ok = await CallAsync(new NamedGet(ns, name, device, PublishWaitMilliseconds, Load: loader is not null), cancellationToken).ConfigureAwait(false);
-                switch (ok.Status)
-                {
-                    case NamedGetStatus.Found:
-                        call.Path = ok.Path.Tag();
-                        return await MapOrReleaseAsync(ok.Id, ok.Mapping, ok.Path, writable: false).ConfigureAwait(false);
-                    case NamedGetStatus.Load when loader is not null:
-                        await LoadAsync(name, loader, options, cancellationToken).ConfigureAwait(false);
-                        break; // then Get what was loaded (or a newer version)
-                    case NamedGetStatus.Pending:
-                        break; // another client still loads it: ask again (each ask waits on the node)
-                    default:
-                        throw new InvalidDataException($"The node answered {ok.Status} to a Get without a loader.");
-                }
-            }
+            var ok = await AskNamedAsync(name, device, loader, options, cancellationToken).ConfigureAwait(false);
+            call.Path = ok.Path.Tag();
+            return await MapOrReleaseAsync(ok.Id, ok.Mapping, ok.Path, writable: false).ConfigureAwait(false);
         }
         catch (Exception e) when (call.Failed(e))
         {
             throw;
+        }
+    }
+
+    /// <summary>Asks for the current version on <paramref name="device"/> (-1: for a host read) until it is found: loading it first when the node says so and there is a loader, asking again while another client loads it.</summary>
+    private async Task<NamedGetOk> AskNamedAsync(string name, int device, NamedLoader? loader, NamedOptions? options, CancellationToken cancellationToken)
+    {
+        string ns = options?.Namespace ?? "";
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var ok = await CallAsync(new NamedGet(ns, name, device, PublishWaitMilliseconds, Load: loader is not null), cancellationToken).ConfigureAwait(false);
+            switch (ok.Status)
+            {
+                case NamedGetStatus.Found:
+                    return ok;
+                case NamedGetStatus.Load when loader is not null:
+                    await LoadAsync(name, loader, options, cancellationToken).ConfigureAwait(false);
+                    break; // then Get what was loaded (or a newer version)
+                case NamedGetStatus.Pending:
+                    break; // another client still loads it: ask again (each ask waits on the node)
+                default:
+                    throw new InvalidDataException($"The node answered {ok.Status} to a Get without a loader.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A load into GPU memory: a new version of the name allocated on the options' GPU and mapped here,
+    /// written by <paramref name="write"/> (on the stream it is given, which is synchronised after it,
+    /// or on its own streams, synchronised before it returns), then committed as the name's version: no
+    /// host copy. If anything fails the allocation is dropped.
+    /// </summary>
+    internal async Task<long> LoadIntoAllocationAsync(long length, Func<TubeBuffer, GpuStream, CancellationToken, ValueTask> write, PutOptions options, CancellationToken cancellationToken)
+    {
+        var named = options.Named!;
+        var ok = await CallAsync(new NamedAllocate(named.Namespace, named.Name, length, options.Device ?? 0), cancellationToken).ConfigureAwait(false);
+        var buffer = await MapOrReleaseAsync(ok.Id, ok.Mapping, TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
+        try
+        {
+            using (var stream = buffer.Device.CreateStream())
+            {
+                await write(buffer, stream, cancellationToken).ConfigureAwait(false);
+                await stream.SynchronizeAsync(cancellationToken).ConfigureAwait(false); // the data is complete before the node makes it visible
+            }
+
+            if (!buffer.MarkPublished())
+            {
+                throw new InvalidOperationException("The loader disposed the allocation it was to write.");
+            }
+        }
+        catch
+        {
+            await buffer.DisposeAsync().ConfigureAwait(false); // drops the allocation on the node
+            throw;
+        }
+
+        try
+        {
+            long loadTicks = Stopwatch.GetElapsedTime(named.StartedTimestamp).Ticks;
+            return (await CallAsync(new NamedCommit(buffer.Id, named.Cacheable, loadTicks), cancellationToken).ConfigureAwait(false)).Version;
+        }
+        catch (Exception e) when (e is not TubeException)
+        {
+            // Not answered (cancelled before it went, or the node is gone): drop it; a refusal means the node took it out already.
+            buffer.MarkUnpublished();
+            await buffer.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            buffer.EndSlabUse(); // this process no longer uses the mapping for it
         }
     }
 

@@ -61,7 +61,7 @@ public sealed partial class TubeNode : IAsyncDisposable
         }
 
         Directory = new DataDirectory(services.TimeProvider);
-        Names = new Names.NameDirectory(settings.AuthorizeNamespace, settings.MaxNamesPerScope);
+        Names = new Names.NameDirectory(settings.AuthorizeNamespace, settings.MaxNamesPerScope, settings.LoadTimeout, services.TimeProvider);
         _start = services.TimeProvider.GetTimestamp();
     }
 

@@ -58,6 +58,20 @@ public sealed class TubeNodeOptions
     /// <summary>The most names one scope (a workflow's own, or a namespace) holds, loads in progress included (default 1024).</summary>
     public int MaxNamesPerScope { get; set; } = 1024;
 
+    /// <summary>
+    /// How fast the model cache forgets: each request for a cacheable named object counts half as much
+    /// every half-life (default 10 minutes, 1 s to 7 days), so an object hot an hour ago but cold now
+    /// is evicted before one hot now. Null: requests never lose weight.
+    /// </summary>
+    public TimeSpan? CacheHalfLife { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// The longest a named object's load may take (<c>GetOrLoadAsync</c>; default 5 minutes, at most a
+    /// day): then the load fails (its waiters get <see cref="TubeError.LoadFailed"/>, the next caller
+    /// loads), and the late loader's commit is refused. A live loader that hangs cannot keep a name stuck.
+    /// </summary>
+    public TimeSpan LoadTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>The socket file's permissions (default owner read/write only); other users listed in <see cref="AllowedUids"/> need group or other access to connect.</summary>
     public UnixFileMode SocketAccess { get; set; } = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
@@ -180,6 +194,14 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxNamesPerScope, nameof(MaxNamesPerScope));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxNamesPerScope, 1 << 20, nameof(MaxNamesPerScope));
+        if (CacheHalfLife is { } halfLife)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(halfLife, TimeSpan.FromSeconds(1), nameof(CacheHalfLife));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(halfLife, TimeSpan.FromDays(7), nameof(CacheHalfLife));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LoadTimeout, TimeSpan.Zero, nameof(LoadTimeout));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(LoadTimeout, TimeSpan.FromDays(1), nameof(LoadTimeout));
     }
 }
 

@@ -36,6 +36,7 @@ public sealed partial class GpuMemoryPool
     {
         ThrowIfDisposed();
         _quotas.ForgetIdle();
+        _cacheQuotas.ForgetIdle();
         _target.Prune(Now);
         var retiring = new List<SlabRetiringEventArgs>();
         long freed = _slabs.Trim(TargetBytes, _options.MinIdleTime, retiring);

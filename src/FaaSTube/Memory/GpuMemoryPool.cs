@@ -39,6 +39,7 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
     private readonly SpillStore _spill;
     private readonly ElasticTarget _target;
     private readonly PartitionQuotas _quotas;
+    private readonly PartitionQuotas _cacheQuotas;
     private readonly PoolCounters _counters;
     private long _nextBlockId;
     private int _disposed;
@@ -71,6 +72,7 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
         _mover = new BlockMover(device, _spill, _counters, () => Now, SignalMemoryChange, _logger);
         _target = new ElasticTarget(_options);
         _quotas = new PartitionQuotas(_options.MaxPartitionBytes ?? device.TotalMemory / 2, device.ToString());
+        _cacheQuotas = new PartitionQuotas(_options.MaxPartitionCacheBytes ?? _quotas.Quota, device.ToString(), "cache bound");
         _metrics.Register(this);
     }
 
@@ -105,7 +107,7 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options.Function, nameof(options.Function));
         ArgumentNullException.ThrowIfNull(options.Partition, nameof(options.Partition));
         long rounded = RoundOrThrowTooLarge(bytes); // before any state is touched
-        var usage = _quotas.Take(options.Partition, rounded);
+        var usage = options.CacheEntry ? TakeCache(options.Partition, rounded) : _quotas.Take(options.Partition, rounded);
         FunctionArrivals arrivals;
         try
         {
@@ -117,7 +119,7 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
             throw;
         }
 
-        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, arrivals) { Usage = usage };
+        var block = new PoolBlock(this, Interlocked.Increment(ref _nextBlockId), bytes, rounded, options, arrivals) { Usage = usage, InCache = options.CacheEntry };
         try
         {
             if (_slabs.TryPlace(rounded, block.Partition, out var slab, out long offset))

@@ -16,6 +16,15 @@ public sealed class GpuPoolOptions
     /// </summary>
     public long? MaxPartitionBytes { get; set; }
 
+    /// <summary>
+    /// The most one partition's cache (cacheable named objects, model weights: blocks the node marks as
+    /// cache entries) may hold at once, resident and evicted together; null (the default): as much as
+    /// <see cref="MaxPartitionBytes"/>. Cached bytes are charged here, not to the partition's quota, so a
+    /// workflow's cache never makes its own Puts fail; past this bound its least valuable cached objects
+    /// are dropped. Bounds what a tenant can hold through the cache.
+    /// </summary>
+    public long? MaxPartitionCacheBytes { get; set; }
+
     /// <summary>A growth never takes more than this fraction of the device's free memory at the time (default 0.5).</summary>
     public double MaxFreeMemoryFraction { get; set; } = 0.5;
 
@@ -69,6 +78,11 @@ public sealed class GpuPoolOptions
         if (MaxPartitionBytes is { } quota)
         {
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(quota, nameof(MaxPartitionBytes));
+        }
+
+        if (MaxPartitionCacheBytes is { } cacheQuota)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(cacheQuota, nameof(MaxPartitionCacheBytes));
         }
 
         if (MaxFreeMemoryFraction is <= 0 or > 1)

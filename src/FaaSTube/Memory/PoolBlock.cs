@@ -21,6 +21,9 @@ public sealed record BlockOptions
     /// node-internal memory that is never handed to clients.
     /// </summary>
     public string Partition { get; init; } = "";
+
+    /// <summary>A cache entry from the start (a cached object's replica): charged to the partition's cache bound (<see cref="GpuPoolOptions.MaxPartitionCacheBytes"/>), not its quota.</summary>
+    internal bool CacheEntry { get; init; }
 }
 
 /// <summary>
@@ -132,8 +135,11 @@ public sealed class PoolBlock
 
     internal SpillStore.SpillEntry? Spill { get; set; }
 
-    /// <summary>Its partition's quota counter (null for partition ""), given back when it is freed.</summary>
-    internal PartitionUsage? Usage { get; init; }
+    /// <summary>Its partition's quota counter, or its cache's once <see cref="InCache"/> (null for partition ""), given back when it is freed; changed under <see cref="Sync"/>.</summary>
+    internal PartitionUsage? Usage { get; set; }
+
+    /// <summary>Charged to its partition's cache bound instead of its quota (<see cref="GpuMemoryPool.MoveToCache"/>).</summary>
+    internal bool InCache { get; set; }
 
     internal bool IsMoving { get; set; }
 

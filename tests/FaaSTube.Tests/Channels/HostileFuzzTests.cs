@@ -666,7 +666,7 @@ public sealed partial class HostileFuzzTests
     }
 
     private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete, FrameType.Sync,
-        FrameType.NamedPutBegin, FrameType.NamedCommit, FrameType.NamedGet, FrameType.NamedWhere, FrameType.NamedLoadFailed, FrameType.NamedDelete];
+        FrameType.NamedPutBegin, FrameType.NamedCommit, FrameType.NamedGet, FrameType.NamedWhere, FrameType.NamedLoadFailed, FrameType.NamedDelete, FrameType.NamedAllocate];
 
     /// <summary>One hostile frame: every type, well formed or not, on own, foreign and made-up ids and slabs.</summary>
     private static Generated Generate(Random random, List<TubeId> own, List<(int Device, int Slab, int Generation)> slabs, TubeId[] victimIds)
@@ -685,8 +685,14 @@ public sealed partial class HostileFuzzTests
 
         if (pick < 9)
         {
-            byte unknown = (byte)random.Next(21, 128 + 128 - 3);
-            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 21..127 and 131..255
+            byte unknown;
+            do
+            {
+                unknown = (byte)random.Next(21, 128 + 128 - 3);
+                unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 21..127 and 131..255
+            }
+            while (Enum.IsDefined((FrameType)unknown)); // past Status: the request types added since (NamedAllocate 24) are known
+
             if (random.Next(8) == 0)
             {
                 unknown = 0;
@@ -788,8 +794,9 @@ public sealed partial class HostileFuzzTests
             case FrameType.Sync:
                 return (wellFormed ? [] : random.Bytes(random.Next(1, 40)), Expect.Any, "Sync");
             case FrameType.NamedPutBegin:
+            case FrameType.NamedAllocate:
                 w.Str(Namespace(random)).Str(Pick(random, HostileNames)).I64(Length()).I32(Device());
-                return (w.Memory.ToArray(), Expect.Any, "NamedPutBegin");
+                return (w.Memory.ToArray(), Expect.Any, $"{type}");
             case FrameType.NamedCommit:
                 w.Id(id).U8(wellFormed ? (byte)1 : Pick(random, (byte)0, (byte)1, (byte)2, (byte)255)).I64(wellFormed ? 0 : Pick(random, 0, 1000, -1, long.MaxValue, long.MinValue));
                 break;

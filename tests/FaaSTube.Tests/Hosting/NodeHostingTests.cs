@@ -90,6 +90,10 @@ public sealed class NodeHostingTests
     [DataRow("FaaSTube:Node:MaxRequestsInFlight", "0")]
     [DataRow("FaaSTube:Node:Pool:SlabBytes", "1000")]
     [DataRow("FaaSTube:Node:Transfers:ChunkBytes", "1024")]
+    [DataRow("FaaSTube:Node:LoadTimeout", "00:00:00")]
+    [DataRow("FaaSTube:Node:LoadTimeout", "2.00:00:00")]
+    [DataRow("FaaSTube:Node:CacheHalfLife", "00:00:00.5")]
+    [DataRow("FaaSTube:Node:Pool:MaxPartitionCacheBytes", "0")]
     public async Task An_invalid_option_fails_the_start_naming_it(string key, string value)
     {
         string socket = NewSocket();

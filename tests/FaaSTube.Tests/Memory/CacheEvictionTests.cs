@@ -158,11 +158,61 @@ public sealed class CacheEvictionTests
         await client.DeleteAsync(second);
     }
 
-    private static async Task<PoolBlock> ModelAsync(PoolHarness h, ulong seed, double reloadSeconds, int hits)
+    [TestMethod]
+    public async Task A_named_objects_requests_decay_on_the_nodes_clock_by_its_CacheHalfLife()
+    {
+        var random = Seeds.Create(TestContext);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var h = await NodeHarness.StartAsync(configure: o => o.CacheHalfLife = TimeSpan.FromMinutes(30), time: time);
+        var client = await h.ConnectAsync(inProcess: true);
+        await client.PutNamedAsync("m", random.Bytes(64 << 10));
+        for (int i = 0; i < 7; i++)
+        {
+            await (await client.GetNamedAsync("m")).DisposeAsync();
+        }
+
+        var cache = h.Node.Names.Current(new FaaSTube.Channels.Names.NameKey("wf", "m")).Entry.Block.Cache!;
+        Assert.AreEqual(8.0, cache.Requests, 1e-9, "its Put and seven Gets");
+        time.Advance(TimeSpan.FromMinutes(30));
+        Assert.AreEqual(4.0, cache.Requests, 1e-9, "one half-life later they weigh half");
+        time.Advance(TimeSpan.FromMinutes(60));
+        Assert.AreEqual(1.0, cache.Requests, 1e-9, "three half-lives: an eighth");
+    }
+
+    [TestMethod]
+    [DataRow(true, DisplayName = "with a half-life of 10 minutes: the model hot an hour ago goes")]
+    [DataRow(false, DisplayName = "without decay: the model hot now goes (the old counts win)")]
+    public async Task Request_counts_decay_so_a_model_hot_an_hour_ago_but_cold_now_loses_to_one_hot_now(bool decays)
+    {
+        await using var h = new PoolHarness(o => o.MaxBytes = 2 * MiB);
+        var decay = new CacheDecay(h.Clock, decays ? TimeSpan.FromMinutes(10) : null);
+        var hotThen = await ModelAsync(h, 1, reloadSeconds: 1, hits: 30, decay);   // 31 requests, an hour ago
+        h.Clock.Advance(TimeSpan.FromHours(1));
+        var hotNow = await ModelAsync(h, 2, reloadSeconds: 1, hits: 2, decay);     // 3 requests, now
+
+        if (decays)
+        {
+            // hot-then's requests are 3602 s old (an hour and the clock's steps), hot-now's 1 s: each halves every 600 s.
+            double then = 31 * Math.Pow(2, -3602 / 600.0);
+            Assert.AreEqual(then, hotThen.Cache!.Requests, 1e-9, "six half-lives: 31 requests weigh about 31/64 now");
+            Assert.AreEqual(3 * Math.Pow(2, -1 / 600.0), hotNow.Cache!.Requests, 1e-9);
+            hotThen.Cache.Hit();
+            Assert.AreEqual(then + 1, hotThen.Cache.Requests, 1e-9, "a request now adds a whole one to the decayed count");
+        }
+
+        var newcomer = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "g" });
+
+        Assert.AreEqual(decays, !hotThen.IsResident, "the model hot an hour ago was evicted");
+        Assert.AreEqual(decays, hotNow.IsResident, "the model hot now stayed");
+        h.Pool.Release(newcomer, default);
+        Assert.IsTrue(await h.HoldsAsync(decays ? hotThen : hotNow, decays ? 1UL : 2UL), "the evicted model comes back byte-identical");
+    }
+
+    private static async Task<PoolBlock> ModelAsync(PoolHarness h, ulong seed, double reloadSeconds, int hits, CacheDecay? decay = null)
     {
         var block = await h.Pool.AllocateAsync(MiB, new BlockOptions { Function = "model" });
         await h.WriteAsync(block, seed);
-        block.Cache = new CacheValue(reloadSeconds);
+        block.Cache = new CacheValue(reloadSeconds, decay ?? CacheDecay.None);
         for (int i = 0; i < hits; i++)
         {
             block.Cache.Hit();

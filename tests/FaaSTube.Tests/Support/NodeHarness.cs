@@ -19,7 +19,7 @@ internal sealed class NodeHarness : IAsyncDisposable
 
     public string Socket => Node.Options.SocketPath!;
 
-    public static async Task<NodeHarness> StartAsync(GpuTopology? topology = null, Action<TubeNodeOptions>? configure = null, GpuBackend backend = GpuBackend.Simulated, Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null)
+    public static async Task<NodeHarness> StartAsync(GpuTopology? topology = null, Action<TubeNodeOptions>? configure = null, GpuBackend backend = GpuBackend.Simulated, Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
     {
         var clock = new VirtualClock();
         var options = new TubeNodeOptions
@@ -31,7 +31,7 @@ internal sealed class NodeHarness : IAsyncDisposable
             SweepInterval = null,
         };
         configure?.Invoke(options);
-        return new NodeHarness(await TubeNode.StartAsync(options, loggerFactory, clock)) { Clock = clock }; // one clock for TTLs, pool windows and deadlines
+        return new NodeHarness(await TubeNode.StartAsync(options, loggerFactory, time ?? clock)) { Clock = clock }; // one clock for TTLs, pool windows and deadlines (or the test's own: a FakeTimeProvider whose timers it fires)
     }
 
     public async Task<TubeClient> ConnectAsync(bool inProcess, string workflow = "wf", string function = "f", int windowBytes = 2 << 20, int controlRingBytes = 64 << 10)

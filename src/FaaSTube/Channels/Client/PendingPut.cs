@@ -79,6 +79,13 @@ internal sealed class PendingPut
             Version = await _client.CommitPutAsync(Id, _options, cancellationToken).ConfigureAwait(false);
             return Id;
         }
+        catch (TubeException e) when (_options.Named is not null && e.InnerException is null && _parts.All(p => p.IsCompletedSuccessfully))
+        {
+            // The node answered the NamedCommit (an earlier one-way refusal, thrown before the call was
+            // made, carries that refusal inside): whatever it answered, it took the named Put out
+            // (docs/protocol.md), and a Release would be refused.
+            throw;
+        }
         catch
         {
             await AbandonAsync().ConfigureAwait(false);

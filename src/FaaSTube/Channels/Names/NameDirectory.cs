@@ -6,9 +6,12 @@ namespace FaaSTube.Channels.Names;
 /// grants the workflow, asked on every call; a namespace not granted is <see cref="TubeError.NotFound"/>,
 /// exactly as a name that does not exist (no existence oracle). Each scope holds at most
 /// <see cref="TubeNodeOptions.MaxNamesPerScope"/> names, loads in progress included, so no client
-/// can grow the node's memory with names. One lock for everything: each operation is a few lookups.
+/// can grow the node's memory with names. A load not committed within <c>loadTimeout</c>
+/// (<see cref="TubeNodeOptions.LoadTimeout"/>, on the node's clock) fails as a loader's failure does,
+/// so a live loader that hangs keeps no name stuck; its late commit is refused. One lock for everything:
+/// each operation is a few lookups.
 /// </summary>
-internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespace, int maxNamesPerScope)
+internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespace, int maxNamesPerScope, TimeSpan loadTimeout, TimeProvider time)
 {
     private readonly Lock _sync = new();
     private readonly Dictionary<NameKey, NamedObject> _names = [];
@@ -16,6 +19,9 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
 
     /// <summary>Raised as a Get begins to wait for a load in progress (on the waiting request's thread; tests count the waiters with it).</summary>
     public event Action<NameKey>? WaiterArrived;
+
+    /// <summary>Raised when a load timed out (<see cref="TubeNodeOptions.LoadTimeout"/>), before its waiters are woken (tests wait on it).</summary>
+    public event Action<NameKey>? LoadTimedOut;
 
     /// <summary>Raises <see cref="WaiterArrived"/>.</summary>
     public void OnWaiting(NameKey key) => WaiterArrived?.Invoke(key);
@@ -60,7 +66,9 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
             }
 
             named ??= Add(key);
-            named.Loading = new PendingLoad(session);
+            var started = new PendingLoad(session);
+            named.Loading = started;
+            started.Timer = time.CreateTimer(_ => TimedOut(key, started), null, loadTimeout, Timeout.InfiniteTimeSpan);
             return (NamedGetResult.Load, null, 0, null);
         }
     }
@@ -77,17 +85,33 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
         }
     }
 
+    /// <summary>The load of <paramref name="key"/> that <paramref name="session"/> runs now, if any (a named Put started by its loader belongs to it).</summary>
+    public PendingLoad? LoadOf(NameKey key, long session)
+    {
+        lock (_sync)
+        {
+            return _names.TryGetValue(key, out var named) && named.Loading is { } l && l.Session == session ? l : null;
+        }
+    }
+
     /// <summary>
     /// Makes <paramref name="entry"/> the name's current version: the load in progress completes, and the
     /// version before is returned for the caller to take out of the directory (its readers keep it).
+    /// A Put begun by a loader (<paramref name="load"/>) whose load failed since (timed out, deleted) is
+    /// refused with <see cref="TubeError.LoadFailed"/>: its waiters were told it failed, and another may load now.
     /// </summary>
-    public (long Version, DataEntry? Previous) Commit(NameKey key, DataEntry entry, TimeSpan loadTime)
+    public (long Version, DataEntry? Previous) Commit(NameKey key, DataEntry entry, TimeSpan loadTime, PendingLoad? load = null)
     {
         PendingLoad? loading;
         DataEntry? previous;
         long version;
         lock (_sync)
         {
+            if (load is { Failure: { } failure })
+            {
+                throw new TubeException(TubeError.LoadFailed, $"This load of '{key.Name}' was failed before its commit ({failure}); the version is dropped: ask again.");
+            }
+
             var named = _names.GetValueOrDefault(key) ?? Add(key);
             previous = named.Current;
             named.Current = entry;
@@ -97,6 +121,7 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
             named.Loading = null;
         }
 
+        loading?.Timer?.Dispose();
         loading?.Done.TrySetResult();
         return (version, previous);
     }
@@ -114,11 +139,33 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
 
             loading = l;
             named.Loading = null;
+            l.Failure = "its loader failed";
             RemoveIfEmpty(named);
         }
 
+        loading.Timer?.Dispose();
         loading.Done.TrySetException(new TubeException(TubeError.LoadFailed, message));
         return true;
+    }
+
+    /// <summary>The load's timer fired: unless it ended first, it fails as if its loader had (waiters wake with LoadFailed, the next caller loads).</summary>
+    private void TimedOut(NameKey key, PendingLoad load)
+    {
+        lock (_sync)
+        {
+            if (!_names.TryGetValue(key, out var named) || !ReferenceEquals(named.Loading, load))
+            {
+                return;
+            }
+
+            named.Loading = null;
+            load.Failure = $"not committed within the node's LoadTimeout of {loadTimeout}";
+            RemoveIfEmpty(named);
+        }
+
+        load.Timer?.Dispose();
+        LoadTimedOut?.Invoke(key);
+        load.Done.TrySetException(new TubeException(TubeError.LoadFailed, $"The load of '{key.Name}' was not committed within {loadTimeout} (the node's LoadTimeout); ask again to load it."));
     }
 
     /// <summary>A session ended: every load it had in progress fails (a loader killed mid-load leaves no name stuck).</summary>
@@ -129,7 +176,9 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
         {
             foreach (var named in _names.Values.Where(n => n.Loading?.Session == session).ToList())
             {
-                failed.Add(named.Loading!);
+                var loading = named.Loading!;
+                loading.Failure = "its loader's connection ended";
+                failed.Add(loading);
                 named.Loading = null;
                 RemoveIfEmpty(named);
             }
@@ -137,6 +186,7 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
 
         foreach (var loading in failed)
         {
+            loading.Timer?.Dispose();
             loading.Done.TrySetException(new TubeException(TubeError.LoadFailed, "The loader's connection ended before its load was committed; ask again to load it."));
         }
 
@@ -181,8 +231,13 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
 
             _names.Remove(key);
             Count(key.Scope, -1);
+            if (named.Loading is { } l)
+            {
+                l.Failure = "its name was deleted";
+            }
         }
 
+        named.Loading?.Timer?.Dispose();
         named.Loading?.Done.TrySetException(new TubeException(TubeError.LoadFailed, $"'{key.Name}' was deleted during its load."));
         return named.Current;
     }

@@ -27,12 +27,19 @@ internal sealed class NamedObject(NameKey key)
 
 /// <summary>
 /// A load of a name by the session <see cref="Session"/>: completes when a version is committed,
-/// fails with <see cref="TubeError.LoadFailed"/> when the loader reports a failure or its session ends
-/// (so a loader killed mid-load never leaves the name stuck). Its continuations run asynchronously.
+/// fails with <see cref="TubeError.LoadFailed"/> when the loader reports a failure, its session ends
+/// (so a loader killed mid-load never leaves the name stuck) or its <see cref="Timer"/> fires
+/// (<see cref="TubeNodeOptions.LoadTimeout"/>: nor does one that hangs). Its continuations run asynchronously.
 /// </summary>
 internal sealed class PendingLoad(long session)
 {
     public long Session { get; } = session;
+
+    /// <summary>Fails the load when <see cref="TubeNodeOptions.LoadTimeout"/> has passed; disposed when the load ends.</summary>
+    public ITimer? Timer { get; set; }
+
+    /// <summary>Why the load failed (null while it runs or once committed); set under the directory's lock, read by a late commit.</summary>
+    public string? Failure { get; set; }
 
     public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

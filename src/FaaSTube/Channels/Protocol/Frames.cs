@@ -28,6 +28,7 @@ internal enum FrameType : byte
     NamedLoadFailed = 18,
     NamedDelete = 19,
     Status = 20,
+    NamedAllocate = 24,
 
     Ok = 128,
     Error = 129,
@@ -51,8 +52,8 @@ internal static class OneWay
 /// </summary>
 internal static class Frames
 {
-    /// <summary>4: every request after Hello begins with its W3C trace context (3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
-    public const ushort Version = 4;
+    /// <summary>5: NamedAllocate (24) and NamedGet to host memory (device -1); 4: every request after Hello begins with its W3C trace context (3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
+    public const ushort Version = 5;
     public const int HeaderBytes = 9;
 
     /// <summary>The longest workflow, function or tenant name, in UTF-8 bytes.</summary>

@@ -17,6 +17,21 @@ internal readonly record struct NamedPutBegin([Wire("name")] string Namespace, [
 }
 
 /// <summary>
+/// Starts a named object written on the GPU (a loader's own kernel or device copy): a block of
+/// <see cref="Length"/> bytes on GPU <see cref="Device"/> in the scope's partition, mapped into the client
+/// as an Allocate's is; NamedCommit makes it the name's new version (no host copy), Release drops it.
+/// </summary>
+internal readonly record struct NamedAllocate([Wire("name")] string Namespace, [Wire("name")] string Name, long Length, int Device)
+    : IPayload<NamedAllocate>, IRequest<AllocateOk>
+{
+    public FrameType Type => FrameType.NamedAllocate;
+
+    public void Write(PayloadWriter writer) => writer.Str(Namespace).Str(Name).I64(Length).I32(Device);
+
+    public static NamedAllocate Read(ref PayloadReader reader) => new(reader.Name(), reader.Name(), reader.I64(), reader.I32());
+}
+
+/// <summary>
 /// Makes a named Put the name's current version (the one before stays with the readers that hold it);
 /// <see cref="Cacheable"/>: evictable under pressure (else kept resident until replaced or deleted);
 /// <see cref="LoadTicks"/>: how long the client took to produce it (0: unknown), the reload cost the cache weighs.
@@ -52,7 +67,8 @@ internal enum NamedGetStatus : byte
 }
 
 /// <summary>
-/// A lease on the current version of a name, for GPU <see cref="Device"/>. With <see cref="Load"/>, a
+/// A lease on the current version of a name, for GPU <see cref="Device"/> (-1: for a read to host
+/// memory, GetToHost parts follow, as after an id's Get to host). With <see cref="Load"/>, a
 /// name without a version makes this client its loader (<see cref="NamedGetStatus.Load"/>) unless another
 /// client loads it already, whose load is waited for up to <see cref="WaitMilliseconds"/> (at most
 /// <c>MaxPublishWait</c>).
