@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using System.Runtime.CompilerServices;
 using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Channels;
@@ -7,7 +6,7 @@ namespace FaaSTube.Channels;
 /// <summary>The node's and the clients' instruments on one <c>FaaSTube</c> meter; one instance per meter (<see cref="Of"/>).</summary>
 internal sealed class ChannelMetrics
 {
-    private static readonly ConditionalWeakTable<Meter, ChannelMetrics> ByMeter = [];
+    private static readonly PerMeter<ChannelMetrics> ByMeter = new(static m => new ChannelMetrics(m));
 
     /// <summary>Creates the instruments on <paramref name="meter"/>; use <see cref="Of"/> to share them.</summary>
     public ChannelMetrics(Meter meter)
@@ -38,7 +37,7 @@ internal sealed class ChannelMetrics
     public Counter<long> HostCopyIo { get; }
 
     /// <summary>The instruments on <paramref name="meter"/>, created once per meter.</summary>
-    public static ChannelMetrics Of(Meter meter) => ByMeter.GetValue(meter, static m => new ChannelMetrics(m));
+    public static ChannelMetrics Of(Meter meter) => ByMeter.Of(meter);
 
     /// <summary>The instruments on the <c>FaaSTube</c> meter of <paramref name="meterFactory"/> (null: the process-wide meter).</summary>
     public static ChannelMetrics For(IMeterFactory? meterFactory) => Of(Telemetry.Meter(meterFactory));

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.Runtime.CompilerServices;
 using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Memory;
@@ -14,7 +13,7 @@ namespace FaaSTube.Memory;
 /// </summary>
 internal sealed class PoolMetrics
 {
-    private static readonly ConditionalWeakTable<Meter, PoolMetrics> ByMeter = [];
+    private static readonly PerMeter<PoolMetrics> ByMeter = new(static m => new PoolMetrics(m));
     private readonly ConcurrentDictionary<GpuMemoryPool, byte> _pools = new();
 
     /// <summary>Creates the instruments on <paramref name="meter"/>; use <see cref="Of"/> to share them.</summary>
@@ -37,7 +36,7 @@ internal sealed class PoolMetrics
     public Counter<long> SpillIo { get; }
 
     /// <summary>The instruments on <paramref name="meter"/>, created once per meter.</summary>
-    public static PoolMetrics Of(Meter meter) => ByMeter.GetValue(meter, static m => new PoolMetrics(m));
+    public static PoolMetrics Of(Meter meter) => ByMeter.Of(meter);
 
     /// <summary>The instruments on the <c>FaaSTube</c> meter of <paramref name="meterFactory"/> (null: the process-wide meter).</summary>
     public static PoolMetrics For(IMeterFactory? meterFactory) => Of(Telemetry.Meter(meterFactory));

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
-using System.Runtime.CompilerServices;
 using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Transfers;
@@ -12,7 +11,7 @@ namespace FaaSTube.Transfers;
 /// </summary>
 internal sealed class TransferMetrics
 {
-    private static readonly ConditionalWeakTable<Meter, TransferMetrics> ByMeter = [];
+    private static readonly PerMeter<TransferMetrics> ByMeter = new(static m => new TransferMetrics(m));
     private readonly ConcurrentDictionary<TransferLane, int> _lanes = new();
 
     /// <summary>Creates the instruments on <paramref name="meter"/>; use <see cref="Of"/> to share them.</summary>
@@ -36,7 +35,7 @@ internal sealed class TransferMetrics
     public Counter<long> DeadlineMisses { get; }
 
     /// <summary>The instruments on <paramref name="meter"/>, created once per meter.</summary>
-    public static TransferMetrics Of(Meter meter) => ByMeter.GetValue(meter, static m => new TransferMetrics(m));
+    public static TransferMetrics Of(Meter meter) => ByMeter.Of(meter);
 
     /// <summary>The instruments on the <c>FaaSTube</c> meter of <paramref name="meterFactory"/> (null: the process-wide meter).</summary>
     public static TransferMetrics For(IMeterFactory? meterFactory) => Of(Telemetry.Meter(meterFactory));

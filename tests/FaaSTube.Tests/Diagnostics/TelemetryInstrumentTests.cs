@@ -169,6 +169,29 @@ public sealed partial class TelemetryInstrumentTests
         }
     }
 
+    /// <summary>
+    /// Components built at once on many threads share one set of instruments per meter: each
+    /// instrument is published once (a racing second set would make an exporter see it twice).
+    /// </summary>
+    [TestMethod]
+    public void Instruments_are_created_once_per_meter_however_many_components_race_to_build_them()
+    {
+        using var meter = new Meter($"{Telemetry.Name}.race-{Guid.NewGuid():N}");
+        var published = new System.Collections.Concurrent.ConcurrentBag<string>();
+        using var listener = new MeterListener { InstrumentPublished = (i, _) => { if (ReferenceEquals(i.Meter, meter)) { published.Add(i.Name); } } };
+        listener.Start();
+        using var go = new Barrier(16);
+        var seen = new object[16][];
+        Parallel.For(0, 16, new ParallelOptions { MaxDegreeOfParallelism = 16 }, i =>
+        {
+            go.SignalAndWait();
+            seen[i] = [ChannelMetrics.Of(meter), PoolMetrics.Of(meter), TransferMetrics.Of(meter)];
+        });
+
+        Assert.IsTrue(seen.All(s => ReferenceEquals(s[0], seen[0][0]) && ReferenceEquals(s[1], seen[0][1]) && ReferenceEquals(s[2], seen[0][2])), "one instance of each per meter");
+        CollectionAssert.AreEquivalent(Expected, published.ToList(), "each instrument published once");
+    }
+
     private static KeyValuePair<string, object?> Tag(string name, object? value) => new(name, value);
 
     /// <summary>The instruments of the process-wide <c>FaaSTube</c> meter (each component's created first).</summary>
