@@ -153,15 +153,16 @@ internal static class RemoteBaselineScenario
                 throw new InvalidOperationException($"ucx_perftest -t {test} -s {size} failed ({code}): {stdout}{stderr}; server: {await serverOutput}{await serverErrors}");
             }
 
-            // -f prints the final numbers only: iterations, overhead/latency (50th percentile, average,
-            // overall) in us, bandwidth (average, overall) in MB/s (2^20 bytes), message rate (average, overall).
+            // -f prints the final numbers only: iterations, overhead/latency (50th percentile, average
+            // of the last report interval, overall) in us, bandwidth (last interval, overall) in MB/s
+            // (2^20 bytes), message rate (last interval, overall). A last interval can read "inf".
             var numbers = stdout.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-                .LastOrDefault(f => f.Length == 8 && f.All(x => double.TryParse(x, CultureInfo.InvariantCulture, out _)))
+                .LastOrDefault(f => f.Length == 8 && f.All(x => x is "inf" or "-nan" or "nan" || double.TryParse(x, CultureInfo.InvariantCulture, out _)))
                 ?? throw new InvalidOperationException($"no final line in ucx_perftest's output: {stdout}");
             double Field(int i) => double.Parse(numbers[i], CultureInfo.InvariantCulture);
             Console.Error.WriteLine($"ucx_perftest {test} {size}: {string.Join(' ', numbers)}");
             return test == "tag_lat"
-                ? new RemoteRow("ucx_perftest", "latency", "ucx_perftest tag_lat", size, Field(1), Field(2))
+                ? new RemoteRow("ucx_perftest", "latency", "ucx_perftest tag_lat", size, Field(1), Field(3))
                 : new RemoteRow("ucx_perftest", "put", $"ucx_perftest {test}", size, Field(5));
         }
         finally

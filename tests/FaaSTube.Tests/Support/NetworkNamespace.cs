@@ -17,7 +17,7 @@ namespace FaaSTube.Tests.Support;
 /// run killed halfway leaves nothing that breaks the next: <see cref="SweepLeftovers"/> (called
 /// before every <see cref="TryCreate"/>, and by <c>.ci/run</c> after the tests) kills what still runs
 /// in a namespace whose creator is dead and deletes it, which deletes its veth pair with it. The /30
-/// is chosen, under a machine-wide named mutex, among those no interface of the root namespace
+/// is chosen, under a machine-wide named mutex (which sweeping takes too), among those no interface of the root namespace
 /// holds, so concurrent test runs on one machine do not collide.
 /// </para>
 /// <para>
@@ -82,11 +82,17 @@ internal sealed partial class NetworkNamespace : IDisposable
             return null;
         }
 
-        SweepLeftovers();
+        if (!Environment.IsPrivilegedProcess)
+        {
+            reason = $"not root (running as {Environment.UserName}): making network namespaces and veth links needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)";
+            return null;
+        }
+
         int n = Interlocked.Increment(ref _created);
         string name = $"{Prefix}{Environment.ProcessId}-{n}";
         string hostLink = $"fth{Environment.ProcessId}x{n}";
         using var choosing = MachineLock.Acquire();
+        SweepLocked();
         int subnet = FreeSubnet(n);
         var bed = new NetworkNamespace(name, hostLink, subnet);
         try
@@ -161,11 +167,24 @@ internal sealed partial class NetworkNamespace : IDisposable
     /// </summary>
     public static int SweepLeftovers()
     {
-        if (!OperatingSystem.IsLinux() || FindIp() is null)
+        if (!OperatingSystem.IsLinux() || FindIp() is null || !Environment.IsPrivilegedProcess)
         {
             return 0;
         }
 
+        using var sweeping = MachineLock.Acquire();
+        return SweepLocked();
+    }
+
+    /// <summary>Runs <paramref name="action"/> holding the machine-wide lock that making and sweeping namespaces take (for a test that builds a leftover by hand).</summary>
+    public static void Locked(Action action)
+    {
+        using var held = MachineLock.Acquire();
+        action();
+    }
+
+    private static int SweepLocked()
+    {
         int removed = 0;
         var (_, list) = Ip("netns", "list");
         foreach (Match m in LeftoverName().Matches(list))

@@ -51,22 +51,27 @@ public sealed class NetworkNamespaceTests
         using var bed = Open(); // proves the machine allows it; the leftover below is made by hand
         int dead = DeadProcessId();
         string name = $"{NetworkNamespace.Prefix}{dead}-1", link = $"fth{dead}x1";
-        await IpAsync("netns", "add", name);
-        await IpAsync("link", "add", link, "type", "veth", "peer", "name", "ftpeer0", "netns", name);
-        using var inside = Process.Start(new ProcessStartInfo(NetworkNamespace.IpPath!, ["netns", "exec", name, "/bin/sleep", "600"]) { UseShellExecute = false })!;
-        var deadline = DateTime.UtcNow + Bound;
-        while ((await IpAsync("netns", "pids", name)).Trim().Length == 0 && DateTime.UtcNow < deadline)
+        Process? inside = null;
+        NetworkNamespace.Locked(() =>
         {
-            await Task.Delay(20); // polls for another process to enter the namespace: nothing can signal it
-        }
-
+            // Under the lock sweeps take: no other sweep (a parallel test class, another test run) can remove it half made.
+            Ip("netns", "add", name);
+            Ip("link", "add", link, "type", "veth", "peer", "name", "ftpeer0", "netns", name);
+            inside = Process.Start(new ProcessStartInfo(NetworkNamespace.IpPath!, ["netns", "exec", name, "/bin/sh", "-c", "echo inside; exec sleep 600"])
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+            })!;
+            Assert.AreEqual("inside", inside.StandardOutput.ReadLine(), "a process runs in the leftover");
+        });
+        using var running = inside!;
         Assert.IsTrue(Directory.Exists($"/sys/class/net/{link}"));
-        int removed = NetworkNamespace.SweepLeftovers();
 
-        Assert.IsGreaterThanOrEqualTo(1, removed);
+        NetworkNamespace.SweepLeftovers();
+
         Assert.IsFalse(File.Exists($"/run/netns/{name}"), "the leftover namespace is gone");
         Assert.IsFalse(Directory.Exists($"/sys/class/net/{link}"), "its veth pair is gone");
-        await inside.WaitForExitAsync().WaitAsync(Bound); // killed by the sweep
+        await running.WaitForExitAsync().WaitAsync(Bound); // killed by the sweep
         Assert.IsTrue(File.Exists($"/run/netns/{bed.Name}"), "a live run's namespace is left alone");
         Assert.IsTrue(Directory.Exists($"/sys/class/net/{bed.HostLink}"));
     }
@@ -109,14 +114,11 @@ public sealed class NetworkNamespaceTests
         return (process.ExitCode, await stdout + await stderr);
     }
 
-    private static async Task<string> IpAsync(params string[] args)
+    private static void Ip(params string[] args)
     {
-        using var process = Process.Start(new ProcessStartInfo(NetworkNamespace.IpPath!, args) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true })!;
-        using var cts = new CancellationTokenSource(Bound);
-        var stdout = process.StandardOutput.ReadToEndAsync(cts.Token);
-        var stderr = process.StandardError.ReadToEndAsync(cts.Token);
-        await process.WaitForExitAsync(cts.Token);
-        Assert.AreEqual(0, process.ExitCode, $"ip {string.Join(' ', args)}: {await stderr}");
-        return await stdout;
+        using var process = Process.Start(new ProcessStartInfo(NetworkNamespace.IpPath!, args) { UseShellExecute = false, RedirectStandardError = true })!;
+        string errors = process.StandardError.ReadToEnd();
+        Assert.IsTrue(process.WaitForExit(Bound), $"ip {string.Join(' ', args)} did not finish");
+        Assert.AreEqual(0, process.ExitCode, $"ip {string.Join(' ', args)}: {errors}");
     }
 }
