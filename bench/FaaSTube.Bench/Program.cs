@@ -28,6 +28,10 @@ switch (args.FirstOrDefault())
         return await FaaSTube.Bench.Devices.CompletionCpuScenario.RunAsync(args[1..]);
     case "model-cache":
         return await FaaSTube.Bench.Cache.ModelCacheScenario.RunAsync(args[1..]);
+    case "remote-baseline":
+        return await FaaSTube.Bench.Remote.RemoteBaselineScenario.RunAsync(args[1..]);
+    case "remote-baseline-peer":
+        return await FaaSTube.Bench.Remote.RemoteBaselineScenario.PeerMainAsync(args[1..]);
     case "transfer-isolation":
         return await FaaSTube.Bench.Transfers.IsolationScenario.RunAsync(args[1..]);
 }

@@ -21,6 +21,7 @@
 //   tube-get-forever <socket> <workflow> <id> <checksum>            Get on GPU 0, checksum there, release, again; "ready" after the first
 //   tube-load-hang <socket> <workflow> <name> <length>            GetOrLoad <name>; its loader writes one slot, prints "loading", waits to be killed
 //   ring-client <socket> <seed> <count> <capacity>                 the client's side of a control ring (RingClient.cs)
+//   ucx-peer <host> <port>                                         a UCX endpoint to a listener, commands on stdin (UcxPeer.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
@@ -36,6 +37,11 @@ if (args.Length == 0 || args[0] == "exit")
 if (args[0] == "ring-client")
 {
     return RingClient.Run(args);
+}
+
+if (args[0] == "ucx-peer")
+{
+    return await UcxPeer.RunAsync(args);
 }
 
 if (args[0].StartsWith("tube-", StringComparison.Ordinal))

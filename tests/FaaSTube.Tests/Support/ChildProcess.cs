@@ -57,6 +57,27 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>Starts another program built beside the tests (a sample), on the simulated GPU.</summary>
     public static ChildProcess StartProgram(string assembly, params string[] args) => StartWith("simulated", args, shell: null, assembly);
 
+    /// <summary>
+    /// Starts the helper inside <paramref name="bed"/>'s network namespace (<c>ip netns exec</c>, which
+    /// execs it: <see cref="Id"/> is the helper's) with extra <paramref name="environment"/>. Killed by
+    /// <see cref="Dispose"/>, and by the namespace's own disposal or the next run's sweep if this
+    /// process dies first; the ucx-peer mode also exits when its stdin closes.
+    /// </summary>
+    public static ChildProcess StartIn(NetworkNamespace bed, IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        var info = bed.Exec(DotnetHost(), [Path.Combine(AppContext.BaseDirectory, "FaaSTube.TestChild.dll"), .. args]);
+        info.RedirectStandardInput = true;
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.Environment["FAASTUBE_BACKEND"] = "simulated";
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
+        return new ChildProcess(Process.Start(info) ?? throw new InvalidOperationException("the child did not start"));
+    }
+
     private static ChildProcess StartWith(string backend, string[] args, string? shell, string assembly = "FaaSTube.TestChild")
     {
         var info = new ProcessStartInfo(shell is null ? DotnetHost() : "/bin/sh")
