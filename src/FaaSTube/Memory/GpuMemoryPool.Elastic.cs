@@ -22,9 +22,11 @@ public sealed partial class GpuMemoryPool
 
     /// <summary>
     /// What the elastic rule wants reserved now: the sum over active functions (an arrival within max(<see cref="GpuPoolOptions.MinIdleTime"/>, their p99 inter-arrival time)) of
-    /// p99 size x p99 concurrency, at least the floor.
+    /// p99 size x p99 concurrency, at least the floor; plus the bytes of arena ranges leased to clients
+    /// that no piece holds (memory they hold ready: the pool cannot give it back while they do). Arena
+    /// pieces count as the allocations of their function; the ranges themselves are no function's arrivals.
     /// </summary>
-    public long TargetBytes => _target.Bytes(Now);
+    public long TargetBytes => _target.Bytes(Now) + _arena.UnusedBytes;
 
     /// <summary>
     /// Returns slabs that have been empty for <see cref="GpuPoolOptions.MinIdleTime"/> to the device, oldest first, while the
@@ -106,7 +108,11 @@ public sealed partial class GpuMemoryPool
             _spill.HostBytes,
             _spill.FileBytes,
             usage.Free == 0 ? 0 : 1 - (double)usage.LargestFree / usage.Free,
-            TargetBytes);
+            TargetBytes)
+        {
+            ArenaLeasedBytes = _arena.LeasedBytes,
+            ArenaUnusedBytes = _arena.UnusedBytes,
+        };
     }
 
     private void FreeRetired(Slab slab)
