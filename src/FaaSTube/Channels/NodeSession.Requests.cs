@@ -118,6 +118,9 @@ internal sealed partial class NodeSession
                 NamedWhere r => (LocateNamed(r), "control"),
                 NamedLoadFailed r => (FailLoad(r), "control"),
                 NamedDelete r => (RemoveNamed(r), "control"),
+                ArenaLease r => (await LeaseRangeAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
+                ArenaCarve r => (await CarveAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
+                ArenaReturn r => (ReturnRange(r), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
             activity?.SetTag(TelemetryTags.Path, path);
@@ -162,6 +165,7 @@ internal sealed partial class NodeSession
         Where r => r.Id,
         Delete r => r.Id,
         NamedCommit r => r.Id,
+        ArenaCarve r => r.Id,
         _ => null,
     };
 
