@@ -161,7 +161,9 @@ public sealed partial class GpuMemoryPool
     /// <summary>
     /// Walks every slab and block and throws when the books do not balance: blocks in a slab do not
     /// overlap each other or a free extent, are aligned, and with the free bytes cover the slab exactly;
-    /// every block lives in a slab of its own partition, and a slab still being cleared holds none.
+    /// every block lives in a slab of its own partition, and a slab still being cleared holds none. A
+    /// leased arena range counts as one block (its pieces lie inside it); once returned, its live
+    /// pieces count as blocks of their own and the rest must be free.
     /// (Reserved and in-use bytes are not checked against anything: they are read from the slabs, so
     /// there is no second count to drift.) For tests after every step; takes every lock, so not for hot paths.
     /// </summary>
@@ -185,6 +187,11 @@ public sealed partial class GpuMemoryPool
                         if (!string.Equals(slab.Partition, block.Partition, StringComparison.Ordinal) || slab.State == SlabState.Clearing)
                         {
                             throw new InvalidOperationException($"Slab {slab.Id} ({slab.State}, partition '{slab.Partition}') holds {block} of partition '{block.Partition}'.");
+                        }
+
+                        if (block.CarvedFrom is { IsLeased: true })
+                        {
+                            continue; // a piece inside a leased arena range: the range's block covers its bytes (CarvedRange checks its pieces)
                         }
 
                         ranges.Add((block.Offset, block.Rounded, What: block.ToString()));
