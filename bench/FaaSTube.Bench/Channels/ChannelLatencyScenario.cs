@@ -204,7 +204,7 @@ internal static class ChannelLatencyScenario
                             pending = await client.AllocateAsync(bytes);
                             await stream.FillAsync(pending.Memory, (byte)++n);
                             await stream.SynchronizeAsync();
-                            await client.FlushAsync(); // an arena carve goes one way: applied before the consumer hears the id
+                            await client.FlushAsync(); // not timed: every scenario's allocation is on the node before the consumer asks
                             Console.WriteLine(pending.Id);
                             break;
                         case var critical when critical.StartsWith("critical ", StringComparison.Ordinal):

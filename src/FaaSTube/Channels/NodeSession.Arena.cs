@@ -19,6 +19,48 @@ internal sealed partial class NodeSession
 
     private static long _nextRange;
 
+    /// <summary>The sequence of the last carve applied (registered or refused): a Get of a later one of this session waits.</summary>
+    private long _carveSequence;
+
+    /// <summary>Completed and replaced at every carve applied (Gets waiting for a carve look again).</summary>
+    private TaskCompletionSource _carved = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>True when this session's carve <paramref name="sequence"/> was applied (registered or refused), or the session ended.</summary>
+    public bool HasCarved(uint sequence) => Volatile.Read(ref _carveSequence) >= sequence || _ended.IsCancellationRequested;
+
+    /// <summary>
+    /// Waits (at most <paramref name="wait"/>) until this session's carve <paramref name="sequence"/>
+    /// was applied or the session ended: a consumer's Get of an arena id can arrive on its connection
+    /// before the producer's one-way carve was read from the producer's.
+    /// </summary>
+    public async Task WaitForCarveAsync(uint sequence, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _ended.Token);
+        var deadline = _node.Now + wait;
+        while (!HasCarved(sequence))
+        {
+            var signal = Volatile.Read(ref _carved).Task;
+            var left = deadline - _node.Now;
+            if (HasCarved(sequence) || left <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            try
+            {
+                await signal.WaitAsync(left, _node.Services.TimeProvider, either.Token).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                return; // the producer's session ended: its carve never comes
+            }
+        }
+    }
+
     /// <summary>Arena ranges this session holds now.</summary>
     public int RangeCount
     {
@@ -108,6 +150,33 @@ internal sealed partial class NodeSession
             (range, device) = (held.Range, held.Device);
         }
 
+        var (session, sequence) = id.ArenaParts;
+        while (true)
+        {
+            long last = Volatile.Read(ref _carveSequence);
+            if (session != (uint)Id || sequence <= last)
+            {
+                throw new TubeException(TubeError.BadRequest, $"{id} is not a new arena id of this client (its session {(uint)Id} and a sequence above {last}).");
+            }
+
+            if (Interlocked.CompareExchange(ref _carveSequence, sequence, last) == last)
+            {
+                break;
+            }
+        }
+
+        try
+        {
+            return await CarveCheckedAsync(id, range, device, offset, length).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _carved, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(); // a Get waiting for this carve looks again
+        }
+    }
+
+    private async Task<Empty> CarveCheckedAsync(TubeId id, PoolBlock range, int device, long offset, long length)
+    {
         CheckRoomToHold();
         if (_node.Directory.TryFind(_workflow, id) is not null)
         {

@@ -394,7 +394,19 @@ internal sealed partial class NodeSession
 
         var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
         wait = wait < _node.Settings.MaxPublishWait ? wait : _node.Settings.MaxPublishWait;
-        var entry = _node.Directory.TryFind(_workflow, id) is { Committed: false, Removed: false } && wait > TimeSpan.Zero
+        var found = _node.Directory.TryFind(_workflow, id);
+        if (found is null && wait > TimeSpan.Zero && _node.CarvePending(_workflow, id) is { } producer)
+        {
+            // An arena id whose carve the producer's connection has not delivered yet: wait for it (bounded), then as any allocation.
+            await WaitOutsideSlotAsync(async () =>
+            {
+                await producer.WaitForCarveAsync(id.ArenaParts.Sequence, wait, _ended.Token).ConfigureAwait(false);
+                return 0;
+            }).ConfigureAwait(false);
+            found = _node.Directory.TryFind(_workflow, id);
+        }
+
+        var entry = found is { Committed: false, Removed: false } && wait > TimeSpan.Zero
             ? await WaitForPublishAsync(id, wait).ConfigureAwait(false)
             : _node.Directory.Find(_workflow, id);
         CheckRoomToHold();

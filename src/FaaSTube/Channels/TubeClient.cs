@@ -32,6 +32,7 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
     private readonly ChannelMetrics _metrics;
     private readonly ClientArena? _arena;
+    private long _carves;
     private INodeConnection? _connection;
 
     /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/> opens them).</summary>
@@ -212,11 +213,13 @@ public sealed partial class TubeClient : IAsyncDisposable
         try
         {
             call.Path = TubePath.ZeroCopy.Tag();
-            if (_arena is { } arena && await arena.CarveAsync(device, bytes).ConfigureAwait(false) is { } carved)
+            if (_arena is { } arena && Interlocked.Read(ref _carves) < uint.MaxValue && await arena.CarveAsync(device, bytes).ConfigureAwait(false) is { } carved)
             {
                 // From the range this client holds: no round trip. The node learns of the piece one way
                 // and checks it against its own map of the range; a refusal comes as any one-way error.
-                var id = TubeId.NewId();
+                // The id names this session and the carve's sequence, so a consumer's Get that overtakes
+                // the carve waits for it (TubeId.ForArena).
+                var id = TubeId.ForArena(SessionId, (uint)Interlocked.Increment(ref _carves));
                 await Connection.PostAsync(new ArenaCarve(carved.Range.Number, id, carved.Offset, bytes)).ConfigureAwait(false);
                 return await MapOrReleaseAsync(id, carved.Range.PieceAt(carved.Offset, bytes), TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
             }

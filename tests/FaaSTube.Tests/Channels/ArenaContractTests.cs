@@ -92,6 +92,35 @@ public abstract class ArenaContractTests
     }
 
     [TestMethod]
+    public async Task A_get_that_overtakes_the_producers_carve_waits_for_it_and_one_for_a_carve_that_never_comes_is_not_found()
+    {
+        await using var h = await StartAsync();
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        var range = await LeaseAsync(producer, MiB);
+        var id = NextId(producer);
+
+        var get = consumer.GetAsync(id); // the consumer heard of the id before the node read the producer's carve
+        await Task.Yield();
+        Assert.IsFalse(get.IsCompleted, "an arena id of a live producer, not carved yet: the Get waits");
+        await CarveAsync(producer, range.Range, id, 0, 4096);
+        Assert.IsFalse(get.IsCompleted, "carved, not published: still waiting");
+        await PublishAsync(producer, id);
+        await using (var got = await get)
+        {
+            Assert.AreEqual(4096L, got.Memory.Length);
+        }
+
+        var never = NextId(producer);
+        var pending = consumer.GetAsync(never);
+        var ended = h.SessionEnded(producer.SessionId);
+        await producer.DisposeAsync(); // the producer goes without carving it
+        await ended;
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await pending)).Error, "its producer is gone: NotFound, not a wait to the end");
+        Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await consumer.GetAsync(TubeId.ForArena(consumer.SessionId + 1000, 5)))).Error, "an arena id of no live session is NotFound at once");
+    }
+
+    [TestMethod]
     public async Task A_used_up_range_is_returned_and_the_next_one_was_leased_ahead()
     {
         var random = Seeds.Create(TestContext);
@@ -164,6 +193,11 @@ public abstract class ArenaContractTests
 
     // Hostile frames, written by hand: each is refused with its code, registers nothing, and the session goes on.
 
+    private uint _sequence;
+
+    /// <summary>The next arena id of <paramref name="client"/>'s session (as its library draws them: TubeId.ForArena).</summary>
+    private TubeId NextId(TubeClient client) => TubeId.ForArena(client.SessionId, ++_sequence);
+
     private static async Task<ArenaLeaseOk> LeaseAsync(TubeClient client, long length) =>
         Payload.Read<ArenaLeaseOk>(await client.CallRawAsync(FrameType.ArenaLease, new PayloadWriter().I64(length).I32(0)));
 
@@ -184,7 +218,7 @@ public abstract class ArenaContractTests
         var other = await Connect(h);
         var range = await LeaseAsync(client, MiB);
         Assert.AreEqual(MiB, range.Mapping.Length);
-        var first = TubeId.NewId();
+        var first = NextId(client);
         await CarveAsync(client, range.Range, first, 0, 4096);
         int blocks = Stats(h).Blocks;
 
@@ -201,14 +235,18 @@ public abstract class ArenaContractTests
         ];
         foreach (var (number, offset, length, error, what) in refused)
         {
-            var id = TubeId.NewId();
+            var id = NextId(client);
             Assert.AreEqual(error, await RefusedAsync(() => CarveAsync(client, number, id, offset, length), what), what);
             Assert.AreEqual(TubeError.NotFound, await RefusedAsync(() => client.WhereAsync(id), what), $"{what}: nothing registered");
         }
 
-        Assert.AreEqual(TubeError.NotLeased, await RefusedAsync(() => CarveAsync(other, range.Range, TubeId.NewId(), 8192, 256), "another session's range"), "another session's range is not its own");
+        Assert.AreEqual(TubeError.NotLeased, await RefusedAsync(() => CarveAsync(other, range.Range, TubeId.ForArena(other.SessionId, 1), 8192, 256), "another session's range"), "another session's range is not its own");
+        var otherRange = await LeaseAsync(other, MiB);
+        Assert.AreEqual(TubeError.BadRequest, await RefusedAsync(() => CarveAsync(other, otherRange.Range, NextId(client), 8192, 256), "an id of another session"), "a carve names an id of its own session only");
+        Assert.AreEqual(TubeError.BadRequest, await RefusedAsync(() => CarveAsync(client, range.Range, TubeId.NewId(), 8192, 256), "a random id"), "a carve's id is an arena id");
         Assert.AreEqual(TubeError.BadRequest, await RefusedAsync(() => CarveAsync(client, range.Range, first, 8192, 256), "an id in use"), "an id carved already");
-        Assert.AreEqual(blocks, Stats(h).Blocks, "no refused carve took a block");
+        Assert.AreEqual(TubeError.BadRequest, await RefusedAsync(() => CarveAsync(client, range.Range, TubeId.ForArena(client.SessionId, 1), 8192, 256), "a sequence not above the last"), "sequences only go up");
+        Assert.AreEqual(blocks + 1, Stats(h).Blocks, "no refused carve took a block (the one more is the other client's range)");
 
         // The session goes on: the legitimate piece publishes once, a second publish is refused.
         await PublishAsync(client, first);
@@ -224,8 +262,8 @@ public abstract class ArenaContractTests
         var client = await Connect(h);
         var consumer = await Connect(h);
         var range = await LeaseAsync(client, 2 * MiB);
-        var published = TubeId.NewId();
-        var unpublished = TubeId.NewId();
+        var published = NextId(client);
+        var unpublished = NextId(client);
         await CarveAsync(client, range.Range, published, 0, MiB);
         await CarveAsync(client, range.Range, unpublished, MiB, 4096);
 
@@ -244,7 +282,7 @@ public abstract class ArenaContractTests
         Assert.AreEqual(0L, stats.ArenaLeasedBytes, "returned");
         Assert.AreEqual(MiB + 4096, stats.InUseBytes, "only the two live pieces stay");
         Assert.AreEqual(TubeError.NotLeased, await RefusedAsync(() => client.CallRawAsync(FrameType.ArenaReturn, new PayloadWriter().I64(range.Range)), "returned twice"));
-        Assert.AreEqual(TubeError.NotLeased, await RefusedAsync(() => CarveAsync(client, range.Range, TubeId.NewId(), MiB + 8192, 256), "carved after the return"));
+        Assert.AreEqual(TubeError.NotLeased, await RefusedAsync(() => CarveAsync(client, range.Range, NextId(client), MiB + 8192, 256), "carved after the return"));
 
         await using (var got = await consumer.GetAsync(published))
         {
