@@ -94,21 +94,7 @@ internal sealed partial class NodeSession
         }
 
         var options = new BlockOptions { Function = _function, Holder = Holder, Partition = _workflow };
-        var patience = _node.Settings.Pool.AllocationTimeout;
-        PoolBlock range;
-        if (!await _allocating.WaitAsync(patience > TimeSpan.Zero ? patience : Timeout.InfiniteTimeSpan, _ended.Token).ConfigureAwait(false))
-        {
-            throw new TubeException(TubeError.OutOfMemory, $"This client's earlier allocations still wait for memory after {patience.TotalSeconds:0.###} s.");
-        }
-
-        try
-        {
-            range = await device.Pool.LeaseRangeAsync(length, options, _ended.Token).ConfigureAwait(false);
-        }
-        finally
-        {
-            _allocating.Release();
-        }
+        var range = await InTurnAsync(ended => device.Pool.LeaseRangeAsync(length, options, ended)).ConfigureAwait(false);
 
         BlockUse use;
         long number = Interlocked.Increment(ref _nextRange);

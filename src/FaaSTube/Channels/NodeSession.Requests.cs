@@ -228,7 +228,11 @@ internal sealed partial class NodeSession
     /// floods allocations delays only itself. Waiting behind its own earlier allocations counts
     /// against the pool's allocation timeout.
     /// </summary>
-    private async Task<PoolBlock> AllocateInTurnAsync(GpuMemoryPool pool, long length, BlockOptions options)
+    private Task<PoolBlock> AllocateInTurnAsync(GpuMemoryPool pool, long length, BlockOptions options) =>
+        InTurnAsync(ended => pool.AllocateAsync(length, options, ended));
+
+    /// <summary>One pool allocation of this session at a time (see <see cref="AllocateInTurnAsync"/>): an allocation, or an arena range's lease.</summary>
+    private async Task<PoolBlock> InTurnAsync(Func<CancellationToken, ValueTask<PoolBlock>> allocate)
     {
         var patience = _node.Settings.Pool.AllocationTimeout;
         if (!await _allocating.WaitAsync(patience > TimeSpan.Zero ? patience : Timeout.InfiniteTimeSpan, _ended.Token).ConfigureAwait(false))
@@ -238,7 +242,7 @@ internal sealed partial class NodeSession
 
         try
         {
-            return await pool.AllocateAsync(length, options, _ended.Token).ConfigureAwait(false);
+            return await allocate(_ended.Token).ConfigureAwait(false);
         }
         finally
         {

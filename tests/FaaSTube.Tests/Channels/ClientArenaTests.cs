@@ -24,14 +24,14 @@ public sealed class ClientArenaTests
         private readonly ClientMappings _mappings = new(_ => Task.CompletedTask);
         private long _next;
 
-        public Fake(bool refuse = false)
+        public Fake(TubeError? refuse = null)
         {
             _slab = _gpus.Devices[0].Allocate(16 << 20);
             Arena = new ClientArena(Range, TimeSpan.FromSeconds(2), Clock, _ =>
             {
-                if (refuse)
+                if (refuse is { } error)
                 {
-                    return Task.FromException<ArenaRange>(new TubeException(TubeError.BadRequest, "no ranges here"));
+                    return Task.FromException<ArenaRange>(new TubeException(error, "no range now"));
                 }
 
                 long n = Interlocked.Increment(ref _next);
@@ -109,11 +109,18 @@ public sealed class ClientArenaTests
     [TestMethod]
     public async Task A_node_that_refuses_ranges_is_asked_once_and_returning_everything_empties_the_arena()
     {
-        await using (var refused = new Fake(refuse: true))
+        await using (var refused = new Fake(refuse: TubeError.BadRequest))
         {
             Assert.IsNull(await refused.Arena.CarveAsync(0, 10));
             Assert.IsNull(await refused.Arena.CarveAsync(0, 10));
-            Assert.AreEqual(1, refused.Arena.Leases, "asked once");
+            Assert.AreEqual(1, refused.Arena.Leases, "a node that leases no such range is asked once");
+        }
+
+        await using (var memoryShort = new Fake(refuse: TubeError.OutOfMemory))
+        {
+            Assert.IsNull(await memoryShort.Arena.CarveAsync(0, 10));
+            Assert.IsNull(await memoryShort.Arena.CarveAsync(0, 10));
+            Assert.AreEqual(2, memoryShort.Arena.Leases, "memory short now: each allocation takes the round trip and the next asks again");
         }
 
         await using var f = new Fake();

@@ -6,8 +6,9 @@ namespace FaaSTube.Channels.Client;
 /// leased in the background (one round trip, overlapped), so in steady state no allocation waits for
 /// the node. A range that is exhausted is returned at once (the pieces carved from it live on, on the
 /// node); ranges unused for <see cref="TubeClientOptions.ArenaIdleTime"/> are returned by a timer,
-/// and all of them on dispose. A GPU whose node refuses ranges is not asked again: allocations there
-/// take the round trip.
+/// and all of them on dispose. A GPU where the node refuses ranges as a bad request (arenas off, the
+/// size over its limit, too many ranges) is not asked again: allocations there take the round trip;
+/// after any other refusal (memory short) only that allocation does.
 /// </summary>
 internal sealed class ClientArena : IDisposable
 {
@@ -86,13 +87,13 @@ internal sealed class ClientArena : IDisposable
             {
                 range = await next.ConfigureAwait(false);
             }
-            catch (TubeException)
+            catch (TubeException e)
             {
                 lock (_sync)
                 {
                     var d = _devices[device];
-                    d.Refused = true; // the node refuses ranges (off, too large, too many): round trips from here on
-                    d.Next = d.Next == next ? null : d.Next;
+                    d.Refused |= e.Error == TubeError.BadRequest; // the node leases no such range (off, too large, too many): round trips from here on
+                    d.Next = d.Next == next ? null : d.Next; // anything else (memory short now): this allocation takes the round trip, a later one asks again
                 }
 
                 return null;
