@@ -121,6 +121,7 @@ static async Task<int> Tube(string[] args)
         Workflow = args[2],
         Function = args[0],
         WindowBytes = 4 << 20, // the backend: FAASTUBE_BACKEND, set by the test
+        ArenaBytes = args[0] == "tube-arena-hold" ? 4 << 20 : 0,
     });
     long Long(int i) => long.Parse(args[i], CultureInfo.InvariantCulture);
     switch (args[0])
@@ -281,6 +282,30 @@ static async Task<int> Tube(string[] args)
                     Console.Out.Flush();
                 }
             }
+        }
+
+        case "tube-arena-hold":
+        {
+            // Three pieces carved from one arena range (sizes from the test), the first filled with
+            // the seed's pattern and published; the others left unpublished; then held until killed.
+            var pieces = new List<TubeBuffer>();
+            foreach (var size in args[4].Split(','))
+            {
+                pieces.Add(await client.AllocateAsync(long.Parse(size, CultureInfo.InvariantCulture)));
+            }
+
+            using var stream = pieces[0].Device.CreateStream();
+            await stream.FillPatternAsync(pieces[0].Memory, (ulong)Long(3));
+            var published = await client.PublishAsync(pieces[0], stream, new PutOptions { Consumers = 1 });
+            for (int i = 1; i < pieces.Count; i++)
+            {
+                await stream.FillPatternAsync(pieces[i].Memory, (ulong)Long(3) + (ulong)i); // written, never published
+            }
+
+            await client.FlushAsync(); // every carve and the publish applied on the node
+            Console.WriteLine($"session {client.SessionId} leases {client.Arena?.Leases ?? 0}");
+            Console.WriteLine($"id {published}");
+            return HoldUntilKilled();
         }
 
         case "tube-allocate-hold":

@@ -27,8 +27,11 @@ namespace FaaSTube.Bench.Channels;
 /// <see cref="Stopwatch.GetTimestamp"/> and publishes, and the consumer takes it again when it holds
 /// the mapped buffer. Both are CLOCK_MONOTONIC on Linux, one clock for every process of the machine;
 /// the timestamps come back over the children's stdout after the fact. Over the ring and the socket.</item>
+/// <item>Arena: the same handoff with the producer on an arena (its allocations carved from a range
+/// it holds); and the producer's critical path, <c>AllocateAsync</c> + <c>PublishAsync</c> of 1 MiB
+/// from a child process, without an arena (Allocate is a round trip) and with one, in the same run.</item>
 /// </list>
-/// <code>FAASTUBE_BACKEND=simulated dotnet run -c Release --project bench/FaaSTube.Bench -- channel-latency [--quick] [--breakdown] [--pings 10000] [--calls 5000] [--handoffs 200] [--mib 64]</code>
+/// <code>FAASTUBE_BACKEND=simulated dotnet run -c Release --project bench/FaaSTube.Bench -- channel-latency [--quick] [--breakdown] [--pings 10000] [--calls 5000] [--handoffs 200] [--mib 64] [--critical 2000] [--critical-kib 1024]</code>
 /// <c>--quick</c> (or FAASTUBE_BENCH_SIZES set, as in CI) cuts every count to a smoke run.
 /// <c>--breakdown</c> also splits the child's calls at the node's own start and end of each request
 /// (its <c>faastube.node.request.duration</c> measurements, heard with a MeterListener in this, the
@@ -92,6 +95,14 @@ internal static class ChannelLatencyScenario
         // 3. The handoff across processes (ring, then socket).
         var handoffRing = await HandoffAsync(nodeSocket, backend, RingBytes, bytes, parked, handoffWarmup, handoffs, nodeCalls);
         var handoffSocket = await HandoffAsync(nodeSocket, backend, 0, bytes, parked, handoffWarmup, handoffs, nodeCalls);
+        long arenaBytes = 2 * bytes + (bytes >> 1); // two handoffs a range, the next leased ahead (issue 11's arena)
+        var handoffArena = await HandoffAsync(nodeSocket, backend, RingBytes, bytes, parked, handoffWarmup, handoffs, nodeCalls, arenaBytes);
+
+        // 4. The producer's critical path, Allocate + Publish, without and with the arena (ring).
+        int criticalCount = Option(args, "--critical", quick ? 200 : 2_000);
+        long criticalBytes = (long)Option(args, "--critical-kib", 1024) << 10;
+        var critical = await CriticalPathAsync(nodeSocket, backend, criticalBytes, 0, callWarmup, criticalCount);
+        var criticalArena = await CriticalPathAsync(nodeSocket, backend, criticalBytes, 32 * criticalBytes, callWarmup, criticalCount);
 
         // 1'. The baseline, second half: the machine's state at the end of the run as at its start.
         var baselineAfter = OnThread(() => Pings(echo.Connection, pingWarmup, pings, PingBytes));
@@ -111,7 +122,12 @@ internal static class ChannelLatencyScenario
         Row("Where, in process (direct call; reference)", whereDirect, b50, null);
         Row($"{bytes >> 20} MiB handoff, publish -> consumer holds mapping, control ring", handoffRing.Latency, b50, 1.0);
         Row($"{bytes >> 20} MiB handoff, publish -> consumer holds mapping, socket", handoffSocket.Latency, b50, 1.0);
+        Row($"{bytes >> 20} MiB handoff, publish -> consumer holds mapping, control ring, producer on an arena of {arenaBytes >> 20} MiB", handoffArena.Latency, b50, 1.0);
+        Row($"producer's Allocate + Publish of {criticalBytes >> 10} KiB, control ring, no arena (a round trip)", critical.Times, b50, null);
+        Row($"producer's Allocate + Publish of {criticalBytes >> 10} KiB, control ring, arena of {32 * criticalBytes >> 20} MiB ({criticalArena.Leases} leases in {criticalCount + callWarmup} allocations)", criticalArena.Times, b50, null);
         Console.WriteLine();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"arena: the producer's Allocate + Publish p50 {Percentile(criticalArena.Times, 0.5):0.0} us with, {Percentile(critical.Times, 0.5):0.0} us without ({Percentile(critical.Times, 0.5) / Percentile(criticalArena.Times, 0.5):0.0}x); the handoff's PublishAsync call p50 {Percentile(handoffArena.PublishCall, 0.5):0.0} us"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"baseline halves: p50 {Percentile(baselineBefore, 0.5):0.0} us before, {Percentile(baselineAfter, 0.5):0.0} us after; p99 {Percentile(baselineBefore, 0.99):0.0} / {Percentile(baselineAfter, 0.99):0.0} us"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -172,7 +188,8 @@ internal static class ChannelLatencyScenario
 
             case "producer":
             {
-                await using var client = await ConnectAsync(args, "producer");
+                long arena = args.Length > 5 ? long.Parse(args[5], CultureInfo.InvariantCulture) : 0;
+                await using var client = await ConnectAsync(args, "producer", arena);
                 long bytes = long.Parse(args[4], CultureInfo.InvariantCulture);
                 using var stream = client.Gpus.Devices[0].CreateStream();
                 TubeBuffer? pending = null;
@@ -187,8 +204,37 @@ internal static class ChannelLatencyScenario
                             pending = await client.AllocateAsync(bytes);
                             await stream.FillAsync(pending.Memory, (byte)++n);
                             await stream.SynchronizeAsync();
+                            await client.FlushAsync(); // not timed: every scenario's allocation is on the node before the consumer asks
                             Console.WriteLine(pending.Id);
                             break;
+                        case var critical when critical.StartsWith("critical ", StringComparison.Ordinal):
+                        {
+                            // The producer's critical path: AllocateAsync + PublishAsync (its stream idle: the data
+                            // is written), timed; then, not timed, this process consumes it (Get, dispose, flush) so
+                            // the pool does not fill. "critical WARMUP COUNT SIZE".
+                            var parts = critical.Split(' ');
+                            int warmup = int.Parse(parts[1], CultureInfo.InvariantCulture), count = int.Parse(parts[2], CultureInfo.InvariantCulture);
+                            long size = long.Parse(parts[3], CultureInfo.InvariantCulture);
+                            var times = new double[count];
+                            for (int i = -warmup; i < count; i++)
+                            {
+                                long t0 = Stopwatch.GetTimestamp();
+                                var buffer = await client.AllocateAsync(size);
+                                var id = await client.PublishAsync(buffer, stream);
+                                double us = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+                                if (i >= 0)
+                                {
+                                    times[i] = us;
+                                }
+
+                                await (await client.GetAsync(id)).DisposeAsync();
+                                await client.FlushAsync();
+                            }
+
+                            Console.WriteLine($"{string.Join(' ', times.Select(t => t.ToString("0.###", CultureInfo.InvariantCulture)))} leases {client.Arena?.Leases ?? 0}");
+                            break;
+                        }
+
                         case "publish": // no output now: nothing of this process's runs while the consumer wakes
                             published = Stopwatch.GetTimestamp();
                             await client.PublishAsync(pending!, stream);
@@ -230,9 +276,10 @@ internal static class ChannelLatencyScenario
         }
     }
 
-    private static Task<TubeClient> ConnectAsync(string[] args, string function) =>
+    private static Task<TubeClient> ConnectAsync(string[] args, string function, long arenaBytes = 0) =>
         TubeClient.ConnectAsync(new TubeClientOptions
         {
+            ArenaBytes = arenaBytes,
             SocketPath = args[1],
             Workflow = "bench",
             Function = function,
@@ -268,10 +315,19 @@ internal static class ChannelLatencyScenario
 
     private static double Us(long ticks) => ticks * 1e6 / Stopwatch.Frequency;
 
-    private static async Task<(double[] Latency, double[] PublishCall, double[] IdleSync, string[] Paths, double[][]? Legs)> HandoffAsync(
-        string socket, GpuBackend backend, int ringBytes, long bytes, ParkedGets parked, int warmup, int handoffs, NodeCalls? nodeCalls)
+    /// <summary>The producer's Allocate + Publish (us each) from a child process over the control ring, with an arena of <paramref name="arenaBytes"/> (0: none), and the arena's leases.</summary>
+    private static async Task<(double[] Times, int Leases)> CriticalPathAsync(string socket, GpuBackend backend, long size, long arenaBytes, int warmup, int count)
     {
-        using var producer = Peer.Start("producer", socket, backend.ToString(), Invariant(ringBytes), Invariant(bytes));
+        using var producer = Peer.Start("producer", socket, backend.ToString(), Invariant(RingBytes), Invariant(size), Invariant(arenaBytes));
+        await producer.ExpectAsync("ready");
+        var line = (await producer.AskAsync($"critical {Invariant(warmup)} {Invariant(count)} {Invariant(size)}")).Split(' ');
+        return ([.. line[..^2].Select(t => double.Parse(t, CultureInfo.InvariantCulture))], int.Parse(line[^1], CultureInfo.InvariantCulture));
+    }
+
+    private static async Task<(double[] Latency, double[] PublishCall, double[] IdleSync, string[] Paths, double[][]? Legs)> HandoffAsync(
+        string socket, GpuBackend backend, int ringBytes, long bytes, ParkedGets parked, int warmup, int handoffs, NodeCalls? nodeCalls, long arenaBytes = 0)
+    {
+        using var producer = Peer.Start("producer", socket, backend.ToString(), Invariant(ringBytes), Invariant(bytes), Invariant(arenaBytes));
         using var consumer = Peer.Start("consumer", socket, backend.ToString(), Invariant(ringBytes));
         await producer.ExpectAsync("ready");
         await consumer.ExpectAsync("ready");

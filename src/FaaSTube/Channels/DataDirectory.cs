@@ -22,6 +22,14 @@ internal sealed class DataDirectory(TimeProvider time)
         return entry;
     }
 
+    /// <summary>Registers an entry under an id a client drew (an arena carve); false, and nothing registered, when the id is taken in its workflow.</summary>
+    public bool TryRegister(DataEntry entry)
+    {
+        entry.Registered = time.GetUtcNow();
+        entry.Sequence = Interlocked.Increment(ref _registered);
+        return _entries.TryAdd((entry.Workflow, entry.Id), entry);
+    }
+
     /// <summary>The committed entry of <paramref name="id"/> in <paramref name="workflow"/> (or <paramref name="session"/>'s own unfinished one); else <see cref="TubeError.NotFound"/>.</summary>
     public DataEntry Find(string workflow, TubeId id, long session = -1) =>
         _entries.TryGetValue((workflow, id), out var e) && (e.Committed || e.OwnerSession == session)

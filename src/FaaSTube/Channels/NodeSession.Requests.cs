@@ -126,6 +126,9 @@ internal sealed partial class NodeSession
                 NamedLoadFailed r => (FailLoad(r), "control"),
                 NamedDelete r => (RemoveNamed(r), "control"),
                 NamedAllocate r => (await NamedAllocateAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
+                ArenaLease r => (await LeaseRangeAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
+                ArenaCarve r => (await CarveAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
+                ArenaReturn r => (ReturnRange(r), "control"),
                 _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
             };
             activity?.SetTag(TelemetryTags.Path, path);
@@ -170,6 +173,7 @@ internal sealed partial class NodeSession
         Where r => r.Id,
         Delete r => r.Id,
         NamedCommit r => r.Id,
+        ArenaCarve r => r.Id,
         _ => null,
     };
 
@@ -232,7 +236,11 @@ internal sealed partial class NodeSession
     /// floods allocations delays only itself. Waiting behind its own earlier allocations counts
     /// against the pool's allocation timeout.
     /// </summary>
-    private async Task<PoolBlock> AllocateInTurnAsync(GpuMemoryPool pool, long length, BlockOptions options)
+    private Task<PoolBlock> AllocateInTurnAsync(GpuMemoryPool pool, long length, BlockOptions options) =>
+        InTurnAsync(ended => pool.AllocateAsync(length, options, ended));
+
+    /// <summary>One pool allocation of this session at a time (see <see cref="AllocateInTurnAsync"/>): an allocation, or an arena range's lease.</summary>
+    private async Task<PoolBlock> InTurnAsync(Func<CancellationToken, ValueTask<PoolBlock>> allocate)
     {
         var patience = _node.Settings.Pool.AllocationTimeout;
         if (!await _allocating.WaitAsync(patience > TimeSpan.Zero ? patience : Timeout.InfiniteTimeSpan, _ended.Token).ConfigureAwait(false))
@@ -242,7 +250,7 @@ internal sealed partial class NodeSession
 
         try
         {
-            return await pool.AllocateAsync(length, options, _ended.Token).ConfigureAwait(false);
+            return await allocate(_ended.Token).ConfigureAwait(false);
         }
         finally
         {
@@ -398,7 +406,19 @@ internal sealed partial class NodeSession
 
         var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
         wait = wait < _node.Settings.MaxPublishWait ? wait : _node.Settings.MaxPublishWait;
-        var entry = _node.Directory.TryFind(_workflow, id) is { Committed: false, Removed: false } && wait > TimeSpan.Zero
+        var found = _node.Directory.TryFind(_workflow, id);
+        if (found is null && wait > TimeSpan.Zero && _node.CarvePending(_workflow, id) is { } producer)
+        {
+            // An arena id whose carve the producer's connection has not delivered yet: wait for it (bounded), then as any allocation.
+            await WaitOutsideSlotAsync(async () =>
+            {
+                await producer.WaitForCarveAsync(id.ArenaParts.Sequence, wait, _ended.Token).ConfigureAwait(false);
+                return 0;
+            }).ConfigureAwait(false);
+            found = _node.Directory.TryFind(_workflow, id);
+        }
+
+        var entry = found is { Committed: false, Removed: false } && wait > TimeSpan.Zero
             ? await WaitForPublishAsync(id, wait).ConfigureAwait(false)
             : _node.Directory.Find(_workflow, id);
         CheckRoomToHold();

@@ -239,6 +239,7 @@ internal sealed partial class NodeSession
         lock (_sync)
         {
             uses = _held.Values.SelectMany(s => s.Select(h => h.Use)).ToList();
+            uses.AddRange(TakeRangeUses());
             _held.Clear();
             _opened.Clear();
         }

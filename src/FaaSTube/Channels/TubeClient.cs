@@ -31,6 +31,8 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ClientMappings _mappings;
     private readonly ConcurrentQueue<TubeException> _oneWayErrors = new();
     private readonly ChannelMetrics _metrics;
+    private readonly ClientArena? _arena;
+    private long _carves;
     private INodeConnection? _connection;
 
     /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/> opens them).</summary>
@@ -44,7 +46,13 @@ public sealed partial class TubeClient : IAsyncDisposable
         _mappings = new ClientMappings(SlabClosedAsync);
         _ownsGpus = node is null;
         Gpus = gpus;
+        _arena = options.ArenaBytes > 0
+            ? new ClientArena(options.ArenaBytes, options.ArenaIdleTime, services.TimeProvider, LeaseRangeAsync, ReturnRangeAsync)
+            : null;
     }
+
+    /// <summary>The client's arena ranges (null when <see cref="TubeClientOptions.ArenaBytes"/> is 0).</summary>
+    internal ClientArena? Arena => _arena;
 
     /// <summary>The logger factory, meter factory and clock the client runs with (from the container with <c>AddFaaSTubeClient</c>).</summary>
     internal FaaSTubeServices Services { get; }
@@ -189,17 +197,33 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Allocates pool memory on a GPU, mapped into this process, for the function's kernels to write; then <see cref="PublishAsync"/>.</summary>
+    /// <summary>
+    /// Allocates pool memory on a GPU, mapped into this process, for the function's kernels to write;
+    /// then <see cref="PublishAsync"/>. With <see cref="TubeClientOptions.ArenaBytes"/> set, an
+    /// allocation that fits is carved from a range of pool memory this client holds, with no round trip.
+    /// </summary>
     /// <param name="bytes">Size.</param>
     /// <param name="device">The GPU.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     public async Task<TubeBuffer> AllocateAsync(long bytes, int device = 0, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        ArgumentOutOfRangeException.ThrowIfNegative(device);
         using var call = Call("allocate", device: device);
         try
         {
             call.Path = TubePath.ZeroCopy.Tag();
+            if (_arena is { } arena && Interlocked.Read(ref _carves) < uint.MaxValue && await arena.CarveAsync(device, bytes).ConfigureAwait(false) is { } carved)
+            {
+                // From the range this client holds: no round trip. The node learns of the piece one way
+                // and checks it against its own map of the range; a refusal comes as any one-way error.
+                // The id names this session and the carve's sequence, so a consumer's Get that overtakes
+                // the carve waits for it (TubeId.ForArena).
+                var id = TubeId.ForArena(SessionId, (uint)Interlocked.Increment(ref _carves));
+                await Connection.PostAsync(new ArenaCarve(carved.Range.Number, id, carved.Offset, bytes)).ConfigureAwait(false);
+                return await MapOrReleaseAsync(id, carved.Range.PieceAt(carved.Offset, bytes), TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
+            }
+
             var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
             return await MapOrReleaseAsync(ok.Id, ok.Mapping, TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
         }
@@ -409,6 +433,8 @@ public sealed partial class TubeClient : IAsyncDisposable
         {
             Publish p => (Operation: "Publish", Id: (TubeId?)p.Id),
             Release r => ("Release", r.Id),
+            ArenaCarve c => ("Allocate", c.Id),
+            ArenaReturn => ("ArenaReturn", null),
             _ => ((string?)null, null),
         };
         if (OneWayFailed is { } handlers)
@@ -440,6 +466,37 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Leases an arena range on <paramref name="device"/> (one round trip) and keeps its slab mapped while the client holds it.</summary>
+    private async Task<ArenaRange> LeaseRangeAsync(int device)
+    {
+        var ok = await CallAsync(new ArenaLease(_options.ArenaBytes, device), CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            return new ArenaRange(ok.Range, ok.Mapping, UseSlab(ok.Mapping));
+        }
+        catch
+        {
+            await Connection.PostAsync(new ArenaReturn(ok.Range)).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Gives a range back (one way); never throws: a lost node took the range with the session.</summary>
+    private async ValueTask ReturnRangeAsync(ArenaRange range)
+    {
+        if (_connection is { IsLost: false } connection)
+        {
+            try
+            {
+                await connection.PostAsync(new ArenaReturn(range.Number)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is FaaSTubeException or ObjectDisposedException)
+            {
+                // The connection closed under it: the node returned the range with the session.
+            }
+        }
+    }
+
     /// <summary>Maps an answer's mapping; when that fails, the lease the node granted for it is released, not left until the connection closes.</summary>
     private async Task<TubeBuffer> MapOrReleaseAsync(TubeId id, Mapping? mapping, TubePath path, bool writable)
     {
@@ -457,22 +514,28 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <summary>Maps (device, slab, generation, offset, length, handle) into a buffer: the slab is imported once and cached.</summary>
     private TubeBuffer MapReply(TubeId id, Mapping m, TubePath path, bool writable)
     {
-        var (device, slab, generation, offset, length, handle) = m;
-        var use = _mappings.Use((device, slab, generation), () =>
-            _inProcessNode is { } node
-                ? (node.PoolOf(device).SlabBuffer(slab, generation), false)
-                : handle.Length > 0
-                    ? (Gpus.Devices[device].Import(IpcMemoryHandle.ReadFrom(handle)), true)
-                    : throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened."));
+        var use = UseSlab(m);
         try
         {
-            return new TubeBuffer(this, id, use.Slab.Slice(offset, length), use, writable, path);
+            return new TubeBuffer(this, id, use.Slab.Slice(m.Offset, m.Length), use, writable, path);
         }
         catch
         {
             use.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A use of the slab a mapping names: imported once (from the handle) and cached, or the node's own memory in process.</summary>
+    private ClientMappings.SlabUse UseSlab(Mapping m)
+    {
+        var (device, slab, generation, _, _, handle) = m;
+        return _mappings.Use((device, slab, generation), () =>
+            _inProcessNode is { } node
+                ? (node.PoolOf(device).SlabBuffer(slab, generation), false)
+                : handle.Length > 0
+                    ? (Gpus.Devices[device].Import(IpcMemoryHandle.ReadFrom(handle)), true)
+                    : throw new TubeException(TubeError.Internal, $"The node sent no handle for slab {slab} of GPU {device}, which this client has not opened."));
     }
 
     private void OnCloseSlab(CloseSlab close) => _mappings.CloseRequested((close.Device, close.Slab, close.Generation));
@@ -501,6 +564,12 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <summary>Closes the connection (the node releases everything this client held) and the window.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_arena is { } arena)
+        {
+            await arena.ReturnAllAsync().ConfigureAwait(false); // one way each; the connection's close would return them too
+            arena.Dispose();
+        }
+
         if (_connection is { } connection)
         {
             await connection.DisposeAsync().ConfigureAwait(false);

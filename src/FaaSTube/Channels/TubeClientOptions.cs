@@ -35,6 +35,21 @@ public sealed class TubeClientOptions
     /// </summary>
     public int ControlRingBytes { get; set; } = 64 << 10;
 
+    /// <summary>
+    /// The size of the arena ranges this client leases (0, the default: no arena, every
+    /// <see cref="TubeClient.AllocateAsync"/> is a round trip). With a size, allocations up to it are
+    /// carved from a range of pool memory the client holds, with no round trip; the next range is
+    /// leased ahead once the one in use is half used, an exhausted range is returned at once, and idle
+    /// ones after <see cref="ArenaIdleTime"/>. Off by default because a range is memory the client
+    /// holds whether it uses it or not, charged to its workflow's quota and not evictable while held:
+    /// it pays for producers that allocate many buffers in a row (size it to several of them), not
+    /// for a function that allocates once per invocation. At least 64 KiB.
+    /// </summary>
+    public long ArenaBytes { get; set; }
+
+    /// <summary>How long an arena range may go unused before it is returned (default 2 s; between one and two of these after the last allocation from it).</summary>
+    public TimeSpan ArenaIdleTime { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>The longest any call waits for the node before failing (default 60 s).</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -44,6 +59,12 @@ public sealed class TubeClientOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(WindowBytes, 8 << 10, nameof(WindowBytes));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(CallTimeout, TimeSpan.Zero, nameof(CallTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(PublishWait, TimeSpan.Zero, nameof(PublishWait));
+        if (ArenaBytes != 0 && ArenaBytes < 64 << 10)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ArenaBytes), ArenaBytes, "An arena range is at least 64 KiB (or 0: no arena).");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ArenaIdleTime, TimeSpan.Zero, nameof(ArenaIdleTime));
         if (ControlRingBytes != 0 && (ControlRingBytes < 4 << 10 || ControlRingBytes > 1 << 20 || (ControlRingBytes & (ControlRingBytes - 1)) != 0))
         {
             throw new ArgumentOutOfRangeException(nameof(ControlRingBytes), ControlRingBytes, "A control ring holds a power of two from 4 KiB to 1 MiB (or 0: none).");

@@ -33,6 +33,22 @@ public readonly record struct TubeId(ulong High, ulong Low)
         return Read(Convert.FromHexString(text));
     }
 
+    /// <summary>
+    /// The id of a client's arena carve: its session (low 32 bits) and the carve's sequence number in
+    /// the high half, 64 random bits in the low half (still unguessable). The node accepts a carve only
+    /// under an id of the carving session with a sequence above its last, and a Get of such an id that
+    /// is not registered yet waits while the sequence is ahead of that session's carves.
+    /// </summary>
+    internal static TubeId ForArena(long session, uint sequence)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        RandomNumberGenerator.Fill(bytes);
+        return new(((ulong)(uint)session << 32) | sequence, BinaryPrimitives.ReadUInt64BigEndian(bytes));
+    }
+
+    /// <summary>The session and sequence an arena id names (meaningful only for ids made by <see cref="ForArena"/>).</summary>
+    internal (long Session, uint Sequence) ArenaParts => ((long)(High >> 32), (uint)High);
+
     internal static TubeId Read(ReadOnlySpan<byte> bytes) =>
         new(BinaryPrimitives.ReadUInt64BigEndian(bytes), BinaryPrimitives.ReadUInt64BigEndian(bytes[8..]));
 

@@ -78,6 +78,16 @@ public sealed class TubeNodeOptions
     /// <summary>The largest window a client may register (default 256 MiB): windows are pinned host memory charged to the node.</summary>
     public long MaxWindowBytes { get; set; } = 256L << 20;
 
+    /// <summary>
+    /// The largest arena range a client may lease (default 1 GiB; 0: arenas refused, clients allocate
+    /// with a round trip each). A range is pool memory charged to the client's workflow from its lease
+    /// to its return, whether pieces use it or not.
+    /// </summary>
+    public long MaxArenaBytes { get; set; } = 1L << 30;
+
+    /// <summary>Arena ranges one connection may hold at once, over all GPUs (default 4: the one in use and the one leased ahead, on two GPUs).</summary>
+    public int MaxArenaRangesPerSession { get; set; } = 4;
+
     /// <summary>Leases and unfinished Puts one connection may hold at once (default 16,384).</summary>
     public int MaxHeldPerSession { get; set; } = 16384;
 
@@ -192,6 +202,9 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWindowBytes, 8L << 10, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxArenaBytes, nameof(MaxArenaBytes));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxArenaRangesPerSession, nameof(MaxArenaRangesPerSession));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxArenaRangesPerSession, 1024, nameof(MaxArenaRangesPerSession));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxNamesPerScope, nameof(MaxNamesPerScope));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxNamesPerScope, 1 << 20, nameof(MaxNamesPerScope));
         if (CacheHalfLife is { } halfLife)

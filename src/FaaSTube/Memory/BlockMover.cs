@@ -87,7 +87,7 @@ internal sealed class BlockMover : IDisposable
 
         lock (block.Sync)
         {
-            if (block.Slab is not { } slab || block.IsMoving || block.Uses > 0 || block.Freed || block.NeverEvict)
+            if (block.Slab is not { } slab || block.IsMoving || block.Uses > 0 || block.Freed || block.Unevictable)
             {
                 entry.Dispose();
                 return true;
@@ -218,7 +218,14 @@ internal sealed class BlockMover : IDisposable
         bool deviceSide = target == (move.Direction == MoveDirection.ToDevice);
         if (deviceSide)
         {
-            move.Slab.Free(move.Offset, move.Block.Rounded, _now());
+            if (!target && move.Block.CarvedFrom is not null)
+            {
+                move.Block.LeaveCarvedRangeLocked(_now()); // an evicted arena piece: its bytes go back where its range says
+            }
+            else
+            {
+                move.Slab.Free(move.Offset, move.Block.Rounded, _now());
+            }
         }
         else
         {

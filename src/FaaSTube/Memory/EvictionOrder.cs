@@ -69,7 +69,7 @@ internal sealed class EvictionOrder : IComparer<EvictionOrder.Candidate>
                 }
 
                 slab = block.Slab;
-                evictable = !block.IsMoving && block.Uses == 0 && !block.NeverEvict;
+                evictable = !block.IsMoving && block.Uses == 0 && !block.Unevictable;
                 candidate = new Candidate(block, block.NextUse, block.LastUse, block.Cache?.Per(block.Rounded));
             }
 

@@ -22,9 +22,11 @@ public sealed partial class GpuMemoryPool
 
     /// <summary>
     /// What the elastic rule wants reserved now: the sum over active functions (an arrival within max(<see cref="GpuPoolOptions.MinIdleTime"/>, their p99 inter-arrival time)) of
-    /// p99 size x p99 concurrency, at least the floor.
+    /// p99 size x p99 concurrency, at least the floor; plus the bytes of arena ranges leased to clients
+    /// that no piece holds (memory they hold ready: the pool cannot give it back while they do). Arena
+    /// pieces count as the allocations of their function; the ranges themselves are no function's arrivals.
     /// </summary>
-    public long TargetBytes => _target.Bytes(Now);
+    public long TargetBytes => _target.Bytes(Now) + _arena.UnusedBytes;
 
     /// <summary>
     /// Returns slabs that have been empty for <see cref="GpuPoolOptions.MinIdleTime"/> to the device, oldest first, while the
@@ -107,7 +109,11 @@ public sealed partial class GpuMemoryPool
             _spill.HostBytes,
             _spill.FileBytes,
             usage.Free == 0 ? 0 : 1 - (double)usage.LargestFree / usage.Free,
-            TargetBytes);
+            TargetBytes)
+        {
+            ArenaLeasedBytes = _arena.LeasedBytes,
+            ArenaUnusedBytes = _arena.UnusedBytes,
+        };
     }
 
     private void FreeRetired(Slab slab)
@@ -156,7 +162,9 @@ public sealed partial class GpuMemoryPool
     /// <summary>
     /// Walks every slab and block and throws when the books do not balance: blocks in a slab do not
     /// overlap each other or a free extent, are aligned, and with the free bytes cover the slab exactly;
-    /// every block lives in a slab of its own partition, and a slab still being cleared holds none.
+    /// every block lives in a slab of its own partition, and a slab still being cleared holds none. A
+    /// leased arena range counts as one block (its pieces lie inside it); once returned, its live
+    /// pieces count as blocks of their own and the rest must be free.
     /// (Reserved and in-use bytes are not checked against anything: they are read from the slabs, so
     /// there is no second count to drift.) For tests after every step; takes every lock, so not for hot paths.
     /// </summary>
@@ -180,6 +188,11 @@ public sealed partial class GpuMemoryPool
                         if (!string.Equals(slab.Partition, block.Partition, StringComparison.Ordinal) || slab.State == SlabState.Clearing)
                         {
                             throw new InvalidOperationException($"Slab {slab.Id} ({slab.State}, partition '{slab.Partition}') holds {block} of partition '{block.Partition}'.");
+                        }
+
+                        if (block.CarvedFrom is { IsLeased: true })
+                        {
+                            continue; // a piece inside a leased arena range: the range's block covers its bytes (CarvedRange checks its pieces)
                         }
 
                         ranges.Add((block.Offset, block.Rounded, What: block.ToString()));

@@ -41,6 +41,7 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
     private readonly PartitionQuotas _quotas;
     private readonly PartitionQuotas _cacheQuotas;
     private readonly PoolCounters _counters;
+    private readonly ArenaCounters _arena = new();
     private long _nextBlockId;
     private int _disposed;
 
@@ -99,7 +100,11 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
     /// <exception cref="PoolException"><see cref="PoolError.TooLarge"/>: the pool could never hold it (refused at once);
     /// <see cref="PoolError.QuotaExceeded"/>: its partition holds its quota already (refused at once);
     /// <see cref="PoolError.OutOfMemory"/>: nothing could give in time.</exception>
-    public async ValueTask<PoolBlock> AllocateAsync(long bytes, BlockOptions? options = null, CancellationToken cancellationToken = default)
+    public ValueTask<PoolBlock> AllocateAsync(long bytes, BlockOptions? options = null, CancellationToken cancellationToken = default) =>
+        AllocateCoreAsync(bytes, options, range: false, cancellationToken);
+
+    /// <summary>An allocation, or (<paramref name="range"/>) an arena range: never evicted, no function's arrival, its pieces carved by <see cref="Carve"/>.</summary>
+    private async ValueTask<PoolBlock> AllocateCoreAsync(long bytes, BlockOptions? options, bool range, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
@@ -111,7 +116,7 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
         FunctionArrivals arrivals;
         try
         {
-            arrivals = _target.Arrive(options.Function, rounded, Now);
+            arrivals = range ? RangeArrivals(rounded) : _target.Arrive(options.Function, rounded, Now);
         }
         catch
         {
@@ -137,6 +142,12 @@ public sealed partial class GpuMemoryPool : IAsyncDisposable
             arrivals.Depart();
             usage?.Give(rounded);
             throw;
+        }
+
+        if (range)
+        {
+            block.Carving = new CarvedRange(block.Slab!, block.Offset, rounded, usage, _arena); // placed, never evicted: its place is for good
+            block.Usage = null; // the range charges the quota (CarvedRange)
         }
 
         block.LastUse = _time.GetTimestamp();

@@ -135,11 +135,33 @@ public sealed class PoolBlock
 
     internal SpillStore.SpillEntry? Spill { get; set; }
 
-    /// <summary>Its partition's quota counter, or its cache's once <see cref="InCache"/> (null for partition ""), given back when it is freed; changed under <see cref="Sync"/>.</summary>
+    /// <summary>Its partition's quota counter, or its cache's once <see cref="InCache"/> (null for partition "", and for an arena range or a piece inside one: <see cref="CarvedRange"/> charges those), given back when it is freed; changed under <see cref="Sync"/>.</summary>
     internal PartitionUsage? Usage { get; set; }
 
     /// <summary>Charged to its partition's cache bound instead of its quota (<see cref="GpuMemoryPool.MoveToCache"/>).</summary>
     internal bool InCache { get; set; }
+
+    /// <summary>Set on an arena range (a block leased to a client whole, never evicted): its carved pieces (<see cref="CarvedRange"/>).</summary>
+    internal CarvedRange? Carving { get; set; }
+
+    /// <summary>Set on a piece while its bytes lie in the arena range it was carved from (cleared when it is evicted out of it).</summary>
+    internal CarvedRange? CarvedFrom { get; set; }
+
+    /// <summary>Never evicted now: marked so, or a piece of an arena range its client still holds (its bytes are the client's range).</summary>
+    internal bool Unevictable => _neverEvict || CarvedFrom is { IsLeased: true };
+
+    /// <summary>
+    /// Gives back the device range of a piece evicted out of its arena range (under <see cref="Sync"/>,
+    /// by the mover): its bytes go where the range says; the piece, now in the spill store, keeps
+    /// its quota charge unless it was freed meanwhile.
+    /// </summary>
+    internal void LeaveCarvedRangeLocked(TimeSpan now)
+    {
+        var range = CarvedFrom!;
+        range.Gone(Offset - range.BaseOffset, Rounded, keepCharge: !Freed, now);
+        CarvedFrom = null;
+        Usage = Freed ? null : range.Usage;
+    }
 
     internal bool IsMoving { get; set; }
 
@@ -160,7 +182,19 @@ public sealed class PoolBlock
     {
         if (Slab is { } slab)
         {
-            slab.Free(Offset, Rounded, now);
+            if (Carving is { } range)
+            {
+                range.Return(now); // an arena range: the bytes no live piece holds go back
+            }
+            else if (CarvedFrom is { } from)
+            {
+                from.Gone(Offset - from.BaseOffset, Rounded, keepCharge: false, now); // a piece: back to its range, or to the slab once the range was returned
+            }
+            else
+            {
+                slab.Free(Offset, Rounded, now);
+            }
+
             Slab = null;
         }
 

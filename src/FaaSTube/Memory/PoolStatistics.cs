@@ -14,7 +14,7 @@ namespace FaaSTube.Memory;
 /// <param name="SpillHostBytes">Bytes in host spill memory now.</param>
 /// <param name="SpillFileBytes">Bytes in spill files now.</param>
 /// <param name="Fragmentation">1 - largest free extent / free bytes (0 when all free memory is one extent).</param>
-/// <param name="TargetBytes">What the elastic rule wants reserved now (sum of active functions' reservations, at least the floor).</param>
+/// <param name="TargetBytes">What the elastic rule wants reserved now: the sum of active functions' reservations (at least the floor), plus <see cref="ArenaUnusedBytes"/> (memory clients hold ready that the pool cannot give back while they do).</param>
 public readonly record struct PoolStatistics(
     long ReservedBytes,
     long InUseBytes,
@@ -29,4 +29,14 @@ public readonly record struct PoolStatistics(
     long SpillHostBytes,
     long SpillFileBytes,
     double Fragmentation,
-    long TargetBytes);
+    long TargetBytes)
+{
+    /// <summary>
+    /// Bytes of the arena ranges leased to clients now (each one block, counted whole in
+    /// <see cref="InUseBytes"/> and in its partition's quota from its lease to its return).
+    /// </summary>
+    public long ArenaLeasedBytes { get; init; }
+
+    /// <summary>Of <see cref="ArenaLeasedBytes"/>, the bytes no live piece holds: leased but unused, ready for the clients' next allocations (also counted in <see cref="TargetBytes"/>).</summary>
+    public long ArenaUnusedBytes { get; init; }
+}

@@ -646,6 +646,10 @@ public sealed partial class HostileFuzzTests
                 hostileIds.Add(own[^1]);
                 slabs.Add((r.I32(), r.I32(), r.I32()));
                 break;
+            case FrameType.ArenaLease:
+                r.I64(); // the range's number
+                slabs.Add((r.I32(), r.I32(), r.I32()));
+                break;
             case FrameType.Get when reply.Length > 9:
                 r.I64();
                 r.U8(); // the path
@@ -666,7 +670,8 @@ public sealed partial class HostileFuzzTests
     }
 
     private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete, FrameType.Sync,
-        FrameType.NamedPutBegin, FrameType.NamedCommit, FrameType.NamedGet, FrameType.NamedWhere, FrameType.NamedLoadFailed, FrameType.NamedDelete, FrameType.NamedAllocate];
+        FrameType.NamedPutBegin, FrameType.NamedCommit, FrameType.NamedGet, FrameType.NamedWhere, FrameType.NamedLoadFailed, FrameType.NamedDelete, FrameType.NamedAllocate,
+        FrameType.ArenaLease, FrameType.ArenaCarve, FrameType.ArenaReturn];
 
     /// <summary>One hostile frame: every type, well formed or not, on own, foreign and made-up ids and slabs.</summary>
     private static Generated Generate(Random random, List<TubeId> own, List<(int Device, int Slab, int Generation)> slabs, TubeId[] victimIds)
@@ -685,14 +690,9 @@ public sealed partial class HostileFuzzTests
 
         if (pick < 9)
         {
-            byte unknown;
-            do
-            {
-                unknown = (byte)random.Next(21, 128 + 128 - 3);
-                unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // 21..127 and 131..255
-            }
-            while (Enum.IsDefined((FrameType)unknown)); // past Status: the request types added since (NamedAllocate 24) are known
-
+            int firstUnknown = Enum.GetValues<FrameType>().Where(t => (byte)t < 128).Max(t => (byte)t) + 1; // past the last request the protocol defines
+            byte unknown = (byte)random.Next(firstUnknown, 128 + 128 - 3);
+            unknown = unknown >= 128 ? (byte)(unknown + 3) : unknown; // past the requests up to 127, and 131..255
             if (random.Next(8) == 0)
             {
                 unknown = 0;
@@ -815,6 +815,16 @@ public sealed partial class HostileFuzzTests
             case FrameType.NamedLoadFailed:
                 w.Str(Namespace(random)).Str(Pick(random, HostileNames)).Str(Pick(random, "", "disk on fire", new string('x', 4000)));
                 return (w.Memory.ToArray(), Expect.Any, "NamedLoadFailed"); // bytes after its (no) fields are ignored, as after every payload's
+            case FrameType.ArenaLease:
+                w.I64(Length()).I32(Device());
+                return (w.Memory.ToArray(), Expect.Any, "ArenaLease size");
+            case FrameType.ArenaCarve:
+                // A range number of its own, another session's (numbers are small and shared by the node) or made up; any piece.
+                w.I64(Pick(random, 1L, 2L, 3L, random.Next(1, 200), 0, -1, long.MaxValue, long.MinValue)).Id(id).I64(Offset()).I64(Length());
+                return (w.Memory.ToArray(), Expect.Any, $"ArenaCarve {idName}");
+            case FrameType.ArenaReturn:
+                w.I64(Pick(random, 1L, 2L, 3L, random.Next(1, 200), 0, -1, long.MaxValue, long.MinValue));
+                return (w.Memory.ToArray(), Expect.Any, "ArenaReturn");
             case FrameType.SlabClosed:
                 (int Device, int Slab, int Generation) slab = slabs.Count > 0 && random.Next(2) == 0 ? slabs[random.Next(slabs.Count)] : (0, random.Next(0, 4), random.Next(0, 3));
                 int tweak = random.Next(5);

@@ -34,7 +34,7 @@ internal sealed class NodeHarness : IAsyncDisposable
         return new NodeHarness(await TubeNode.StartAsync(options, loggerFactory, time ?? clock)) { Clock = clock }; // one clock for TTLs, pool windows and deadlines (or the test's own: a FakeTimeProvider whose timers it fires)
     }
 
-    public async Task<TubeClient> ConnectAsync(bool inProcess, string workflow = "wf", string function = "f", int windowBytes = 2 << 20, int controlRingBytes = 64 << 10)
+    public async Task<TubeClient> ConnectAsync(bool inProcess, string workflow = "wf", string function = "f", int windowBytes = 2 << 20, int controlRingBytes = 64 << 10, long arenaBytes = 0)
     {
         var options = new TubeClientOptions
         {
@@ -43,6 +43,7 @@ internal sealed class NodeHarness : IAsyncDisposable
             Workflow = workflow,
             Function = function,
             WindowBytes = windowBytes,
+            ArenaBytes = arenaBytes,
             Gpus = new GpuSystemOptions { Backend = Node.Gpus.Backend, SimulatedTopology = Node.Gpus.Topology },
         };
         var client = inProcess ? await TubeClient.ConnectInProcessAsync(Node, options) : await TubeClient.ConnectAsync(options);

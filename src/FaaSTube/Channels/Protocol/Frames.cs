@@ -28,6 +28,9 @@ internal enum FrameType : byte
     NamedLoadFailed = 18,
     NamedDelete = 19,
     Status = 20,
+    ArenaLease = 21,
+    ArenaCarve = 22,
+    ArenaReturn = 23,
     NamedAllocate = 24,
 
     Ok = 128,
@@ -39,11 +42,12 @@ internal enum FrameType : byte
 internal static class OneWay
 {
     /// <summary>
-    /// Publish and Release: a producer's handoff and a consumer's end cost no round trip. The node
+    /// Publish, Release, ArenaCarve and ArenaReturn: a producer's handoff (an allocation carved from its
+    /// arena range, then its publish) and a consumer's end cost no round trip. The node
     /// applies them in the order they arrive, before it reads the next frame, so a later request on
     /// the same connection sees their effect (<c>Sync</c> waits for exactly that).
     /// </summary>
-    public static bool Is(FrameType type) => type is FrameType.Publish or FrameType.Release;
+    public static bool Is(FrameType type) => type is FrameType.Publish or FrameType.Release or FrameType.ArenaCarve or FrameType.ArenaReturn;
 }
 
 /// <summary>
@@ -52,7 +56,7 @@ internal static class OneWay
 /// </summary>
 internal static class Frames
 {
-    /// <summary>5: NamedAllocate (24) and NamedGet to host memory (device -1); 4: every request after Hello begins with its W3C trace context (3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
+    /// <summary>5: arena ranges (ArenaLease 21, ArenaCarve 22, ArenaReturn 23), NamedAllocate (24) and NamedGet to host memory (device -1) (4: every request after Hello began with its W3C trace context; 3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
     public const ushort Version = 5;
     public const int HeaderBytes = 9;
 

@@ -37,6 +37,9 @@ internal static class Requests
         FrameType.NamedWhere => Payload.Read<NamedWhere>(payload),
         FrameType.NamedLoadFailed => Payload.Read<NamedLoadFailed>(payload),
         FrameType.NamedDelete => Payload.Read<NamedDelete>(payload),
+        FrameType.ArenaLease => Payload.Read<ArenaLease>(payload),
+        FrameType.ArenaCarve => Payload.Read<ArenaCarve>(payload),
+        FrameType.ArenaReturn => Payload.Read<ArenaReturn>(payload),
         FrameType.NamedAllocate => Payload.Read<NamedAllocate>(payload),
         _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
     };
