@@ -35,8 +35,20 @@ internal sealed class StageWorker(TubeClient client, Stage stage) : IDisposable
     private async Task<string> ThroughTubeAsync(TubeId input, ulong salt, int consumers)
     {
         long t0 = Stopwatch.GetTimestamp();
-        await using var source = await client.GetAsync(input);          // zero copy: the producer's pool memory, mapped
-        var output = await client.AllocateAsync(stage.OutputBytes);      // from the pool's cache, to write in place
+        var allocating = client.AllocateAsync(stage.OutputBytes);        // from the pool's cache, to write in place: overlapped with the Get
+        TubeBuffer received;
+        try
+        {
+            received = await client.GetAsync(input);                     // zero copy: the producer's pool memory, mapped (one round trip)
+        }
+        catch
+        {
+            await (await allocating).DisposeAsync();                      // the output is not needed any more
+            throw;
+        }
+
+        await using var source = received;
+        var output = await allocating;
         double inputMs = StageTimes.Ms(t0);
 
         long t1 = Stopwatch.GetTimestamp();
@@ -44,7 +56,7 @@ internal sealed class StageWorker(TubeClient client, Stage stage) : IDisposable
         double computeMs = StageTimes.Ms(t1);
 
         long t2 = Stopwatch.GetTimestamp();
-        var id = await client.PublishAsync(output, _stream, new PutOptions { Consumers = consumers });
+        var id = await client.PublishAsync(output, _stream, new PutOptions { Consumers = consumers }); // one way: no round trip
         return $"{id} {new StageTimes(inputMs, computeMs, StageTimes.Ms(t2))}";
     }
 

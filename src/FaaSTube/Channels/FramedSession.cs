@@ -92,12 +92,7 @@ internal sealed class FramedSession
         finally
         {
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
-            _ringRequests?.Dispose(); // every request has ended: nothing answers on the ring any more
-            if (_ring is not null)
-            {
-                _ring.Dispose();
-                _session.Node.ReturnRingSession();
-            }
+            _ring?.Dispose(); // every request has ended: nothing answers on the ring any more
         }
     }
 
@@ -135,6 +130,12 @@ internal sealed class FramedSession
 
     private async Task CloseAsync()
     {
+        _ringReplies?.Close(); // answers still waiting for room fail now: their requests let go of their slots
+        if (_ringRequests is not null)
+        {
+            _ringRequests.Dispose(); // its thread has left (the session's end cancelled its wait for a slot)
+            _session.Node.ReturnRingSession(); // before the session counts as ended
+        }
         await FrameWriter.Quietly(_reader.CompleteAsync()).ConfigureAwait(false);
         await _writer.CompleteAsync().ConfigureAwait(false);
     }

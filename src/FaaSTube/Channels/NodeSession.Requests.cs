@@ -377,15 +377,16 @@ internal sealed partial class NodeSession
     /// <summary>
     /// Waits for the Publish of <paramref name="id"/> without holding a request slot (a connection's
     /// later requests, its own Publishes among them, are read meanwhile), in one of at most
-    /// <see cref="TubeNodeOptions.MaxRequestsInFlight"/> wait slots; then takes a request slot again
-    /// before going on. The session's end waits for the wait slots before the request slots
+    /// <see cref="TubeNodeOptions.MaxRequestsInFlight"/> wait slots (when all are taken, in its request
+    /// slot); then takes a request slot again before going on. The session's end waits for the wait slots before the request slots
     /// (<see cref="EndAsync"/>), so a wait that ends then still finds a request slot to give back.
     /// </summary>
     private async Task<DataEntry> WaitForPublishAsync(TubeId id, TimeSpan wait)
     {
         if (!_waits.Wait(0))
         {
-            throw new TubeException(TubeError.BadRequest, $"This client has {_node.Options.MaxRequestsInFlight} Gets waiting for publishes, the most the node allows one connection.");
+            // Every wait slot is taken: this Get waits in its request slot (bounded by the slots, as before).
+            return await _node.Directory.FindPublishedAsync(_workflow, id, wait, _ended.Token).ConfigureAwait(false);
         }
 
         Exit();

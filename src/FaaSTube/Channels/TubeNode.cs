@@ -337,7 +337,7 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     internal void ReturnRingSession() => Interlocked.Decrement(ref _ringSessions);
 
-    /// <summary>The most requests one session ever had running at once (never above <see cref="TubeNodeOptions.MaxRequestsInFlight"/>).</summary>
+    /// <summary>The most requests one session ever had running at once (at most <see cref="TubeNodeOptions.MaxRequestsInFlight"/> in slots, and as many Gets again waiting for publishes).</summary>
     internal int PeakRequestsPerSession => Volatile.Read(ref _peakRunning);
 
     /// <summary>Raised with a session's count of running requests each time one starts (tests wait on it).</summary>

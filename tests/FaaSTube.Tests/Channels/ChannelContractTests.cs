@@ -265,6 +265,42 @@ public abstract class ChannelContractTests
     }
 
     [TestMethod]
+    public async Task More_gets_waiting_for_publishes_than_request_slots_all_get_their_data()
+    {
+        const int Slots = 2, Consumers = 5;
+        await using var h = await NodeHarness.StartAsync(configure: o => o.MaxRequestsInFlight = Slots);
+        var producer = await Connect(h);
+        var consumer = await Connect(h);
+        var outputs = new List<TubeBuffer>();
+        for (int i = 0; i < Consumers; i++)
+        {
+            outputs.Add(await producer.AllocateAsync(4096));
+        }
+
+        var parked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Node.RequestStarted += running =>
+        {
+            if (running >= 2 * Slots)
+            {
+                parked.TrySetResult(); // two in wait slots, two waiting in request slots: the fifth waits unread
+            }
+        };
+        var gets = outputs.Select(o => consumer.GetAsync(o.Id)).ToList();
+        await parked.Task.WaitAsync(ChildProcess.Timeout);
+        foreach (var output in outputs)
+        {
+            using var stream = output.Device.CreateStream();
+            await producer.PublishAsync(output, stream);
+        }
+
+        foreach (var (get, output) in gets.Zip(outputs))
+        {
+            await using var got = await get.WaitAsync(ChildProcess.Timeout); // told to wait, never refused
+            Assert.AreEqual(output.Id, got.Id);
+        }
+    }
+
+    [TestMethod]
     public async Task A_get_of_data_not_yet_published_waits_for_the_publish()
     {
         var random = Seeds.Create(TestContext);

@@ -558,6 +558,34 @@ public sealed class NodeSafetyTests
     }
 
     [TestMethod]
+    public async Task An_in_process_consumers_code_after_its_get_runs_on_the_pool_not_on_the_publishers_ring_thread()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        var producer = await h.ConnectAsync(inProcess: false);
+        Assert.IsTrue(producer.UsesControlRing);
+        var consumer = await h.ConnectAsync(inProcess: true);
+        var output = await producer.AllocateAsync(4096);
+        var get = consumer.GetAsync(output.Id); // in process: parked on the node before this returns
+        Assert.IsFalse(get.IsCompleted);
+        var consumed = ThreadOfConsumerAsync(get);
+        using (var stream = output.Device.CreateStream())
+        {
+            await producer.PublishAsync(output, stream, new PutOptions { Consumers = 2 }); // read and applied on the producer's ring thread
+        }
+
+        string? thread = await consumed.WaitAsync(ChildProcess.Timeout);
+        TestContext.WriteLine($"the consumer went on on '{thread}'");
+        Assert.IsFalse(thread?.StartsWith("faastube-session", StringComparison.Ordinal) ?? false, "never on a session's ring thread: the consumer's code cannot hold up the producer's ring");
+        Assert.AreEqual(0, await producer.WhereAsync(output.Id));
+
+        static async Task<string?> ThreadOfConsumerAsync(Task<TubeBuffer> get)
+        {
+            await using var got = await get;
+            return Thread.CurrentThread.Name;
+        }
+    }
+
+    [TestMethod]
     public async Task A_put_is_committed_and_an_allocation_published_never_the_other_way_and_refusals_free_their_count()
     {
         await using var h = await NodeHarness.StartAsync(configure: o => o.MaxHeldPerSession = 4);

@@ -82,6 +82,33 @@ public sealed class RingSessionTests
     }
 
     [TestMethod]
+    public async Task A_busy_client_that_keeps_the_nodes_ring_full_is_not_failed_while_every_call_is_answered()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        await using var client = await TubeClient.ConnectAsync(new TubeClientOptions
+        {
+            ControlRingBytes = 4 << 10, // small: 500 calls in flight keep it full
+            SocketPath = h.Socket,
+            CallTimeout = TimeSpan.FromSeconds(1), // the client's stall limit too: counted from the node's last progress
+            Gpus = new FaaSTube.Devices.GpuSystemOptions { Backend = h.Node.Gpus.Backend, SimulatedTopology = h.Node.Gpus.Topology },
+        });
+        Assert.IsTrue(client.UsesControlRing);
+        var until = System.Diagnostics.Stopwatch.StartNew();
+        long calls = 0;
+        var loops = Enumerable.Range(0, 500).Select(_ => Task.Run(async () =>
+        {
+            while (until.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                await client.FlushAsync();
+                Interlocked.Increment(ref calls);
+            }
+        }));
+        await Task.WhenAll(loops); // no TubeNodeUnavailableException: the ring stayed full for 3 s, but never without progress for 1 s
+        TestContext.WriteLine($"{calls} calls in 3 s from 500 loops over a 4 KiB ring");
+        Assert.IsGreaterThan(500L, calls);
+    }
+
+    [TestMethod]
     public async Task Beyond_MaxRingSessions_a_client_is_served_over_the_socket()
     {
         await using var h = await NodeHarness.StartAsync(configure: o => o.MaxRingSessions = 1);

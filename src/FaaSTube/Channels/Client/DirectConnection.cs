@@ -17,7 +17,16 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
         where TReply : IPayload<TReply>
     {
         await PostsApplied().ConfigureAwait(false); // a later request sees every earlier one-way request applied, as on a connection
-        return (TReply)(await RunAsync(request).WaitAsync(cancellationToken).ConfigureAwait(false));
+        var run = RunAsync(request);
+        if (!run.IsCompleted)
+        {
+            // It goes on elsewhere (a Get that waited resumes on the publisher's thread, perhaps a
+            // session's ring thread): the caller's code continues on the thread pool, never there.
+            await ((Task)run).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.Yield();
+        }
+
+        return (TReply)await run.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public ValueTask PostAsync(IRequest<Empty> request)

@@ -65,7 +65,7 @@ internal sealed class FramedConnection : INodeConnection
 
         if (_ring is { } ring)
         {
-            _ringRequests = new ControlRingSender(ring, _callTimeout, 1 << 16, Fail);
+            _ringRequests = new ControlRingSender(ring, _callTimeout, 1 << 16, RingStuck, fromLastProgress: true);
             _ringAnswers = new ControlRingReceiver(ring, 1 << 20, (f, _) => Dispatch(f.Type, f.RequestId, f.Payload), e => Fail(e ?? new IOException("The control ring was closed.")), name: "faastube-client-ring");
         }
 
@@ -113,6 +113,13 @@ internal sealed class FramedConnection : INodeConnection
         return [];
     }
 
+    /// <summary>The node took nothing off the ring for a call timeout: the connection is over (its close ends the node's session and frees what it held).</summary>
+    private void RingStuck(Exception cause)
+    {
+        Fail(cause);
+        _ = _writer.CompleteAsync().AsTask();
+    }
+
     /// <summary>A frame on the ring once there is one (in order, never blocking), else on the socket.</summary>
     private ValueTask SendAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
@@ -156,7 +163,11 @@ internal sealed class FramedConnection : INodeConnection
             {
                 // The node may have closed after telling why (access denied, bad version): let the
                 // reader see that frame first, so the caller gets the reason, not a broken pipe.
-                await Task.WhenAny(_readLoop, Task.Delay(_callTimeout, CancellationToken.None)).ConfigureAwait(false);
+                if (Volatile.Read(ref _dead) is null)
+                {
+                    await ((Task)Task.WhenAny(_readLoop, Task.Delay(_callTimeout, cancellationToken))).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                }
+
                 Fail(e);
             }
 

@@ -10,11 +10,14 @@ namespace FaaSTube.Channels.Transport;
 /// awaits it (the node's request, holding its request slot) pushes back on the peer. The queue is
 /// emptied by one drain task that polls for room (1 ms, doubling to 10 ms: it never blocks a
 /// thread-pool thread). At most <see cref="_maxQueued"/> frames wait; and a peer that leaves the
-/// ring backed up for <see cref="_stallTimeout"/> from the moment it first filled, however it
-/// trickles, is stuck: <see cref="_stuck"/> is told (the session or connection is then closed) and
-/// every waiting frame fails with <see cref="ObjectDisposedException"/>.
+/// ring backed up for <see cref="_stallTimeout"/> is stuck: <see cref="_stuck"/> is told (the
+/// session or connection is then closed) and every waiting frame fails with
+/// <see cref="ObjectDisposedException"/>. The node counts from the moment the ring first filled,
+/// however the client trickles (its requests' slots already bound what waits); the client counts
+/// from the node's last progress (<paramref name="fromLastProgress"/>), since a busy client may keep
+/// the node's ring full for as long as it likes while every call is answered quickly.
 /// </summary>
-internal sealed class ControlRingSender(ControlRing ring, TimeSpan stallTimeout, int maxQueued, Action<Exception> stuck)
+internal sealed class ControlRingSender(ControlRing ring, TimeSpan stallTimeout, int maxQueued, Action<Exception> stuck, bool fromLastProgress = false)
 {
     private readonly TimeSpan _stallTimeout = stallTimeout;
     private readonly int _maxQueued = maxQueued;
@@ -92,6 +95,10 @@ internal sealed class ControlRingSender(ControlRing ring, TimeSpan stallTimeout,
                     {
                         _queue.Dequeue().Sent.TrySetResult();
                         delay = TimeSpan.FromMilliseconds(1);
+                        if (fromLastProgress)
+                        {
+                            backedUpSince = Stopwatch.GetTimestamp();
+                        }
                     }
 
                     if (_queue.Count == 0)
@@ -124,6 +131,15 @@ internal sealed class ControlRingSender(ControlRing ring, TimeSpan stallTimeout,
 
             await Task.Delay(delay).ConfigureAwait(false);
             delay = delay * 2 < TimeSpan.FromMilliseconds(10) ? delay * 2 : TimeSpan.FromMilliseconds(10);
+        }
+    }
+
+    /// <summary>The connection is closing: every waiting frame fails now (their requests let go of their slots), every later one at once.</summary>
+    public void Close()
+    {
+        lock (_sync)
+        {
+            FailLocked();
         }
     }
 
