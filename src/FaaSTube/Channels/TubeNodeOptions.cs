@@ -97,6 +97,22 @@ public sealed class TubeNodeOptions
     /// </summary>
     public IReadOnlyDictionary<string, byte[]>? RemoteSecrets { get; set; }
 
+    /// <summary>
+    /// Remote clients that may be connected at once, authenticated (default 64; at most
+    /// <see cref="MaxSessionsPerUser"/> counts too). Each has a UCX worker and a progress thread of
+    /// its own (its unexpected messages die with it): a connection over the limit is rejected by
+    /// the listener before any endpoint exists.
+    /// </summary>
+    public int MaxRemoteSessions { get; set; } = 64;
+
+    /// <summary>
+    /// Remote connections that may be in their handshake at once (default 16): accepted, not yet
+    /// authenticated, each with its own worker until its proof or <see cref="HelloTimeout"/>
+    /// (counted from the accept, over every send and receive of the handshake). More are rejected by
+    /// the listener; they never count against <see cref="MaxRemoteSessions"/>.
+    /// </summary>
+    public int MaxRemoteHandshakes { get; set; } = 16;
+
     /// <summary>UCX settings for the network listener (names without the <c>UCX_</c> prefix, e.g. <c>TLS=tcp</c>); null: UCX's defaults and environment.</summary>
     internal IReadOnlyDictionary<string, string>? UcxSettings { get; set; }
 
@@ -125,6 +141,8 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxWindowBytes, int.MaxValue, nameof(MaxWindowBytes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxHeldPerSession, nameof(MaxHeldPerSession));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteSessions, nameof(MaxRemoteSessions));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteHandshakes, nameof(MaxRemoteHandshakes));
         if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
         {
             throw new ArgumentOutOfRangeException(nameof(RemoteSecrets), $"The secret of workflow '{weak}' has fewer than 16 bytes.");

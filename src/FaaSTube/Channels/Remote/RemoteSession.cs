@@ -11,7 +11,12 @@ namespace FaaSTube.Channels.Remote;
 /// A remote client's session on the node, over one UCX endpoint (docs/protocol.md, Remote clients).
 /// The node speaks first: a challenge (the session's tag bits and 32 random bytes); the client's
 /// Hello must carry HMAC-SHA256(its workflow's secret, challenge, workflow, function), checked in
-/// fixed time, within <see cref="TubeNodeOptions.HelloTimeout"/>; nothing else is read before.
+/// fixed time, and the session must be one of the authenticated remote sessions the node allows;
+/// the whole handshake (every send and receive of it, from the accept) has
+/// <see cref="TubeNodeOptions.HelloTimeout"/>, then the endpoint is closed by force (the only thing
+/// that fails a send a frozen peer never takes) and the session ends; nothing else is read before.
+/// The session has a UCX worker of its own (only its endpoint can reach its receives), destroyed
+/// when it ends, with whatever its peer sent that nothing received.
 /// Then requests are the socket's frames executed by the same <see cref="NodeSession"/>, in the same
 /// request slots; the window is memory the node allocated (<see cref="NodeSession.OpenRemote"/>):
 /// a PutPart's bytes are received straight into it before the part runs, a GetToHost part's bytes
@@ -24,36 +29,55 @@ internal sealed partial class RemoteSession
     public const uint RemoteUid = uint.MaxValue;
 
     private readonly NodeSession _session;
+    private readonly RemoteListener _listener;
+    private readonly UcxWorker _worker;
     private readonly UcxEndpoint _endpoint;
     private readonly ulong _tag = RemoteWire.NewSession();
     private readonly HashSet<Task> _dataReceives = [];
     private readonly ILogger _logger;
+    private volatile bool _forced;
+    private bool _authenticated;
 
-    private RemoteSession(NodeSession session, UcxEndpoint endpoint, ILogger logger)
+    private RemoteSession(NodeSession session, RemoteListener listener, UcxWorker worker, UcxEndpoint endpoint, ILogger logger)
     {
         _session = session;
+        _listener = listener;
+        _worker = worker;
         _endpoint = endpoint;
         _logger = logger;
     }
 
-    /// <summary>Serves an accepted endpoint until it ends; <paramref name="refusal"/>: refuse its Hello with this (AccessDenied).</summary>
-    public static void Start(TubeNode node, UcxEndpoint endpoint, string? refusal, CancellationToken stop)
+    /// <summary>Serves an endpoint accepted on its own <paramref name="worker"/> until it ends (then destroys the worker); the handshake's deadline runs from now.</summary>
+    public static void Start(TubeNode node, RemoteListener listener, UcxWorker worker, UcxEndpoint endpoint, CancellationToken stop)
     {
         var session = node.NewSession(0, RemoteUid, inProcess: false);
-        var remote = new RemoteSession(session, endpoint, node.Logger);
-        session.Completion = Task.Run(() => remote.RunAsync(refusal, stop), CancellationToken.None);
+        var remote = new RemoteSession(session, listener, worker, endpoint, node.Logger);
+        var deadline = new CancellationTokenSource(node.Options.HelloTimeout);
+        session.Completion = Task.Run(() => remote.RunAsync(deadline, stop), CancellationToken.None);
+    }
+
+    /// <summary>The handshake's deadline passed, or the node stops: the endpoint closes by force now (its pending sends fail) and the session ends; nothing waits on the peer.</summary>
+    private void ForceClose()
+    {
+        _forced = true;
+        _session.Abort();
+        _ = _endpoint.CloseAsync(force: true).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private TubeNodeOptions Options => _session.Node.Options;
 
-    private async Task RunAsync(string? refusal, CancellationToken stop)
+    private async Task RunAsync(CancellationTokenSource deadline, CancellationToken stop)
     {
-        using var stopping = stop.Register(static s => ((NodeSession)s!).Abort(), _session);
+        using var handshakeDeadline = deadline;
+        var overdue = deadline.Token.Register(static s => ((RemoteSession)s!).ForceClose(), this);
+        using var stopping = stop.Register(static s => ((RemoteSession)s!).ForceClose(), this);
         _ = _endpoint.Failed.ContinueWith(static (_, s) => ((NodeSession)s!).Abort(), _session, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         var ended = _session.Ended;
         try
         {
-            if (!await HandshakeAsync(refusal, ended).ConfigureAwait(false))
+            bool open = await HandshakeAsync(ended).ConfigureAwait(false);
+            await overdue.DisposeAsync().ConfigureAwait(false); // a deadline that fired meanwhile has ended the session
+            if (!open)
             {
                 return;
             }
@@ -98,29 +122,23 @@ internal sealed partial class RemoteSession
         }
         finally
         {
+            await overdue.DisposeAsync().ConfigureAwait(false);
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
+            _listener.Ended(_authenticated);
         }
     }
 
     /// <summary>Challenge, Hello with its proof, the session opened with a node-allocated window. False when the session must end.</summary>
-    private async Task<bool> HandshakeAsync(string? refusal, CancellationToken ended)
+    private async Task<bool> HandshakeAsync(CancellationToken ended)
     {
         byte[] nonce = RandomNumberGenerator.GetBytes(RemoteWire.NonceBytes);
-        await _endpoint.SendAsync(RemoteWire.Challenge(_tag, nonce), RemoteWire.Tag(RemoteKind.Challenge, _tag)).ConfigureAwait(false);
+        await _endpoint.SendAsync(RemoteWire.Challenge(_tag, nonce), RemoteWire.Tag(RemoteKind.Challenge, _tag)).WaitAsync(ended).ConfigureAwait(false);
 
-        var timeoutAfter = Options.HelloTimeout;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ended);
-        timeout.CancelAfter(timeoutAfter);
         var buffer = new byte[4096 + 3 * Frames.MaxNameBytes];
         UcxMessage message;
         try
         {
-            message = await _endpoint.ReceiveAsync(buffer, RemoteWire.Tag(RemoteKind.Hello, _tag), ulong.MaxValue, timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!ended.IsCancellationRequested)
-        {
-            await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.BadRequest, $"No Hello within {timeoutAfter.TotalSeconds:0.###} s.")).ConfigureAwait(false);
-            return false;
+            message = await _endpoint.ReceiveAsync(buffer, RemoteWire.Tag(RemoteKind.Hello, _tag), ulong.MaxValue, ended).WaitAsync(ended).ConfigureAwait(false);
         }
         catch (UcxException e) when (e.Status == UcsStatus.ErrMessageTruncated)
         {
@@ -146,11 +164,6 @@ internal sealed partial class RemoteSession
                 throw new InvalidDataException("A remote Hello ends with its proof.");
             }
 
-            if (refusal is not null)
-            {
-                throw new TubeException(TubeError.AccessDenied, refusal);
-            }
-
             // The same answer whether the workflow is unknown or the proof wrong: no oracle of which workflows exist.
             byte[]? secret = Options.RemoteSecrets is { } secrets && secrets.TryGetValue(hello.Workflow, out var s) ? s : null;
             byte[] expected = RemoteWire.Proof(secret ?? new byte[32], nonce, hello.Workflow, hello.Function);
@@ -161,6 +174,12 @@ internal sealed partial class RemoteSession
                 throw new TubeException(TubeError.AccessDenied, $"Workflow '{hello.Workflow}' is not open to remote clients, or the proof of its secret is wrong.");
             }
 
+            if (!_listener.TryAuthenticate())
+            {
+                throw new TubeException(TubeError.AccessDenied, $"The node has {Math.Min(Options.MaxRemoteSessions, Options.MaxSessionsPerUser)} remote clients connected, the most it allows.");
+            }
+
+            _authenticated = true;
             var ok = _session.OpenRemote(hello);
             LogOpened(_logger, _session.Id, _endpoint.Peer?.ToString() ?? "?", hello.Workflow, hello.Function);
             await AnswerAsync(FrameType.Ok, requestId, Payload.Writer(ok).Memory).ConfigureAwait(false);
@@ -277,9 +296,9 @@ internal sealed partial class RemoteSession
     {
         try
         {
-            await _endpoint.SendAsync(Frames.Encode(type, requestId, payload.Span), RemoteWire.Tag(RemoteKind.Answer, _tag)).ConfigureAwait(false);
+            await _endpoint.SendAsync(Frames.Encode(type, requestId, payload.Span), RemoteWire.Tag(RemoteKind.Answer, _tag)).WaitAsync(_session.Ended).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is UcxException or ObjectDisposedException)
+        catch (Exception e) when (e is UcxException or ObjectDisposedException or OperationCanceledException)
         {
             // The client is gone; the session's end cleans up.
         }
@@ -287,59 +306,33 @@ internal sealed partial class RemoteSession
 
     /// <summary>
     /// The session's transport closes (its requests were cancelled; EndAsync then waits for them):
-    /// the endpoint is flushed (a last error reaches the client) and closed, by force after 5 s; then
-    /// every receive into the window has completed before the window can be given back.
+    /// the endpoint is flushed (a last answer reaches the client), at most 2 s, unless it was closed
+    /// by force (the handshake's deadline, the node's stop); then the session's worker is destroyed:
+    /// every send and receive still pending fails (bounded: the worker gives UCX 2 s), nothing of
+    /// UCX touches the window any more, and the messages the peer sent that nothing received are freed.
     /// </summary>
     private async Task CloseAsync()
     {
-        try
+        if (!_forced)
         {
-            await _endpoint.CloseAsync(force: false).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            await _endpoint.CloseAsync(force: true).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            try
+            {
+                await _endpoint.CloseAsync(force: false).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Not flushed in time (or already failed): the worker's end closes it by force.
+            }
         }
 
+        await _listener.DisposeWorkerAsync(_worker).ConfigureAwait(false);
         Task[] receives;
         lock (_dataReceives)
         {
             receives = [.. _dataReceives];
         }
 
-        await Task.WhenAll(receives).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // cancelled or failed with the endpoint
-        await DrainAsync().ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Messages the client sent that the session never received (sent just before it closed, or
-    /// after the session refused it) would stay in the worker's unexpected queue until the node
-    /// stops: they are received into scratch memory, up to 4,096 of them, until none is waiting.
-    /// </summary>
-    private async Task DrainAsync()
-    {
-        var scratch = new byte[64 << 10];
-        for (int i = 0; i < 4096; i++)
-        {
-            using var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(2));
-            try
-            {
-                await _endpoint.Worker.ReceiveAsync(scratch, RemoteWire.Tag(0, _tag), RemoteWire.SessionOnly, from: null, quiet.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return; // nothing left
-            }
-            catch (Exception e) when (e is UcxException or ObjectDisposedException)
-            {
-                if (e is ObjectDisposedException)
-                {
-                    return; // the worker is gone, and its queue with it
-                }
-
-                // Truncated, or its sender is gone: taken off the queue all the same.
-            }
-        }
+        await Task.WhenAll(receives).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // failed with the worker
     }
 
     private static ReadOnlyMemory<byte> ErrorPayload(TubeError error, string message) =>
