@@ -68,6 +68,10 @@ internal sealed class RemoteConnection : INodeConnection
                 message = await connection.Endpoint.ReceiveAsync(challenge, RemoteWire.Tag(RemoteKind.Challenge, 0), RemoteWire.KindOnly, cancellationToken)
                     .WaitAsync(options.CallTimeout, cancellationToken).ConfigureAwait(false);
             }
+            catch (UcxException e) when (e.Status == UcsStatus.ErrRejected)
+            {
+                throw new TubeException(TubeError.AccessDenied, $"The node at {address} rejected the connection: it has as many remote connections (in their handshake, or authenticated) as it allows.");
+            }
             catch (Exception e) when (e is UcxException or TimeoutException or ObjectDisposedException)
             {
                 throw new TubeNodeUnavailableException($"No FaaSTube node answers on {address}.", e);
