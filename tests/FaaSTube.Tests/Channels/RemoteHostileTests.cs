@@ -158,14 +158,17 @@ public sealed class RemoteHostileTests
         }
 
         await Task.WhenAll(sends).WaitAsync(Bound);
+        await Task.Delay(500);
+        long during = Process.GetCurrentProcess().WorkingSet64;
         await a.DisposeAsync();
         await WaitForAsync(() => h.Node.SessionCount == 0 && Network(h.Node).LiveWorkers == 0, "the attacker's session and worker ended");
         await Task.Delay(1000);
         GC.Collect();
         GC.WaitForPendingFinalizers();
         long after = Process.GetCurrentProcess().WorkingSet64;
-        TestContext.WriteLine($"RSS {before >> 20} MiB -> {after >> 20} MiB after the attacker left and its session ended");
+        TestContext.WriteLine($"RSS {before >> 20} MiB -> {during >> 20} MiB with 128 MiB of unmatched messages sent -> {after >> 20} MiB after the attacker left and its session ended");
         Assert.AreEqual(0, Network(h.Node).LiveWorkers, "the session's worker is gone");
+        Assert.IsGreaterThan(64L << 20, during - after, "what the node buffered while the peer was there was freed when its session ended");
         Assert.IsLessThan(64L << 20, after - before, $"the node kept {(after - before) >> 20} MiB of an ended session's messages");
     }
 
@@ -316,76 +319,129 @@ public sealed class RemoteHostileTests
         var gone = await Assert.ThrowsExactlyAsync<TubeException>(() => victim.WhereAsync(id).WaitAsync(Bound));
         Assert.AreEqual(TubeError.NotFound, gone.Error);
     }
-    /// <summary>A peer frozen right after it asked to connect (before the UCX wireup completes): is the HelloTimeout enforced?</summary>
+    /// <summary>
+    /// A node and a peer whose progress thread stops after <c>k</c> progress rounds from its connect
+    /// (k = 0, 1, 2, 4, ...: the first k with which the node sees the connection request, so the peer
+    /// freezes as early in the wireup as it can while the node has accepted it).
+    /// </summary>
+    private async Task<(NodeHarness Node, Attacker Peer, ManualResetEventSlim Thaw)> FrozenDuringWireupAsync(TimeSpan helloTimeout)
+    {
+        for (int rounds = 0; rounds <= 256; rounds = Math.Max(1, rounds * 2))
+        {
+            var h = await StartAsync(o => o.HelloTimeout = helloTimeout);
+            var a = new Attacker { Context = UcxContext.Create(Tcp) };
+            a.Worker = UcxWorker.Create(a.Context, "frozen");
+            var thaw = new ManualResetEventSlim();
+            int left = rounds;
+            void Freeze()
+            {
+                if (left-- > 0)
+                {
+                    a.Worker.Post(Freeze, _ => { }); // after one more progress round
+                    return;
+                }
+
+                thaw.Wait();
+            }
+
+            a.Endpoint = await UcxEndpoint.ConnectAsync(a.Worker, new IPEndPoint(IPAddress.Loopback, h.Node.NetworkEndPoint!.Port));
+            a.Worker.Post(Freeze, _ => { });
+            var watch = Stopwatch.StartNew();
+            while (h.Node.SessionCount == 0 && watch.Elapsed < TimeSpan.FromSeconds(2))
+            {
+                await Task.Delay(10);
+            }
+
+            if (h.Node.SessionCount > 0)
+            {
+                TestContext.WriteLine($"frozen after {rounds} progress rounds; the node accepted it after {watch.ElapsedMilliseconds} ms");
+                return (h, a, thaw);
+            }
+
+            thaw.Set();
+            await a.DisposeAsync();
+            await h.DisposeAsync();
+            thaw.Dispose();
+        }
+
+        Assert.Inconclusive("the node never saw a connection from a peer frozen that early");
+        throw new InvalidOperationException();
+    }
+
+    /// <summary>A peer frozen right after it asked to connect (before the UCX wireup completes): the handshake's deadline, from the accept, closes it.</summary>
     [TestMethod]
     public async Task A_peer_frozen_during_wireup_is_closed_after_HelloTimeout()
     {
-        await using var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(1));
-        int port = h.Node.NetworkEndPoint!.Port;
-        var a = new Attacker { Context = UcxContext.Create(Tcp) };
-        a.Worker = UcxWorker.Create(a.Context, "frozen");
-        using var thaw = new ManualResetEventSlim();
-        a.Endpoint = await UcxEndpoint.ConnectAsync(a.Worker, new IPEndPoint(IPAddress.Loopback, port));
-        a.Worker.Post(() => thaw.Wait(), _ => { });
+        var (h, a, thaw) = await FrozenDuringWireupAsync(TimeSpan.FromSeconds(1));
+        await using var node = h;
         try
         {
-            var watch = Stopwatch.StartNew();
-            while (h.Node.SessionCount == 0 && watch.Elapsed < TimeSpan.FromSeconds(15))
-            {
-                await Task.Delay(10);
-            }
-
-            TestContext.WriteLine($"accepted after {watch.ElapsedMilliseconds} ms: {h.Node.SessionCount}");
-            if (h.Node.SessionCount == 0)
-            {
-                Assert.Inconclusive("the node never saw the connection (frozen before the CM request)");
-            }
-
-            await Task.Delay(TimeSpan.FromSeconds(10));
+            await Task.Delay(TimeSpan.FromSeconds(6)); // 1 s deadline, then at most 2 s of the worker's end
             Assert.AreEqual(0, h.Node.SessionCount, "a peer that froze during wireup is closed at the handshake's deadline");
             Assert.AreEqual(0, Network(h.Node).LiveWorkers, "and its worker is gone");
+            Assert.AreEqual(0, Network(h.Node).Handshakes);
         }
         finally
         {
             thaw.Set();
             await a.DisposeAsync();
+            thaw.Dispose();
         }
     }
-    /// <summary>The node's stop with a peer frozen during wireup: its session waits in the challenge's send, which nothing cancels.</summary>
+
+    /// <summary>The node's stop with a peer frozen during wireup and a deadline far away: the stop closes its endpoint by force and never waits on the peer.</summary>
     [TestMethod]
     public async Task The_node_stops_while_a_peer_is_frozen_during_wireup()
     {
-        var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(1));
-        int port = h.Node.NetworkEndPoint!.Port;
-        var a = new Attacker { Context = UcxContext.Create(Tcp) };
-        a.Worker = UcxWorker.Create(a.Context, "frozen");
-        using var thaw = new ManualResetEventSlim();
-        a.Endpoint = await UcxEndpoint.ConnectAsync(a.Worker, new IPEndPoint(IPAddress.Loopback, port));
-        a.Worker.Post(() => thaw.Wait(), _ => { });
+        var (h, a, thaw) = await FrozenDuringWireupAsync(TimeSpan.FromSeconds(120));
         try
         {
+            await Task.Delay(500);
+            Assert.AreEqual(1, h.Node.SessionCount, "the deadline is far: only the stop can end it");
             var watch = Stopwatch.StartNew();
-            while (h.Node.SessionCount == 0 && watch.Elapsed < TimeSpan.FromSeconds(15))
-            {
-                await Task.Delay(10);
-            }
-
-            if (h.Node.SessionCount == 0)
-            {
-                Assert.Inconclusive("the node never saw the connection");
-            }
-
-            await Task.Delay(2000);
             var stop = h.DisposeAsync().AsTask();
-            var done = await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(30)));
+            var done = await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(10)));
             Assert.AreSame(stop, done, "TubeNode.DisposeAsync does not wait on a remote peer frozen during wireup");
+            await stop;
+            TestContext.WriteLine($"the node stopped in {watch.ElapsedMilliseconds} ms");
         }
         finally
         {
             thaw.Set();
             await a.DisposeAsync();
+            thaw.Dispose();
         }
     }
+
+    /// <summary>The node's stop with an authenticated client whose progress thread froze: the stop never waits on it.</summary>
+    [TestMethod]
+    public async Task The_node_stops_while_an_authenticated_peer_is_frozen()
+    {
+        var h = await StartAsync();
+        var client = await TubeClient.ConnectAsync(ClientOptions(h.Node.NetworkEndPoint!.Port)).WaitAsync(Bound);
+        var connection = typeof(TubeClient).GetField("_connection", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(client)!;
+        var worker = (UcxWorker)connection.GetType().GetField("_worker", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(connection)!;
+        using var thaw = new ManualResetEventSlim();
+        var put = client.PutAsync(new byte[4 << 20]); // in flight
+        worker.Post(() => thaw.Wait(), _ => { });
+        try
+        {
+            await Task.Delay(500);
+            var watch = Stopwatch.StartNew();
+            var stop = h.DisposeAsync().AsTask();
+            var done = await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(15)));
+            Assert.AreSame(stop, done, "TubeNode.DisposeAsync does not wait on a frozen authenticated peer");
+            await stop;
+            TestContext.WriteLine($"the node stopped in {watch.ElapsedMilliseconds} ms");
+        }
+        finally
+        {
+            thaw.Set();
+            await Task.WhenAny(put, Task.Delay(TimeSpan.FromSeconds(30)));
+            await client.DisposeAsync().AsTask().WaitAsync(Bound);
+        }
+    }
+
     /// <summary>Amplification: tiny unmatched messages are freed with their session's worker.</summary>
     [TestMethod]
     public async Task Tiny_unmatched_messages_are_freed_with_their_session()
