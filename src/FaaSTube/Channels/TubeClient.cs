@@ -297,25 +297,31 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// next call, and the event is raised on the thread pool, so a handler that blocks or throws
     /// cannot stop the connection from delivering answers.
     /// </summary>
-    private void OnOneWayFailed(TubeException refused)
+    private void OnOneWayFailed(TubeException refused, IRequest? request)
     {
         _oneWayErrors.Enqueue(refused);
+        var about = request switch
+        {
+            Publish p => (Operation: "Publish", Id: (TubeId?)p.Id),
+            Release r => ("Release", r.Id),
+            _ => ((string?)null, null),
+        };
         if (OneWayFailed is { } handlers)
         {
             ThreadPool.UnsafeQueueUserWorkItem(
                 static state =>
                 {
-                    var (client, handler, error) = state;
+                    var (client, handler, error, operation, id) = state;
                     try
                     {
-                        handler(client, new TubeErrorEventArgs(error));
+                        handler(client, new TubeErrorEventArgs(error, operation, id));
                     }
                     catch (Exception)
                     {
                         // A handler's own failure is the handler's: the connection goes on.
                     }
                 },
-                (this, handlers, refused),
+                (this, handlers, refused, about.Operation, about.Id),
                 preferLocal: false);
         }
     }

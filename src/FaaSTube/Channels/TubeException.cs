@@ -76,8 +76,16 @@ public sealed class TubeNodeUnavailableException : Exception
 
 /// <summary>A refusal the node sent for a one-way request (Publish, Release): <see cref="TubeClient.OneWayFailed"/>.</summary>
 /// <param name="error">The refusal.</param>
-public sealed class TubeErrorEventArgs(TubeException error) : EventArgs
+/// <param name="operation">"Publish" or "Release"; null when the client no longer remembers the request (over a thousand one-way requests later).</param>
+/// <param name="id">The data the refused request named; null as for <paramref name="operation"/>.</param>
+public sealed class TubeErrorEventArgs(TubeException error, string? operation = null, TubeId? id = null) : EventArgs
 {
     /// <summary>The refusal, as the client's next call also throws it.</summary>
     public TubeException Error { get; } = error;
+
+    /// <summary>The refused request: "Publish" or "Release" (null if no longer known).</summary>
+    public string? Operation { get; } = operation;
+
+    /// <summary>The id the refused request named (null if no longer known).</summary>
+    public TubeId? Id { get; } = id;
 }

@@ -136,11 +136,14 @@ public abstract class ChannelContractTests
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await theirs.WhereAsync(id))).Error);
         Assert.AreEqual(TubeError.NotFound, (await Assert.ThrowsAsync<TubeException>(async () => await mine.GetAsync(TubeId.NewId()))).Error);
         // Release goes one way: its refusal comes back through FlushAsync (and the next call, and OneWayFailed).
-        var reported = new TaskCompletionSource<TubeError>(TaskCreationOptions.RunContinuationsAsynchronously);
-        mine.OneWayFailed += (_, e) => reported.TrySetResult(e.Error.Error);
+        var reported = new TaskCompletionSource<TubeErrorEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        mine.OneWayFailed += (_, e) => reported.TrySetResult(e);
         await mine.ReleaseAsync(id);
         Assert.AreEqual(TubeError.NotLeased, (await Assert.ThrowsAsync<TubeException>(async () => await mine.FlushAsync())).Error, "a lease not held");
-        Assert.AreEqual(TubeError.NotLeased, await reported.Task.WaitAsync(ChildProcess.Timeout), "reported by the event too");
+        var args = await reported.Task.WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(TubeError.NotLeased, args.Error.Error, "reported by the event too");
+        Assert.AreEqual("Release", args.Operation, "naming the refused request");
+        Assert.AreEqual(id, args.Id);
         var failed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         theirs.OneWayFailed += (_, _) => failed.TrySetResult();
         await theirs.ReleaseAsync(id);

@@ -8,7 +8,7 @@ namespace FaaSTube.Channels.Client;
 /// (no frames, no pipes, no copies of the request). The session's rules hold as for a socket
 /// client: a request slot per call, the same checks, the same errors.
 /// </summary>
-internal sealed class DirectConnection(NodeSession session, Action<TubeException> oneWayFailed) : INodeConnection
+internal sealed class DirectConnection(NodeSession session, Action<TubeException, IRequest?> oneWayFailed) : INodeConnection
 {
     private readonly Lock _order = new();
     private Task _posts = Task.CompletedTask; // one-way requests not yet applied (every slot was taken), in order
@@ -44,11 +44,11 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
 
         if (run.IsCompleted)
         {
-            Report(run);
+            Report(run, request);
         }
         else
         {
-            _ = run.ContinueWith(Report, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            _ = run.ContinueWith(t => Report(t, request), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
         return default;
@@ -104,11 +104,11 @@ internal sealed class DirectConnection(NodeSession session, Action<TubeException
         }
     }
 
-    private void Report(Task<IMessage> run)
+    private void Report(Task<IMessage> run, IRequest request)
     {
         if (run.Exception?.InnerException is TubeException refused)
         {
-            oneWayFailed(refused);
+            oneWayFailed(refused, request);
         }
         else
         {

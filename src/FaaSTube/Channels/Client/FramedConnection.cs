@@ -27,7 +27,8 @@ internal sealed class FramedConnection : INodeConnection
     private readonly FrameWriter _writer;
     private readonly TimeSpan _callTimeout;
     private readonly Action<CloseSlab> _closeSlab;
-    private readonly Action<TubeException> _oneWayFailed;
+    private readonly Action<TubeException, IRequest?> _oneWayFailed;
+    private readonly (uint Id, IRequest Request)[] _recentOneWay = new (uint, IRequest)[RecentOneWay]; // by id: what a refusal refers to
     private ControlRing? _ring;
     private ControlRingSender? _ringRequests;
     private ControlRingReceiver? _ringAnswers;
@@ -35,7 +36,10 @@ internal sealed class FramedConnection : INodeConnection
     private uint _nextRequest;
     private Exception? _dead;
 
-    public FramedConnection(Socket socket, ControlRing? ring, TimeSpan callTimeout, Action<CloseSlab> closeSlab, Action<TubeException> oneWayFailed)
+    /// <summary>One-way requests remembered to name the one a refusal refers to (a refusal comes back quickly; an older one is reported without it).</summary>
+    private const int RecentOneWay = 1024;
+
+    public FramedConnection(Socket socket, ControlRing? ring, TimeSpan callTimeout, Action<CloseSlab> closeSlab, Action<TubeException, IRequest?> oneWayFailed)
     {
         _socket = socket;
         _ring = ring;
@@ -90,6 +94,7 @@ internal sealed class FramedConnection : INodeConnection
         var payload = new PayloadWriter();
         request.Write(payload);
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
+        _recentOneWay[id % RecentOneWay] = (id, request); // a torn read of this pair only loses the name: the id is checked
         try
         {
             await SendAsync(request.Type, id, payload.Memory, CancellationToken.None).ConfigureAwait(false);
@@ -226,7 +231,8 @@ internal sealed class FramedConnection : INodeConnection
         {
             if (type == FrameType.Error)
             {
-                _oneWayFailed(ToException(payload));
+                var recent = _recentOneWay[requestId % RecentOneWay];
+                _oneWayFailed(ToException(payload), recent.Id == requestId ? recent.Request : null);
             }
 
             return;
