@@ -280,9 +280,6 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     internal ILogger Logger => _logger;
 
-    /// <summary>Sessions of user <paramref name="uid"/> open now.</summary>
-    internal int CountSessionsOf(uint uid) => _sessions.Values.Count(s => s.Uid == uid);
-
     internal NodeSession NewSession(int pid, uint uid, bool inProcess)
     {
         long id = Interlocked.Increment(ref _nextSession);

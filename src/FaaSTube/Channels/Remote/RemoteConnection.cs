@@ -29,7 +29,7 @@ internal sealed class RemoteConnection : INodeConnection
     private readonly UcxWorker _worker;
     private readonly Memory<byte> _window;
     private readonly TimeSpan _callTimeout;
-    private readonly Action<TubeException> _oneWayFailed;
+    private readonly Action<TubeException, IRequest?> _oneWayFailed; // the remote client does not remember its one-way requests yet: a refusal names none
     private readonly string _address;
     private UcxEndpoint? _endpoint;
     private ulong _session;
@@ -38,7 +38,7 @@ internal sealed class RemoteConnection : INodeConnection
     private Exception? _dead;
     private int _disposed;
 
-    private RemoteConnection(UcxContext context, UcxWorker worker, Memory<byte> window, TimeSpan callTimeout, Action<TubeException> oneWayFailed, string address)
+    private RemoteConnection(UcxContext context, UcxWorker worker, Memory<byte> window, TimeSpan callTimeout, Action<TubeException, IRequest?> oneWayFailed, string address)
     {
         _context = context;
         _worker = worker;
@@ -54,7 +54,7 @@ internal sealed class RemoteConnection : INodeConnection
     /// <exception cref="TubeNodeUnavailableException">No node answers at <paramref name="remote"/>.</exception>
     /// <exception cref="TubeException">The node refused the Hello (AccessDenied: unknown workflow or wrong secret).</exception>
     public static async Task<(RemoteConnection Connection, HelloOk Ok)> ConnectAsync(
-        IPEndPoint remote, string address, TubeClientOptions options, Memory<byte> window, Hello hello, byte[] secret, Action<TubeException> oneWayFailed, CancellationToken cancellationToken)
+        IPEndPoint remote, string address, TubeClientOptions options, Memory<byte> window, Hello hello, byte[] secret, Action<TubeException, IRequest?> oneWayFailed, CancellationToken cancellationToken)
     {
         var context = UcxContext.Create(options.UcxSettings);
         var connection = new RemoteConnection(context, UcxWorker.Create(context, "faastube-remote-client"), window, options.CallTimeout, oneWayFailed, address);
@@ -294,7 +294,7 @@ internal sealed class RemoteConnection : INodeConnection
         {
             if (type == FrameType.Error)
             {
-                _oneWayFailed(ToException(payload));
+                _oneWayFailed(ToException(payload), null);
             }
 
             return;

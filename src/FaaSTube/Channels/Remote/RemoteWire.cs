@@ -30,10 +30,10 @@ internal enum RemoteKind : ulong
 
 /// <summary>
 /// The remote transport's wire (docs/protocol.md, Remote clients). Every message is a UCX tagged
-/// message whose 64-bit tag is <c>kind (4 bits) | session (40 bits) | page (20 bits)</c>: the node
-/// serves every remote client on one UCX worker, whose receives match tags, not senders, so each
-/// session gets 40 random bits only its client is told (in the challenge); data messages add the
-/// window page they start at (parts start on page boundaries; a window is at most 2^20 pages).
+/// message whose 64-bit tag is <c>kind (4 bits) | session (40 bits) | page (20 bits)</c>: each
+/// remote session has a UCX worker of its own on the node, so only its client's messages reach its
+/// receives; the session's 40 random bits (told in the challenge) stay in the tags as a check; data
+/// messages add the window page they start at (parts start on page boundaries; a window is at most 2^20 pages).
 /// Control messages are the socket's frames (<see cref="Frames"/>): the same records, the same checks.
 /// </summary>
 internal static class RemoteWire
