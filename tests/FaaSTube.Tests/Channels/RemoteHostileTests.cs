@@ -140,6 +140,7 @@ public sealed class RemoteHostileTests
 
     /// <summary>How much node memory one unauthenticated peer can leave behind (eager messages: the attacker chooses RNDV_THRESH).</summary>
     [TestMethod]
+    [DoNotParallelize] // measures the process's memory: alone
     public async Task Unauthenticated_peers_messages_are_freed_with_its_session()
     {
         await using var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(50));
@@ -444,6 +445,7 @@ public sealed class RemoteHostileTests
 
     /// <summary>Amplification: tiny unmatched messages are freed with their session's worker.</summary>
     [TestMethod]
+    [DoNotParallelize] // measures the process's memory: alone
     public async Task Tiny_unmatched_messages_are_freed_with_their_session()
     {
         await using var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(50));
