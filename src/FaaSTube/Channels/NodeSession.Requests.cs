@@ -97,6 +97,11 @@ internal sealed partial class NodeSession
         try
         {
             _node.RecordRunning(running);
+            if (IsRemote && request is Allocate or Publish or SlabClosed or Get { Device: >= 0 } or NamedGet { Device: >= 0 })
+            {
+                throw new TubeException(TubeError.BadRequest, $"{type}: a remote client reaches host data only (Put, Get to host memory, Where, Release, Delete, named Put, Where and Delete).");
+            }
+
             IMessage reply;
             (reply, path) = request switch
             {
