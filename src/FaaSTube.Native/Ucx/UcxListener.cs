@@ -93,7 +93,7 @@ internal sealed unsafe class UcxListener
             return;
         }
 
-        var attr = new UcpConnRequestAttr { FieldMask = Interop.Ucp.CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR };
+        var attr = new UcpConnRequestAttr { FieldMask = Interop.Ucp.CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | Interop.Ucp.CONN_REQUEST_ATTR_FIELD_CLIENT_ID };
         IPEndPoint? client = null;
         try
         {
@@ -106,7 +106,7 @@ internal sealed unsafe class UcxListener
             UcxWorker.ReportCallbackFailure(e);
         }
 
-        if (!_accepted.Writer.TryWrite(new UcxConnectionRequest(this, connectionRequest, client)))
+        if (!_accepted.Writer.TryWrite(new UcxConnectionRequest(this, connectionRequest, client, attr.ClientId)))
         {
             RejectOnWorker(connectionRequest);
         }
@@ -147,12 +147,16 @@ internal sealed class UcxConnectionRequest
     private readonly nint _request;
     private int _taken;
 
-    internal UcxConnectionRequest(UcxListener listener, nint request, IPEndPoint? client)
+    internal UcxConnectionRequest(UcxListener listener, nint request, IPEndPoint? client, ulong clientId)
     {
         _listener = listener;
         _request = request;
         Client = client;
+        ClientId = clientId;
     }
+
+    /// <summary>The client worker's id, when its endpoint sent it (UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID); 0 otherwise.</summary>
+    public ulong ClientId { get; }
 
     /// <summary>The client's address, when UCX told it.</summary>
     public IPEndPoint? Client { get; }

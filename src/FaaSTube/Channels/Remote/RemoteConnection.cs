@@ -11,30 +11,38 @@ namespace FaaSTube.Channels.Remote;
 
 /// <summary>
 /// A client on another machine (<see cref="TubeClientOptions.Address"/> <c>ucx://host:port</c>): one
-/// UCX endpoint on a worker of its own (one progress thread, asleep when idle). Requests and answers
-/// are the socket's frames as tagged messages; the client's window is a local mirror of the window
-/// the node allocated for it, at the same offsets: a PutPart sends its range's bytes to the node
-/// (received straight into the node's window) and a GetToHost part receives its range from the node
-/// (sent from the node's window after its DMA) before the call completes, so <see cref="TubeClient"/>'s
-/// Put and Get-to-host code is the same as over the socket. Two-way requests take ids
+/// UCX endpoint on a worker of its own (one progress thread, asleep when idle), active messages only
+/// (docs/protocol.md, Remote clients). Requests are the socket's frames as message headers, sent
+/// with UCP_AM_SEND_FLAG_REPLY (the node drops what does not come on its session's endpoint); the
+/// client's window is a local mirror of the window the node allocated for it, at the same offsets:
+/// a PutPart carries its range's bytes as its data (received straight into the node's window) and a
+/// GetToHost part's Ok carries the range's bytes, received into this window before the call
+/// completes, so <see cref="TubeClient"/>'s Put and Get-to-host code is the same as over the socket.
+/// At most the node's credits (told in its challenge) requests are unanswered at once: every request
+/// is answered, a one-way one with an empty Ok unless it failed. Two-way requests take ids
 /// 1..2^31-1, one-way requests ids with the top bit set (as <see cref="FramedConnection"/>). When the
-/// endpoint fails (the node died, the network broke) every pending and later call fails with
-/// <see cref="TubeNodeUnavailableException"/>; a call also fails so when no answer comes within
-/// <see cref="TubeClientOptions.CallTimeout"/>.
+/// endpoint fails (the node died, the network broke), or a call gets no answer within
+/// <see cref="TubeClientOptions.CallTimeout"/>, every pending and later call fails with
+/// <see cref="TubeNodeUnavailableException"/>.
 /// </summary>
-internal sealed class RemoteConnection : INodeConnection
+internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
 {
     private const uint OneWayBit = 0x8000_0000;
-    private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
+
+    /// <summary>The most an answer's frame may be (node to client).</summary>
+    private const int MaxAnswerBytes = 1 << 20;
+
+    private readonly ConcurrentDictionary<uint, Pending> _pending = new();
     private readonly UcxContext _context;
     private readonly UcxWorker _worker;
     private readonly Memory<byte> _window;
     private readonly TimeSpan _callTimeout;
-    private readonly Action<TubeException, IRequest?> _oneWayFailed; // the remote client does not remember its one-way requests yet: a refusal names none
+    private readonly Action<TubeException, IRequest?> _oneWayFailed; // a refusal of a one-way request names none
     private readonly string _address;
+    private readonly TaskCompletionSource<byte[]> _challenge = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private SemaphoreSlim _credits = new(1, 1);
+    private int _maxRequestBytes = RemoteWire.MaxHelloBytes;
     private UcxEndpoint? _endpoint;
-    private ulong _session;
-    private Task _answers = Task.CompletedTask;
     private uint _nextRequest;
     private Exception? _dead;
     private int _disposed;
@@ -49,6 +57,17 @@ internal sealed class RemoteConnection : INodeConnection
         _address = address;
     }
 
+    /// <summary>A request waiting for its answer: the caller's completion (none for a one-way request), and the window range a GetToHost part's bytes go to.</summary>
+    private sealed class Pending(bool counted, Memory<byte> target = default)
+    {
+        public TaskCompletionSource<byte[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Memory<byte> Target { get; } = target;
+
+        /// <summary>Whether it holds one of the node's credits (Hello does not).</summary>
+        public bool Counted { get; } = counted;
+    }
+
     /// <inheritdoc/>
     public bool IsLost => Volatile.Read(ref _dead) is not null;
 
@@ -60,38 +79,40 @@ internal sealed class RemoteConnection : INodeConnection
     public static async Task<(RemoteConnection Connection, HelloOk Ok)> ConnectAsync(
         IPEndPoint remote, string address, TubeClientOptions options, Memory<byte> window, Hello hello, byte[] secret, Action<TubeException, IRequest?> oneWayFailed, CancellationToken cancellationToken)
     {
-        var context = UcxContext.Create(options.UcxSettings);
-        var connection = new RemoteConnection(context, UcxWorker.Create(context, "faastube-remote-client"), window, options.CallTimeout, oneWayFailed, address);
+        var context = UcxContext.CreateForActiveMessages(options.UcxSettings);
+        ulong ticket = RemoteWire.NewTicket(secret, TimeProvider.System); // the listener rejects a connection request without one
+        var connection = new RemoteConnection(context, UcxWorker.Create(context, "faastube-remote-client", ticket), window, options.CallTimeout, oneWayFailed, address);
         try
         {
-            connection._endpoint = await UcxEndpoint.ConnectAsync(connection._worker, remote).ConfigureAwait(false);
-            var challenge = new byte[256];
-            UcxMessage message;
+            await connection._worker.SetMessageHandlerAsync((uint)RemoteMessage.Challenge, connection).ConfigureAwait(false);
+            await connection._worker.SetMessageHandlerAsync((uint)RemoteMessage.Answer, connection).ConfigureAwait(false);
+            connection._endpoint = await UcxEndpoint.ConnectAsync(connection._worker, remote, sendClientId: true).ConfigureAwait(false);
+            _ = connection._endpoint.Failed.ContinueWith(static (t, s) => ((RemoteConnection)s!).Fail(t.Result), connection, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            byte[] challenge;
             try
             {
-                message = await connection.Endpoint.ReceiveAsync(challenge, RemoteWire.Tag(RemoteKind.Challenge, 0), RemoteWire.KindOnly, cancellationToken)
-                    .WaitAsync(options.CallTimeout, cancellationToken).ConfigureAwait(false);
+                challenge = await connection._challenge.Task.WaitAsync(options.CallTimeout, cancellationToken).ConfigureAwait(false);
             }
             catch (UcxException e) when (e.Status == UcsStatus.ErrRejected)
             {
-                throw new TubeException(TubeError.AccessDenied, $"The node at {address} rejected the connection: it has as many remote connections (in their handshake, or authenticated) as it allows.");
+                throw new TubeException(TubeError.AccessDenied, $"The node at {address} rejected the connection: it has as many remote connections (in their handshake, or authenticated) as it allows, or it does not take this workflow's connect ticket (a wrong secret, or clocks more than 30 s apart).");
             }
             catch (Exception e) when (e is UcxException or TimeoutException or ObjectDisposedException)
             {
                 throw new TubeNodeUnavailableException($"No FaaSTube node answers on {address}.", e);
             }
 
-            var (version, session, nonce) = RemoteWire.ReadChallenge(challenge.AsSpan(0, (int)message.Length));
+            var (version, nonce, credits, maxRequestBytes) = RemoteWire.ReadChallenge(challenge);
             if (version != Frames.Version)
             {
                 throw new TubeException(TubeError.VersionMismatch, $"The node at {address} speaks protocol {version}; this client {Frames.Version}.");
             }
 
-            connection._session = session;
-            connection._answers = Task.Run(connection.ReadAnswersAsync, CancellationToken.None);
+            connection._credits = new SemaphoreSlim(credits, credits);
             var payload = Payload.Writer(hello);
             payload.Bytes(RemoteWire.Proof(secret, nonce, hello.Workflow, hello.Function));
-            var ok = Payload.Read<HelloOk>(await connection.SendAndWaitAsync(FrameType.Hello, payload.Memory, RemoteKind.Hello, cancellationToken).ConfigureAwait(false));
+            var ok = Payload.Read<HelloOk>(await connection.SendAndWaitAsync(RemoteMessage.Hello, FrameType.Hello, payload.Memory, default, default, cancellationToken).ConfigureAwait(false));
+            connection._maxRequestBytes = maxRequestBytes;
             return (connection, ok);
         }
         catch
@@ -106,34 +127,39 @@ internal sealed class RemoteConnection : INodeConnection
     {
         var writer = Traced();
         request.Write(writer);
-        var payload = writer.Memory;
-        byte[] reply = request switch
+        var (data, target) = request switch
         {
-            PutPart part => await PutPartAsync(part, payload, cancellationToken).ConfigureAwait(false),
-            GetToHost part => await GetToHostAsync(part, payload, cancellationToken).ConfigureAwait(false),
-            _ => await SendAndWaitAsync(request.Type, payload, RemoteKind.Request, cancellationToken).ConfigureAwait(false),
+            PutPart part => (Range(part.WindowOffset, part.Length), default),
+            GetToHost part => (default, Range(part.WindowOffset, part.Length)),
+            _ => (default(Memory<byte>), default(Memory<byte>)),
         };
-        return Payload.Read<TReply>(reply);
+        return Payload.Read<TReply>(await SendAndWaitAsync(RemoteMessage.Request, request.Type, writer.Memory, data, target, cancellationToken).ConfigureAwait(false));
     }
 
     public async ValueTask PostAsync(IRequest<Empty> request)
     {
-        if (Volatile.Read(ref _dead) is not null)
-        {
-            return; // the node is gone, and with it what this request would have changed
-        }
-
-        uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
         var payload = Traced();
         request.Write(payload);
         try
         {
-            await SendFrameAsync(request.Type, id, payload.Memory, RemoteKind.Request).ConfigureAwait(false);
+            await PostCoreAsync(request.Type, payload.Memory).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is UcxException or ObjectDisposedException)
+        catch (Exception e) when (e is TubeNodeUnavailableException or TubeException)
         {
-            Fail(e); // every later call says the node is gone
+            // The node is gone, and with it what this request would have changed; the next call says so.
         }
+    }
+
+    /// <summary>A one-way request: a credit, then sent; its answer (an empty Ok, or its refusal for the one-way handler) only gives the credit back.</summary>
+    private async Task PostCoreAsync(FrameType type, ReadOnlyMemory<byte> payload)
+    {
+        ThrowIfDead();
+        CheckSize(type, payload);
+        await TakeCreditAsync(CancellationToken.None).ConfigureAwait(false);
+        uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
+        _pending[id] = new Pending(counted: true);
+        _ = Endpoint.SendMessageAsync((uint)RemoteMessage.Request, Frames.Encode(type, id, payload.Span), reply: true)
+            .ContinueWith(static (t, s) => ((RemoteConnection)s!).Fail(t.Exception!.InnerException!), this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>A request's payload so far: the caller's trace context (docs/protocol.md), which every request after Hello begins with.</summary>
@@ -149,78 +175,108 @@ internal sealed class RemoteConnection : INodeConnection
         payload = Traced().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
         if (!OneWay.Is(type))
         {
-            return await SendAndWaitAsync(type, payload, RemoteKind.Request, cancellationToken).ConfigureAwait(false);
+            return await SendAndWaitAsync(RemoteMessage.Request, type, payload, default, default, cancellationToken).ConfigureAwait(false);
         }
 
-        uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
-        await SendFrameAsync(type, id, payload, RemoteKind.Request).ConfigureAwait(false);
+        await PostCoreAsync(type, payload).ConfigureAwait(false);
         await CallAsync(new Sync(), cancellationToken).ConfigureAwait(false); // its error, if any, came before Sync's Ok
         return [];
     }
 
-    /// <summary>The part's bytes go out first (the node receives them into its window), then the request; the window range is the caller's again only once UCX is done with it.</summary>
-    private async Task<byte[]> PutPartAsync(PutPart part, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    private Memory<byte> Range(int windowOffset, int length)
     {
-        CheckRange(part.WindowOffset, part.Length);
-        var bytes = Endpoint.SendAsync(_window.Slice(part.WindowOffset, part.Length), RemoteWire.Tag(RemoteKind.PutData, _session, part.WindowOffset));
-        try
+        if (windowOffset < 0 || length <= 0 || windowOffset > _window.Length - length)
         {
-            return await SendAndWaitAsync(FrameType.PutPart, payload, RemoteKind.Request, cancellationToken).ConfigureAwait(false);
+            throw new ArgumentOutOfRangeException(nameof(windowOffset), windowOffset, "A remote part names a range inside the window.");
         }
-        finally
+
+        return _window.Slice(windowOffset, length);
+    }
+
+    /// <summary>A frame over the node's limit for remote requests (told in its challenge) is refused here: the node would close the connection for it.</summary>
+    private void CheckSize(FrameType type, ReadOnlyMemory<byte> payload)
+    {
+        if (Frames.HeaderBytes + payload.Length > _maxRequestBytes)
         {
-            await SettleAsync(bytes).ConfigureAwait(false);
+            throw new TubeException(TubeError.FrameTooLarge, $"{type} of {Frames.HeaderBytes + payload.Length} bytes is over the node's limit of {_maxRequestBytes} for remote requests.");
         }
     }
 
-    /// <summary>The receive for the part's bytes is posted first; after the node's Ok the bytes are in this client's window. On a refusal nothing is sent and the receive is withdrawn.</summary>
-    private async Task<byte[]> GetToHostAsync(GetToHost part, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    private void ThrowIfDead()
     {
-        CheckRange(part.WindowOffset, part.Length);
-        using var withdraw = new CancellationTokenSource();
-        var bytes = Endpoint.ReceiveAsync(_window.Slice(part.WindowOffset, part.Length), RemoteWire.Tag(RemoteKind.GetData, _session, part.WindowOffset), ulong.MaxValue, withdraw.Token);
-        byte[] reply;
-        try
+        if (Volatile.Read(ref _dead) is { } dead)
         {
-            reply = await SendAndWaitAsync(FrameType.GetToHost, payload, RemoteKind.Request, cancellationToken).ConfigureAwait(false);
+            throw Gone(dead);
         }
-        catch
-        {
-            await withdraw.CancelAsync().ConfigureAwait(false);
-            await SettleAsync(bytes).ConfigureAwait(false);
-            throw;
-        }
+    }
 
-        UcxMessage received;
+    /// <summary>One of the node's credits; none within the call timeout: the node stopped answering, the connection is over.</summary>
+    private async Task TakeCreditAsync(CancellationToken cancellationToken)
+    {
         try
         {
-            received = await bytes.WaitAsync(_callTimeout, CancellationToken.None).ConfigureAwait(false); // sent before the Ok; its completion may come after it
+            if (!await _credits.WaitAsync(_callTimeout, cancellationToken).ConfigureAwait(false))
+            {
+                var stuck = new TimeoutException($"The node at {_address} answered none of {_credits.CurrentCount} requests within {_callTimeout.TotalSeconds:0.#} s.");
+                Fail(stuck);
+                throw Gone(stuck);
+            }
         }
-        catch (Exception e)
+        catch (ObjectDisposedException e)
         {
-            Fail(e);
-            await SettleAsync(bytes).ConfigureAwait(false);
             throw Gone(e);
-        }
-
-        return received.Length == part.Length
-            ? reply
-            : throw new TubeException(TubeError.Internal, $"The node sent {received.Length} bytes for a part of {part.Length}.");
-    }
-
-    private void CheckRange(int windowOffset, int length)
-    {
-        if (windowOffset < 0 || length <= 0 || windowOffset > _window.Length - length || windowOffset % RemoteWire.PageBytes != 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(windowOffset), windowOffset, "A remote part starts on a page of the window and ends inside it.");
         }
     }
 
     /// <summary>
-    /// Waits until UCX is done with a window range (a send out of it, a receive into it). One that
-    /// does not finish within the call timeout ends the connection: closing the endpoint by force
-    /// completes it, so no range is handed back while UCX may still use it.
+    /// Sends a request (<paramref name="data"/>: a PutPart's bytes; <paramref name="target"/>: where a
+    /// GetToHost part's bytes go) and waits for its answer. No answer within the call timeout ends
+    /// the connection: its credit and any window range it uses cannot be taken back otherwise.
     /// </summary>
+    private async Task<byte[]> SendAndWaitAsync(RemoteMessage kind, FrameType type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> data, Memory<byte> target, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        CheckSize(type, payload);
+        bool counted = kind == RemoteMessage.Request;
+        if (counted)
+        {
+            await TakeCreditAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        uint requestId = Interlocked.Increment(ref _nextRequest) & ~OneWayBit;
+        if (requestId == 0)
+        {
+            requestId = Interlocked.Increment(ref _nextRequest) & ~OneWayBit; // 0 is the connection's own errors
+        }
+
+        var pending = new Pending(counted, target);
+        _pending[requestId] = pending;
+        if (Volatile.Read(ref _dead) is { } died)
+        {
+            pending.Done.TrySetException(Gone(died));
+        }
+
+        var sent = Endpoint.SendMessageAsync((uint)kind, Frames.Encode(type, requestId, payload.Span), data, reply: true);
+        _ = sent.ContinueWith(static (t, s) => ((RemoteConnection)s!).Fail(t.Exception!.InnerException!), this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        try
+        {
+            return await pending.Done.Task.WaitAsync(_callTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e)
+        {
+            Fail(e);
+            throw new TubeNodeUnavailableException($"The node at {_address} did not answer {type} within {_callTimeout.TotalSeconds:0.#} s.", e);
+        }
+        finally
+        {
+            if (!data.IsEmpty)
+            {
+                await SettleAsync(sent).ConfigureAwait(false); // the window range is the caller's again only once UCX is done with it
+            }
+        }
+    }
+
+    /// <summary>Waits until UCX is done with a window range; one that does not finish within the call timeout ends the connection (closing the endpoint by force completes it).</summary>
     private async Task SettleAsync(Task operation)
     {
         try
@@ -236,94 +292,107 @@ internal sealed class RemoteConnection : INodeConnection
         await operation.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    private Task SendFrameAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload, RemoteKind kind) =>
-        Endpoint.SendAsync(Frames.Encode(type, requestId, payload.Span), RemoteWire.Tag(kind, _session));
-
-    private async Task<byte[]> SendAndWaitAsync(FrameType type, ReadOnlyMemory<byte> payload, RemoteKind kind, CancellationToken cancellationToken)
+    /// <summary>
+    /// On the worker's progress thread: the node's challenge (once) or an answer. An answer gives its
+    /// credit back and completes its call; a GetToHost part's bytes are taken only for a call that
+    /// waits for exactly that many (rendezvous data received straight into its window range).
+    /// </summary>
+    public void OnMessage(UcxWorker worker, in UcxActiveMessage message)
     {
-        if (Volatile.Read(ref _dead) is { } dead)
+        if (message.Id == (uint)RemoteMessage.Challenge)
         {
-            throw Gone(dead);
-        }
-
-        uint requestId = Interlocked.Increment(ref _nextRequest) & ~OneWayBit;
-        if (requestId == 0)
-        {
-            requestId = Interlocked.Increment(ref _nextRequest) & ~OneWayBit; // 0 is the connection's own errors
-        }
-
-        var pending = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[requestId] = pending;
-        try
-        {
-            if (Volatile.Read(ref _dead) is { } died)
+            if (message.Header.Length <= 1024 && message.Length == 0)
             {
-                throw Gone(died);
-            }
-
-            var sent = SendFrameAsync(type, requestId, payload, kind);
-            _ = sent.ContinueWith(t => Fail(t.Exception!.InnerException!), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            return await pending.Task.WaitAsync(_callTimeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException e)
-        {
-            throw new TubeNodeUnavailableException($"The node at {_address} did not answer {type} within {_callTimeout.TotalSeconds:0.#} s.", e);
-        }
-        finally
-        {
-            _pending.TryRemove(requestId, out _);
-        }
-    }
-
-    /// <summary>Answers, one receive at a time, until the endpoint fails or closes (then every call fails).</summary>
-    private async Task ReadAnswersAsync()
-    {
-        var buffer = new byte[1 << 20];
-        while (true)
-        {
-            try
-            {
-                var message = await Endpoint.ReceiveAsync(buffer, RemoteWire.Tag(RemoteKind.Answer, _session)).ConfigureAwait(false);
-                var (type, requestId, payload) = RemoteWire.ReadFrame(buffer.AsSpan(0, (int)message.Length));
-                if (requestId == 0 && type == FrameType.Error)
-                {
-                    Fail(ToException(payload)); // the node ended the connection, and said why
-                    return;
-                }
-
-                Dispatch(type, requestId, payload);
-            }
-            catch (Exception e)
-            {
-                Fail(e);
-                return;
-            }
-        }
-    }
-
-    private void Dispatch(FrameType type, uint requestId, byte[] payload)
-    {
-        if ((requestId & OneWayBit) != 0)
-        {
-            if (type == FrameType.Error)
-            {
-                _oneWayFailed(ToException(payload), null);
+                _challenge.TrySetResult(message.Header.ToArray());
             }
 
             return;
         }
 
-        if (_pending.TryGetValue(requestId, out var pending))
+        if (message.Header.Length > MaxAnswerBytes)
         {
-            if (type == FrameType.Ok)
-            {
-                pending.TrySetResult(payload);
-            }
-            else
-            {
-                pending.TrySetException(ToException(payload));
-            }
+            Fail(new InvalidDataException($"An answer of {message.Header.Length} bytes from the node."));
+            return;
         }
+
+        FrameType type;
+        uint requestId;
+        byte[] payload;
+        try
+        {
+            (type, requestId, payload) = RemoteWire.ReadFrame(message.Header);
+        }
+        catch (InvalidDataException e)
+        {
+            Fail(e);
+            return;
+        }
+
+        if (requestId == 0 && type == FrameType.Error)
+        {
+            Fail(ToException(payload)); // the node ended the connection, and said why
+            return;
+        }
+
+        if (!_pending.TryRemove(requestId, out var pending))
+        {
+            return; // nothing waits for it: dropped (with any data)
+        }
+
+        if (pending.Counted)
+        {
+            _credits.Release();
+        }
+
+        if ((requestId & OneWayBit) != 0)
+        {
+            if (type == FrameType.Error)
+            {
+                var refused = ToException(payload);
+                ThreadPool.UnsafeQueueUserWorkItem(static s => s.Handler(s.Refused, null), (Handler: _oneWayFailed, Refused: refused), preferLocal: false);
+            }
+
+            return;
+        }
+
+        if (type != FrameType.Ok)
+        {
+            pending.Done.TrySetException(ToException(payload));
+            return;
+        }
+
+        if (pending.Target.IsEmpty)
+        {
+            pending.Done.TrySetResult(payload);
+            return;
+        }
+
+        if (message.Length != pending.Target.Length)
+        {
+            pending.Done.TrySetException(new TubeException(TubeError.Internal, $"The node sent {message.Length} bytes for a part of {pending.Target.Length}."));
+            return;
+        }
+
+        if (!message.IsRendezvous)
+        {
+            message.EagerData.CopyTo(pending.Target.Span);
+            pending.Done.TrySetResult(payload);
+            return;
+        }
+
+        _ = worker.ReceiveData(message, pending.Target).ContinueWith(
+            (t, s) =>
+            {
+                var (done, answer) = ((TaskCompletionSource<byte[]>, byte[]))s!;
+                if (t.IsCompletedSuccessfully)
+                {
+                    done.TrySetResult(answer);
+                }
+                else
+                {
+                    done.TrySetException(Gone(t.Exception?.InnerException ?? new OperationCanceledException()));
+                }
+            }, (pending.Done, payload), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private static TubeException ToException(byte[] payload)
@@ -341,9 +410,10 @@ internal sealed class RemoteConnection : INodeConnection
         }
 
         var gone = Gone(cause);
+        _challenge.TrySetException(cause);
         foreach (var pending in _pending.Values)
         {
-            pending.TrySetException(gone);
+            pending.Done.TrySetException(gone);
         }
     }
 
@@ -372,7 +442,6 @@ internal sealed class RemoteConnection : INodeConnection
             }
         }
 
-        await _answers.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         _worker.Dispose(); // whatever UCX still had pending fails
         _context.Dispose();
     }

@@ -25,6 +25,10 @@ internal sealed partial class RemoteListener
     private int _handshakes;
     private int _authenticated;
     private int _workers;
+    private long _dropped;
+    private long _rejectedTickets;
+    private readonly Dictionary<ulong, long> _usedTickets = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<UcxWorker, byte> _live = new();
 
     private RemoteListener(TubeNode node, UcxContext context, UcxWorker worker)
     {
@@ -45,6 +49,15 @@ internal sealed partial class RemoteListener
     /// <summary>Session workers not yet destroyed.</summary>
     public int LiveWorkers => Volatile.Read(ref _workers);
 
+    /// <summary>The session workers alive now.</summary>
+    internal ICollection<UcxWorker> Workers => _live.Keys;
+
+    /// <summary>Messages the sessions dropped because they did not come on the session's endpoint.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>A session dropped a message that came on another endpoint (or none).</summary>
+    public void CountDropped() => Interlocked.Increment(ref _dropped);
+
     /// <summary>Connection requests rejected by the listener so far.</summary>
     public long Rejected { get; private set; }
 
@@ -53,7 +66,7 @@ internal sealed partial class RemoteListener
     public static async Task<RemoteListener> StartAsync(TubeNode node, string listen, CancellationToken stop)
     {
         var at = await RemoteWire.ResolveAsync(listen, requireScheme: false, stop).ConfigureAwait(false);
-        var context = UcxContext.Create(node.Settings.UcxSettings);
+        var context = UcxContext.CreateForActiveMessages(node.Settings.UcxSettings); // no tags: nothing a peer sends is queued unexpected
         var remote = new RemoteListener(node, context, UcxWorker.Create(context, "faastube-remote"));
         try
         {
@@ -83,6 +96,13 @@ internal sealed partial class RemoteListener
                 return;
             }
 
+            if (!TakeTicket(request.ClientId))
+            {
+                Interlocked.Increment(ref _rejectedTickets);
+                request.Reject(); // no endpoint, no worker, no session: UCX keeps nothing of it
+                continue;
+            }
+
             bool admitted;
             lock (_sync)
             {
@@ -109,8 +129,8 @@ internal sealed partial class RemoteListener
             {
                 worker = UcxWorker.Create(_context, "faastube-remote-session");
                 Interlocked.Increment(ref _workers);
-                var endpoint = await request.AcceptAsync(worker).ConfigureAwait(false);
-                RemoteSession.Start(_node, this, worker, endpoint, stop);
+                _live[worker] = 0;
+                await RemoteSession.StartAsync(_node, this, worker, request, stop).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -124,6 +144,46 @@ internal sealed partial class RemoteListener
             }
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="ticket"/> is a connect ticket (<see cref="RemoteWire.Ticket"/>) of one
+    /// of the node's workflows for this window or the one before, not used before: each is taken
+    /// once. The used ones are remembered for two windows (only valid tickets are remembered: as
+    /// many as clients that know a secret connect in a minute).
+    /// </summary>
+    private bool TakeTicket(ulong ticket)
+    {
+        if (ticket == 0 || _node.Settings.RemoteSecrets is not { Count: > 0 } secrets)
+        {
+            return false;
+        }
+
+        uint random = (uint)(ticket >> 32);
+        long now = RemoteWire.TicketWindow(TimeProvider.System);
+        bool valid = false;
+        foreach (var secret in secrets.Values)
+        {
+            valid |= RemoteWire.Ticket(secret, random, now) == ticket || RemoteWire.Ticket(secret, random, now - 1) == ticket;
+        }
+
+        if (!valid)
+        {
+            return false;
+        }
+
+        lock (_usedTickets)
+        {
+            foreach (var old in _usedTickets.Where(t => t.Value < now - 1).Select(t => t.Key).ToList())
+            {
+                _usedTickets.Remove(old);
+            }
+
+            return _usedTickets.TryAdd(ticket, now);
+        }
+    }
+
+    /// <summary>Connection requests rejected for want of a valid, unused connect ticket.</summary>
+    public long RejectedTickets => Interlocked.Read(ref _rejectedTickets);
 
     /// <summary>A session's proof was right: it counts as an authenticated remote session, if one is left (false: refuse it).</summary>
     public bool TryAuthenticate()
@@ -161,6 +221,7 @@ internal sealed partial class RemoteListener
     public async Task DisposeWorkerAsync(UcxWorker worker)
     {
         await Task.Run(worker.Dispose).ConfigureAwait(false);
+        _live.TryRemove(worker, out _);
         Interlocked.Decrement(ref _workers);
     }
 

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Threading.Channels;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Native;
@@ -8,60 +9,246 @@ using Microsoft.Extensions.Logging;
 namespace FaaSTube.Channels.Remote;
 
 /// <summary>
-/// A remote client's session on the node, over one UCX endpoint (docs/protocol.md, Remote clients).
-/// The node speaks first: a challenge (the session's tag bits and 32 random bytes); the client's
-/// Hello must carry HMAC-SHA256(its workflow's secret, challenge, workflow, function), checked in
-/// fixed time, and the session must be one of the authenticated remote sessions the node allows;
-/// the whole handshake (every send and receive of it, from the accept) has
-/// <see cref="TubeNodeOptions.HelloTimeout"/>, then the endpoint is closed by force (the only thing
-/// that fails a send a frozen peer never takes) and the session ends; nothing else is read before.
-/// The session has a UCX worker of its own (only its endpoint can reach its receives), destroyed
-/// when it ends, with whatever its peer sent that nothing received.
-/// Then requests are the socket's frames executed by the same <see cref="NodeSession"/>, in the same
-/// request slots; the window is memory the node allocated (<see cref="NodeSession.OpenRemote"/>):
-/// a PutPart's bytes are received straight into it before the part runs, a GetToHost part's bytes
-/// are sent from it after the part ran and before its answer. The endpoint's failure (the peer died
-/// or the network broke; UCX's peer error handling) or close ends the session.
+/// A remote client's session on the node, over one UCX endpoint on a worker of its own
+/// (docs/protocol.md, Remote clients). The node receives only active messages, and each is decided
+/// on the worker's progress thread by <see cref="OnMessage"/> before anything of it is kept:
+/// <list type="bullet">
+/// <item>a message that did not come on the session's endpoint (its reply endpoint is another, or
+/// none) is dropped;</item>
+/// <item>before the proof, only one Hello of at most <see cref="RemoteWire.MaxHelloBytes"/> with no
+/// data is taken; anything else closes the session;</item>
+/// <item>after it, a request is taken only while the client has fewer than its credits
+/// (<see cref="TubeNodeOptions.MaxRequestsInFlight"/>) unanswered, with a frame of at most
+/// <see cref="RemoteWire.MaxRequestBytes"/>; a PutPart's bytes only into the window range it names,
+/// of exactly its length (rendezvous data received straight there); anything else closes the session.</item>
+/// </list>
+/// So the node holds at most a Hello before the proof and the credits' frames after it, plus the
+/// window it allocated: nothing a peer sends is buffered that the node did not agree to. The node
+/// speaks first (the challenge); the Hello must carry HMAC-SHA256(its workflow's secret, challenge,
+/// workflow, function), checked in fixed time; the whole handshake has <see cref="TubeNodeOptions.HelloTimeout"/>
+/// from the accept, then the endpoint is closed by force. Requests run in the same
+/// <see cref="NodeSession"/> as the socket's (same slots, checks, errors); every request is answered
+/// (a one-way request with an empty Ok: its credit back). The endpoint's failure or close ends the session.
 /// </summary>
-internal sealed partial class RemoteSession
+internal sealed partial class RemoteSession : IUcxMessageHandler
 {
     /// <summary>The uid remote sessions count under (<see cref="TubeNodeOptions.MaxSessionsPerUser"/> bounds them together).</summary>
     public const uint RemoteUid = uint.MaxValue;
 
+    private const int AwaitingHello = 0;
+    private const int HelloTaken = 1;
+    private const int Open = 2;
+    private const int Closed = 3;
+
     private readonly NodeSession _session;
     private readonly RemoteListener _listener;
     private readonly UcxWorker _worker;
-    private readonly UcxEndpoint _endpoint;
-    private readonly ulong _tag = RemoteWire.NewSession();
-    private readonly HashSet<Task> _dataReceives = [];
+    private readonly Channel<Inbound> _inbox = Channel.CreateUnbounded<Inbound>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true }); // bounded by the credits
     private readonly ILogger _logger;
+    private readonly int _credits;
+    private readonly int _maxRequestBytes;
+    private UcxEndpoint? _endpoint;
     private volatile bool _forced;
     private bool _authenticated;
+    private int _state;
+    private int _outstanding;
+    private string? _violation;
 
-    private RemoteSession(NodeSession session, RemoteListener listener, UcxWorker worker, UcxEndpoint endpoint, ILogger logger)
+    private RemoteSession(NodeSession session, RemoteListener listener, UcxWorker worker, ILogger logger)
     {
         _session = session;
         _listener = listener;
         _worker = worker;
-        _endpoint = endpoint;
         _logger = logger;
+        _credits = session.Node.Settings.MaxRequestsInFlight;
+        _maxRequestBytes = Math.Min(RemoteWire.MaxRequestBytes, session.Node.Settings.MaxFrameBytes);
     }
 
-    /// <summary>Serves an endpoint accepted on its own <paramref name="worker"/> until it ends (then destroys the worker); the handshake's deadline runs from now.</summary>
-    public static void Start(TubeNode node, RemoteListener listener, UcxWorker worker, UcxEndpoint endpoint, CancellationToken stop)
+    /// <summary>A request taken off the network: its frame, and the receive of a PutPart's bytes into the window (null: none, or already copied).</summary>
+    private sealed record Inbound(FrameType Type, uint RequestId, byte[] Payload, Task? Data);
+
+    /// <summary>
+    /// Accepts <paramref name="request"/> on its own <paramref name="worker"/> (whose handlers are this
+    /// session's before the endpoint exists) and serves it until it ends (then destroys the worker);
+    /// the handshake's deadline runs from now.
+    /// </summary>
+    public static async Task StartAsync(TubeNode node, RemoteListener listener, UcxWorker worker, UcxConnectionRequest request, CancellationToken stop)
     {
         var session = node.NewSession(0, RemoteUid, inProcess: false);
-        var remote = new RemoteSession(session, listener, worker, endpoint, node.Logger);
+        var remote = new RemoteSession(session, listener, worker, node.Logger);
         var deadline = new CancellationTokenSource(node.Settings.HelloTimeout);
+        try
+        {
+            await worker.SetMessageHandlerAsync((uint)RemoteMessage.Hello, remote).ConfigureAwait(false);
+            await worker.SetMessageHandlerAsync((uint)RemoteMessage.Request, remote).ConfigureAwait(false);
+            remote._endpoint = await request.AcceptAsync(worker).ConfigureAwait(false);
+        }
+        catch
+        {
+            deadline.Dispose();
+            session.Abort();
+            await session.EndAsync(static () => Task.CompletedTask).ConfigureAwait(false);
+            throw;
+        }
+
         session.Completion = Task.Run(() => remote.RunAsync(deadline, stop), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// On the worker's progress thread: decides about one message before anything of it is kept
+    /// (see the class's summary). Never blocks: a session to close is closed from the thread pool.
+    /// </summary>
+    public void OnMessage(UcxWorker worker, in UcxActiveMessage message)
+    {
+        var endpoint = _endpoint;
+        if (endpoint is null || message.ReplyEndpoint == 0 || message.ReplyEndpoint != endpoint.Native)
+        {
+            _listener.CountDropped(); // another endpoint's, or one that did not say where it came from: never the session's
+            return;
+        }
+
+        switch (Volatile.Read(ref _state))
+        {
+            case AwaitingHello:
+                if (message.Id != (uint)RemoteMessage.Hello || message.Length != 0 || message.IsRendezvous || message.Header.Length > RemoteWire.MaxHelloBytes)
+                {
+                    Violate(TubeError.BadRequest, $"Before its proof a remote client sends one Hello of at most {RemoteWire.MaxHelloBytes} bytes and no data; message {message.Id} had {message.Header.Length} + {message.Length} bytes.");
+                    return;
+                }
+
+                Volatile.Write(ref _state, HelloTaken);
+                _inbox.Writer.TryWrite(new Inbound(FrameType.Hello, 0, message.Header.ToArray(), null));
+                return;
+            case Open:
+                TakeRequest(worker, message);
+                return;
+            case HelloTaken:
+                Violate(TubeError.BadRequest, "A remote client sends nothing after its Hello until the node has answered it.");
+                return;
+            default:
+                return; // closing: dropped
+        }
+    }
+
+    private void TakeRequest(UcxWorker worker, in UcxActiveMessage message)
+    {
+        if (message.Id != (uint)RemoteMessage.Request)
+        {
+            Violate(TubeError.BadRequest, $"Message {message.Id} is not a request.");
+            return;
+        }
+
+        if (message.Header.Length > _maxRequestBytes)
+        {
+            Violate(TubeError.FrameTooLarge, $"A request of {message.Header.Length} bytes is over the node's limit of {_maxRequestBytes} for remote requests.");
+            return;
+        }
+
+        if (Interlocked.Increment(ref _outstanding) > _credits)
+        {
+            Violate(TubeError.BadRequest, $"More than {_credits} requests unanswered: the client ignored its credits.");
+            return;
+        }
+
+        FrameType type;
+        uint requestId;
+        byte[] payload;
+        try
+        {
+            (type, requestId, payload) = RemoteWire.ReadFrame(message.Header);
+        }
+        catch (InvalidDataException e)
+        {
+            Violate(TubeError.BadRequest, e.Message);
+            return;
+        }
+
+        bool hasData = message.Length > 0 || message.IsRendezvous;
+        if (type != FrameType.PutPart)
+        {
+            if (hasData)
+            {
+                Violate(TubeError.BadRequest, $"{type} carried {message.Length} bytes of data: only a PutPart carries its bytes.");
+                return;
+            }
+
+            _inbox.Writer.TryWrite(new Inbound(type, requestId, payload, null));
+            return;
+        }
+
+        PutPart part;
+        try
+        {
+            part = (PutPart)Requests.DecodeTraced(FrameType.PutPart, payload).Request;
+        }
+        catch (Exception e) when (e is InvalidDataException or TubeException)
+        {
+            Violate(TubeError.BadRequest, $"A malformed PutPart: {e.Message}");
+            return;
+        }
+
+        var window = _session.CurrentWindow;
+        if (window is null || part.Length <= 0 || part.Length != message.Length || part.WindowOffset < 0 || part.WindowOffset > window.Length - part.Length)
+        {
+            Violate(TubeError.BadRequest, $"A PutPart of {part.Length} bytes at window offset {part.WindowOffset} carried {message.Length} bytes: a part carries exactly its bytes, for a range inside the window.");
+            return;
+        }
+
+        var target = window.Memory.Slice(part.WindowOffset, part.Length);
+        Task data;
+        if (message.IsRendezvous)
+        {
+            data = worker.ReceiveData(message, target); // straight into the window: nothing is staged anywhere else
+        }
+        else
+        {
+            message.EagerData.CopyTo(target.Span);
+            data = Task.CompletedTask;
+        }
+
+        _inbox.Writer.TryWrite(new Inbound(type, requestId, payload, data));
+    }
+
+    /// <summary>The peer broke the rules: nothing more of it is taken; it is told why (briefly) and its endpoint closed by force.</summary>
+    private void Violate(TubeError error, string reason)
+    {
+        int was = Interlocked.Exchange(ref _state, Closed);
+        if (was == Closed)
+        {
+            return;
+        }
+
+        _violation = reason; // the session ends once the peer was told (its requests already taken still end with it)
+        if (was != Open)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static s => s.ForceClose(), this, preferLocal: false); // unauthenticated: closed at once, without a word
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await _endpoint!.SendMessageAsync((uint)RemoteMessage.Answer, Frames.Encode(FrameType.Error, 0, ErrorPayload(error, reason).Span))
+                    .WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+                await _endpoint.CloseAsync(force: false).WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false); // flushed: the word reaches the peer before the close
+            }
+            catch (Exception)
+            {
+                // It does not take it: closed all the same.
+            }
+
+            ForceClose();
+        });
     }
 
     /// <summary>The handshake's deadline passed, or the node stops: the endpoint closes by force now (its pending sends fail) and the session ends; nothing waits on the peer.</summary>
     private void ForceClose()
     {
         _forced = true;
+        Volatile.Write(ref _state, Closed);
         _session.Abort();
-        _ = _endpoint.CloseAsync(force: true).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = _endpoint!.CloseAsync(force: true).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private TubeNodeOptions Options => _session.Node.Settings;
@@ -71,7 +258,7 @@ internal sealed partial class RemoteSession
         using var handshakeDeadline = deadline;
         var overdue = deadline.Token.Register(static s => ((RemoteSession)s!).ForceClose(), this);
         using var stopping = stop.Register(static s => ((RemoteSession)s!).ForceClose(), this);
-        _ = _endpoint.Failed.ContinueWith(static (_, s) => ((NodeSession)s!).Abort(), _session, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = _endpoint!.Failed.ContinueWith(static (_, s) => ((NodeSession)s!).Abort(), _session, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         var ended = _session.Ended;
         try
         {
@@ -82,37 +269,13 @@ internal sealed partial class RemoteSession
                 return;
             }
 
-            var buffer = new byte[Options.MaxFrameBytes];
-            while (true)
+            await foreach (var request in _inbox.Reader.ReadAllAsync(ended).ConfigureAwait(false))
             {
-                UcxMessage message;
-                try
-                {
-                    message = await _endpoint.ReceiveAsync(buffer, RemoteWire.Tag(RemoteKind.Request, _tag), ulong.MaxValue, ended).ConfigureAwait(false);
-                }
-                catch (UcxException e) when (e.Status == UcsStatus.ErrMessageTruncated)
-                {
-                    await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.FrameTooLarge, $"A request over the node's limit of {Options.MaxFrameBytes} bytes.")).ConfigureAwait(false);
-                    return;
-                }
-
-                var (type, requestId, payload) = RemoteWire.ReadFrame(buffer.AsSpan(0, (int)message.Length));
-                (Task<UcxMessage>? Received, string? Refusal) data = type == FrameType.PutPart ? ReceivePart(payload) : (null, null);
-                if (data.Refusal is { } fatal)
-                {
-                    await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.BadRequest, fatal)).ConfigureAwait(false);
-                    return; // the part's bytes cannot be matched to it: the stream cannot be resynchronised
-                }
-
                 await _session.EnterAsync().ConfigureAwait(false);
-                _ = HandleAsync(type, requestId, payload, data.Received);
+                _ = HandleAsync(request);
             }
         }
-        catch (InvalidDataException e)
-        {
-            await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.BadRequest, e.Message)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or UcxException)
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or UcxException or ChannelClosedException)
         {
             // The peer went away, the endpoint failed, or the node is stopping.
         }
@@ -122,6 +285,11 @@ internal sealed partial class RemoteSession
         }
         finally
         {
+            if (_violation is { } reason)
+            {
+                LogViolation(_logger, _session.Id, _endpoint.Peer?.ToString() ?? "?", reason);
+            }
+
             await overdue.DisposeAsync().ConfigureAwait(false);
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
             _listener.Ended(_authenticated);
@@ -132,24 +300,16 @@ internal sealed partial class RemoteSession
     private async Task<bool> HandshakeAsync(CancellationToken ended)
     {
         byte[] nonce = RandomNumberGenerator.GetBytes(RemoteWire.NonceBytes);
-        await _endpoint.SendAsync(RemoteWire.Challenge(_tag, nonce), RemoteWire.Tag(RemoteKind.Challenge, _tag)).WaitAsync(ended).ConfigureAwait(false);
-
-        var buffer = new byte[4096 + 3 * Frames.MaxNameBytes];
-        UcxMessage message;
-        try
+        await _endpoint!.SendMessageAsync((uint)RemoteMessage.Challenge, RemoteWire.Challenge(nonce, _credits, _maxRequestBytes)).WaitAsync(ended).ConfigureAwait(false);
+        if (!await _inbox.Reader.WaitToReadAsync(ended).ConfigureAwait(false) || !_inbox.Reader.TryRead(out var first))
         {
-            message = await _endpoint.ReceiveAsync(buffer, RemoteWire.Tag(RemoteKind.Hello, _tag), ulong.MaxValue, ended).WaitAsync(ended).ConfigureAwait(false);
-        }
-        catch (UcxException e) when (e.Status == UcsStatus.ErrMessageTruncated)
-        {
-            await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.FrameTooLarge, "The Hello is too long.")).ConfigureAwait(false);
-            return false;
+            return false; // the peer broke the rules before its Hello
         }
 
         uint requestId = 0;
         try
         {
-            var (type, id, payload) = RemoteWire.ReadFrame(buffer.AsSpan(0, (int)message.Length));
+            var (type, id, payload) = RemoteWire.ReadFrame(first.Payload);
             requestId = id;
             if (type != FrameType.Hello)
             {
@@ -182,6 +342,11 @@ internal sealed partial class RemoteSession
             _authenticated = true;
             var ok = _session.OpenRemote(hello);
             LogOpened(_logger, _session.Id, _endpoint.Peer?.ToString() ?? "?", hello.Workflow, hello.Function);
+            if (Interlocked.CompareExchange(ref _state, Open, HelloTaken) != HelloTaken)
+            {
+                return false; // it broke the rules meanwhile
+            }
+
             await AnswerAsync(FrameType.Ok, requestId, Payload.Writer(ok).Memory).ConfigureAwait(false);
             return true;
         }
@@ -193,85 +358,36 @@ internal sealed partial class RemoteSession
         }
     }
 
-    /// <summary>
-    /// A PutPart's bytes, received into the window range it names (a receive posted now, in the
-    /// order of the requests). A part that names no whole range of pages in the window has bytes
-    /// that nothing can receive: a refusal that ends the session.
-    /// </summary>
-    private (Task<UcxMessage>? Received, string? Refusal) ReceivePart(byte[] payload)
+    /// <summary>One request (its slot taken): its bytes first for a PutPart, executed, answered (a one-way request too: its credit back; a GetToHost part's Ok carries the part's bytes); the slot given back at the end.</summary>
+    private async Task HandleAsync(Inbound request)
     {
-        PutPart part;
-        try
-        {
-            part = (PutPart)Requests.DecodeTraced(FrameType.PutPart, payload).Request;
-        }
-        catch (Exception e) when (e is InvalidDataException or TubeException)
-        {
-            return (null, $"A malformed PutPart: {e.Message}");
-        }
-
-        var window = _session.CurrentWindow!;
-        if (part.Length <= 0 || part.WindowOffset < 0 || part.WindowOffset % RemoteWire.PageBytes != 0 || part.WindowOffset > window.Length - part.Length)
-        {
-            return (null, $"A PutPart of {part.Length} bytes at window offset {part.WindowOffset}: a remote part starts on a page of the window and ends inside it.");
-        }
-
-        var received = _endpoint.ReceiveAsync(window.Memory.Slice(part.WindowOffset, part.Length), RemoteWire.Tag(RemoteKind.PutData, _tag, part.WindowOffset));
-        lock (_dataReceives)
-        {
-            _dataReceives.Add(received);
-        }
-
-        _ = received.ContinueWith(
-            (t, s) =>
-            {
-                lock (_dataReceives)
-                {
-                    _dataReceives.Remove(t);
-                }
-            }, null, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return (received, null);
-    }
-
-    /// <summary>One request (its slot taken): its bytes first for a PutPart, executed, a GetToHost part's bytes sent, answered (a one-way request only when it failed); the slot given back at the end.</summary>
-    private async Task HandleAsync(FrameType type, uint requestId, byte[] payload, Task<UcxMessage>? data)
-    {
+        var (type, requestId, payload, data) = request;
         try
         {
             if (data is not null)
             {
-                UcxMessage received;
                 try
                 {
-                    received = await data.ConfigureAwait(false);
+                    await data.ConfigureAwait(false);
                 }
                 catch (UcxException e)
                 {
                     throw new TubeException(TubeError.BadRequest, $"The part's bytes did not arrive whole ({e.StatusName}).");
                 }
-
-                var part = (PutPart)Requests.DecodeTraced(FrameType.PutPart, payload).Request;
-                if (received.Length != part.Length)
-                {
-                    throw new TubeException(TubeError.BadRequest, $"The part announced {part.Length} bytes; {received.Length} came.");
-                }
             }
 
             var (reply, _) = await _session.ExecuteFrameAsync(type, payload).ConfigureAwait(false);
+            ReadOnlyMemory<byte> bytes = default;
             if (type == FrameType.GetToHost)
             {
                 var part = (GetToHost)Requests.DecodeTraced(FrameType.GetToHost, payload).Request; // checked against the window by the session
-                await _endpoint.SendAsync(_session.CurrentWindow!.Memory.Slice(part.WindowOffset, part.Length), RemoteWire.Tag(RemoteKind.GetData, _tag, part.WindowOffset)).ConfigureAwait(false);
-            }
-
-            if (OneWay.Is(type))
-            {
-                return;
+                bytes = _session.CurrentWindow!.Memory.Slice(part.WindowOffset, part.Length);
             }
 
             var writer = new PayloadWriter();
             reply.Write(writer);
-            await AnswerAsync(FrameType.Ok, requestId, writer.Memory).ConfigureAwait(false);
+            Interlocked.Decrement(ref _outstanding); // before the answer leaves: the client may send again once it has it
+            await AnswerAsync(FrameType.Ok, requestId, writer.Memory, bytes).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_session.Ended.IsCancellationRequested)
         {
@@ -279,11 +395,17 @@ internal sealed partial class RemoteSession
         }
         catch (TubeException e)
         {
+            Interlocked.Decrement(ref _outstanding);
             await AnswerAsync(FrameType.Error, requestId, ErrorPayload(e.Error, e.Reason)).ConfigureAwait(false);
         }
         catch (Exception e) when (e is UcxException or ObjectDisposedException)
         {
-            _session.Abort(); // the endpoint failed while the part's bytes went out
+            _session.Abort(); // the endpoint failed
+        }
+        catch (Exception e)
+        {
+            Interlocked.Decrement(ref _outstanding);
+            await AnswerAsync(FrameType.Error, requestId, ErrorPayload(TubeError.Internal, _session.Node.InternalError(type.ToString(), _session.Id, e))).ConfigureAwait(false);
         }
         finally
         {
@@ -291,12 +413,12 @@ internal sealed partial class RemoteSession
         }
     }
 
-    /// <summary>A frame to the client; an endpoint that is gone is nobody to answer.</summary>
-    private async Task AnswerAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload)
+    /// <summary>A frame to the client (with <paramref name="data"/>, a part's bytes from the window); an endpoint that is gone is nobody to answer.</summary>
+    private async Task AnswerAsync(FrameType type, uint requestId, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> data = default)
     {
         try
         {
-            await _endpoint.SendAsync(Frames.Encode(type, requestId, payload.Span), RemoteWire.Tag(RemoteKind.Answer, _tag)).WaitAsync(_session.Ended).ConfigureAwait(false);
+            await _endpoint!.SendMessageAsync((uint)RemoteMessage.Answer, Frames.Encode(type, requestId, payload.Span), data).WaitAsync(_session.Ended).ConfigureAwait(false);
         }
         catch (Exception e) when (e is UcxException or ObjectDisposedException or OperationCanceledException)
         {
@@ -307,17 +429,19 @@ internal sealed partial class RemoteSession
     /// <summary>
     /// The session's transport closes (its requests were cancelled; EndAsync then waits for them):
     /// the endpoint is flushed (a last answer reaches the client), at most 2 s, unless it was closed
-    /// by force (the handshake's deadline, the node's stop); then the session's worker is destroyed:
-    /// every send and receive still pending fails (bounded: the worker gives UCX 2 s), nothing of
-    /// UCX touches the window any more, and the messages the peer sent that nothing received are freed.
+    /// by force (the handshake's deadline, the node's stop, a broken rule); then the session's worker
+    /// is destroyed: every send and receive still pending fails (bounded: the worker gives UCX 2 s),
+    /// and nothing of UCX touches the window any more.
     /// </summary>
     private async Task CloseAsync()
     {
+        Volatile.Write(ref _state, Closed);
+        _inbox.Writer.TryComplete();
         if (!_forced)
         {
             try
             {
-                await _endpoint.CloseAsync(force: false).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                await _endpoint!.CloseAsync(force: false).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
             }
             catch (Exception)
             {
@@ -326,13 +450,13 @@ internal sealed partial class RemoteSession
         }
 
         await _listener.DisposeWorkerAsync(_worker).ConfigureAwait(false);
-        Task[] receives;
-        lock (_dataReceives)
+        while (_inbox.Reader.TryRead(out var unserved))
         {
-            receives = [.. _dataReceives];
+            if (unserved.Data is { } data)
+            {
+                await data.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // failed with the worker
+            }
         }
-
-        await Task.WhenAll(receives).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // failed with the worker
     }
 
     private static ReadOnlyMemory<byte> ErrorPayload(TubeError error, string message) =>
@@ -343,4 +467,7 @@ internal sealed partial class RemoteSession
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Remote session {Session} from {Peer} opened for workflow '{Workflow}', function '{Function}'")]
     private static partial void LogOpened(ILogger logger, long session, string peer, string workflow, string function);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Remote session {Session} from {Peer} closed: {Reason}")]
+    private static partial void LogViolation(ILogger logger, long session, string peer, string reason);
 }

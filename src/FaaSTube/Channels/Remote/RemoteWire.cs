@@ -6,84 +6,93 @@ using FaaSTube.Channels.Protocol;
 
 namespace FaaSTube.Channels.Remote;
 
-/// <summary>What a UCX tagged message of a remote session carries (the tag's top four bits).</summary>
-internal enum RemoteKind : ulong
+/// <summary>The active-message ids of the remote transport (docs/protocol.md, Remote clients).</summary>
+internal enum RemoteMessage : uint
 {
-    /// <summary>Node to client, first: the session's tag bits and a random challenge.</summary>
+    /// <summary>Node to client, first: the challenge (header only).</summary>
     Challenge = 1,
 
-    /// <summary>Client to node: the Hello frame and its proof.</summary>
+    /// <summary>Client to node: the Hello frame and its proof (header only).</summary>
     Hello = 2,
 
-    /// <summary>Client to node: a request frame, as on the socket.</summary>
+    /// <summary>Client to node: a request frame as the header; a PutPart carries its bytes as the data.</summary>
     Request = 3,
 
-    /// <summary>Node to client: an Ok or Error frame, as on the socket.</summary>
+    /// <summary>Node to client: an Ok or Error frame as the header; a GetToHost part's Ok carries its bytes as the data.</summary>
     Answer = 4,
-
-    /// <summary>Client to node: a PutPart's bytes, received straight into the node's window.</summary>
-    PutData = 5,
-
-    /// <summary>Node to client: a GetToHost part's bytes, sent from the node's window.</summary>
-    GetData = 6,
 }
 
 /// <summary>
-/// The remote transport's wire (docs/protocol.md, Remote clients). Every message is a UCX tagged
-/// message whose 64-bit tag is <c>kind (4 bits) | session (40 bits) | page (20 bits)</c>: each
-/// remote session has a UCX worker of its own on the node, so only its client's messages reach its
-/// receives; the session's 40 random bits (told in the challenge) stay in the tags as a check; data
-/// messages add the window page they start at (parts start on page boundaries; a window is at most 2^20 pages).
-/// Control messages are the socket's frames (<see cref="Frames"/>): the same records, the same checks.
+/// The remote transport's wire (docs/protocol.md, Remote clients). Every message is a UCX active
+/// message: its header is one of the socket's frames (<see cref="Frames"/>: the same records, the
+/// same checks), its data the bytes of a PutPart (client to node) or of a GetToHost part's answer
+/// (node to client). The client sends with UCP_AM_SEND_FLAG_REPLY, so the node's handler knows
+/// which endpoint each message came on and drops any that is not its session's.
 /// </summary>
 internal static class RemoteWire
 {
-    public const int PageBytes = 4096;
     public const int NonceBytes = 32;
     public const int ProofBytes = 32;
-    public const ulong SessionMask = (1UL << 40) - 1;
 
-    /// <summary>Matches the kind and the session, whatever the page.</summary>
-    public const ulong KindAndSession = ~((1UL << 20) - 1);
+    /// <summary>The most a Hello message may be (its header; a Hello has no data): names, window size, the proof.</summary>
+    public const int MaxHelloBytes = 4096 + 3 * Frames.MaxNameBytes;
 
-    /// <summary>Matches the session only, whatever the kind and page (draining a session's strays).</summary>
-    public const ulong SessionOnly = SessionMask << 20;
+    /// <summary>The most a remote request's frame may be (its header): every request is a trace context, at most two names and numbers; the bytes of a PutPart travel as its data. Below UCX's largest active-message header over TCP (8 KiB).</summary>
+    public const int MaxRequestBytes = 4 << 10;
 
-    /// <summary>Matches the kind only (the client's first receive, before it knows its session).</summary>
-    public const ulong KindOnly = 0xFUL << 60;
+    /// <summary>The challenge: <c>u16 version, bytes nonce, i32 credits, i32 max request bytes</c>.</summary>
+    public static byte[] Challenge(ReadOnlySpan<byte> nonce, int credits, int maxRequestBytes) =>
+        new PayloadWriter().U16(Frames.Version).Bytes(nonce).I32(credits).I32(maxRequestBytes).Memory.ToArray();
 
-    public static ulong Tag(RemoteKind kind, ulong session, int windowOffset = 0) =>
-        ((ulong)kind << 60) | ((session & SessionMask) << 20) | ((ulong)(windowOffset / PageBytes) & 0xFFFFF);
-
-    /// <summary>40 random bits, never 0.</summary>
-    public static ulong NewSession()
-    {
-        Span<byte> bytes = stackalloc byte[8];
-        ulong session;
-        do
-        {
-            RandomNumberGenerator.Fill(bytes);
-            session = BinaryPrimitives.ReadUInt64LittleEndian(bytes) & SessionMask;
-        }
-        while (session == 0);
-        return session;
-    }
-
-    /// <summary>The challenge: <c>u16 version, i64 session, bytes nonce</c>.</summary>
-    public static byte[] Challenge(ulong session, ReadOnlySpan<byte> nonce) =>
-        new PayloadWriter().U16(Frames.Version).I64((long)session).Bytes(nonce).Memory.ToArray();
-
-    public static (ushort Version, ulong Session, byte[] Nonce) ReadChallenge(ReadOnlySpan<byte> message)
+    public static (ushort Version, byte[] Nonce, int Credits, int MaxRequestBytes) ReadChallenge(ReadOnlySpan<byte> message)
     {
         var reader = new PayloadReader(message);
-        var challenge = (reader.U16(), (ulong)reader.I64(), reader.Bytes());
-        if (!reader.AtEnd || challenge.Item3.Length != NonceBytes || (challenge.Item2 & ~SessionMask) != 0 || challenge.Item2 == 0)
+        ushort version = reader.U16();
+        if (version != Frames.Version)
+        {
+            return (version, [], 0, 0); // the rest may be laid out otherwise: the caller reports the version
+        }
+
+        var challenge = (version, reader.Bytes(), reader.I32(), reader.I32());
+        if (!reader.AtEnd || challenge.Item2.Length != NonceBytes || challenge.Item3 <= 0 || challenge.Item4 <= Frames.HeaderBytes)
         {
             throw new InvalidDataException("The node's challenge is malformed.");
         }
 
         return challenge;
     }
+
+    /// <summary>How long a connect ticket is good for: its 30-second window and the one before.</summary>
+    public const int TicketWindowSeconds = 30;
+
+    /// <summary>
+    /// The connect ticket a client's worker sends as its UCX client id with its connection request
+    /// (UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID): 32 random bits, then the first 32 bits of
+    /// HMAC-SHA256(secret, "faastube-connect" || random || window), window = Unix time / 30 s. The
+    /// listener rejects a request without a valid, unused ticket before any endpoint exists for it.
+    /// </summary>
+    public static ulong Ticket(ReadOnlySpan<byte> secret, uint random, long window)
+    {
+        var input = new PayloadWriter();
+        input.Bytes("faastube-connect"u8).I32(unchecked((int)random)).I64(window);
+        Span<byte> mac = stackalloc byte[32];
+        HMACSHA256.HashData(secret, input.Memory.Span, mac);
+        return ((ulong)random << 32) | BinaryPrimitives.ReadUInt32BigEndian(mac);
+    }
+
+    /// <summary>A new ticket for now (the client's side).</summary>
+    public static ulong NewTicket(ReadOnlySpan<byte> secret, TimeProvider clock)
+    {
+        uint random;
+        do
+        {
+            random = (uint)RandomNumberGenerator.GetInt32(int.MinValue, int.MaxValue);
+        }
+        while (random == 0);
+        return Ticket(secret, random, TicketWindow(clock));
+    }
+
+    public static long TicketWindow(TimeProvider clock) => clock.GetUtcNow().ToUnixTimeSeconds() / TicketWindowSeconds;
 
     /// <summary>HMAC-SHA256(secret, nonce || u32 length + workflow || u32 length + function): names are length-prefixed, so no two pairs make the same input.</summary>
     public static byte[] Proof(ReadOnlySpan<byte> secret, ReadOnlySpan<byte> nonce, string workflow, string function)
