@@ -73,6 +73,34 @@ public sealed class RemoteClientTests
         Assert.AreEqual(Checksum(data), Checksum(back), "local Put, remote Get");
     }
 
+    /// <summary>Names from a remote client: a named Put lands in the workflow's scope (a local client of the workflow reads the same bytes), Where and Delete work; a named Get to a GPU is refused with a clear error.</summary>
+    [TestMethod]
+    public async Task Named_put_where_and_delete_work_remotely()
+    {
+        await using var h = await StartAsync();
+        await using var remote = await ConnectAsync(h);
+        var local = await h.ConnectAsync(inProcess: true, workflow: "wf");
+        var random = Seeds.Create(TestContext);
+        byte[] data = random.Bytes((2 << 20) + 11);
+
+        long version = await remote.PutNamedAsync("model.weights", data).WaitAsync(Bound);
+        Assert.AreEqual(1, version);
+        CollectionAssert.AreEqual(new[] { 0 }, (await remote.WhereNamedAsync("model.weights").WaitAsync(Bound)).ToArray());
+        await using (var buffer = await local.GetNamedAsync("model.weights").WaitAsync(Bound))
+        {
+            using var stream = buffer.Device.CreateStream();
+            Assert.AreEqual(FaaSTube.Kernels.DataChecksum.Compute(data), await stream.ChecksumAsync(buffer.Memory).AsTask().WaitAsync(Bound), "remote named Put, local named Get: the same bytes on the GPU");
+        }
+
+        var refused = await Assert.ThrowsExactlyAsync<TubeException>(() => remote.GetNamedAsync("model.weights").WaitAsync(Bound));
+        TestContext.WriteLine($"a remote named Get to a GPU: {refused.Message}");
+        Assert.AreEqual(TubeError.BadRequest, refused.Error);
+
+        await remote.DeleteNamedAsync("model.weights").WaitAsync(Bound);
+        var gone = await Assert.ThrowsExactlyAsync<TubeException>(() => remote.WhereNamedAsync("model.weights").WaitAsync(Bound));
+        Assert.AreEqual(TubeError.NotFound, gone.Error);
+    }
+
     [TestMethod]
     public async Task Where_release_and_delete_work_remotely()
     {
