@@ -507,4 +507,37 @@ public sealed class RemoteHostileTests
         Assert.IsInstanceOfType<TubeException>(refused, "the client was told why");
         Assert.AreEqual(expected, ((TubeException)refused).Error);
     }
+
+    /// <summary>
+    /// What is not bounded (docs/protocol.md, Remote clients): a peer with a connect ticket sends one
+    /// eager active message of 256 MiB in fragments before its Hello. UCX reassembles it before any
+    /// handler runs, so the node holds what arrived until the handshake's deadline closes the
+    /// session (logged here, not asserted); what it held is given back once the session's worker is
+    /// destroyed (asserted: nothing of it stays resident).
+    /// </summary>
+    [TestMethod]
+    [DoNotParallelize] // measures the process's memory: alone
+    public async Task An_eager_active_message_in_fragments_is_held_until_the_session_closes_then_freed()
+    {
+        await using var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(3));
+        int port = h.Node.NetworkEndPoint!.Port;
+        var buffer = new byte[256 << 20];
+        Random.Shared.NextBytes(buffer);
+        var a = await Attacker.ConnectAsync(port, settings: new Dictionary<string, string> { ["TLS"] = "tcp", ["RNDV_THRESH"] = "inf" });
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        ResetPeak();
+        long before = StatusBytes("VmRSS");
+        var send = a.Endpoint.SendMessageAsync((uint)RemoteMessage.Request, Header(FrameType.Sync, 1, 16), buffer, reply: true, mode: UcxSendMode.Eager);
+        await WaitForAsync(() => h.Node.SessionCount == 0, "the handshake's deadline closed the session");
+        await WaitForAsync(() => Network(h.Node).LiveWorkers == 0, "the session's worker is gone");
+        long peak = StatusBytes("VmHWM");
+        await a.DisposeAsync();
+        await send.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        long after = StatusBytes("VmRSS");
+        TestContext.WriteLine($"one eager 256 MiB active message in fragments: resident {before >> 20} MiB, peak {peak >> 20} MiB (+{(peak - before) >> 20} MiB held by UCX's reassembly), after the session {after >> 20} MiB");
+        Assert.IsLessThan(32L << 20, after - before, $"the node kept {(after - before) >> 20} MiB of a closed session's partial message");
+    }
 }
