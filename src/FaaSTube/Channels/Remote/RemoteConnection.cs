@@ -37,7 +37,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     private readonly UcxWorker _worker;
     private readonly Memory<byte> _window;
     private readonly TimeSpan _callTimeout;
-    private readonly Action<TubeException, IRequest?> _oneWayFailed; // a refusal of a one-way request names none
+    private readonly Action<TubeException, IRequest?> _oneWayFailed;
     private readonly string _address;
     private readonly TaskCompletionSource<byte[]> _challenge = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private SemaphoreSlim _credits = new(1, 1);
@@ -58,8 +58,11 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     }
 
     /// <summary>A request waiting for its answer: the caller's completion (none for a one-way request), and the window range a GetToHost part's bytes go to.</summary>
-    private sealed class Pending(bool counted, Memory<byte> target = default)
+    private sealed class Pending(bool counted, Memory<byte> target = default, IRequest? request = null)
     {
+        /// <summary>A one-way request, to name in its refusal.</summary>
+        public IRequest? Request { get; } = request;
+
         public TaskCompletionSource<byte[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public Memory<byte> Target { get; } = target;
@@ -142,7 +145,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         request.Write(payload);
         try
         {
-            await PostCoreAsync(request.Type, payload.Memory).ConfigureAwait(false);
+            await PostCoreAsync(request.Type, payload.Memory, request).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TubeNodeUnavailableException or TubeException)
         {
@@ -151,13 +154,13 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     }
 
     /// <summary>A one-way request: a credit, then sent; its answer (an empty Ok, or its refusal for the one-way handler) only gives the credit back.</summary>
-    private async Task PostCoreAsync(FrameType type, ReadOnlyMemory<byte> payload)
+    private async Task PostCoreAsync(FrameType type, ReadOnlyMemory<byte> payload, IRequest? request = null)
     {
         ThrowIfDead();
         CheckSize(type, payload);
         await TakeCreditAsync(CancellationToken.None).ConfigureAwait(false);
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
-        _pending[id] = new Pending(counted: true);
+        _pending[id] = new Pending(counted: true, request: request);
         _ = Endpoint.SendMessageAsync((uint)RemoteMessage.Request, Frames.Encode(type, id, payload.Span), reply: true)
             .ContinueWith(static (t, s) => ((RemoteConnection)s!).Fail(t.Exception!.InnerException!), this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
@@ -348,8 +351,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         {
             if (type == FrameType.Error)
             {
-                var refused = ToException(payload);
-                ThreadPool.UnsafeQueueUserWorkItem(static s => s.Handler(s.Refused, null), (Handler: _oneWayFailed, Refused: refused), preferLocal: false);
+                _oneWayFailed(ToException(payload), pending.Request); // here, before any later answer: a flush after it sees it (the client raises its event on the thread pool)
             }
 
             return;
