@@ -34,7 +34,7 @@ internal sealed class BindingsSubject : RemoteSubject
             {
                 while (true)
                 {
-                    await ServeAsync(await listener.AcceptAsync());
+                    await ServeAsync(await (await listener.AcceptAsync()).AcceptAsync(worker));
                 }
             }
             catch (System.Threading.Channels.ChannelClosedException)

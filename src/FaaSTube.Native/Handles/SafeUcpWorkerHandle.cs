@@ -16,7 +16,7 @@ internal sealed unsafe class SafeUcpWorkerHandle : SafeUcpChildHandle
     /// thread mode is UCS_THREAD_MODE_MULTI unless <paramref name="singleThread"/>: one thread
     /// drives it, but a handle released by the finalizer or a wake-up from another thread stays safe.
     /// </summary>
-    public static SafeUcpWorkerHandle Create(SafeUcpContextHandle context, uint events, bool singleThread = false)
+    public static SafeUcpWorkerHandle Create(SafeUcpContextHandle context, uint events, bool singleThread = false, ulong clientId = 0)
     {
         var result = new SafeUcpWorkerHandle(context);
         try
@@ -27,6 +27,12 @@ internal sealed unsafe class SafeUcpWorkerHandle : SafeUcpChildHandle
                 ThreadMode = singleThread ? Interop.Ucp.THREAD_MODE_SINGLE : Interop.Ucp.THREAD_MODE_MULTI,
                 Events = events,
             };
+            if (clientId != 0)
+            {
+                parameters.FieldMask |= Interop.Ucp.WORKER_PARAM_FIELD_CLIENT_ID; // what a listener sees of this worker's connection requests
+                parameters.ClientId = clientId;
+            }
+
             nint worker;
             UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_create(context.DangerousGetHandle(), &parameters, &worker));
             result.Attach(worker);

@@ -35,6 +35,8 @@ internal static partial class Interop
         internal const ulong WORKER_PARAM_FIELD_EVENT_FD = 1UL << 4;
         internal const ulong WORKER_PARAM_FIELD_FLAGS = 1UL << 5;
         internal const ulong WORKER_PARAM_FIELD_NAME = 1UL << 6;
+        internal const ulong WORKER_PARAM_FIELD_AM_ALIGNMENT = 1UL << 7;
+        internal const ulong WORKER_PARAM_FIELD_CLIENT_ID = 1UL << 8;
 
         // ucs_thread_mode_t (ucs/type/thread_mode.h)
         internal const int THREAD_MODE_SINGLE = 0;
@@ -71,6 +73,7 @@ internal static partial class Interop
         // enum ucp_ep_params_flags_field
         internal const uint EP_PARAMS_FLAGS_CLIENT_SERVER = 1U << 0;
         internal const uint EP_PARAMS_FLAGS_NO_LOOPBACK = 1U << 1;
+        internal const uint EP_PARAMS_FLAGS_SEND_CLIENT_ID = 1U << 2;
 
         // ucp_err_handling_mode_t
         internal const int ERR_HANDLING_MODE_NONE = 0;

@@ -14,9 +14,27 @@ internal sealed unsafe class UcxContext(SafeUcpContextHandle handle) : IDisposab
 
     internal SafeUcpContextHandle Handle { get; } = handle;
 
+    /// <summary>The UCP features the context was created with (UCP_FEATURE_*).</summary>
+    public ulong Features { get; private init; } = Interop.Ucp.FEATURE_TAG | Interop.Ucp.FEATURE_AM | Interop.Ucp.FEATURE_WAKEUP;
+
+    /// <summary>Whether tagged messages are enabled (with active messages only, UCX drops every tagged message it receives, unbuffered).</summary>
+    public bool HasTags => (Features & Interop.Ucp.FEATURE_TAG) != 0;
+
     public static UcxContext Create(IReadOnlyDictionary<string, string>? settings = null) =>
         new(SafeUcpContextHandle.Create(
             Interop.Ucp.FEATURE_TAG | Interop.Ucp.FEATURE_AM | Interop.Ucp.FEATURE_WAKEUP, settings));
+
+    /// <summary>
+    /// A context for active messages only (no tags, no RMA, no streams): UCX installs no handler
+    /// for the other protocols, so a peer's tagged, stream or RMA messages are dropped as they
+    /// arrive (never queued as unexpected), and every message that is kept goes through a handler
+    /// of ours (<see cref="UcxWorker.SetMessageHandlerAsync"/>).
+    /// </summary>
+    public static UcxContext CreateForActiveMessages(IReadOnlyDictionary<string, string>? settings = null) =>
+        new(SafeUcpContextHandle.Create(Interop.Ucp.FEATURE_AM | Interop.Ucp.FEATURE_WAKEUP, settings))
+        {
+            Features = Interop.Ucp.FEATURE_AM | Interop.Ucp.FEATURE_WAKEUP,
+        };
 
     /// <summary>Registers host memory (kept alive and pinned by the caller until the handle is disposed).</summary>
     public SafeUcpMemoryHandle Register(void* address, nuint length) => SafeUcpMemoryHandle.Map(Handle, address, length);

@@ -5,7 +5,7 @@ using FaaSTube.Native.Handles;
 namespace FaaSTube.Native.Ucx;
 
 /// <summary>
-/// A connection to a peer worker: created by <see cref="ConnectAsync"/> (a client, by socket
+/// A connection to a peer worker: created by <see cref="ConnectAsync(UcxWorker, IPEndPoint, bool)"/> (a client, by socket
 /// address) or accepted by a <see cref="UcxListener"/>. Endpoints use peer error handling: when the
 /// peer goes away UCX calls <see cref="OnError"/>, sends on the endpoint fail, the receives tied to
 /// it (<see cref="ReceiveAsync"/>) are cancelled with the same error, and it is closed by force.
@@ -37,7 +37,7 @@ internal sealed unsafe class UcxEndpoint
     public Task<Exception> Failed => _failed.Task;
 
     /// <summary>Connects to a listener at <paramref name="remote"/> (the client-server flow; the connection completes in the background, sends queue until then).</summary>
-    public static Task<UcxEndpoint> ConnectAsync(UcxWorker worker, IPEndPoint remote)
+    public static Task<UcxEndpoint> ConnectAsync(UcxWorker worker, IPEndPoint remote, bool sendClientId = false)
     {
         byte[] sockaddr = UcxSocketAddress.ToNative(remote);
         return worker.InvokeAsync(() =>
@@ -47,13 +47,27 @@ internal sealed unsafe class UcxEndpoint
                 var parameters = new UcpEpParams
                 {
                     FieldMask = Interop.Ucp.EP_PARAM_FIELD_SOCK_ADDR | Interop.Ucp.EP_PARAM_FIELD_FLAGS,
-                    Flags = Interop.Ucp.EP_PARAMS_FLAGS_CLIENT_SERVER,
+                    Flags = Interop.Ucp.EP_PARAMS_FLAGS_CLIENT_SERVER | (sendClientId ? Interop.Ucp.EP_PARAMS_FLAGS_SEND_CLIENT_ID : 0),
                     SockAddr = new UcsSockAddr { Addr = address, AddrLen = (uint)sockaddr.Length },
                 };
                 return CreateOnWorker(worker, ref parameters, remote);
             }
         });
     }
+
+    /// <summary>Connects straight to a worker by its address (<see cref="UcxWorker.GetAddressAsync"/>), without a listener: how any peer that learns a worker's address reaches it.</summary>
+    public static Task<UcxEndpoint> ConnectAsync(UcxWorker worker, byte[] workerAddress) => worker.InvokeAsync(() =>
+    {
+        fixed (byte* address = workerAddress)
+        {
+            var parameters = new UcpEpParams
+            {
+                FieldMask = Interop.Ucp.EP_PARAM_FIELD_REMOTE_ADDRESS,
+                Address = (nint)address,
+            };
+            return CreateOnWorker(worker, ref parameters, null);
+        }
+    });
 
     /// <summary>On the progress thread: accepts a listener's connection request.</summary>
     internal static UcxEndpoint Accept(UcxWorker worker, nint connectionRequest, IPEndPoint? peer)
@@ -76,6 +90,7 @@ internal sealed unsafe class UcxEndpoint
         try
         {
             endpoint._handle = SafeUcpEndpointHandle.Create(worker.Handle, ref parameters);
+            endpoint.Native = endpoint._handle.DangerousGetHandle();
         }
         catch
         {
@@ -121,6 +136,43 @@ internal sealed unsafe class UcxEndpoint
         }, op.Abandon);
         return op.Task;
     }
+
+    /// <summary>
+    /// Sends an active message: <paramref name="header"/> (small: the whole of a control message)
+    /// and <paramref name="data"/> (eager or rendezvous as UCX chooses, unless <paramref name="mode"/>
+    /// forces one); with <paramref name="reply"/> the receiver learns this endpoint
+    /// (UCP_AM_SEND_FLAG_REPLY). Completes when UCX is done with both buffers.
+    /// </summary>
+    public Task SendMessageAsync(uint id, ReadOnlyMemory<byte> header, ReadOnlyMemory<byte> data = default, bool reply = false, UcxSendMode mode = UcxSendMode.Auto)
+    {
+        var op = new UcxOperation(Worker, $"ucp_am_send_nbx(id {id}, {header.Length} + {data.Length} bytes)", this, data.Length);
+        Worker.Post(() =>
+        {
+            if (Failure is not null || _handle is null)
+            {
+                op.Abandon(Failure ?? new ObjectDisposedException(nameof(UcxEndpoint)));
+                return;
+            }
+
+            Track(op);
+            var parameters = new UcpRequestParam
+            {
+                OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA | Interop.Ucp.OP_ATTR_FIELD_FLAGS,
+                Flags = (reply ? Interop.Ucp.AM_SEND_FLAG_REPLY : 0)
+                    | (mode == UcxSendMode.Eager ? Interop.Ucp.AM_SEND_FLAG_EAGER : 0)
+                    | (mode == UcxSendMode.Rendezvous ? Interop.Ucp.AM_SEND_FLAG_RNDV : 0),
+                Callback = UcxOperation.SentCallback,
+                UserData = op.UserData(),
+            };
+            void* h = op.PinHeader(header);
+            void* d = op.Pin(data);
+            op.Started(Interop.Ucp.ucp_am_send_nbx(_handle.DangerousGetHandle(), id, h, (nuint)header.Length, d, (nuint)data.Length, &parameters));
+        }, op.Abandon);
+        return op.Task;
+    }
+
+    /// <summary>The ucp_ep_h, to compare with an active message's reply endpoint (read on the progress thread); 0 before it exists.</summary>
+    internal nint Native { get; private set; }
 
     /// <summary>A tagged receive that fails when this endpoint fails or closes (see <see cref="UcxWorker.ReceiveAsync"/>).</summary>
     public Task<UcxMessage> ReceiveAsync(Memory<byte> buffer, ulong tag, ulong mask = ulong.MaxValue, CancellationToken cancellationToken = default) =>
@@ -214,4 +266,17 @@ internal sealed unsafe class UcxEndpoint
             UcxWorker.ReportCallbackFailure(e);
         }
     }
+}
+
+/// <summary>How an active message's data goes: as UCX chooses by size, or forced.</summary>
+internal enum UcxSendMode
+{
+    /// <summary>Eager below UCX's rendezvous threshold, rendezvous above it.</summary>
+    Auto,
+
+    /// <summary>Eager (UCP_AM_SEND_FLAG_EAGER): the bytes go with the message, in fragments if large.</summary>
+    Eager,
+
+    /// <summary>Rendezvous (UCP_AM_SEND_FLAG_RNDV): the receiver fetches the bytes if it wants them.</summary>
+    Rendezvous,
 }

@@ -6,13 +6,14 @@ using FaaSTube.Native.Handles;
 namespace FaaSTube.Native.Ucx;
 
 /// <summary>
-/// A UCP listener on a socket address: each connection request becomes an accepted
-/// <see cref="UcxEndpoint"/>, handed out by <see cref="AcceptAsync"/>. Port 0 picks a free port;
-/// <see cref="LocalEndPoint"/> says which (ucp_listener_query).
+/// A UCP listener on a socket address: each connection request is handed out by
+/// <see cref="AcceptAsync"/> as a <see cref="UcxConnectionRequest"/>, which its taker accepts on a
+/// worker of its choice (of the same context) or rejects (ucp_listener_reject): the listener's own
+/// worker only listens. Port 0 picks a free port; <see cref="LocalEndPoint"/> says which (ucp_listener_query).
 /// </summary>
 internal sealed unsafe class UcxListener
 {
-    private readonly Channel<UcxEndpoint> _accepted = Channel.CreateUnbounded<UcxEndpoint>();
+    private readonly Channel<UcxConnectionRequest> _accepted = Channel.CreateUnbounded<UcxConnectionRequest>();
     private SafeUcpListenerHandle? _handle;
     private GCHandle _self;
 
@@ -57,8 +58,8 @@ internal sealed unsafe class UcxListener
         });
     }
 
-    /// <summary>The next accepted endpoint; fails with <see cref="ChannelClosedException"/> once the listener is closed.</summary>
-    public ValueTask<UcxEndpoint> AcceptAsync(CancellationToken cancellationToken = default) => _accepted.Reader.ReadAsync(cancellationToken);
+    /// <summary>The next connection request (to accept or reject); fails with <see cref="ChannelClosedException"/> once the listener is closed.</summary>
+    public ValueTask<UcxConnectionRequest> AcceptAsync(CancellationToken cancellationToken = default) => _accepted.Reader.ReadAsync(cancellationToken);
 
     public Task CloseAsync() => Worker.InvokeAsync(() =>
     {
@@ -77,6 +78,11 @@ internal sealed unsafe class UcxListener
         }
 
         _accepted.Writer.TryComplete();
+        while (_accepted.Reader.TryRead(out var request))
+        {
+            request.Forget();
+        }
+
         Worker.Remove(this);
     }
 
@@ -87,18 +93,31 @@ internal sealed unsafe class UcxListener
             return;
         }
 
+        var attr = new UcpConnRequestAttr { FieldMask = Interop.Ucp.CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | Interop.Ucp.CONN_REQUEST_ATTR_FIELD_CLIENT_ID };
+        IPEndPoint? client = null;
         try
         {
-            var attr = new UcpConnRequestAttr { FieldMask = Interop.Ucp.CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR };
-            IPEndPoint? client = Interop.Ucp.ucp_conn_request_query(connectionRequest, &attr) == UcsStatus.Ok
+            client = Interop.Ucp.ucp_conn_request_query(connectionRequest, &attr) == UcsStatus.Ok
                 ? UcxSocketAddress.FromNative(new ReadOnlySpan<byte>(attr.ClientAddress, 128))
                 : null;
-            _accepted.Writer.TryWrite(UcxEndpoint.Accept(Worker, connectionRequest, client));
         }
         catch (Exception e)
         {
-            _ = Interop.Ucp.ucp_listener_reject(_handle.DangerousGetHandle(), connectionRequest);
             UcxWorker.ReportCallbackFailure(e);
+        }
+
+        if (!_accepted.Writer.TryWrite(new UcxConnectionRequest(this, connectionRequest, client, attr.ClientId)))
+        {
+            RejectOnWorker(connectionRequest);
+        }
+    }
+
+    /// <summary>On the progress thread: refuses a connection request (the client's endpoint fails); nothing once the listener is gone.</summary>
+    internal void RejectOnWorker(nint connectionRequest)
+    {
+        if (_handle is { } handle)
+        {
+            _ = Interop.Ucp.ucp_listener_reject(handle.DangerousGetHandle(), connectionRequest);
         }
     }
 
@@ -114,6 +133,56 @@ internal sealed unsafe class UcxListener
         catch (Exception e)
         {
             UcxWorker.ReportCallbackFailure(e);
+        }
+    }
+}
+
+/// <summary>
+/// A client's connection request to a <see cref="UcxListener"/>: accepted once, on any worker of the
+/// listener's context (ucp_ep_create with the request, on that worker's thread), or rejected.
+/// </summary>
+internal sealed class UcxConnectionRequest
+{
+    private readonly UcxListener _listener;
+    private readonly nint _request;
+    private int _taken;
+
+    internal UcxConnectionRequest(UcxListener listener, nint request, IPEndPoint? client, ulong clientId)
+    {
+        _listener = listener;
+        _request = request;
+        Client = client;
+        ClientId = clientId;
+    }
+
+    /// <summary>The client worker's id, when its endpoint sent it (UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID); 0 otherwise.</summary>
+    public ulong ClientId { get; }
+
+    /// <summary>The client's address, when UCX told it.</summary>
+    public IPEndPoint? Client { get; }
+
+    /// <summary>Creates the server's endpoint on <paramref name="worker"/> (a worker of the listener's context); it then lives and fails with that worker.</summary>
+    public Task<UcxEndpoint> AcceptAsync(UcxWorker worker)
+    {
+        Take();
+        return worker.InvokeAsync(() => UcxEndpoint.Accept(worker, _request, Client));
+    }
+
+    /// <summary>Refuses the connection (ucp_listener_reject, on the listener's thread): no endpoint is made for it.</summary>
+    public void Reject()
+    {
+        Take();
+        _listener.Worker.TryPost(() => _listener.RejectOnWorker(_request));
+    }
+
+    /// <summary>On the listener's thread, as it closes: nobody took the request; the listener's end disposes of it.</summary>
+    internal void Forget() => Interlocked.Exchange(ref _taken, 1);
+
+    private void Take()
+    {
+        if (Interlocked.Exchange(ref _taken, 1) != 0)
+        {
+            throw new InvalidOperationException("The connection request was already accepted or rejected.");
         }
     }
 }

@@ -18,6 +18,7 @@ internal sealed unsafe class UcxOperation
 {
     private readonly TaskCompletionSource<UcxMessage> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private MemoryHandle _pin;
+    private MemoryHandle _headerPin;
     private GCHandle _self;
     private CancellationTokenRegistration _cancellation;
     private CancellationToken _token;
@@ -58,6 +59,13 @@ internal sealed unsafe class UcxOperation
     {
         _pin = buffer.Pin();
         return _pin.Pointer;
+    }
+
+    /// <summary>Pins an active message's header until the send completes.</summary>
+    public void* PinHeader(ReadOnlyMemory<byte> header)
+    {
+        _headerPin = header.Pin();
+        return _headerPin.Pointer;
     }
 
     /// <summary>Cancels through the worker when <paramref name="token"/> fires (a receive waiting for a message).</summary>
@@ -141,6 +149,7 @@ internal sealed unsafe class UcxOperation
         }
 
         _pin.Dispose();
+        _headerPin.Dispose();
         _cancellation.Dispose();
         if (status == UcsStatus.Ok)
         {
@@ -199,6 +208,27 @@ internal sealed unsafe class UcxOperation
             Interop.Ucp.ucp_request_free(request);
         }
     }
+
+    /// <summary>ucp_am_recv_data_nbx_callback_t: an active message's rendezvous data arrived.</summary>
+    [UnmanagedCallersOnly]
+    public static void OnDataReceived(void* request, UcsStatus status, nuint length, void* userData)
+    {
+        try
+        {
+            var op = From(userData);
+            op.Complete(status, new UcxMessage(0, (long)length));
+        }
+        catch (Exception e)
+        {
+            UcxWorker.ReportCallbackFailure(e);
+        }
+        finally
+        {
+            Interop.Ucp.ucp_request_free(request);
+        }
+    }
+
+    public static nint DataReceivedCallback => (nint)(delegate* unmanaged<void*, UcsStatus, nuint, void*, void>)&OnDataReceived;
 
     /// <summary>The callback pointers as the <c>cb</c> union of ucp_request_param_t takes them.</summary>
     public static nint SentCallback => (nint)(delegate* unmanaged<void*, UcsStatus, void*, void>)&OnSent;

@@ -24,15 +24,16 @@ internal sealed unsafe class UcxWorker : IDisposable
     private readonly HashSet<UcxOperation> _pending = [];
     private readonly HashSet<UcxEndpoint> _endpoints = [];
     private readonly HashSet<UcxListener> _listeners = [];
+    private readonly List<GCHandle> _handlers = [];
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopping;
     private volatile bool _closed;
 
-    private UcxWorker(UcxContext context, string name)
+    private UcxWorker(UcxContext context, string name, ulong clientId)
     {
         Context = context;
-        _handle = SafeUcpWorkerHandle.Create(context.Handle, Interop.Ucp.WAKEUP_TAG_SEND | Interop.Ucp.WAKEUP_TAG_RECV | Interop.Ucp.WAKEUP_TX | Interop.Ucp.WAKEUP_RX);
+        _handle = SafeUcpWorkerHandle.Create(context.Handle, (context.HasTags ? Interop.Ucp.WAKEUP_TAG_SEND | Interop.Ucp.WAKEUP_TAG_RECV : 0) | Interop.Ucp.WAKEUP_TX | Interop.Ucp.WAKEUP_RX, clientId: clientId);
         _native = _handle.DangerousGetHandle();
         int fd;
         var status = Interop.Ucp.ucp_worker_get_efd(_native, &fd);
@@ -60,7 +61,8 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// <summary>How many operations are pending in UCX (read on the progress thread, or as a hint).</summary>
     public int PendingCount => _pending.Count;
 
-    public static UcxWorker Create(UcxContext context, string name = "ucx-progress") => new(context, name);
+    /// <summary>A worker with its progress thread; <paramref name="clientId"/> (not 0) is what a listener sees in this worker's connection requests (<see cref="UcxEndpoint.ConnectAsync(UcxWorker, System.Net.IPEndPoint, bool)"/> with sendClientId).</summary>
+    public static UcxWorker Create(UcxContext context, string name = "ucx-progress", ulong clientId = 0) => new(context, name, clientId);
 
     /// <summary>Runs <paramref name="run"/> on the progress thread; its result or exception completes the task.</summary>
     public Task<T> InvokeAsync<T>(Func<T> run)
@@ -161,6 +163,82 @@ internal sealed unsafe class UcxWorker : IDisposable
             op.CancelWhen(cancellationToken);
         }, op.Abandon);
         return op.Task;
+    }
+
+    /// <summary>
+    /// Makes <paramref name="handler"/> the one that decides about every active message with
+    /// <paramref name="id"/> this worker receives (ucp_worker_set_am_recv_handler), on the progress thread.
+    /// </summary>
+    public Task SetMessageHandlerAsync(uint id, IUcxMessageHandler handler) => InvokeAsync(() =>
+    {
+        var entry = GCHandle.Alloc(new HandlerEntry(this, id, handler));
+        _handlers.Add(entry); // freed once the worker is destroyed: UCX calls nothing any more
+        var parameters = new UcpAmHandlerParam
+        {
+            FieldMask = Interop.Ucp.AM_HANDLER_PARAM_FIELD_ID | Interop.Ucp.AM_HANDLER_PARAM_FIELD_CB | Interop.Ucp.AM_HANDLER_PARAM_FIELD_ARG,
+            Id = id,
+            Callback = &OnActiveMessage,
+            Arg = GCHandle.ToIntPtr(entry),
+        };
+        UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_set_am_recv_handler(_native, &parameters));
+        return true;
+    });
+
+    /// <summary>
+    /// On the progress thread, inside a handler: receives a rendezvous message's data into
+    /// <paramref name="buffer"/> (ucp_am_recv_data_nbx; the buffer's length is what is fetched).
+    /// The descriptor is UCX's from here on, whatever happens; the task completes when the bytes are in.
+    /// </summary>
+    public Task ReceiveData(in UcxActiveMessage message, Memory<byte> buffer)
+    {
+        var op = new UcxOperation(this, $"ucp_am_recv_data_nbx({buffer.Length} bytes)", null, buffer.Length, isReceive: true);
+        var parameters = new UcpRequestParam
+        {
+            OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA,
+            Callback = UcxOperation.DataReceivedCallback,
+            UserData = op.UserData(),
+        };
+        void* pointer = op.Pin(buffer);
+        op.Started(Interop.Ucp.ucp_am_recv_data_nbx(_native, message.Data, pointer, (nuint)buffer.Length, &parameters));
+        return op.Task;
+    }
+
+    /// <summary>The worker's address (ucp_worker_get_address): what another worker needs to reach it directly, over any interface it listens on.</summary>
+    public Task<byte[]> GetAddressAsync() => InvokeAsync(() =>
+    {
+        nint address;
+        nuint length;
+        UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_get_address(_native, &address, &length));
+        try
+        {
+            return new ReadOnlySpan<byte>((void*)address, checked((int)length)).ToArray();
+        }
+        finally
+        {
+            Interop.Ucp.ucp_worker_release_address(_native, address);
+        }
+    });
+
+    private sealed record HandlerEntry(UcxWorker Worker, uint Id, IUcxMessageHandler Handler);
+
+    /// <summary>ucp_am_recv_callback_t: always UCS_OK (nothing is held past the call: the handler copied it, started its receive, or dropped it).</summary>
+    [UnmanagedCallersOnly]
+    private static UcsStatus OnActiveMessage(nint arg, void* header, nuint headerLength, void* data, nuint length, UcpAmRecvParam* param)
+    {
+        try
+        {
+            var entry = (HandlerEntry)GCHandle.FromIntPtr(arg).Target!;
+            ulong attributes = param->RecvAttr;
+            nint reply = (attributes & Interop.Ucp.AM_RECV_ATTR_FIELD_REPLY_EP) != 0 ? param->ReplyEp : 0;
+            var message = new UcxActiveMessage(entry.Id, new ReadOnlySpan<byte>(header, checked((int)headerLength)), data, length, attributes, reply);
+            entry.Handler.OnMessage(entry.Worker, in message);
+        }
+        catch (Exception e)
+        {
+            ReportCallbackFailure(e);
+        }
+
+        return UcsStatus.Ok;
     }
 
     public void Dispose()
@@ -282,6 +360,12 @@ internal sealed unsafe class UcxWorker : IDisposable
 
         _closed = true;
         _handle.Dispose();
+        foreach (var handler in _handlers)
+        {
+            handler.Free();
+        }
+
+        _handlers.Clear();
         foreach (var op in _pending.ToArray())
         {
             op.Abandon(reason);

@@ -69,6 +69,15 @@ internal sealed partial class NodeSession
     }
 
     /// <summary>
+    /// What a remote client may ask (an allow-list: a request added to the protocol later is refused
+    /// remotely until it is listed here): host data only, since device memory cannot be mapped across
+    /// machines. Allocate, Publish, arena ranges, NamedAllocate, slab closes and Gets to a GPU are not.
+    /// </summary>
+    private static bool RemoteMay(IRequest request) => request is
+        PutBegin or PutPart or PutCommit or GetToHost or Get { Device: < 0 } or Release or Where or Delete or Sync
+        or NamedPutBegin or NamedCommit or NamedGet { Device: < 0 } or NamedWhere or NamedDelete or NamedLoadFailed;
+
+    /// <summary>
     /// Runs one request (the caller holds a slot) and returns its answer and the data path it took,
     /// in a server span (<c>faastube.{operation}</c>) whose parent is <paramref name="parent"/> (the
     /// client's span; default: <see cref="Activity.Current"/>).
@@ -104,6 +113,11 @@ internal sealed partial class NodeSession
         try
         {
             _node.RecordRunning(running);
+            if (IsRemote && !RemoteMay(request))
+            {
+                throw new TubeException(TubeError.BadRequest, $"{type}: a remote client reaches host data only (Put, Get to host memory, Where, Release, Delete, named Put, Where and Delete).");
+            }
+
             IMessage reply;
             (reply, path) = request switch
             {

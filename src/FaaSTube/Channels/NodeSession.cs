@@ -141,6 +141,44 @@ internal sealed partial class NodeSession
         }
     }
 
+    /// <summary>
+    /// A remote client's handshake, once its transport has proved the client knows its workflow's
+    /// secret (<c>Channels/Remote/RemoteSession.cs</c>): the same checks of the Hello, but the window
+    /// is memory the node allocates and registers (the transport fills and drains it over the network).
+    /// </summary>
+    /// <exception cref="TubeException">Refused, with the code and message the client gets.</exception>
+    public HelloOk OpenRemote(Hello hello)
+    {
+        IsRemote = true;
+        (_workflow, _function) = (hello.Workflow, hello.Function);
+        if (_workflow.Length == 0)
+        {
+            throw new TubeException(TubeError.BadRequest, "A client must name its workflow.");
+        }
+
+        if (hello.WindowBytes < 2 * 4096 || hello.WindowBytes > _node.Settings.MaxWindowBytes)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A window of {hello.WindowBytes} bytes: it must be 8 KiB up to the node's limit of {_node.Settings.MaxWindowBytes}.");
+        }
+
+        try
+        {
+            _window = NodeWindow.Allocate((int)hello.WindowBytes, _node.Gpus.Devices[0]);
+        }
+        catch (Exception e)
+        {
+            throw new TubeException(TubeError.Internal, _node.InternalError("Hello", Id, e));
+        }
+
+        return new HelloOk(Frames.Version, Id, _node.Gpus.Devices.Count, _node.Gpus.Backend, Ring: false);
+    }
+
+    /// <summary>A client on another machine: it reaches host data only (no mappings, no allocations to write in place).</summary>
+    public bool IsRemote { get; private set; }
+
+    /// <summary>The window (remote transports move bytes into and out of it); null before the handshake and after the end.</summary>
+    internal NodeWindow? CurrentWindow => _window;
+
     /// <summary>Takes a request slot (waits while all are taken); throws <see cref="OperationCanceledException"/> once the session ended.</summary>
     public Task EnterAsync() => _slots.WaitAsync(_ended.Token);
 

@@ -43,6 +43,25 @@ internal sealed class NodeWindow : IDisposable
         }
     }
 
+    /// <summary>
+    /// A window the node makes itself for a remote client (<c>Channels/Remote/</c>): anonymous shared
+    /// memory of <paramref name="bytes"/>, registered like an adopted one; the client's transport
+    /// moves bytes into and out of it over the network.
+    /// </summary>
+    public static NodeWindow Allocate(int bytes, GpuDevice device)
+    {
+        var shared = SealedSharedMemory.Create(bytes);
+        try
+        {
+            return new NodeWindow(shared, device.RegisterHostMemory(shared.Pointer, shared.Length, shared.KeepAlive()));
+        }
+        catch
+        {
+            ((IDisposable)shared).Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Lets go of the window: it is unregistered once the last copy through it has ended, then unmapped.</summary>
     public void Dispose()
     {

@@ -83,7 +83,7 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <summary>How many slabs this client has mapped (each once, then reused).</summary>
     public int SlabsOpened => _mappings.Opened;
 
-    /// <summary>Connects to the node on <see cref="TubeClientOptions.SocketPath"/>.</summary>
+    /// <summary>Connects to the node on <see cref="TubeClientOptions.SocketPath"/>, or to a node on another machine at <see cref="TubeClientOptions.Address"/> (<c>ucx://host:port</c>: host data only).</summary>
     /// <param name="options">Workflow, function, socket.</param>
     /// <param name="cancellationToken">Cancels the connection attempt.</param>
     /// <exception cref="TubeNodeUnavailableException">No node answers there.</exception>
@@ -113,6 +113,11 @@ public sealed partial class TubeClient : IAsyncDisposable
 
     private static async Task<TubeClient> ConnectCoreAsync(TubeClientOptions options, FaaSTubeServices services, CancellationToken cancellationToken)
     {
+        if (options.Address is not null)
+        {
+            return await ConnectRemoteAsync(options, services, cancellationToken).ConfigureAwait(false); // TubeClient.Remote.cs
+        }
+
         var window = new ClientWindow(options.WindowBytes);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -183,7 +188,7 @@ public sealed partial class TubeClient : IAsyncDisposable
         {
             var ok = await hello().ConfigureAwait(false);
             SessionId = ok.SessionId;
-            if (ok.Backend != Gpus.Backend)
+            if (!_remote && ok.Backend != Gpus.Backend)
             {
                 throw new InvalidOperationException($"The node runs the {ok.Backend} backend; this client opened {Gpus.Backend} (set TubeClientOptions.Gpus.Backend).");
             }

@@ -8,6 +8,20 @@ public sealed class TubeClientOptions
     /// <summary>The node's socket (default <see cref="TubeNodeOptions.DefaultSocketPath"/>).</summary>
     public string SocketPath { get; set; } = TubeNodeOptions.DefaultSocketPath;
 
+    /// <summary>
+    /// A node on another machine, as <c>ucx://host:port</c> (its <see cref="TubeNodeOptions.NetworkListen"/>);
+    /// null (the default): the node on this machine at <see cref="SocketPath"/>. A remote client reaches
+    /// host data only (Put, Get to host memory, Where, Release, Delete) and proves its workflow with
+    /// <see cref="RemoteSecret"/>.
+    /// </summary>
+    public string? Address { get; set; }
+
+    /// <summary>The workflow's secret, as the node's <see cref="TubeNodeOptions.RemoteSecrets"/> has it (remote clients only; it never crosses the network).</summary>
+    public byte[]? RemoteSecret { get; set; }
+
+    /// <summary>UCX settings of a remote client (names without the <c>UCX_</c> prefix, e.g. <c>TLS=tcp</c>); null: UCX's defaults and environment.</summary>
+    internal IReadOnlyDictionary<string, string>? UcxSettings { get; set; }
+
     /// <summary>The workflow this function belongs to: ids are visible only inside it.</summary>
     public string Workflow { get; set; } = "default";
 
@@ -65,6 +79,11 @@ public sealed class TubeClientOptions
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ArenaIdleTime, TimeSpan.Zero, nameof(ArenaIdleTime));
+        if (Address is not null && RemoteSecret is null)
+        {
+            throw new ArgumentException("A remote client (Address) needs its workflow's RemoteSecret.", nameof(RemoteSecret));
+        }
+
         if (ControlRingBytes != 0 && (ControlRingBytes < 4 << 10 || ControlRingBytes > 1 << 20 || (ControlRingBytes & (ControlRingBytes - 1)) != 0))
         {
             throw new ArgumentOutOfRangeException(nameof(ControlRingBytes), ControlRingBytes, "A control ring holds a power of two from 4 KiB to 1 MiB (or 0: none).");

@@ -34,6 +34,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private readonly long _start;
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
+    private Remote.RemoteListener? _network;
     private readonly TubeNodeOptions _options;
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
@@ -82,6 +83,9 @@ public sealed partial class TubeNode : IAsyncDisposable
 
     /// <summary>The socket clients connect to (null: in-process only).</summary>
     public string? SocketPath => _listener is null ? null : _options.SocketPath;
+
+    /// <summary>Where remote clients connect over UCX (<see cref="TubeNodeOptions.NetworkListen"/>, the port chosen); null: no network listener.</summary>
+    public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint;
 
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
@@ -178,6 +182,11 @@ public sealed partial class TubeNode : IAsyncDisposable
         if (_options.SocketPath is { } path)
         {
             await ListenAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_options.NetworkListen is { } network)
+        {
+            _network = await Remote.RemoteListener.StartAsync(this, network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -338,7 +347,9 @@ public sealed partial class TubeNode : IAsyncDisposable
         await session.EndAsync(static () => Task.CompletedTask).ConfigureAwait(false);
     }
 
-    private NodeSession NewSession(int pid, uint uid, bool inProcess)
+    internal ILogger Logger => _logger;
+
+    internal NodeSession NewSession(int pid, uint uid, bool inProcess)
     {
         long id = Interlocked.Increment(ref _nextSession);
         var session = new NodeSession(this, id, pid, uid, inProcess);
@@ -604,6 +615,11 @@ public sealed partial class TubeNode : IAsyncDisposable
         _stop.Cancel();
         StopListening();
         await _acceptLoop.ConfigureAwait(false);
+        if (_network is not null)
+        {
+            await _network.StopAcceptingAsync().ConfigureAwait(false);
+        }
+
         foreach (var session in _sessions.Values)
         {
             session.Abort();
@@ -614,6 +630,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             await session.Completion.ConfigureAwait(false); // its requests end, then what it held goes back
         }
 
+        _network?.Dispose(); // after its sessions: none of them has a receive into its window left
         Copier.Dispose();
         foreach (var device in Devices)
         {

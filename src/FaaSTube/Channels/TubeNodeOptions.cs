@@ -144,6 +144,41 @@ public sealed class TubeNodeOptions
     public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
+    /// Where the node listens for remote clients over UCX, as <c>host:port</c> (for example
+    /// <c>"10.0.0.5:7300"</c>; port 0 picks a free one, see <see cref="TubeNode.NetworkEndPoint"/>).
+    /// Null (the default): no network listener. Remote clients reach host data only (Put, Get to host
+    /// memory, Where, Release, Delete) and prove their workflow with <see cref="RemoteSecrets"/>. UCX
+    /// over TCP is not encrypted: listen on a private network only (docs/protocol.md, Remote clients).
+    /// </summary>
+    public string? NetworkListen { get; set; }
+
+    /// <summary>
+    /// The secret of each workflow remote clients may name (at least 16 bytes each): a client proves
+    /// it knows its workflow's secret by an HMAC-SHA256 of a challenge (the secret never crosses the
+    /// network). A workflow not listed here cannot be used remotely. Null: no remote client is accepted.
+    /// </summary>
+    public IReadOnlyDictionary<string, byte[]>? RemoteSecrets { get; set; }
+
+    /// <summary>
+    /// Remote clients that may be connected at once, authenticated (default 64; at most
+    /// <see cref="MaxSessionsPerUser"/> counts too). Each has a UCX worker and a progress thread of
+    /// its own (its unexpected messages die with it): a connection over the limit is rejected by
+    /// the listener before any endpoint exists.
+    /// </summary>
+    public int MaxRemoteSessions { get; set; } = 64;
+
+    /// <summary>
+    /// Remote connections that may be in their handshake at once (default 16): accepted, not yet
+    /// authenticated, each with its own worker until its proof or <see cref="HelloTimeout"/>
+    /// (counted from the accept, over every send and receive of the handshake). More are rejected by
+    /// the listener; they never count against <see cref="MaxRemoteSessions"/>.
+    /// </summary>
+    public int MaxRemoteHandshakes { get; set; } = 16;
+
+    /// <summary>UCX settings for the network listener (names without the <c>UCX_</c> prefix, e.g. <c>TLS=tcp</c>); null: UCX's defaults and environment.</summary>
+    internal IReadOnlyDictionary<string, string>? UcxSettings { get; set; }
+
+    /// <summary>
     /// A deep copy, taken when the node starts (nested options included; <see cref="AllowedUids"/> copied
     /// to an array): the node reads only its copy, so later changes to this object have no effect.
     /// </summary>
@@ -155,6 +190,7 @@ public sealed class TubeNodeOptions
         copy.Transfers = (Transfers ?? throw new ArgumentNullException(nameof(Transfers))).Clone();
         copy.AllowedUids = AllowedUids?.ToArray();
         copy.AdminUids = AdminUids?.ToArray();
+        copy.RemoteSecrets = RemoteSecrets?.ToDictionary(s => s.Key, s => s.Value?.ToArray()!, StringComparer.Ordinal);
         return copy;
     }
 
@@ -215,6 +251,13 @@ public sealed class TubeNodeOptions
 
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LoadTimeout, TimeSpan.Zero, nameof(LoadTimeout));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(LoadTimeout, TimeSpan.FromDays(1), nameof(LoadTimeout));
+
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteSessions, nameof(MaxRemoteSessions));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteHandshakes, nameof(MaxRemoteHandshakes));
+        if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
+        {
+            throw new ArgumentOutOfRangeException(nameof(RemoteSecrets), $"The secret of workflow '{weak}' has fewer than 16 bytes.");
+        }
     }
 }
 

@@ -195,7 +195,7 @@ public sealed class UcxNamespaceTests
                 var environment = new Dictionary<string, string> { ["UCX_TLS"] = "tcp", ["UCX_NET_DEVICES"] = bed.PeerLink };
                 pair.Peer = ChildProcess.StartIn(bed, environment, "ucx-peer", bed.HostAddress.ToString(), listener.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture));
                 Assert.AreEqual("connected", await pair.ReplyAsync());
-                pair.ServerSide = await listener.AcceptAsync().AsTask().WaitAsync(Bound);
+                pair.ServerSide = await (await listener.AcceptAsync().AsTask().WaitAsync(Bound)).AcceptAsync(pair.Server).WaitAsync(Bound);
                 test.WriteLine($"UCX {UcxLibrary.Version}: {bed.Name}, listening on {listener.LocalEndPoint} ({bed.HostLink}), peer {pair.ServerSide.Peer} (pid {pair.Peer.Id})");
                 Assert.AreEqual(bed.PeerAddress, pair.ServerSide.Peer?.Address, "the peer came from its namespace");
                 return pair;

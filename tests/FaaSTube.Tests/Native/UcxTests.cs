@@ -257,7 +257,7 @@ public sealed class UcxTests
             {
                 pair.Listener = await UcxListener.ListenAsync(pair.Server, new IPEndPoint(IPAddress.Loopback, 0)).WaitAsync(Bound);
                 pair.ClientSide = await UcxEndpoint.ConnectAsync(pair.Client, pair.Listener.LocalEndPoint).WaitAsync(Bound);
-                pair.ServerSide = await pair.Listener.AcceptAsync().AsTask().WaitAsync(Bound);
+                pair.ServerSide = await (await pair.Listener.AcceptAsync().AsTask().WaitAsync(Bound)).AcceptAsync(pair.Server).WaitAsync(Bound);
                 test.WriteLine($"UCX {UcxLibrary.Version}: listening on {pair.Listener.LocalEndPoint}, client {pair.ServerSide.Peer}");
                 return pair;
             }

@@ -1,0 +1,248 @@
+using System.Net;
+using System.Threading.Channels;
+using FaaSTube.Native.Ucx;
+using Microsoft.Extensions.Logging;
+
+namespace FaaSTube.Channels.Remote;
+
+/// <summary>
+/// The node's network listener (<see cref="TubeNodeOptions.NetworkListen"/>): one UCX context; the
+/// listener's worker only listens. Each connection request is rejected at once (ucp_listener_reject)
+/// when <see cref="TubeNodeOptions.MaxRemoteHandshakes"/> handshakes are under way or
+/// <see cref="TubeNodeOptions.MaxRemoteSessions"/> (or <see cref="TubeNodeOptions.MaxSessionsPerUser"/>)
+/// authenticated sessions are open; otherwise it is accepted on a new worker of its own (one progress
+/// thread, asleep when idle), which the <see cref="RemoteSession"/> destroys as it ends: the messages
+/// its peer sent that nothing received go with it, and no other endpoint can reach its receives.
+/// </summary>
+internal sealed partial class RemoteListener
+{
+    private readonly TubeNode _node;
+    private readonly UcxContext _context;
+    private readonly UcxWorker _worker;
+    private readonly object _sync = new();
+    private UcxListener? _listener;
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _handshakes;
+    private int _authenticated;
+    private int _workers;
+    private long _dropped;
+    private long _rejectedTickets;
+    private readonly Dictionary<ulong, long> _usedTickets = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<UcxWorker, byte> _live = new();
+
+    private RemoteListener(TubeNode node, UcxContext context, UcxWorker worker)
+    {
+        _node = node;
+        _context = context;
+        _worker = worker;
+    }
+
+    /// <summary>Where the node listens (the port chosen when 0 was asked).</summary>
+    public IPEndPoint EndPoint => _listener?.LocalEndPoint ?? new IPEndPoint(IPAddress.None, 0);
+
+    /// <summary>Connections in their handshake now.</summary>
+    public int Handshakes => Volatile.Read(ref _handshakes);
+
+    /// <summary>Authenticated remote sessions now.</summary>
+    public int Authenticated => Volatile.Read(ref _authenticated);
+
+    /// <summary>Session workers not yet destroyed.</summary>
+    public int LiveWorkers => Volatile.Read(ref _workers);
+
+    /// <summary>The session workers alive now.</summary>
+    internal ICollection<UcxWorker> Workers => _live.Keys;
+
+    /// <summary>Messages the sessions dropped because they did not come on the session's endpoint.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>A session dropped a message that came on another endpoint (or none).</summary>
+    public void CountDropped() => Interlocked.Increment(ref _dropped);
+
+    /// <summary>Connection requests rejected by the listener so far.</summary>
+    public long Rejected { get; private set; }
+
+    private int SessionLimit => Math.Min(_node.Settings.MaxRemoteSessions, _node.Settings.MaxSessionsPerUser);
+
+    public static async Task<RemoteListener> StartAsync(TubeNode node, string listen, CancellationToken stop)
+    {
+        var at = await RemoteWire.ResolveAsync(listen, requireScheme: false, stop).ConfigureAwait(false);
+        var context = UcxContext.CreateForActiveMessages(node.Settings.UcxSettings); // no tags: nothing a peer sends is queued unexpected
+        var remote = new RemoteListener(node, context, UcxWorker.Create(context, "faastube-remote"));
+        try
+        {
+            remote._listener = await UcxListener.ListenAsync(remote._worker, at).ConfigureAwait(false);
+        }
+        catch
+        {
+            remote.Dispose();
+            throw;
+        }
+
+        remote._acceptLoop = Task.Run(() => remote.AcceptLoopAsync(stop), CancellationToken.None);
+        return remote;
+    }
+
+    private async Task AcceptLoopAsync(CancellationToken stop)
+    {
+        while (true)
+        {
+            UcxConnectionRequest request;
+            try
+            {
+                request = await _listener!.AcceptAsync(stop).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+            {
+                return;
+            }
+
+            if (!TakeTicket(request.ClientId))
+            {
+                Interlocked.Increment(ref _rejectedTickets);
+                request.Reject(); // no endpoint, no worker, no session: UCX keeps nothing of it
+                continue;
+            }
+
+            bool admitted;
+            lock (_sync)
+            {
+                admitted = _handshakes < _node.Settings.MaxRemoteHandshakes && _authenticated < SessionLimit && !stop.IsCancellationRequested;
+                if (admitted)
+                {
+                    _handshakes++;
+                }
+                else
+                {
+                    Rejected++;
+                }
+            }
+
+            if (!admitted)
+            {
+                LogRejected(_node.Logger, request.Client?.ToString() ?? "?", Handshakes, Authenticated);
+                request.Reject();
+                continue;
+            }
+
+            UcxWorker? worker = null;
+            try
+            {
+                worker = UcxWorker.Create(_context, "faastube-remote-session");
+                Interlocked.Increment(ref _workers);
+                _live[worker] = 0;
+                await RemoteSession.StartAsync(_node, this, worker, request, stop).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                if (worker is not null)
+                {
+                    await DisposeWorkerAsync(worker).ConfigureAwait(false);
+                }
+
+                Ended(authenticated: false);
+                _node.InternalError("accepting a remote connection", 0, e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="ticket"/> is a connect ticket (<see cref="RemoteWire.Ticket"/>) of one
+    /// of the node's workflows for this window or the one before, not used before: each is taken
+    /// once. The used ones are remembered for two windows (only valid tickets are remembered: as
+    /// many as clients that know a secret connect in a minute).
+    /// </summary>
+    private bool TakeTicket(ulong ticket)
+    {
+        if (ticket == 0 || _node.Settings.RemoteSecrets is not { Count: > 0 } secrets)
+        {
+            return false;
+        }
+
+        uint random = (uint)(ticket >> 32);
+        long now = RemoteWire.TicketWindow(TimeProvider.System);
+        bool valid = false;
+        foreach (var secret in secrets.Values)
+        {
+            valid |= RemoteWire.Ticket(secret, random, now) == ticket || RemoteWire.Ticket(secret, random, now - 1) == ticket;
+        }
+
+        if (!valid)
+        {
+            return false;
+        }
+
+        lock (_usedTickets)
+        {
+            foreach (var old in _usedTickets.Where(t => t.Value < now - 1).Select(t => t.Key).ToList())
+            {
+                _usedTickets.Remove(old);
+            }
+
+            return _usedTickets.TryAdd(ticket, now);
+        }
+    }
+
+    /// <summary>Connection requests rejected for want of a valid, unused connect ticket.</summary>
+    public long RejectedTickets => Interlocked.Read(ref _rejectedTickets);
+
+    /// <summary>A session's proof was right: it counts as an authenticated remote session, if one is left (false: refuse it).</summary>
+    public bool TryAuthenticate()
+    {
+        lock (_sync)
+        {
+            if (_authenticated >= SessionLimit)
+            {
+                return false;
+            }
+
+            _authenticated++;
+            _handshakes--;
+            return true;
+        }
+    }
+
+    /// <summary>A session (or an accept that failed) ended.</summary>
+    public void Ended(bool authenticated)
+    {
+        lock (_sync)
+        {
+            if (authenticated)
+            {
+                _authenticated--;
+            }
+            else
+            {
+                _handshakes--;
+            }
+        }
+    }
+
+    /// <summary>Destroys a session's worker (off the caller's thread; bounded: the worker gives UCX 2 s, then abandons what is pending).</summary>
+    public async Task DisposeWorkerAsync(UcxWorker worker)
+    {
+        await Task.Run(worker.Dispose).ConfigureAwait(false);
+        _live.TryRemove(worker, out _);
+        Interlocked.Decrement(ref _workers);
+    }
+
+    /// <summary>Stops accepting (the node then ends every session).</summary>
+    public async Task StopAcceptingAsync()
+    {
+        if (_listener is { } listener)
+        {
+            await listener.CloseAsync().ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        await _acceptLoop.ConfigureAwait(false);
+    }
+
+    /// <summary>After every session ended (and destroyed its worker): the listener's worker and the context.</summary>
+    public void Dispose()
+    {
+        _worker.Dispose();
+        _context.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Remote connection from {Peer} rejected: {Handshakes} handshakes under way, {Sessions} remote sessions open")]
+    private static partial void LogRejected(ILogger logger, string peer, int handshakes, int sessions);
+}
