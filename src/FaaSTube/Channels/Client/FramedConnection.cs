@@ -80,7 +80,7 @@ internal sealed class FramedConnection : INodeConnection
     public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
         where TReply : IPayload<TReply>
     {
-        var payload = Traced();
+        var payload = TraceContext.BeginPayload();
         request.Write(payload);
         return Payload.Read<TReply>(await SendAndWaitAsync(request.Type, payload.Memory, null, cancellationToken).ConfigureAwait(false));
     }
@@ -92,7 +92,7 @@ internal sealed class FramedConnection : INodeConnection
             return; // the node is gone, and with it what this request would have changed
         }
 
-        var payload = Traced();
+        var payload = TraceContext.BeginPayload();
         request.Write(payload);
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
         _recentOneWay[id % RecentOneWay] = (id, request); // a torn read of this pair only loses the name: the id is checked
@@ -106,17 +106,9 @@ internal sealed class FramedConnection : INodeConnection
         }
     }
 
-    /// <summary>A request's payload so far: the caller's trace context (docs/protocol.md), which every request after Hello begins with.</summary>
-    private static PayloadWriter Traced()
-    {
-        var payload = new PayloadWriter();
-        TraceContext.Of(Activity.Current).Write(payload);
-        return payload;
-    }
-
     public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        payload = Traced().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
+        payload = TraceContext.BeginPayload().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
         if (!OneWay.Is(type))
         {
             return await SendAndWaitAsync(type, payload, null, cancellationToken).ConfigureAwait(false);

@@ -128,7 +128,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
         where TReply : IPayload<TReply>
     {
-        var writer = Traced();
+        var writer = TraceContext.BeginPayload();
         request.Write(writer);
         var (data, target) = request switch
         {
@@ -141,7 +141,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
 
     public async ValueTask PostAsync(IRequest<Empty> request)
     {
-        var payload = Traced();
+        var payload = TraceContext.BeginPayload();
         request.Write(payload);
         try
         {
@@ -165,17 +165,9 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             .ContinueWith(static (t, s) => ((RemoteConnection)s!).Fail(t.Exception!.InnerException!), this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>A request's payload so far: the caller's trace context (docs/protocol.md), which every request after Hello begins with.</summary>
-    private static PayloadWriter Traced()
-    {
-        var payload = new PayloadWriter();
-        TraceContext.Of(Activity.Current).Write(payload);
-        return payload;
-    }
-
     public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        payload = Traced().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
+        payload = TraceContext.BeginPayload().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
         if (!OneWay.Is(type))
         {
             return await SendAndWaitAsync(RemoteMessage.Request, type, payload, default, default, cancellationToken).ConfigureAwait(false);

@@ -33,6 +33,14 @@ internal readonly record struct TraceContext([Wire("str")] string Traceparent, [
         return new($"00-{activity.TraceId.ToHexString()}-{activity.SpanId.ToHexString()}-{flags}", state);
     }
 
+    /// <summary>A request's payload so far: the caller's trace context (<see cref="Activity.Current"/>), which every request after Hello begins with (docs/protocol.md).</summary>
+    public static PayloadWriter BeginPayload()
+    {
+        var payload = new PayloadWriter();
+        Of(Activity.Current).Write(payload);
+        return payload;
+    }
+
     public void Write(PayloadWriter writer) => writer.Str(Traceparent).Str(Tracestate);
 
     /// <summary>Reads and checks both fields; <see cref="InvalidDataException"/> names what is wrong.</summary>
