@@ -12,15 +12,9 @@ namespace FaaSTube.Tests.Channels;
 /// and release, refill, return; and hostile carves written by hand, each refused with its code and
 /// nothing registered.
 /// </summary>
-public abstract class ArenaContractTests
+public abstract class ArenaContractTests : PerTransportTests
 {
     private const long MiB = 1 << 20;
-
-    public TestContext TestContext { get; set; } = null!;
-
-    private protected abstract bool InProcess { get; }
-
-    private protected virtual int ControlRingBytes => 0;
 
     private Task<TubeClient> Connect(NodeHarness h, long arenaBytes = 0, string workflow = "wf") =>
         h.ConnectAsync(InProcess, workflow, controlRingBytes: ControlRingBytes, arenaBytes: arenaBytes);

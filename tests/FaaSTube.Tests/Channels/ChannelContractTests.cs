@@ -10,17 +10,8 @@ namespace FaaSTube.Tests.Channels;
 /// (<see cref="RingChannelTests"/>) and without it (<see cref="SocketChannelTests"/>), and in process
 /// by direct calls (<see cref="InProcessChannelTests"/>): the same results.
 /// </summary>
-public abstract class ChannelContractTests
+public abstract class ChannelContractTests : PerTransportTests
 {
-    public TestContext TestContext { get; set; } = null!;
-
-    private protected abstract bool InProcess { get; }
-
-    /// <summary>The client's control ring per direction; 0: none (requests over the socket).</summary>
-    private protected virtual int ControlRingBytes => 0;
-
-    private Task<TubeClient> Connect(NodeHarness h, string workflow = "wf") => h.ConnectAsync(InProcess, workflow, controlRingBytes: ControlRingBytes);
-
     [TestMethod]
     public async Task Put_then_get_on_the_same_gpu_is_zero_copy_and_byte_exact()
     {

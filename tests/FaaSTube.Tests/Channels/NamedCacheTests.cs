@@ -11,23 +11,9 @@ namespace FaaSTube.Tests.Channels;
 /// a node over the socket with the control ring (<see cref="RingNamedCacheTests"/>), without it
 /// (<see cref="SocketNamedCacheTests"/>) and in process (<see cref="InProcessNamedCacheTests"/>).
 /// </summary>
-public abstract class NamedCacheTests
+public abstract class NamedCacheTests : PerTransportTests
 {
     private const int MiB = 1 << 20;
-
-    public TestContext TestContext { get; set; } = null!;
-
-    private protected abstract bool InProcess { get; }
-
-    private protected virtual int ControlRingBytes => 0;
-
-    private Task<TubeClient> Connect(NodeHarness h, string workflow = "wf") => h.ConnectAsync(InProcess, workflow, controlRingBytes: ControlRingBytes);
-
-    private static async Task<ulong> ChecksumAsync(TubeBuffer buffer)
-    {
-        using var stream = buffer.Device.CreateStream();
-        return await stream.ChecksumAsync(buffer.Memory);
-    }
 
     [TestMethod]
     public async Task A_workflows_cached_models_never_make_its_own_puts_fail_and_come_back_identical()

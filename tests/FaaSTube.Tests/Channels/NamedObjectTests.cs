@@ -11,22 +11,8 @@ namespace FaaSTube.Tests.Channels;
 /// process (<see cref="InProcessNamedObjectTests"/>): names by scope, namespaces granted by the node's
 /// policy, get-or-load once, versions, replicas.
 /// </summary>
-public abstract class NamedObjectTests
+public abstract class NamedObjectTests : PerTransportTests
 {
-    public TestContext TestContext { get; set; } = null!;
-
-    private protected abstract bool InProcess { get; }
-
-    private protected virtual int ControlRingBytes => 0;
-
-    private Task<TubeClient> Connect(NodeHarness h, string workflow = "wf") => h.ConnectAsync(InProcess, workflow, controlRingBytes: ControlRingBytes);
-
-    private static async Task<ulong> ChecksumAsync(TubeBuffer buffer)
-    {
-        using var stream = buffer.Device.CreateStream();
-        return await stream.ChecksumAsync(buffer.Memory);
-    }
-
     [TestMethod]
     public async Task A_named_put_is_found_by_name_from_another_client_with_its_bytes_and_its_gpu()
     {
