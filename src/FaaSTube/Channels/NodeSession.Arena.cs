@@ -19,6 +19,9 @@ internal sealed partial class NodeSession
 
     private static long _nextRange;
 
+    /// <summary>Leases asked for and not yet held (under <see cref="_sync"/>): they count against the session's limit.</summary>
+    private int _rangesLeasing;
+
     /// <summary>The sequence of the last carve applied (registered or refused): a Get of a later one of this session waits.</summary>
     private long _carveSequence;
 
@@ -87,33 +90,43 @@ internal sealed partial class NodeSession
 
         lock (_sync)
         {
-            if (_ranges.Count >= _node.Settings.MaxArenaRangesPerSession)
+            // A lease counts from the moment it is asked for: leases running at once cannot pass
+            // the limit together and find out only after their ranges were allocated.
+            if (_ranges.Count + _rangesLeasing >= _node.Settings.MaxArenaRangesPerSession)
             {
-                throw new TubeException(TubeError.BadRequest, $"This client holds {_ranges.Count} arena ranges, the most the node allows one connection; return one first.");
+                throw new TubeException(TubeError.BadRequest, $"This client holds {_ranges.Count} arena ranges and is leasing {_rangesLeasing}, the most the node allows one connection; return one first.");
             }
+
+            _rangesLeasing++;
         }
 
-        var options = new BlockOptions { Function = _function, Holder = Holder, Partition = _workflow };
-        var range = await InTurnAsync(ended => device.Pool.LeaseRangeAsync(length, options, ended)).ConfigureAwait(false);
-
-        BlockUse use;
+        BlockUse? use = null;
+        PoolBlock? range = null;
         long number = Interlocked.Increment(ref _nextRange);
         try
         {
+            var options = new BlockOptions { Function = _function, Holder = Holder, Partition = _workflow };
+            range = await InTurnAsync(ended => device.Pool.LeaseRangeAsync(length, options, ended)).ConfigureAwait(false);
             use = await range.UseAsync(_ended.Token).ConfigureAwait(false); // resident for good: a range is never evicted
             lock (_sync)
             {
-                if (_ranges.Count >= _node.Settings.MaxArenaRangesPerSession)
-                {
-                    throw new TubeException(TubeError.BadRequest, $"This client holds {_ranges.Count} arena ranges, the most the node allows one connection; return one first.");
-                }
-
+                _rangesLeasing--;
                 _ranges.Add(number, (range, use, ordinal));
             }
         }
         catch
         {
-            range.Pool.Release(range, Holder);
+            lock (_sync)
+            {
+                _rangesLeasing--;
+            }
+
+            use?.Dispose(); // a range still in use would never be freed
+            if (range is not null)
+            {
+                range.Pool.Release(range, Holder);
+            }
+
             throw;
         }
 
@@ -124,18 +137,6 @@ internal sealed partial class NodeSession
     private async Task<Empty> CarveAsync(ArenaCarve request)
     {
         var (number, id, offset, length) = request;
-        PoolBlock range;
-        int device;
-        lock (_sync)
-        {
-            if (!_ranges.TryGetValue(number, out var held))
-            {
-                throw new TubeException(TubeError.NotLeased, $"This client holds no arena range {number}.");
-            }
-
-            (range, device) = (held.Range, held.Device);
-        }
-
         var (session, sequence) = id.ArenaParts;
         while (true)
         {
@@ -149,6 +150,20 @@ internal sealed partial class NodeSession
             {
                 break;
             }
+        }
+
+        PoolBlock range;
+        int device;
+        lock (_sync)
+        {
+            // After the sequence moved: a Get waiting for this id learns the carve was refused at once.
+            if (!_ranges.TryGetValue(number, out var held))
+            {
+                Interlocked.Exchange(ref _carved, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                throw new TubeException(TubeError.NotLeased, $"This client holds no arena range {number}.");
+            }
+
+            (range, device) = (held.Range, held.Device);
         }
 
         try

@@ -33,6 +33,9 @@ public sealed partial class TubeClient : IAsyncDisposable
     private readonly ChannelMetrics _metrics;
     private readonly ClientArena? _arena;
     private long _carves;
+
+    /// <summary>The carve gate: one arena carve (drawn, numbered, posted) or range return at a time (<see cref="CarveAsync"/>).</summary>
+    private readonly SemaphoreSlim _carving = new(1, 1);
     private INodeConnection? _connection;
 
     /// <summary>Builds the client around a window and GPUs already open (no I/O here: <see cref="ConnectAsync(TubeClientOptions, CancellationToken)"/> opens them).</summary>
@@ -218,15 +221,9 @@ public sealed partial class TubeClient : IAsyncDisposable
         try
         {
             call.Path = TubePath.ZeroCopy.Tag();
-            if (_arena is { } arena && Interlocked.Read(ref _carves) < uint.MaxValue && await arena.CarveAsync(device, bytes).ConfigureAwait(false) is { } carved)
+            if (_arena is { } arena && Interlocked.Read(ref _carves) < uint.MaxValue && await CarveAsync(arena, device, bytes, cancellationToken).ConfigureAwait(false) is { } piece)
             {
-                // From the range this client holds: no round trip. The node learns of the piece one way
-                // and checks it against its own map of the range; a refusal comes as any one-way error.
-                // The id names this session and the carve's sequence, so a consumer's Get that overtakes
-                // the carve waits for it (TubeId.ForArena).
-                var id = TubeId.ForArena(SessionId, (uint)Interlocked.Increment(ref _carves));
-                await Connection.PostAsync(new ArenaCarve(carved.Range.Number, id, carved.Offset, bytes)).ConfigureAwait(false);
-                return await MapOrReleaseAsync(id, carved.Range.PieceAt(carved.Offset, bytes), TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
+                return await MapOrReleaseAsync(piece.Id, piece.Mapping, TubePath.ZeroCopy, writable: true).ConfigureAwait(false);
             }
 
             var ok = await CallAsync(new Allocate(bytes, device), cancellationToken).ConfigureAwait(false);
@@ -471,6 +468,35 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Carves from the range this client holds (no round trip) and tells the node one way; null when
+    /// the arena cannot serve it. The node checks the piece against its own map of the range; a refusal
+    /// comes as any one-way error. The id names this session and the carve's sequence, so a consumer's
+    /// Get that overtakes the carve waits for it (<see cref="TubeId.ForArena"/>). Carves are drawn,
+    /// numbered and posted one at a time under the carve gate, and returns take the gate too: the
+    /// node sees this client's carves in sequence order, and a range's return after every carve of it,
+    /// however many threads allocate at once.
+    /// </summary>
+    private async Task<(TubeId Id, Mapping Mapping)?> CarveAsync(ClientArena arena, int device, long bytes, CancellationToken cancellationToken)
+    {
+        await _carving.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (await arena.CarveAsync(device, bytes).ConfigureAwait(false) is not { } carved)
+            {
+                return null;
+            }
+
+            var id = TubeId.ForArena(SessionId, (uint)Interlocked.Increment(ref _carves));
+            await Connection.PostAsync(new ArenaCarve(carved.Range.Number, id, carved.Offset, bytes)).ConfigureAwait(false);
+            return (id, carved.Range.PieceAt(carved.Offset, bytes));
+        }
+        finally
+        {
+            _carving.Release();
+        }
+    }
+
     /// <summary>Leases an arena range on <paramref name="device"/> (one round trip) and keeps its slab mapped while the client holds it.</summary>
     private async Task<ArenaRange> LeaseRangeAsync(int device)
     {
@@ -489,16 +515,21 @@ public sealed partial class TubeClient : IAsyncDisposable
     /// <summary>Gives a range back (one way); never throws: a lost node took the range with the session.</summary>
     private async ValueTask ReturnRangeAsync(ArenaRange range)
     {
-        if (_connection is { IsLost: false } connection)
+        await _carving.WaitAsync().ConfigureAwait(false); // after every carve already drawn from the range
+        try
         {
-            try
+            if (_connection is { IsLost: false } connection)
             {
                 await connection.PostAsync(new ArenaReturn(range.Number)).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is FaaSTubeException or ObjectDisposedException)
-            {
-                // The connection closed under it: the node returned the range with the session.
-            }
+        }
+        catch (Exception e) when (e is FaaSTubeException or ObjectDisposedException)
+        {
+            // The connection closed under it: the node returned the range with the session.
+        }
+        finally
+        {
+            _carving.Release();
         }
     }
 

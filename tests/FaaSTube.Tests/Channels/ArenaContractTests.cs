@@ -290,6 +290,67 @@ public abstract class ArenaContractTests : PerTransportTests
         pool.CheckInvariants();
     }
 
+    /// <summary>
+    /// Leases sent at once past the per-connection limit: each counts from the moment it is asked for,
+    /// so those past the limit are refused before a byte is allocated, and none leaks (the session's
+    /// end leaves the pool empty).
+    /// </summary>
+    [TestMethod]
+    public async Task Leases_sent_at_once_past_the_limit_are_refused_and_leak_nothing()
+    {
+        await using var h = await StartAsync(o => { o.MaxArenaBytes = MiB; o.MaxArenaRangesPerSession = 2; });
+        var client = await Connect(h);
+        var leases = Enumerable.Range(0, 12).Select(_ => Task.Run(() => LeaseAsync(client, MiB))).ToList();
+        try
+        {
+            await Task.WhenAll(leases);
+        }
+        catch (TubeException)
+        {
+            // some are refused: counted below
+        }
+
+        Assert.AreEqual(2, leases.Count(t => t.IsCompletedSuccessfully), "exactly the limit leased");
+        Assert.IsTrue(leases.Where(t => t.IsFaulted).All(t => t.Exception!.InnerException is TubeException { Error: TubeError.BadRequest }), "the rest refused for the limit");
+        Assert.AreEqual(2 * MiB, Stats(h).ArenaLeasedBytes, "no range beyond the two held");
+        var ended = h.SessionEnded(client.SessionId);
+        await client.DisposeAsync();
+        await ended.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.AreEqual(0L, Stats(h).InUseBytes, "nothing left in the pool once the session ended");
+    }
+
+    /// <summary>
+    /// Many threads allocating from one client's arena at once, through several used-up ranges: the
+    /// node sees the carves in sequence and each range's return after its carves, so every
+    /// allocation publishes and reads back with its own bytes, and no one-way refusal is waiting.
+    /// </summary>
+    [TestMethod]
+    public async Task Allocations_from_many_threads_at_once_all_land_with_their_own_bytes()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await StartAsync();
+        var producer = await Connect(h, arenaBytes: 256 << 10);
+        var consumer = await Connect(h);
+        var seeds = Enumerable.Range(0, 48).Select(_ => (ulong)random.NextInt64()).ToArray();
+        var lengths = Enumerable.Range(0, 48).Select(_ => (long)random.Next(1, 60 << 10)).ToArray();
+        var ids = await Task.WhenAll(Enumerable.Range(0, 48).Select(i => Task.Run(async () =>
+        {
+            var buffer = await producer.AllocateAsync(lengths[i]);
+            using var stream = buffer.Device.CreateStream();
+            await stream.FillPatternAsync(buffer.Memory, seeds[i]);
+            return await producer.PublishAsync(buffer, stream);
+        })));
+
+        await producer.FlushAsync(); // throws if the node refused any carve, publish or return
+        Assert.IsGreaterThan(1, producer.Arena!.Leases, "the allocations went through more than one range");
+        for (int i = 0; i < ids.Length; i++)
+        {
+            await using var got = await consumer.GetAsync(ids[i]);
+            using var check = got.Device.CreateStream();
+            Assert.AreEqual(PoolHarness.Expected(lengths[i], seeds[i]), await check.ChecksumAsync(got.Memory), $"allocation {i}");
+        }
+    }
+
     [TestMethod]
     public async Task Ranges_beyond_the_nodes_limits_are_refused()
     {

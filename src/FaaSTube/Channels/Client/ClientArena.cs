@@ -117,7 +117,9 @@ internal sealed class ClientArena : IDisposable
 
             if (exhausted is not null)
             {
-                await GiveBackAsync(exhausted).ConfigureAwait(false);
+                // Not awaited: the caller carves under its carve gate, and the return (the client's
+                // ReturnRangeAsync) takes that gate too, so it goes out after every carve of the range.
+                _ = GiveBackAsync(exhausted).AsTask();
             }
         }
     }
