@@ -14,7 +14,7 @@ namespace FaaSTube.Channels;
 internal sealed partial class NodeSession
 {
     /// <summary>The unfinished named Puts and allocations of this session, with the load each belongs to if its loader began it (under <see cref="_sync"/>).</summary>
-    private readonly Dictionary<TubeId, (DataEntry Entry, NameKey Key, PendingLoad? Load)> _namedPuts = [];
+    private readonly Dictionary<TubeId, (DataEntry Entry, NameKey Key, PendingLoad? Load, long Began)> _namedPuts = [];
 
     private NameKey NameOf(string ns, string name) => _node.Names.Resolve(_workflow, ns, name);
 
@@ -94,7 +94,7 @@ internal sealed partial class NodeSession
         var entry = new DataEntry(TubeId.NewId(), key.Scope, device.Device.Ordinal, block, Id) { IsAllocation = allocation };
         lock (_sync)
         {
-            _namedPuts[entry.Id] = (entry, key, load);
+            _namedPuts[entry.Id] = (entry, key, load, _node.Services.TimeProvider.GetTimestamp());
         }
 
         Interlocked.Increment(ref _unfinishedPuts);
@@ -115,7 +115,7 @@ internal sealed partial class NodeSession
             throw new TubeException(TubeError.BadRequest, $"A load time of {loadTicks} ticks: it must be 0 (unknown) up to {_node.Settings.MaxTtl}.");
         }
 
-        (DataEntry Entry, NameKey Key, PendingLoad? Load) put;
+        (DataEntry Entry, NameKey Key, PendingLoad? Load, long Began) put;
         lock (_sync)
         {
             if (!_namedPuts.Remove(id, out put))
@@ -126,6 +126,12 @@ internal sealed partial class NodeSession
 
         Interlocked.Decrement(ref _unfinishedPuts);
         var entry = put.Entry;
+
+        // The reload cost the cache values it by is the client's claim, bounded by what the node saw:
+        // the time since the load was handed to this loader (or, for a plain named Put, since it began).
+        // A tenant cannot make its objects the last to go in a shared namespace by claiming hours.
+        var observed = _node.Services.TimeProvider.GetElapsedTime(put.Load?.StartedAt ?? put.Began);
+        loadTicks = Math.Min(loadTicks, observed.Ticks);
         lock (entry.Sync)
         {
             entry.Block.AddLease(DataEntry.DirectoryHolder);
@@ -148,6 +154,7 @@ internal sealed partial class NodeSession
 
         try
         {
+            _node.Names.EnsureLive(put.Key, put.Load); // a failed load's late commit changes nothing, the cache included
             if (cacheable)
             {
                 entry.Block.Pool.MoveToCache(entry.Block); // the scope's cache pays for it, not its quota (least valuable cached objects dropped if it must)

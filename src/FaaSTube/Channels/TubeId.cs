@@ -34,8 +34,8 @@ public readonly record struct TubeId(ulong High, ulong Low)
     }
 
     /// <summary>
-    /// The id of a client's arena carve: its session (low 32 bits) and the carve's sequence number in
-    /// the high half, 64 random bits in the low half (still unguessable). The node accepts a carve only
+    /// The id of a client's arena carve: its high half holds the session (top 32 bits) and the carve's
+    /// sequence number (low 32 bits), its low half 64 random bits (still unguessable). The node accepts a carve only
     /// under an id of the carving session with a sequence above its last, and a Get of such an id that
     /// is not registered yet waits while the sequence is ahead of that session's carves.
     /// </summary>

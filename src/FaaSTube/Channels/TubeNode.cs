@@ -359,10 +359,6 @@ public sealed partial class TubeNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// A client went away (closed, crashed, killed) and every request it had running has ended:
-    /// everything it held is given back; data it published stays. Called once, by the session.
-    /// </summary>
-    /// <summary>
     /// The live session of <paramref name="workflow"/> that <paramref name="id"/>, read as an arena id
     /// (<see cref="TubeId.ForArena"/>), names and has not carved yet; null when there is none (any other id).
     /// </summary>
@@ -372,6 +368,10 @@ public sealed partial class TubeNode : IAsyncDisposable
         return _sessions.TryGetValue(session, out var s) && s.Workflow == workflow && !s.HasCarved(sequence) ? s : null;
     }
 
+    /// <summary>
+    /// A client went away (closed, crashed, killed) and every request it had running has ended:
+    /// everything it held is given back; data it published stays. Called once, by the session.
+    /// </summary>
     internal void EndSession(NodeSession session)
     {
         if (!_sessions.TryRemove(session.Id, out _))

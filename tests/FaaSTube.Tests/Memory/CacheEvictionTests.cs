@@ -158,6 +158,25 @@ public sealed class CacheEvictionTests
         await client.DeleteAsync(second);
     }
 
+    /// <summary>
+    /// The reload cost a client claims at commit is bounded by what the node saw (the time since the
+    /// named Put began): claiming an hour after two seconds cannot make an object the last to go.
+    /// </summary>
+    [TestMethod]
+    public async Task A_claimed_reload_cost_is_bounded_by_the_time_the_node_saw()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var h = await NodeHarness.StartAsync(time: time);
+        var client = await h.ConnectAsync(inProcess: true);
+        var begun = FaaSTube.Channels.Protocol.Payload.Read<FaaSTube.Channels.Protocol.Messages.PutBeginOk>(
+            await client.CallRawAsync(FaaSTube.Channels.Protocol.FrameType.NamedPutBegin, new FaaSTube.Channels.Protocol.PayloadWriter().Str("").Str("claimed").I64(4096).I32(0)));
+        time.Advance(TimeSpan.FromSeconds(2));
+        await client.CallRawAsync(FaaSTube.Channels.Protocol.FrameType.NamedCommit, new FaaSTube.Channels.Protocol.PayloadWriter().Id(begun.Id).U8(1).I64(TimeSpan.FromHours(1).Ticks));
+        var cache = h.Node.Names.Current(new FaaSTube.Channels.Names.NameKey("wf", "claimed")).Entry.Block.Cache!;
+        Assert.IsLessThanOrEqualTo(2.0 + 1e-6, cache.ReloadSeconds, $"an hour claimed, two seconds seen: {cache.ReloadSeconds} s");
+        Assert.IsGreaterThan(0.0, cache.ReloadSeconds);
+    }
+
     [TestMethod]
     public async Task A_named_objects_requests_decay_on_the_nodes_clock_by_its_CacheHalfLife()
     {

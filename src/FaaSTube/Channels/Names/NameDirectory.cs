@@ -66,7 +66,7 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
             }
 
             named ??= Add(key);
-            var started = new PendingLoad(session);
+            var started = new PendingLoad(session, time.GetTimestamp());
             named.Loading = started;
             started.Timer = time.CreateTimer(_ => TimedOut(key, started), null, loadTimeout, Timeout.InfiniteTimeSpan);
             return (NamedGetResult.Load, null, 0, null);
@@ -107,11 +107,7 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
         long version;
         lock (_sync)
         {
-            if (load is { Failure: { } failure })
-            {
-                throw new TubeException(TubeError.LoadFailed, $"This load of '{key.Name}' was failed before its commit ({failure}); the version is dropped: ask again.");
-            }
-
+            ThrowIfFailed(key, load);
             var named = _names.GetValueOrDefault(key) ?? Add(key);
             previous = named.Current;
             named.Current = entry;
@@ -124,6 +120,23 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
         loading?.Timer?.Dispose();
         loading?.Done.TrySetResult();
         return (version, previous);
+    }
+
+    /// <summary>Refuses (<see cref="TubeError.LoadFailed"/>) a commit of a load that failed since (timed out, deleted), before the commit changes anything.</summary>
+    public void EnsureLive(NameKey key, PendingLoad? load)
+    {
+        lock (_sync)
+        {
+            ThrowIfFailed(key, load);
+        }
+    }
+
+    private static void ThrowIfFailed(NameKey key, PendingLoad? load)
+    {
+        if (load is { Failure: { } failure })
+        {
+            throw new TubeException(TubeError.LoadFailed, $"This load of '{key.Name}' was failed before its commit ({failure}); the version is dropped: ask again.");
+        }
     }
 
     /// <summary>The load of <paramref name="key"/> by <paramref name="session"/> failed: its waiters get <paramref name="message"/>, the next caller loads. False when that session loads no such name.</summary>

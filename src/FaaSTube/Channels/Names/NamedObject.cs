@@ -31,9 +31,12 @@ internal sealed class NamedObject(NameKey key)
 /// (so a loader killed mid-load never leaves the name stuck) or its <see cref="Timer"/> fires
 /// (<see cref="TubeNodeOptions.LoadTimeout"/>: nor does one that hangs). Its continuations run asynchronously.
 /// </summary>
-internal sealed class PendingLoad(long session)
+internal sealed class PendingLoad(long session, long startedAt)
 {
     public long Session { get; } = session;
+
+    /// <summary>When the load was handed to its loader (a <see cref="TimeProvider"/> timestamp): the node's own measure of how long it took, which bounds what the loader claims.</summary>
+    public long StartedAt { get; } = startedAt;
 
     /// <summary>Fails the load when <see cref="TubeNodeOptions.LoadTimeout"/> has passed; disposed when the load ends.</summary>
     public ITimer? Timer { get; set; }

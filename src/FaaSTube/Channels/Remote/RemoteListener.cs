@@ -28,6 +28,12 @@ internal sealed partial class RemoteListener
     private long _dropped;
     private long _rejectedTickets;
     private readonly Dictionary<ulong, long> _usedTickets = [];
+
+    /// <summary>The most connect tickets remembered as used (three 30-second windows' worth of connects); past it, connects are rejected until old windows are pruned.</summary>
+    private const int MaxUsedTickets = 1 << 16;
+
+    /// <summary>The window the used tickets were last pruned in (under the set's lock).</summary>
+    private long _usedPrunedAt = long.MinValue;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<UcxWorker, byte> _live = new();
 
     private RemoteListener(TubeNode node, UcxContext context, UcxWorker worker)
@@ -163,7 +169,8 @@ internal sealed partial class RemoteListener
         bool valid = false;
         foreach (var secret in secrets.Values)
         {
-            valid |= RemoteWire.Ticket(secret, random, now) == ticket || RemoteWire.Ticket(secret, random, now - 1) == ticket;
+            // The window before, this one and the next: a client clock a little behind or ahead is served.
+            valid |= RemoteWire.Ticket(secret, random, now - 1) == ticket || RemoteWire.Ticket(secret, random, now) == ticket || RemoteWire.Ticket(secret, random, now + 1) == ticket;
         }
 
         if (!valid)
@@ -173,12 +180,19 @@ internal sealed partial class RemoteListener
 
         lock (_usedTickets)
         {
-            foreach (var old in _usedTickets.Where(t => t.Value < now - 1).Select(t => t.Key).ToList())
+            if (_usedPrunedAt != now)
             {
-                _usedTickets.Remove(old);
+                // Once per window, not per accept: tickets of windows no longer accepted cannot come back.
+                foreach (var old in _usedTickets.Where(t => t.Value < now - 2).Select(t => t.Key).ToList())
+                {
+                    _usedTickets.Remove(old);
+                }
+
+                _usedPrunedAt = now;
             }
 
-            return _usedTickets.TryAdd(ticket, now);
+            // Bounded: past MaxUsedTickets remembered, new connects wait for the windows to move on.
+            return _usedTickets.Count < MaxUsedTickets && _usedTickets.TryAdd(ticket, now);
         }
     }
 
