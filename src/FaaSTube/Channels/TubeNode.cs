@@ -143,6 +143,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             foreach (var device in gpus.Devices)
             {
                 devices.Add(new NodeDevice(device, settings.Pool, settings.Transfers, router, services));
+                devices[^1].Engine.PinStaging(); // as the node starts, not in a client's first Put
             }
 
             node = new TubeNode(settings, gpus, router, devices.ToArray(), services);

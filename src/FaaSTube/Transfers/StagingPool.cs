@@ -43,8 +43,8 @@ internal sealed class StagingPool : IDisposable
         return _free.TryPop(out var slot) ? slot : throw new InvalidOperationException("Staging pool accounting broke: a permit without a slot.");
     }
 
-    /// <summary>Allocates every buffer once; a failure frees what was allocated and the next rent tries again.</summary>
-    private void EnsureAllocated()
+    /// <summary>Allocates every buffer once (the first rent calls it; a node calls it as it starts); a failure frees what was allocated and the next rent tries again.</summary>
+    public void EnsureAllocated()
     {
         if (IsAllocated)
         {

@@ -115,6 +115,9 @@ public sealed partial class TransferEngine : IHostLane, IAsyncDisposable
     /// <summary>Whether the pinned staging exists yet (the first staged transfer allocates it).</summary>
     internal bool StagingAllocated => _staging.IsAllocated;
 
+    /// <summary>Pins the staging now (about 1.3 ms per MiB on CUDA) rather than in the first staged transfer: the node does it as it starts, so no request pays it.</summary>
+    internal void PinStaging() => _staging.EnsureAllocated();
+
     /// <summary>
     /// Rents pinned host memory: write the data into it and transfer it with no staging copy (the
     /// fastest path from the host). Dispose the rental to reuse the memory.

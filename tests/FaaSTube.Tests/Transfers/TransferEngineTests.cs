@@ -97,6 +97,14 @@ public abstract class TransferEngineTests
         Assert.AreEqual(DataChecksum.Compute(data), await stream.ChecksumAsync(buffer));
     }
 
+    /// <summary>A node pins its engines' staging as it starts, so its clients' first Puts do not pay for it.</summary>
+    [TestMethod]
+    public async Task A_node_pins_its_engines_staging_as_it_starts()
+    {
+        await using var h = await NodeHarness.StartAsync();
+        Assert.IsTrue(h.Node.Devices.All(d => d.Engine.StagingAllocated), "every GPU's engine pinned its staging at the node's start");
+    }
+
     [TestMethod]
     [DataRow(SinkKind.Pageable)]
     [DataRow(SinkKind.Pinned)]
