@@ -226,6 +226,14 @@ public sealed class RemoteNamespaceTests
         await client.KillAsync();
     }
 
+    [TestMethod]
+    public void An_idle_timeout_too_short_to_ping_within_is_refused_by_the_options()
+    {
+        var options = new TubeNodeOptions { RemoteIdleTimeout = TimeSpan.FromMilliseconds(100) };
+        var refused = Assert.ThrowsExactly<ArgumentOutOfRangeException>(options.Validate);
+        Assert.AreEqual(nameof(TubeNodeOptions.RemoteIdleTimeout), refused.ParamName);
+    }
+
     private static byte[] Data(long size, int seed)
     {
         var data = new byte[size];
