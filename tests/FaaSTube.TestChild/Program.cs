@@ -22,6 +22,7 @@
 //   tube-load-hang <socket> <workflow> <name> <length>            GetOrLoad <name>; its loader writes one slot, prints "loading", waits to be killed
 //   ring-client <socket> <seed> <count> <capacity>                 the client's side of a control ring (RingClient.cs)
 //   ucx-peer <host> <port>                                         a UCX endpoint to a listener, commands on stdin (UcxPeer.cs)
+//   tube-remote <ucx://host:port> <workflow>                       a remote client, secret from FAASTUBE_REMOTE_SECRET, commands on stdin (TubeRemote.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
@@ -42,6 +43,11 @@ if (args[0] == "ring-client")
 if (args[0] == "ucx-peer")
 {
     return await UcxPeer.RunAsync(args);
+}
+
+if (args[0] == "tube-remote")
+{
+    return await TubeRemote.RunAsync(args);
 }
 
 if (args[0].StartsWith("tube-", StringComparison.Ordinal))

@@ -16,14 +16,14 @@ namespace FaaSTube.Bench.Remote;
 /// tag_lat at 8 bytes, server in the root namespace, client in the peer (the client sends: the "put"
 /// direction); beside it, in the same run and over the same link, each <see cref="RemoteSubject"/>
 /// of <see cref="Subjects"/> (our bindings' tagged send/receive, both directions, and an 8-byte
-/// ping-pong). Prints a Markdown report; <c>--out FILE.md</c> also writes it and a chart (FILE.svg).
+/// ping-pong; FaaSTube's remote Put, Get and Where against a node). Prints a Markdown report; <c>--out FILE.md</c> also writes it and a chart (FILE.svg).
 /// Needs root, iproute2, libucx0 and ucx-utils.
 /// <code>dotnet run -c Release --project bench/FaaSTube.Bench -- remote-baseline [--sizes-mib 1,16,64,256] [--mib-per-size 1024] [--latency-iterations 20000] [--out bench/results/DATE-remote-baseline.md]</code>
 /// </summary>
 internal static class RemoteBaselineScenario
 {
     /// <summary>The subjects measured from the peer namespace (the extension point: <see cref="RemoteSubject"/>).</summary>
-    public static readonly RemoteSubject[] Subjects = [new BindingsSubject()];
+    public static readonly RemoteSubject[] Subjects = [new BindingsSubject(), new FaaSTubeSubject()];
 
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(5);
 
@@ -109,6 +109,11 @@ internal static class RemoteBaselineScenario
         var info = bed.Exec(self, arguments);
         info.Environment["UCX_TLS"] = "tcp";
         info.Environment["UCX_NET_DEVICES"] = bed.PeerLink;
+        foreach (var (name, value) in server.Environment)
+        {
+            info.Environment[name] = value;
+        }
+
         var (code, stdout, stderr) = await RunAsync(info);
         if (code != 0)
         {
@@ -205,7 +210,7 @@ internal static class RemoteBaselineScenario
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"- Command: `dotnet run -c Release --project bench/FaaSTube.Bench -- remote-baseline {string.Join(' ', args)}`");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Device: {Environment.ProcessorCount} cores, no GPU (none used); UCX {UcxLibrary.Version}, UCX_TLS=tcp, UCX_NET_DEVICES = the veth end on each side; {File.ReadAllText("/proc/loadavg").Trim()} (/proc/loadavg after the run)");
-        md.AppendLine(CultureInfo.InvariantCulture, $"- Per size and direction: {plan.BytesPerSize >> 20} MiB (at least 4 messages) after a tenth of that as warm-up; latency: {plan.LatencyIterations} round trips after {plan.LatencyWarmup}. Bindings: up to {BindingsSubject.Window} messages in flight.");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- Per size and direction: {plan.BytesPerSize >> 20} MiB (at least 4 messages) after a tenth of that as warm-up; latency: {plan.LatencyIterations} round trips after {plan.LatencyWarmup}. Bindings: up to {BindingsSubject.Window} messages in flight. FaaSTube: a remote TubeClient (window {FaaSTubeSubject.WindowBytes >> 20} MiB) against a TubeNode (pool on the simulated GPU where there is none), one Put or Get at a time; its latency row is the Where control call.");
         md.AppendLine();
         md.AppendLine("Bandwidth, MiB/s (ucx_perftest's \"MB/s\" is 2^20 bytes per second). \"put\": the peer (client) sends to the root namespace; \"get\": the root namespace sends to the peer.");
         md.AppendLine();

@@ -10,11 +10,11 @@ namespace FaaSTube.Bench.Remote;
 /// peer namespace (this program's "remote-baseline-peer" mode, started with <c>ip netns exec</c>)
 /// and gets only the connect address. Subjects are listed in <see cref="RemoteBaselineScenario.Subjects"/>.
 /// <para>
-/// A FaaSTube remote Put/Get row is one more subclass: <see cref="ServeAsync"/> starts a
-/// <c>TubeNode</c> listening on the address it is given and returns its <c>ucx://host:port</c>;
-/// <see cref="MeasureAsync"/> connects a remote <c>TubeClient</c> to that address and times Put and
-/// Get of each size, returning rows with <see cref="RemoteRow.Test"/> "put" and "get" (the
-/// directions of <see cref="BindingsSubject"/>'s rows, so the report sets them side by side).
+/// <see cref="FaaSTubeSubject"/> is FaaSTube's remote client against a node: its <see cref="ServeAsync"/>
+/// starts a <c>TubeNode</c> listening on the address it is given and returns its <c>ucx://host:port</c>
+/// (and the workflow's secret for the peer's environment); its <see cref="MeasureAsync"/> connects a
+/// remote <c>TubeClient</c> and times Put and Get of each size ("put" and "get", the directions of
+/// <see cref="BindingsSubject"/>'s rows, so the report sets them side by side) and the Where call.
 /// </para>
 /// </summary>
 internal abstract class RemoteSubject
@@ -29,10 +29,12 @@ internal abstract class RemoteSubject
     public abstract Task<IReadOnlyList<RemoteRow>> MeasureAsync(string connectAddress, RemotePlan plan);
 }
 
-/// <summary>A running server: the address a peer connects to, and its stop.</summary>
-internal sealed class RemoteServer(string connectAddress, Func<ValueTask> stop) : IAsyncDisposable
+/// <summary>A running server: the address a peer connects to, what the peer's environment must carry (a secret: never on its command line), and its stop.</summary>
+internal sealed class RemoteServer(string connectAddress, Func<ValueTask> stop, IReadOnlyDictionary<string, string>? environment = null) : IAsyncDisposable
 {
     public string ConnectAddress { get; } = connectAddress;
+
+    public IReadOnlyDictionary<string, string> Environment { get; } = environment ?? new Dictionary<string, string>();
 
     public ValueTask DisposeAsync() => stop();
 }

@@ -168,6 +168,15 @@ public sealed class TubeNodeOptions
     public int MaxRemoteSessions { get; set; } = 64;
 
     /// <summary>
+    /// How long an authenticated remote client may stay silent (default 30 s): once it has sent
+    /// nothing for a third of this, the node pings it (a <c>Ping</c> active message, which the client
+    /// answers with <c>Pong</c>); once nothing at all has come for this long, its endpoint is closed by
+    /// force and its session ends. UCX over TCP alone does not notice a link cut while the node only
+    /// waits (docs/testing.md), so this bounds how long a cut-off client holds what it holds.
+    /// </summary>
+    public TimeSpan RemoteIdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// Remote connections that may be in their handshake at once (default 16): accepted, not yet
     /// authenticated, each with its own worker until its proof or <see cref="HelloTimeout"/>
     /// (counted from the accept, over every send and receive of the handshake). More are rejected by
@@ -253,6 +262,8 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(LoadTimeout, TimeSpan.FromDays(1), nameof(LoadTimeout));
 
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteSessions, nameof(MaxRemoteSessions));
+        ArgumentOutOfRangeException.ThrowIfLessThan(RemoteIdleTimeout, TimeSpan.FromMilliseconds(300), nameof(RemoteIdleTimeout));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(RemoteIdleTimeout, TimeSpan.FromDays(1), nameof(RemoteIdleTimeout));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteHandshakes, nameof(MaxRemoteHandshakes));
         if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
         {

@@ -89,6 +89,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         {
             await connection._worker.SetMessageHandlerAsync((uint)RemoteMessage.Challenge, connection).ConfigureAwait(false);
             await connection._worker.SetMessageHandlerAsync((uint)RemoteMessage.Answer, connection).ConfigureAwait(false);
+            await connection._worker.SetMessageHandlerAsync((uint)RemoteMessage.Ping, connection).ConfigureAwait(false);
             connection._endpoint = await UcxEndpoint.ConnectAsync(connection._worker, remote, sendClientId: true).ConfigureAwait(false);
             _ = connection._endpoint.Failed.ContinueWith(static (t, s) => ((RemoteConnection)s!).Fail(t.Result), connection, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             byte[] challenge;
@@ -287,6 +288,20 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         await operation.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
+    /// <summary>The answer to the node's Ping; a failure is the endpoint's (it fails the connection on its own).</summary>
+    private void Pong()
+    {
+        try
+        {
+            _ = Endpoint.SendMessageAsync((uint)RemoteMessage.Pong, ReadOnlyMemory<byte>.Empty, reply: true)
+                .ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or UcxException or InvalidOperationException)
+        {
+            // Closed meanwhile.
+        }
+    }
+
     /// <summary>
     /// On the worker's progress thread: the node's challenge (once) or an answer. An answer gives its
     /// credit back and completes its call; a GetToHost part's bytes are taken only for a call that
@@ -301,6 +316,13 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
                 _challenge.TrySetResult(message.Header.ToArray());
             }
 
+            return;
+        }
+
+        if (message.Id == (uint)RemoteMessage.Ping)
+        {
+            // The node asks whether this client is still there (TubeNodeOptions.RemoteIdleTimeout): answered from the thread pool, never from the progress thread.
+            ThreadPool.UnsafeQueueUserWorkItem(static c => c.Pong(), this, preferLocal: false);
             return;
         }
 

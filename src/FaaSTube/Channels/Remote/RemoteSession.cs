@@ -52,6 +52,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     private bool _authenticated;
     private int _state;
     private int _outstanding;
+    private long _lastHeard = Environment.TickCount64;
     private string? _violation;
 
     private RemoteSession(NodeSession session, RemoteListener listener, UcxWorker worker, ILogger logger)
@@ -81,6 +82,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         {
             await worker.SetMessageHandlerAsync((uint)RemoteMessage.Hello, remote).ConfigureAwait(false);
             await worker.SetMessageHandlerAsync((uint)RemoteMessage.Request, remote).ConfigureAwait(false);
+            await worker.SetMessageHandlerAsync((uint)RemoteMessage.Pong, remote).ConfigureAwait(false);
             remote._endpoint = await request.AcceptAsync(worker).ConfigureAwait(false);
         }
         catch
@@ -104,6 +106,17 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         if (endpoint is null || message.ReplyEndpoint == 0 || message.ReplyEndpoint != endpoint.Native)
         {
             _listener.CountDropped(); // another endpoint's, or one that did not say where it came from: never the session's
+            return;
+        }
+
+        Volatile.Write(ref _lastHeard, Environment.TickCount64); // the peer is alive (KeepAliveAsync)
+        if (message.Id == (uint)RemoteMessage.Pong && Volatile.Read(ref _state) == Open)
+        {
+            if (message.Header.Length != 0 || message.Length != 0 || message.IsRendezvous)
+            {
+                Violate(TubeError.BadRequest, "A Pong carries nothing.");
+            }
+
             return;
         }
 
@@ -269,6 +282,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
                 return;
             }
 
+            _ = KeepAliveAsync(ended);
             await foreach (var request in _inbox.Reader.ReadAllAsync(ended).ConfigureAwait(false))
             {
                 await _session.EnterAsync().ConfigureAwait(false);
@@ -293,6 +307,42 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
             await overdue.DisposeAsync().ConfigureAwait(false);
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
             _listener.Ended(_authenticated);
+        }
+    }
+
+    /// <summary>
+    /// While the session is open: once the client has sent nothing for a third of
+    /// <see cref="TubeNodeOptions.RemoteIdleTimeout"/>, a Ping (the client answers Pong); once nothing
+    /// has come for the whole of it, the endpoint is closed by force and the session ends. UCX over
+    /// TCP does not notice a cut link while this side only waits (docs/testing.md), so this bounds it.
+    /// </summary>
+    private async Task KeepAliveAsync(CancellationToken ended)
+    {
+        long idle = (long)Options.RemoteIdleTimeout.TotalMilliseconds;
+        try
+        {
+            Volatile.Write(ref _lastHeard, Environment.TickCount64);
+            while (true)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(idle / 3), ended).ConfigureAwait(false);
+                long silent = Environment.TickCount64 - Volatile.Read(ref _lastHeard);
+                if (silent >= idle)
+                {
+                    LogSilent(_logger, _session.Id, _endpoint!.Peer?.ToString() ?? "?", silent);
+                    ForceClose();
+                    return;
+                }
+
+                if (silent >= idle / 3)
+                {
+                    _ = _endpoint!.SendMessageAsync((uint)RemoteMessage.Ping, ReadOnlyMemory<byte>.Empty).WaitAsync(ended)
+                        .ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The session ended.
         }
     }
 
@@ -467,6 +517,9 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Remote session {Session} from {Peer} opened for workflow '{Workflow}', function '{Function}'")]
     private static partial void LogOpened(ILogger logger, long session, string peer, string workflow, string function);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Remote session {Session} from {Peer} closed: nothing heard from it for {Milliseconds} ms (RemoteIdleTimeout)")]
+    private static partial void LogSilent(ILogger logger, long session, string peer, long milliseconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Remote session {Session} from {Peer} closed: {Reason}")]
     private static partial void LogViolation(ILogger logger, long session, string peer, string reason);

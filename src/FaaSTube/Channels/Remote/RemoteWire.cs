@@ -20,6 +20,12 @@ internal enum RemoteMessage : uint
 
     /// <summary>Node to client: an Ok or Error frame as the header; a GetToHost part's Ok carries its bytes as the data.</summary>
     Answer = 4,
+
+    /// <summary>Node to client, when the client has been silent for a third of <see cref="TubeNodeOptions.RemoteIdleTimeout"/> (empty).</summary>
+    Ping = 5,
+
+    /// <summary>Client to node: the answer to a <see cref="Ping"/> (empty; no credit, no request id).</summary>
+    Pong = 6,
 }
 
 /// <summary>
