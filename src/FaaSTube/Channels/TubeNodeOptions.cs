@@ -184,6 +184,14 @@ public sealed class TubeNodeOptions
     /// </summary>
     public int MaxRemoteHandshakes { get; set; } = 16;
 
+    /// <summary>
+    /// Remote connections one workflow may have at once, in their handshake or authenticated
+    /// (default 16): the workflow is known from its connect ticket before anything is accepted, so a
+    /// tenant that mints tickets with its own secret cannot take every remote place; its handshakes
+    /// are also held to a quarter of <see cref="MaxRemoteHandshakes"/> (at least one).
+    /// </summary>
+    public int MaxRemoteSessionsPerWorkflow { get; set; } = 16;
+
     /// <summary>UCX settings for the network listener (names without the <c>UCX_</c> prefix, e.g. <c>TLS=tcp</c>); null: UCX's defaults and environment.</summary>
     internal IReadOnlyDictionary<string, string>? UcxSettings { get; set; }
 
@@ -265,6 +273,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(RemoteIdleTimeout, TimeSpan.FromMilliseconds(300), nameof(RemoteIdleTimeout));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RemoteIdleTimeout, TimeSpan.FromDays(1), nameof(RemoteIdleTimeout));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteHandshakes, nameof(MaxRemoteHandshakes));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteSessionsPerWorkflow, nameof(MaxRemoteSessionsPerWorkflow));
         if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
         {
             throw new ArgumentOutOfRangeException(nameof(RemoteSecrets), $"The secret of workflow '{weak}' has fewer than 16 bytes.");

@@ -54,10 +54,10 @@ public sealed class RemoteHostileTests
         /// listener with a valid connect ticket (it knows a workflow's secret, or it is a client gone
         /// bad) unless <paramref name="ticket"/> is false, then it never authenticates.
         /// </summary>
-        public static async Task<Attacker> ConnectAsync(int port, bool readChallenge = true, IReadOnlyDictionary<string, string>? settings = null, bool ticket = true, string name = "attacker")
+        public static async Task<Attacker> ConnectAsync(int port, bool readChallenge = true, IReadOnlyDictionary<string, string>? settings = null, bool ticket = true, string name = "attacker", byte[]? secret = null)
         {
             var a = new Attacker { Context = UcxContext.Create(settings ?? Tcp) };
-            a.Worker = UcxWorker.Create(a.Context, name, ticket ? RemoteWire.NewTicket(Secret, TimeProvider.System) : 0);
+            a.Worker = UcxWorker.Create(a.Context, name, ticket ? RemoteWire.NewTicket(secret ?? Secret, TimeProvider.System) : 0);
             await a.Worker.SetMessageHandlerAsync((uint)RemoteMessage.Challenge, a.Inbox);
             await a.Worker.SetMessageHandlerAsync((uint)RemoteMessage.Answer, a.Inbox);
             a.Endpoint = await UcxEndpoint.ConnectAsync(a.Worker, new IPEndPoint(IPAddress.Loopback, port), sendClientId: ticket);
@@ -129,11 +129,15 @@ public sealed class RemoteHostileTests
     [TestMethod]
     public async Task Silent_unauthenticated_peers_do_not_lock_out_legitimate_remote_clients()
     {
+        // The silent peers hold tickets of four other workflows (a workflow's own handshakes are held to
+        // a quarter of MaxRemoteHandshakes: One_workflow_cannot_take_every_remote_place).
+        var tenants = Enumerable.Range(0, 4).ToDictionary(i => $"t{i}", i => Encoding.UTF8.GetBytes($"the secret of silent tenant t{i}!!"));
         await using var h = await StartAsync(o =>
         {
             o.MaxSessionsPerUser = 4;
             o.MaxRemoteHandshakes = 16;
             o.HelloTimeout = TimeSpan.FromSeconds(30);
+            o.RemoteSecrets = new Dictionary<string, byte[]>(tenants) { ["wf"] = Secret };
         });
         int port = h.Node.NetworkEndPoint!.Port;
         var attackers = new List<Attacker>();
@@ -141,7 +145,7 @@ public sealed class RemoteHostileTests
         {
             for (int i = 0; i < 12; i++)
             {
-                attackers.Add(await Attacker.ConnectAsync(port));
+                attackers.Add(await Attacker.ConnectAsync(port, secret: tenants[$"t{i % 4}"]));
             }
 
             Assert.AreEqual(12, Network(h.Node).Handshakes);
@@ -153,13 +157,13 @@ public sealed class RemoteHostileTests
 
             for (int i = 12; i < 16; i++)
             {
-                attackers.Add(await Attacker.ConnectAsync(port));
+                attackers.Add(await Attacker.ConnectAsync(port, secret: tenants[$"t{i % 4}"]));
             }
 
             await WaitForAsync(() => Network(h.Node).Handshakes == 16, "16 handshakes under way");
             long rejectedBefore = Network(h.Node).Rejected;
             int sessionsBefore = h.Node.SessionCount;
-            var over = await Attacker.ConnectAsync(port, readChallenge: false);
+            var over = await Attacker.ConnectAsync(port, readChallenge: false, secret: tenants["t0"]);
             try
             {
                 var failed = await over.Endpoint.Failed.WaitAsync(Bound);
@@ -206,6 +210,33 @@ public sealed class RemoteHostileTests
         await WaitForAsync(() => Network(h.Node).Authenticated == 1, "the first session ended");
         await using var third = await TubeClient.ConnectAsync(ClientOptions(port)).WaitAsync(Bound);
         await third.PutAsync(new byte[10]).WaitAsync(Bound);
+    }
+
+    /// <summary>
+    /// One workflow's remote connections are bounded by MaxRemoteSessionsPerWorkflow, known from its
+    /// connect ticket: a tenant minting tickets with its own secret cannot take every remote place,
+    /// and another workflow still connects.
+    /// </summary>
+    [TestMethod]
+    public async Task One_workflow_cannot_take_every_remote_place()
+    {
+        byte[] other = Encoding.UTF8.GetBytes("the secret of another workflow!!");
+        await using var h = await StartAsync(o =>
+        {
+            o.MaxRemoteSessionsPerWorkflow = 2;
+            o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret, ["other"] = other };
+        });
+        int port = h.Node.NetworkEndPoint!.Port;
+        await using var first = await TubeClient.ConnectAsync(ClientOptions(port)).WaitAsync(Bound);
+        await using var second = await TubeClient.ConnectAsync(ClientOptions(port)).WaitAsync(Bound);
+        var refused = await Assert.ThrowsExactlyAsync<TubeException>(() => TubeClient.ConnectAsync(ClientOptions(port)).WaitAsync(Bound));
+        Assert.AreEqual(TubeError.AccessDenied, refused.Error, "a third of the same workflow");
+        var options = ClientOptions(port);
+        options.Workflow = "other";
+        options.RemoteSecret = other;
+        await using var neighbour = await TubeClient.ConnectAsync(options).WaitAsync(Bound);
+        await neighbour.PutAsync(new byte[10]).WaitAsync(Bound);
+        Assert.AreEqual(3, Network(h.Node).Authenticated, "two of wf and the other workflow's");
     }
 
     /// <summary>A peer whose worker never progresses after connecting: is the HelloTimeout enforced?</summary>

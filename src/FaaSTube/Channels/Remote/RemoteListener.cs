@@ -29,6 +29,9 @@ internal sealed partial class RemoteListener
     private long _rejectedTickets;
     private readonly Dictionary<ulong, long> _usedTickets = [];
 
+    /// <summary>Each workflow's remote connections (under <see cref="_sync"/>); a workflow with none has no entry.</summary>
+    private readonly Dictionary<string, WorkflowCount> _byWorkflow = [];
+
     /// <summary>The most connect tickets remembered as used (three 30-second windows' worth of connects); past it, connects are rejected until old windows are pruned.</summary>
     private const int MaxUsedTickets = 1 << 16;
 
@@ -102,7 +105,7 @@ internal sealed partial class RemoteListener
                 return;
             }
 
-            if (!TakeTicket(request.ClientId))
+            if (TakeTicket(request.ClientId) is not { } workflow)
             {
                 Interlocked.Increment(ref _rejectedTickets);
                 request.Reject(); // no endpoint, no worker, no session: UCX keeps nothing of it
@@ -112,10 +115,14 @@ internal sealed partial class RemoteListener
             bool admitted;
             lock (_sync)
             {
-                admitted = _handshakes < _node.Settings.MaxRemoteHandshakes && _authenticated < SessionLimit && !stop.IsCancellationRequested;
+                var mine = _byWorkflow.GetValueOrDefault(workflow);
+                admitted = _handshakes < _node.Settings.MaxRemoteHandshakes && _authenticated < SessionLimit && !stop.IsCancellationRequested
+                    && mine.Handshakes < Math.Max(1, _node.Settings.MaxRemoteHandshakes / 4)
+                    && mine.Handshakes + mine.Sessions < _node.Settings.MaxRemoteSessionsPerWorkflow;
                 if (admitted)
                 {
                     _handshakes++;
+                    _byWorkflow[workflow] = mine with { Handshakes = mine.Handshakes + 1 };
                 }
                 else
                 {
@@ -136,7 +143,7 @@ internal sealed partial class RemoteListener
                 worker = UcxWorker.Create(_context, "faastube-remote-session");
                 Interlocked.Increment(ref _workers);
                 _live[worker] = 0;
-                await RemoteSession.StartAsync(_node, this, worker, request, stop).ConfigureAwait(false);
+                await RemoteSession.StartAsync(_node, this, worker, request, workflow, stop).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -145,7 +152,7 @@ internal sealed partial class RemoteListener
                     await DisposeWorkerAsync(worker).ConfigureAwait(false);
                 }
 
-                Ended(authenticated: false);
+                Ended(workflow, authenticated: false);
                 _node.InternalError("accepting a remote connection", 0, e);
             }
         }
@@ -157,25 +164,28 @@ internal sealed partial class RemoteListener
     /// once. The used ones are remembered for two windows (only valid tickets are remembered: as
     /// many as clients that know a secret connect in a minute).
     /// </summary>
-    private bool TakeTicket(ulong ticket)
+    private string? TakeTicket(ulong ticket)
     {
         if (ticket == 0 || _node.Settings.RemoteSecrets is not { Count: > 0 } secrets)
         {
-            return false;
+            return null;
         }
 
         uint random = (uint)(ticket >> 32);
         long now = RemoteWire.TicketWindow(TimeProvider.System);
-        bool valid = false;
-        foreach (var secret in secrets.Values)
+        string? workflow = null;
+        foreach (var (name, secret) in secrets)
         {
             // The window before, this one and the next: a client clock a little behind or ahead is served.
-            valid |= RemoteWire.Ticket(secret, random, now - 1) == ticket || RemoteWire.Ticket(secret, random, now) == ticket || RemoteWire.Ticket(secret, random, now + 1) == ticket;
+            if (RemoteWire.Ticket(secret, random, now - 1) == ticket || RemoteWire.Ticket(secret, random, now) == ticket || RemoteWire.Ticket(secret, random, now + 1) == ticket)
+            {
+                workflow ??= name;
+            }
         }
 
-        if (!valid)
+        if (workflow is null)
         {
-            return false;
+            return null;
         }
 
         lock (_usedTickets)
@@ -192,15 +202,15 @@ internal sealed partial class RemoteListener
             }
 
             // Bounded: past MaxUsedTickets remembered, new connects wait for the windows to move on.
-            return _usedTickets.Count < MaxUsedTickets && _usedTickets.TryAdd(ticket, now);
+            return _usedTickets.Count < MaxUsedTickets && _usedTickets.TryAdd(ticket, now) ? workflow : null;
         }
     }
 
     /// <summary>Connection requests rejected for want of a valid, unused connect ticket.</summary>
     public long RejectedTickets => Interlocked.Read(ref _rejectedTickets);
 
-    /// <summary>A session's proof was right: it counts as an authenticated remote session, if one is left (false: refuse it).</summary>
-    public bool TryAuthenticate()
+    /// <summary>A session's proof for <paramref name="workflow"/> (its ticket's) was right: it counts as an authenticated remote session, if one is left (false: refuse it).</summary>
+    public bool TryAuthenticate(string workflow)
     {
         lock (_sync)
         {
@@ -211,25 +221,42 @@ internal sealed partial class RemoteListener
 
             _authenticated++;
             _handshakes--;
+            var mine = _byWorkflow.GetValueOrDefault(workflow);
+            _byWorkflow[workflow] = mine with { Handshakes = Math.Max(0, mine.Handshakes - 1), Sessions = mine.Sessions + 1 };
             return true;
         }
     }
 
-    /// <summary>A session (or an accept that failed) ended.</summary>
-    public void Ended(bool authenticated)
+    /// <summary>A session (or an accept that failed) of <paramref name="workflow"/> ended.</summary>
+    public void Ended(string workflow, bool authenticated)
     {
         lock (_sync)
         {
+            var mine = _byWorkflow.GetValueOrDefault(workflow);
             if (authenticated)
             {
                 _authenticated--;
+                mine = mine with { Sessions = Math.Max(0, mine.Sessions - 1) };
             }
             else
             {
                 _handshakes--;
+                mine = mine with { Handshakes = Math.Max(0, mine.Handshakes - 1) };
+            }
+
+            if (mine.Handshakes == 0 && mine.Sessions == 0)
+            {
+                _byWorkflow.Remove(workflow);
+            }
+            else
+            {
+                _byWorkflow[workflow] = mine;
             }
         }
     }
+
+    /// <summary>The remote connections a workflow has now (in their handshake, authenticated), for its limit.</summary>
+    private readonly record struct WorkflowCount(int Handshakes, int Sessions);
 
     /// <summary>Destroys a session's worker (off the caller's thread; bounded: the worker gives UCX 2 s, then abandons what is pending).</summary>
     public async Task DisposeWorkerAsync(UcxWorker worker)

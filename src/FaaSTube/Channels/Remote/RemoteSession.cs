@@ -50,6 +50,9 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     private UcxEndpoint? _endpoint;
     private volatile bool _forced;
     private bool _authenticated;
+
+    /// <summary>The workflow whose secret made the connect ticket: the only one this session may prove (its limit counted it).</summary>
+    private string _ticketWorkflow = "";
     private int _state;
     private int _outstanding;
     private long _lastHeard = Environment.TickCount64;
@@ -73,10 +76,10 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     /// session's before the endpoint exists) and serves it until it ends (then destroys the worker);
     /// the handshake's deadline runs from now.
     /// </summary>
-    public static async Task StartAsync(TubeNode node, RemoteListener listener, UcxWorker worker, UcxConnectionRequest request, CancellationToken stop)
+    public static async Task StartAsync(TubeNode node, RemoteListener listener, UcxWorker worker, UcxConnectionRequest request, string workflow, CancellationToken stop)
     {
         var session = node.NewSession(0, RemoteUid, inProcess: false);
-        var remote = new RemoteSession(session, listener, worker, node.Logger);
+        var remote = new RemoteSession(session, listener, worker, node.Logger) { _ticketWorkflow = workflow };
         var deadline = new CancellationTokenSource(node.Settings.HelloTimeout);
         try
         {
@@ -306,7 +309,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
 
             await overdue.DisposeAsync().ConfigureAwait(false);
             await _session.EndAsync(CloseAsync).ConfigureAwait(false);
-            _listener.Ended(_authenticated);
+            _listener.Ended(_ticketWorkflow, _authenticated);
         }
     }
 
@@ -384,7 +387,14 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
                 throw new TubeException(TubeError.AccessDenied, $"Workflow '{hello.Workflow}' is not open to remote clients, or the proof of its secret is wrong.");
             }
 
-            if (!_listener.TryAuthenticate())
+            if (hello.Workflow != _ticketWorkflow)
+            {
+                // The ticket counted against its workflow's limit: a session is of that workflow only.
+                LogRefused(_logger, _session.Id, _endpoint.Peer?.ToString() ?? "?", hello.Workflow);
+                throw new TubeException(TubeError.AccessDenied, $"Workflow '{hello.Workflow}' is not open to remote clients, or the proof of its secret is wrong.");
+            }
+
+            if (!_listener.TryAuthenticate(_ticketWorkflow))
             {
                 throw new TubeException(TubeError.AccessDenied, $"The node has {Math.Min(Options.MaxRemoteSessions, Options.MaxSessionsPerUser)} remote clients connected, the most it allows.");
             }
