@@ -27,6 +27,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     private readonly List<GCHandle> _handlers = [];
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _signalGate = new();
     private volatile bool _stopping;
     private volatile bool _closed;
 
@@ -82,39 +83,36 @@ internal sealed unsafe class UcxWorker : IDisposable
         return completion.Task;
     }
 
-    /// <summary>Queues a command for the progress thread and wakes it; a worker that is gone runs <paramref name="abort"/> instead.</summary>
+    /// <summary>
+    /// Queues a command for the progress thread and wakes it; a worker that is gone runs <paramref name="abort"/> instead.
+    /// The wake-up (ucp_worker_signal, the one UCX call made off the progress thread) happens under
+    /// <see cref="_signalGate"/>, which the progress thread takes to close the worker: so no caller
+    /// holds a reference to the worker's handle as it is disposed, and ucp_worker_destroy always runs
+    /// on the progress thread, never on a caller's as it lets go of a last reference.
+    /// </summary>
     public void Post(Action run, Action<Exception> abort)
     {
         _commands.Enqueue((run, abort));
-        if (_closed)
+        lock (_signalGate)
         {
-            AbortQueued();
-            return;
-        }
-
-        bool added = false;
-        try
-        {
-            _handle.DangerousAddRef(ref added);
-            Interop.Ucp.ucp_worker_signal(_native);
-        }
-        catch (ObjectDisposedException)
-        {
-            AbortQueued();
-        }
-        finally
-        {
-            if (added)
+            if (!_closed)
             {
-                _handle.DangerousRelease();
+                Interop.Ucp.ucp_worker_signal(_native);
+                return;
             }
         }
+
+        AbortQueued();
     }
 
     /// <summary>Posts a command that needs no abort (it only acts on a live worker).</summary>
     public void TryPost(Action run) => Post(run, static _ => { });
 
-    internal void Track(UcxOperation operation) => _pending.Add(operation);
+    internal void Track(UcxOperation operation)
+    {
+        operation.Tracked = true;
+        _pending.Add(operation);
+    }
 
     internal void Untrack(UcxOperation operation)
     {
@@ -358,8 +356,12 @@ internal sealed unsafe class UcxWorker : IDisposable
             ReportCallbackFailure(e);
         }
 
-        _closed = true;
-        _handle.Dispose();
+        lock (_signalGate)
+        {
+            _closed = true; // from here on nobody signals the worker (see Post)
+        }
+
+        _handle.Dispose(); // ucp_worker_destroy, here: the endpoints and the listeners gave their references back above
         foreach (var handler in _handlers)
         {
             handler.Free();
