@@ -45,6 +45,17 @@ internal sealed unsafe class UcxWorker : IDisposable
         }
 
         _eventFd = fd;
+        try
+        {
+            CoverEveryMessageId();
+        }
+        catch
+        {
+            _handle.Dispose();
+            FreeHandlers();
+            throw;
+        }
+
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.Start();
     }
@@ -219,6 +230,53 @@ internal sealed unsafe class UcxWorker : IDisposable
 
     private sealed record HandlerEntry(UcxWorker Worker, uint Id, IUcxMessageHandler Handler);
 
+    /// <summary>The highest active-message id (UCX carries it in 16 bits).</summary>
+    private const uint MaxMessageId = ushort.MaxValue;
+
+    /// <summary>
+    /// Before the progress thread starts (nothing else calls UCX on the worker yet): a handler that
+    /// drops every message of the highest id, so that UCX's handler table covers every id. UCX 1.13.1's
+    /// ucp_am_handler reads the table's entry for a message's id before checking that the id has a
+    /// handler, or is inside the table: an active message to a worker without handlers (the table not
+    /// allocated) faulted at 0x28 (id 1, 24-byte entries, flags at 0x10) and killed the process
+    /// ("Caught signal 11 ... address 0x28"), and one with an id past the table read past its end.
+    /// With the table at its full length (1.5 MiB: 65,536 entries, zeroed by UCX, so an id without
+    /// a handler is dropped with UCX's warning), no id a peer sends reads outside it.
+    /// </summary>
+    private void CoverEveryMessageId()
+    {
+        var entry = GCHandle.Alloc(new HandlerEntry(this, MaxMessageId, DropMessages.Instance));
+        _handlers.Add(entry);
+        var parameters = new UcpAmHandlerParam
+        {
+            FieldMask = Interop.Ucp.AM_HANDLER_PARAM_FIELD_ID | Interop.Ucp.AM_HANDLER_PARAM_FIELD_CB | Interop.Ucp.AM_HANDLER_PARAM_FIELD_ARG,
+            Id = MaxMessageId,
+            Callback = &OnActiveMessage,
+            Arg = GCHandle.ToIntPtr(entry),
+        };
+        UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_set_am_recv_handler(_native, &parameters));
+    }
+
+    private void FreeHandlers()
+    {
+        foreach (var handler in _handlers)
+        {
+            handler.Free();
+        }
+
+        _handlers.Clear();
+    }
+
+    /// <summary>Takes nothing of a message (UCX frees it).</summary>
+    private sealed class DropMessages : IUcxMessageHandler
+    {
+        public static readonly DropMessages Instance = new();
+
+        public void OnMessage(UcxWorker worker, in UcxActiveMessage message)
+        {
+        }
+    }
+
     /// <summary>ucp_am_recv_callback_t: always UCS_OK (nothing is held past the call: the handler copied it, started its receive, or dropped it).</summary>
     [UnmanagedCallersOnly]
     private static UcsStatus OnActiveMessage(nint arg, void* header, nuint headerLength, void* data, nuint length, UcpAmRecvParam* param)
@@ -362,12 +420,7 @@ internal sealed unsafe class UcxWorker : IDisposable
         }
 
         _handle.Dispose(); // ucp_worker_destroy, here: the endpoints and the listeners gave their references back above
-        foreach (var handler in _handlers)
-        {
-            handler.Free();
-        }
-
-        _handlers.Clear();
+        FreeHandlers();
         foreach (var op in _pending.ToArray())
         {
             op.Abandon(reason);
