@@ -84,12 +84,21 @@ public static class UcxLibrary
             return LoadResult.Missing($"UCX is bound on Linux only; {InstallHint}");
         }
 
-        if (!TryLoadFirst(ucpCandidates, out nint ucp, out string? ucpName))
+        nint ucp;
+        nint ucs;
+        string? ucpName;
+        bool ucsLoaded;
+        using (KeepRuntimeSignalHandlers())
         {
-            return LoadResult.Missing($"libucp was not found (tried {string.Join(", ", ucpCandidates)}): {InstallHint}");
+            if (!TryLoadFirst(ucpCandidates, out ucp, out ucpName))
+            {
+                return LoadResult.Missing($"libucp was not found (tried {string.Join(", ", ucpCandidates)}): {InstallHint}");
+            }
+
+            ucsLoaded = TryLoadFirst(ucsCandidates, out ucs, out _);
         }
 
-        if (!TryLoadFirst(ucsCandidates, out nint ucs, out _))
+        if (!ucsLoaded)
         {
             NativeLibrary.Free(ucp);
             return LoadResult.Missing($"{ucpName} loaded but libucs was not found (tried {string.Join(", ", ucsCandidates)}): {InstallHint}");
@@ -111,6 +120,53 @@ public static class UcxLibrary
         }
 
         return new LoadResult(ucp, ucs, version, null, true);
+    }
+
+    /// <summary>The signals the runtime turns into exceptions when they come from managed code.</summary>
+    private static readonly int[] RuntimeSignals = [Interop.Libc.SIGSEGV, Interop.Libc.SIGBUS, Interop.Libc.SIGFPE, Interop.Libc.SIGILL];
+
+    /// <summary>
+    /// Saves the handlers of <see cref="RuntimeSignals"/> and puts them back when disposed. libucs,
+    /// as it loads, installs its own error handler for them (UCX_HANDLE_ERRORS=bt with
+    /// UCX_ERROR_SIGNALS=ILL,SEGV,BUS,FPE by default) in place of the runtime's, which turns a fault in
+    /// managed code into an exception: with UCX's in place, the first NullReferenceException
+    /// (a SIGSEGV near address 0) or integer division by zero (a SIGFPE) anywhere in the process
+    /// printed "Caught signal 11 (Segmentation fault: address not mapped to object at address 0x28)"
+    /// and killed it. So the process keeps the runtime's handlers; a fault inside UCX itself then ends
+    /// the process as any native fault does (without UCX's backtrace). A fault on another thread in
+    /// the instant between the load and the restore would still meet UCX's handler.
+    /// </summary>
+    private static unsafe SignalHandlers KeepRuntimeSignalHandlers()
+    {
+        var saved = new byte[RuntimeSignals.Length * Interop.Libc.SigactionBytes];
+        var valid = new bool[RuntimeSignals.Length];
+        fixed (byte* p = saved)
+        {
+            for (int i = 0; i < RuntimeSignals.Length; i++)
+            {
+                valid[i] = Interop.Libc.sigaction(RuntimeSignals[i], null, p + (i * Interop.Libc.SigactionBytes)) == 0;
+            }
+        }
+
+        return new SignalHandlers(saved, valid);
+    }
+
+    /// <summary>The runtime's handlers as they were before UCX loaded; disposing installs them again.</summary>
+    private readonly struct SignalHandlers(byte[] saved, bool[] valid) : IDisposable
+    {
+        public unsafe void Dispose()
+        {
+            fixed (byte* p = saved)
+            {
+                for (int i = 0; i < RuntimeSignals.Length; i++)
+                {
+                    if (valid[i])
+                    {
+                        _ = Interop.Libc.sigaction(RuntimeSignals[i], p + (i * Interop.Libc.SigactionBytes), null);
+                    }
+                }
+            }
+        }
     }
 
     private static bool TryLoadFirst(string[] candidates, out nint handle, [NotNullWhen(true)] out string? loaded)

@@ -180,7 +180,7 @@ internal sealed unsafe class UcxEndpoint
 
     /// <summary>
     /// Closes the endpoint: receives tied to it fail; with <paramref name="force"/> its sends are
-    /// dropped, without it they are flushed first (ucp_ep_close_nbx). Completes when UCX has closed it.
+    /// dropped, without it they are flushed first (ucp_ep_flush_nbx, then ucp_ep_close_nbx by force). Completes when UCX has closed it.
     /// </summary>
     public Task CloseAsync(bool force = false)
     {
@@ -189,7 +189,11 @@ internal sealed unsafe class UcxEndpoint
         return close.Task;
     }
 
-    internal void Track(UcxOperation operation) => _pending.Add(operation);
+    internal void Track(UcxOperation operation)
+    {
+        operation.Tracked = true;
+        _pending.Add(operation);
+    }
 
     internal void Untrack(UcxOperation operation) => _pending.Remove(operation);
 
@@ -223,6 +227,58 @@ internal sealed unsafe class UcxEndpoint
             return;
         }
 
+        if (!force)
+        {
+            // Graceful: flush (ucp_ep_flush_nbx), then close by force. The endpoint stays open, and in
+            // the worker's list, until the flush ends, so a forced close meanwhile (the caller's
+            // timeout, a peer failure, the worker's disposal) still closes it and purges the flush.
+            // A graceful ucp_ep_close_nbx still pending as the worker was destroyed made UCX 1.13.1
+            // abort the process ("ucp_ep.c:1185 Bug: pending request ... (ucp_ep_flush_progress_pending)
+            // on ep ... should have been flushed", in ucp_worker_destroy).
+            var flush = new UcxOperation(Worker, "ucp_ep_flush_nbx", this, 0);
+            var flushParameters = new UcpRequestParam
+            {
+                OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA,
+                Callback = UcxOperation.SentCallback,
+                UserData = flush.UserData(),
+            };
+            flush.Started(Interop.Ucp.ucp_ep_flush_nbx(handle.DangerousGetHandle(), &flushParameters));
+            _ = flush.Task.ContinueWith(
+                (flushed, state) =>
+                {
+                    var closing = (UcxOperation)state!;
+                    Worker.Post(() => CloseFlushedOnWorker(closing, flushed.Exception?.InnerException), closing.Abandon);
+                },
+                close,
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+            return;
+        }
+
+        CloseOnWorker(handle, force: true, close);
+    }
+
+    /// <summary>On the progress thread, once a graceful close's flush ended: closes by force (nothing is left to send), unless that was done meanwhile.</summary>
+    private void CloseFlushedOnWorker(UcxOperation close, Exception? flushFailure)
+    {
+        if (_handle is { } handle)
+        {
+            CloseOnWorker(handle, force: true, close);
+        }
+        else if (flushFailure is not null)
+        {
+            close.Abandon(flushFailure);
+        }
+        else
+        {
+            close.Started(null);
+        }
+    }
+
+    /// <summary>On the progress thread: gives the handle up to ucp_ep_close_nbx.</summary>
+    private void CloseOnWorker(SafeUcpEndpointHandle handle, bool force, UcxOperation close)
+    {
         _handle = null;
         Worker.Remove(this);
         var parameters = new UcpRequestParam

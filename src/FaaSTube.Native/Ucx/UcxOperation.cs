@@ -48,6 +48,13 @@ internal sealed unsafe class UcxOperation
 
     public bool IsDone { get; private set; }
 
+    /// <summary>
+    /// Whether the worker or the endpoint lists the operation (set on the progress thread as it
+    /// starts). An operation aborted before it ran (its worker was gone) is in no list: completing it,
+    /// on the caller's thread, leaves the lists alone, which only the progress thread touches.
+    /// </summary>
+    internal bool Tracked { get; set; }
+
     /// <summary>The UCX request while the operation is pending (null before and after).</summary>
     public void* Request { get; private set; }
 
@@ -142,7 +149,10 @@ internal sealed unsafe class UcxOperation
 
         IsDone = true;
         Request = null;
-        Worker.Untrack(this);
+        if (Tracked)
+        {
+            Worker.Untrack(this);
+        }
         if (_self.IsAllocated)
         {
             _self.Free();

@@ -27,6 +27,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     private readonly List<GCHandle> _handlers = [];
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _signalGate = new();
     private volatile bool _stopping;
     private volatile bool _closed;
 
@@ -44,6 +45,17 @@ internal sealed unsafe class UcxWorker : IDisposable
         }
 
         _eventFd = fd;
+        try
+        {
+            CoverEveryMessageId();
+        }
+        catch
+        {
+            _handle.Dispose();
+            FreeHandlers();
+            throw;
+        }
+
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.Start();
     }
@@ -82,39 +94,36 @@ internal sealed unsafe class UcxWorker : IDisposable
         return completion.Task;
     }
 
-    /// <summary>Queues a command for the progress thread and wakes it; a worker that is gone runs <paramref name="abort"/> instead.</summary>
+    /// <summary>
+    /// Queues a command for the progress thread and wakes it; a worker that is gone runs <paramref name="abort"/> instead.
+    /// The wake-up (ucp_worker_signal, the one UCX call made off the progress thread) happens under
+    /// <see cref="_signalGate"/>, which the progress thread takes to close the worker: so no caller
+    /// holds a reference to the worker's handle as it is disposed, and ucp_worker_destroy always runs
+    /// on the progress thread, never on a caller's as it lets go of a last reference.
+    /// </summary>
     public void Post(Action run, Action<Exception> abort)
     {
         _commands.Enqueue((run, abort));
-        if (_closed)
+        lock (_signalGate)
         {
-            AbortQueued();
-            return;
-        }
-
-        bool added = false;
-        try
-        {
-            _handle.DangerousAddRef(ref added);
-            Interop.Ucp.ucp_worker_signal(_native);
-        }
-        catch (ObjectDisposedException)
-        {
-            AbortQueued();
-        }
-        finally
-        {
-            if (added)
+            if (!_closed)
             {
-                _handle.DangerousRelease();
+                Interop.Ucp.ucp_worker_signal(_native);
+                return;
             }
         }
+
+        AbortQueued();
     }
 
     /// <summary>Posts a command that needs no abort (it only acts on a live worker).</summary>
     public void TryPost(Action run) => Post(run, static _ => { });
 
-    internal void Track(UcxOperation operation) => _pending.Add(operation);
+    internal void Track(UcxOperation operation)
+    {
+        operation.Tracked = true;
+        _pending.Add(operation);
+    }
 
     internal void Untrack(UcxOperation operation)
     {
@@ -220,6 +229,53 @@ internal sealed unsafe class UcxWorker : IDisposable
     });
 
     private sealed record HandlerEntry(UcxWorker Worker, uint Id, IUcxMessageHandler Handler);
+
+    /// <summary>The highest active-message id (UCX carries it in 16 bits).</summary>
+    private const uint MaxMessageId = ushort.MaxValue;
+
+    /// <summary>
+    /// Before the progress thread starts (nothing else calls UCX on the worker yet): a handler that
+    /// drops every message of the highest id, so that UCX's handler table covers every id. UCX 1.13.1's
+    /// ucp_am_handler reads the table's entry for a message's id before checking that the id has a
+    /// handler, or is inside the table: an active message to a worker without handlers (the table not
+    /// allocated) faulted at 0x28 (id 1, 24-byte entries, flags at 0x10) and killed the process
+    /// ("Caught signal 11 ... address 0x28"), and one with an id past the table read past its end.
+    /// With the table at its full length (1.5 MiB: 65,536 entries, zeroed by UCX, so an id without
+    /// a handler is dropped with UCX's warning), no id a peer sends reads outside it.
+    /// </summary>
+    private void CoverEveryMessageId()
+    {
+        var entry = GCHandle.Alloc(new HandlerEntry(this, MaxMessageId, DropMessages.Instance));
+        _handlers.Add(entry);
+        var parameters = new UcpAmHandlerParam
+        {
+            FieldMask = Interop.Ucp.AM_HANDLER_PARAM_FIELD_ID | Interop.Ucp.AM_HANDLER_PARAM_FIELD_CB | Interop.Ucp.AM_HANDLER_PARAM_FIELD_ARG,
+            Id = MaxMessageId,
+            Callback = &OnActiveMessage,
+            Arg = GCHandle.ToIntPtr(entry),
+        };
+        UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_set_am_recv_handler(_native, &parameters));
+    }
+
+    private void FreeHandlers()
+    {
+        foreach (var handler in _handlers)
+        {
+            handler.Free();
+        }
+
+        _handlers.Clear();
+    }
+
+    /// <summary>Takes nothing of a message (UCX frees it).</summary>
+    private sealed class DropMessages : IUcxMessageHandler
+    {
+        public static readonly DropMessages Instance = new();
+
+        public void OnMessage(UcxWorker worker, in UcxActiveMessage message)
+        {
+        }
+    }
 
     /// <summary>ucp_am_recv_callback_t: always UCS_OK (nothing is held past the call: the handler copied it, started its receive, or dropped it).</summary>
     [UnmanagedCallersOnly]
@@ -358,14 +414,13 @@ internal sealed unsafe class UcxWorker : IDisposable
             ReportCallbackFailure(e);
         }
 
-        _closed = true;
-        _handle.Dispose();
-        foreach (var handler in _handlers)
+        lock (_signalGate)
         {
-            handler.Free();
+            _closed = true; // from here on nobody signals the worker (see Post)
         }
 
-        _handlers.Clear();
+        _handle.Dispose(); // ucp_worker_destroy, here: the endpoints and the listeners gave their references back above
+        FreeHandlers();
         foreach (var op in _pending.ToArray())
         {
             op.Abandon(reason);

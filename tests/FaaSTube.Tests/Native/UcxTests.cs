@@ -205,6 +205,51 @@ public sealed class UcxTests
     }
 
     [TestMethod]
+    public async Task Commands_posted_while_the_worker_is_disposed_run_on_its_thread_or_fail_none_hangs()
+    {
+        // Callers on the thread pool post commands and sends as the worker is disposed: each runs on
+        // the progress thread or fails as disposed, and the worker is destroyed there (the wake-up
+        // gate, UcxWorker.Post), so disposal waits for nobody and nothing is left waiting.
+        var random = Seeds.Create(TestContext);
+        for (int round = 0; round < 10; round++)
+        {
+            await using var pair = await UcxPair.OpenAsync(TestContext);
+            int progressThread = await pair.Client.InvokeAsync(Interop.Libc.gettid).WaitAsync(Bound);
+            int disposeAfter = random.Next(0, 200);
+            var posted = new System.Collections.Concurrent.ConcurrentBag<Task>();
+            var startPosting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var posters = Enumerable.Range(0, 4).Select(poster => Task.Run(async () =>
+            {
+                await startPosting.Task;
+                for (int i = 0; i < 100; i++)
+                {
+                    posted.Add(pair.Client.InvokeAsync(Interop.Libc.gettid).ContinueWith(t =>
+                    {
+                        if (t.IsCompletedSuccessfully)
+                        {
+                            Assert.AreEqual(progressThread, t.Result, "a command ran off the progress thread");
+                        }
+                        else
+                        {
+                            Assert.IsInstanceOfType<ObjectDisposedException>(t.Exception!.InnerException);
+                        }
+                    }, TaskScheduler.Default));
+                    posted.Add(pair.ClientSide.SendAsync(new byte[16], 0x8000).ContinueWith(t => { _ = t.Exception; }, TaskScheduler.Default));
+                }
+            })).ToArray();
+
+            startPosting.SetResult();
+            await Task.Delay(TimeSpan.FromMilliseconds(disposeAfter / 50.0));
+            await Task.Run(pair.Client.Dispose).WaitAsync(Bound);
+            await Task.WhenAll(posters).WaitAsync(Bound);
+            await Task.WhenAll(posted).WaitAsync(Bound);
+            await pair.Client.Stopped.WaitAsync(Bound);
+            Assert.AreEqual(800, posted.Count);
+            await Assert.ThrowsExactlyAsync<ObjectDisposedException>(() => pair.Client.InvokeAsync(Interop.Libc.gettid).WaitAsync(Bound));
+        }
+    }
+
+    [TestMethod]
     public async Task An_idle_progress_thread_sleeps_on_the_event_descriptor()
     {
         await using var pair = await UcxPair.OpenAsync(TestContext);
