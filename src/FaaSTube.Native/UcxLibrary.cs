@@ -88,6 +88,10 @@ public static class UcxLibrary
         nint ucs;
         string? ucpName;
         bool ucsLoaded;
+        // First, ask libucs for no error-signal handlers at all (an empty UCX_ERROR_SIGNALS; a value the
+        // user set is kept): the runtime's own handlers stay the process's, whatever UCX does later.
+        // The handlers are also saved and put back around the load, for a user's value that names some.
+        _ = Interop.Libc.setenv("UCX_ERROR_SIGNALS", "", 0);
         using (KeepRuntimeSignalHandlers())
         {
             if (!TryLoadFirst(ucpCandidates, out ucp, out ucpName))

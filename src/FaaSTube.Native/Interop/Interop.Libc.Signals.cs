@@ -19,5 +19,8 @@ internal static partial class Interop
         internal const int SigactionBytes = 256;
 
         [LibraryImport(Lib, SetLastError = true)] internal static partial int sigaction(int signal, void* action, void* oldAction);
+
+        /// <summary>setenv(3) in the process's native environment (what libucs reads as it loads; <see cref="Environment.SetEnvironmentVariable(string, string)"/> does not reach it).</summary>
+        [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8, SetLastError = true)] internal static partial int setenv(string name, string value, int overwrite);
     }
 }
