@@ -17,6 +17,10 @@ namespace FaaSTube.Tests.Channels;
 [TestClass]
 public sealed class RemoteClientTests
 {
+    /// <summary>See <see cref="UcxPeerLoss"/>: these run only when opted in.</summary>
+    [TestInitialize]
+    public void OptIn() => UcxPeerLoss.RequireOptIn();
+
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
     private static readonly Dictionary<string, string> Tcp = new() { ["TLS"] = "tcp" };
     private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");

@@ -19,6 +19,10 @@ namespace FaaSTube.Tests.Native;
 [TestClass]
 public sealed class UcxNamespaceTests
 {
+    /// <summary>See <see cref="UcxPeerLoss"/>: these run only when opted in.</summary>
+    [TestInitialize]
+    public void OptIn() => UcxPeerLoss.RequireOptIn();
+
     /// <summary>
     /// UCP settings (without the UCX_ prefix) for both ends' contexts: TCP only. Each end also keeps
     /// UCX to the private link (NET_DEVICES, added where the link's name is known).
