@@ -27,17 +27,7 @@ internal static class TubeRemote
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var commands = Channel.CreateUnbounded<string>();
-        var reader = new Thread(() =>
-        {
-            while (Console.In.ReadLine() is { } line)
-            {
-                commands.Writer.TryWrite(line);
-            }
-
-            Environment.Exit(0); // the test is gone: nothing may outlive it
-        }) { IsBackground = true, Name = "stdin" };
-        reader.Start();
+        var commands = StdinCommands.Start();
 
         string secret = Environment.GetEnvironmentVariable("FAASTUBE_REMOTE_SECRET") ?? "";
         TubeClient client;
@@ -63,7 +53,7 @@ internal static class TubeRemote
         await using (client)
         {
             Say($"connected {client.SessionId}");
-            await foreach (var line in commands.Reader.ReadAllAsync())
+            await foreach (var line in commands.ReadAllAsync())
             {
                 var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 long Word(int i) => long.Parse(words[i], CultureInfo.InvariantCulture);

@@ -24,17 +24,7 @@ internal static class UcxPeer
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var commands = Channel.CreateUnbounded<string>();
-        var reader = new Thread(() =>
-        {
-            while (Console.In.ReadLine() is { } line)
-            {
-                commands.Writer.TryWrite(line);
-            }
-
-            Environment.Exit(0); // the test is gone: nothing may outlive it
-        }) { IsBackground = true, Name = "stdin" };
-        reader.Start();
+        var commands = StdinCommands.Start();
 
         var remote = new IPEndPoint(IPAddress.Parse(args[1]), int.Parse(args[2], CultureInfo.InvariantCulture));
         using var context = UcxContext.Create(UcxContext.LoopbackTcp);
@@ -42,7 +32,7 @@ internal static class UcxPeer
         var endpoint = await UcxEndpoint.ConnectAsync(worker, remote);
         Say("connected");
 
-        await foreach (var line in commands.Reader.ReadAllAsync())
+        await foreach (var line in commands.ReadAllAsync())
         {
             var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             long Word(int i) => long.Parse(words[i], CultureInfo.InvariantCulture);
