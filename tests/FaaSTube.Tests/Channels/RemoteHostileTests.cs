@@ -129,6 +129,49 @@ public sealed class RemoteHostileTests
         }
     }
 
+    /// <summary>
+    /// Peers that vanish at random moments while they connect (their worker destroyed without a
+    /// close, as a killed process's would be: its transport sockets close and refuse) never take the
+    /// node down; a legitimate client is served afterwards. Seeded; the seed is logged.
+    /// </summary>
+    [TestMethod]
+    public async Task Peers_vanishing_at_random_moments_while_connecting_leave_the_node_serving()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(2));
+        int port = h.Node.NetworkEndPoint!.Port;
+        for (int i = 0; i < 60; i++)
+        {
+            var context = UcxContext.Create(Tcp);
+            var worker = UcxWorker.Create(context, "vanishing", RemoteWire.NewTicket(Secret, TimeProvider.System));
+            var connect = UcxEndpoint.ConnectAsync(worker, new IPEndPoint(IPAddress.Loopback, port), sendClientId: true);
+            int delay = random.Next(0, 30);
+            var spin = Stopwatch.StartNew();
+            while (spin.Elapsed.TotalMilliseconds < delay)
+            {
+                Thread.SpinWait(100);
+            }
+
+            worker.Dispose();
+            context.Dispose();
+            try
+            {
+                await connect.WaitAsync(Bound);
+            }
+            catch (Exception e) when (e is not TimeoutException)
+            {
+            }
+        }
+
+        await using var client = await TubeClient.ConnectAsync(ClientOptions(port)).WaitAsync(Bound);
+        var data = new byte[4096];
+        random.NextBytes(data);
+        var id = await client.PutAsync(data).WaitAsync(Bound);
+        var back = new byte[data.Length];
+        await client.GetAsync(id, back).WaitAsync(Bound);
+        CollectionAssert.AreEqual(data, back);
+    }
+
     /// <summary>Connections that never authenticate do not count towards MaxSessionsPerUser: a legitimate client gets in past 12 silent peers; past MaxRemoteHandshakes the listener rejects (no session, no worker).</summary>
     [TestMethod]
     public async Task Silent_unauthenticated_peers_do_not_lock_out_legitimate_remote_clients()
