@@ -22,14 +22,22 @@ internal sealed partial class NodeSession
     /// <summary>Leases asked for and not yet held (under <see cref="_sync"/>): they count against the session's limit.</summary>
     private int _rangesLeasing;
 
-    /// <summary>The sequence of the last carve applied (registered or refused): a Get of a later one of this session waits.</summary>
+    /// <summary>The highest carve sequence claimed (a carve's id must rise above it): set before the carve is registered.</summary>
     private long _carveSequence;
+
+    /// <summary>
+    /// Carves between their claim and their end (registered or refused). Raised before the claim and
+    /// lowered after the end, so a claimed sequence with none in flight is a carve that is in the directory
+    /// or never will be.
+    /// </summary>
+    private int _carvesInFlight;
 
     /// <summary>Completed and replaced at every carve applied (Gets waiting for a carve look again).</summary>
     private TaskCompletionSource _carved = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>True when this session's carve <paramref name="sequence"/> was applied (registered or refused), or the session ended.</summary>
-    public bool HasCarved(uint sequence) => Volatile.Read(ref _carveSequence) >= sequence || _ended.IsCancellationRequested;
+    public bool HasCarved(uint sequence) =>
+        (Volatile.Read(ref _carveSequence) >= sequence && Volatile.Read(ref _carvesInFlight) == 0) || _ended.IsCancellationRequested;
 
     /// <summary>
     /// Waits (at most <paramref name="wait"/>) until this session's carve <paramref name="sequence"/>
@@ -138,40 +146,40 @@ internal sealed partial class NodeSession
     {
         var (number, id, offset, length) = request;
         var (session, sequence) = id.ArenaParts;
-        while (true)
-        {
-            long last = Volatile.Read(ref _carveSequence);
-            if (session != (uint)Id || sequence <= last)
-            {
-                throw new TubeException(TubeError.BadRequest, $"{id} is not a new arena id of this client (its session {(uint)Id} and a sequence above {last}).");
-            }
-
-            if (Interlocked.CompareExchange(ref _carveSequence, sequence, last) == last)
-            {
-                break;
-            }
-        }
-
-        PoolBlock range;
-        int device;
-        lock (_sync)
-        {
-            // After the sequence moved: a Get waiting for this id learns the carve was refused at once.
-            if (!_ranges.TryGetValue(number, out var held))
-            {
-                Interlocked.Exchange(ref _carved, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-                throw new TubeException(TubeError.NotLeased, $"This client holds no arena range {number}.");
-            }
-
-            (range, device) = (held.Range, held.Device);
-        }
-
+        Interlocked.Increment(ref _carvesInFlight); // before the claim: a Get never sees the sequence claimed and nothing in flight before the entry is registered
         try
         {
+            while (true)
+            {
+                long last = Volatile.Read(ref _carveSequence);
+                if (session != (uint)Id || sequence <= last)
+                {
+                    throw new TubeException(TubeError.BadRequest, $"{id} is not a new arena id of this client (its session {(uint)Id} and a sequence above {last}).");
+                }
+
+                if (Interlocked.CompareExchange(ref _carveSequence, sequence, last) == last)
+                {
+                    break;
+                }
+            }
+
+            PoolBlock range;
+            int device;
+            lock (_sync)
+            {
+                if (!_ranges.TryGetValue(number, out var held))
+                {
+                    throw new TubeException(TubeError.NotLeased, $"This client holds no arena range {number}.");
+                }
+
+                (range, device) = (held.Range, held.Device);
+            }
+
             return await CarveCheckedAsync(id, range, device, offset, length).ConfigureAwait(false);
         }
         finally
         {
+            Interlocked.Decrement(ref _carvesInFlight);
             Interlocked.Exchange(ref _carved, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(); // a Get waiting for this carve looks again
         }
     }

@@ -217,9 +217,11 @@ public sealed class RemoteClientTests
     [TestMethod]
     public async Task Many_remote_clients_at_once_each_get_their_own_bytes()
     {
-        await using var h = await StartAsync();
-        var random = Seeds.Create(TestContext);
         const int Clients = 8;
+
+        // All handshakes at once: one workflow may have a quarter of MaxRemoteHandshakes in its handshake (more are rejected by design).
+        await using var h = await StartAsync(o => o.MaxRemoteHandshakes = 4 * Clients);
+        var random = Seeds.Create(TestContext);
         var inputs = Enumerable.Range(0, Clients).Select(_ => random.Bytes(random.Next(1, 4 << 20))).ToArray();
         var clients = await Task.WhenAll(Enumerable.Range(0, Clients).Select(_ => ConnectAsync(h, windowBytes: 2 << 20))).WaitAsync(Bound);
         try
@@ -290,7 +292,7 @@ public sealed class RemoteClientTests
         }
     }
 
-    private static async Task<NodeHarness> StartAsync()
+    private static async Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? more = null)
     {
         RequireUcx();
         return await NodeHarness.StartAsync(configure: o =>
@@ -299,6 +301,7 @@ public sealed class RemoteClientTests
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret, ["other"] = OtherSecret };
             o.UcxSettings = Tcp;
             o.Pool.SlabBytes = 64 << 20;
+            more?.Invoke(o);
         });
     }
 
