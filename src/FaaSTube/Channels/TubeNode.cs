@@ -35,6 +35,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
     private Remote.RemoteListener? _network;
+    private Remote.Gateway.GatewaySupervisor? _gateway;
     private readonly TubeNodeOptions _options;
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
@@ -85,7 +86,16 @@ public sealed partial class TubeNode : IAsyncDisposable
     public string? SocketPath => _listener is null ? null : _options.SocketPath;
 
     /// <summary>Where remote clients connect over UCX (<see cref="TubeNodeOptions.NetworkListen"/>, the port chosen); null: no network listener.</summary>
-    public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint;
+    public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint ?? _gateway?.EndPoint;
+
+    /// <summary>
+    /// The 32 bytes the network gateway's local connections prove themselves with
+    /// (<see cref="Protocol.Messages.GatewayHello"/>); null while the node runs no gateway.
+    /// </summary>
+    internal byte[]? GatewayKey { get; set; }
+
+    /// <summary>The network gateway's supervisor (<see cref="NetworkIsolation.Process"/>); null otherwise.</summary>
+    internal Remote.Gateway.GatewaySupervisor? Gateway => _gateway;
 
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
@@ -187,7 +197,15 @@ public sealed partial class TubeNode : IAsyncDisposable
 
         if (_options.NetworkListen is { } network)
         {
-            _network = await Remote.RemoteListener.StartAsync(this, network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (_options.NetworkIsolation == NetworkIsolation.Process)
+            {
+                GatewayKey = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+                _gateway = await Remote.Gateway.GatewaySupervisor.StartAsync(this, network, GatewayKey, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                _network = await Remote.RemoteListener.StartAsync(new Remote.InProcessRemoteHost(this), network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 
@@ -619,6 +637,11 @@ public sealed partial class TubeNode : IAsyncDisposable
         if (_network is not null)
         {
             await _network.StopAcceptingAsync().ConfigureAwait(false);
+        }
+
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync().ConfigureAwait(false); // it ends its sessions: their local connections close
         }
 
         foreach (var session in _sessions.Values)

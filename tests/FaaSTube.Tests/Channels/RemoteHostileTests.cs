@@ -113,6 +113,7 @@ public sealed class RemoteHostileTests
         return await NodeHarness.StartAsync(configure: o =>
         {
             o.NetworkListen = "127.0.0.1:0";
+            o.NetworkIsolation = NetworkIsolation.InProcess; // these look into the listener's counters (the gateway's are in its own process)
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret };
             o.UcxSettings = Tcp;
             more?.Invoke(o);

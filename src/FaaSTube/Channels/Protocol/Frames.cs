@@ -32,6 +32,7 @@ internal enum FrameType : byte
     ArenaCarve = 22,
     ArenaReturn = 23,
     NamedAllocate = 24,
+    GatewayHello = 25,
 
     Ok = 128,
     Error = 129,

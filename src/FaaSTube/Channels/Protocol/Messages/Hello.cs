@@ -34,3 +34,14 @@ internal readonly record struct HelloOk(ushort Version, long SessionId, int GpuC
 
     public static HelloOk Read(ref PayloadReader reader) => new(reader.U16(), reader.I64(), reader.I32(), (GpuBackend)reader.U8(), reader.U8() != 0);
 }
+
+/// <summary>PLACEHOLDER (replaced by the node-side branch): the network gateway's Hello for one remote client.</summary>
+internal readonly record struct GatewayHello(ushort Version, byte[] Key, [Wire("name")] string Workflow, [Wire("name")] string Function, long WindowBytes)
+    : IPayload<GatewayHello>, IRequest<HelloOk>
+{
+    public FrameType Type => FrameType.GatewayHello;
+
+    public void Write(PayloadWriter writer) => writer.U16(Version).Bytes(Key).Str(Workflow).Str(Function).I64(WindowBytes);
+
+    public static GatewayHello Read(ref PayloadReader reader) => new(reader.U16(), reader.Bytes(), reader.Name(), reader.Name(), reader.I64());
+}
