@@ -90,6 +90,21 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
 
+    /// <summary>
+    /// The key of the network gateway this node spawned: a local connection whose first frame is
+    /// <see cref="GatewayHello"/> with this key is served as a remote client's session
+    /// (src/FaaSTube/Channels/FramedSession.cs); null: no gateway, and every GatewayHello is refused.
+    /// Exactly <see cref="GatewayHello.KeyBytes"/> bytes; the node keeps its own copy.
+    /// </summary>
+    /// <exception cref="ArgumentException">A key of another length.</exception>
+    internal byte[]? GatewayKey
+    {
+        get => Volatile.Read(ref field);
+        set => Volatile.Write(ref field, value is null ? null
+            : value.Length == GatewayHello.KeyBytes ? value.ToArray()
+            : throw new ArgumentException($"A gateway key is {GatewayHello.KeyBytes} bytes; this one is {value.Length}.", nameof(value)));
+    }
+
     internal NodeDevice[] Devices { get; }
 
     /// <summary>The node's view of the links between its GPUs (reservations of its copies).</summary>
