@@ -208,6 +208,21 @@ public sealed class GatewayHelloTests
         Assert.IsNotNull(local);
     }
 
+    [TestMethod]
+    public async Task The_node_keeps_its_own_copy_of_a_key_of_exactly_32_bytes()
+    {
+        await using var h = await StartAsync();
+        var key = RandomNumberGenerator.GetBytes(GatewayHello.KeyBytes);
+        h.Node.GatewayKey = key;
+        key[0] ^= 1; // the caller's array changes after: the node's key does not
+        CollectionAssert.AreNotEqual(key, h.Node.GatewayKey);
+        key[0] ^= 1;
+        CollectionAssert.AreEqual(key, h.Node.GatewayKey);
+        Assert.ThrowsExactly<ArgumentException>(() => h.Node.GatewayKey = new byte[GatewayHello.KeyBytes - 1]);
+        Assert.ThrowsExactly<ArgumentException>(() => h.Node.GatewayKey = []);
+        CollectionAssert.AreEqual(key, h.Node.GatewayKey, "a refused key changes nothing");
+    }
+
     private static Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? configure = null) =>
         StartWithKeyAsync(configure);
 
