@@ -88,17 +88,26 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Where remote clients connect over UCX (<see cref="TubeNodeOptions.NetworkListen"/>, the port chosen); null: no network listener.</summary>
     public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint ?? _gateway?.EndPoint;
 
-    /// <summary>
-    /// The 32 bytes the network gateway's local connections prove themselves with
-    /// (<see cref="Protocol.Messages.GatewayHello"/>); null while the node runs no gateway.
-    /// </summary>
-    internal byte[]? GatewayKey { get; set; }
-
     /// <summary>The network gateway's supervisor (<see cref="NetworkIsolation.Process"/>); null otherwise.</summary>
     internal Remote.Gateway.GatewaySupervisor? Gateway => _gateway;
 
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
+
+    /// <summary>
+    /// The key of the network gateway this node spawned: a local connection whose first frame is
+    /// <see cref="GatewayHello"/> with this key is served as a remote client's session
+    /// (src/FaaSTube/Channels/FramedSession.cs); null: no gateway, and every GatewayHello is refused.
+    /// Exactly <see cref="GatewayHello.KeyBytes"/> bytes; the node keeps its own copy.
+    /// </summary>
+    /// <exception cref="ArgumentException">A key of another length.</exception>
+    internal byte[]? GatewayKey
+    {
+        get => Volatile.Read(ref field);
+        set => Volatile.Write(ref field, value is null ? null
+            : value.Length == GatewayHello.KeyBytes ? value.ToArray()
+            : throw new ArgumentException($"A gateway key is {GatewayHello.KeyBytes} bytes; this one is {value.Length}.", nameof(value)));
+    }
 
     internal NodeDevice[] Devices { get; }
 

@@ -195,6 +195,13 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
 
     public byte[] Bytes() => Field(int.MaxValue).ToArray();
 
+    /// <summary>A length-prefixed field of exactly <paramref name="length"/> bytes (a key): any other length is refused before anything is copied.</summary>
+    public byte[] Bytes(int length)
+    {
+        int n = I32();
+        return n == length ? Take(n).ToArray() : throw new InvalidDataException($"A field of {n} bytes where exactly {length} belong.");
+    }
+
     /// <summary>A length-prefixed field of at most <paramref name="max"/> bytes, checked before anything is copied.</summary>
     private ReadOnlySpan<byte> Field(int max)
     {
