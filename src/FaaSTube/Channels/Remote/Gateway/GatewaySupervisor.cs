@@ -165,8 +165,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             return;
         }
 
-        await _stop.CancelAsync().ConfigureAwait(false);
-        await _watch.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await _stop.CancelAsync().ConfigureAwait(false); // a restart in progress gives up; the watch returns once the gateway has exited
         if (_process is { } process)
         {
             try
@@ -178,9 +177,10 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             {
                 await KillAsync(process).ConfigureAwait(false);
             }
-
-            process.Dispose();
         }
+
+        await _watch.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _process?.Dispose();
     }
 
     private static async Task KillAsync(Process process)
