@@ -3,12 +3,8 @@
 // input, its answer ("listening HOST:PORT" or "failed MESSAGE") on standard output, its log on
 // standard error. It is not meant to be run by hand.
 using FaaSTube.Channels.Remote.Gateway;
-using Microsoft.Extensions.DependencyInjection;
+using FaaSTube.Gateway;
 using Microsoft.Extensions.Logging;
 
-using var loggers = LoggerFactory.Create(logging =>
-{
-    logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }).AddFilter(level => level >= LogLevel.Information);
-    logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace); // standard output carries only the gateway's answer
-});
+using var loggers = new StandardErrorLoggerFactory(TextWriter.Synchronized(Console.Error), LogLevel.Information);
 return await GatewayProcess.RunAsync(Console.In, Console.Out, loggers);
