@@ -153,12 +153,15 @@ public sealed class GatewayTests
         Assert.StartsWith("failed NodeUnavailable", line, "the remote client's call fails as unavailable");
         await WaitForAsync(() => h.Node.SessionCount == 1, "the relayed session ended");
         await WaitForAsync(() => h.Node.PoolOf(0).GetStatistics().InUseBytes == localBytes, "what the remote session held is given back");
+        TestContext.WriteLine($"session ended and its bytes given back {watch.ElapsedMilliseconds} ms after the kill");
         var back = new byte[mine.Length];
         await local.GetAsync(id, back).WaitAsync(Bound);
         CollectionAssert.AreEqual(mine, back, "the local client's data is untouched");
 
         await WaitForAsync(() => h.Node.Gateway.Restarts == 1 && h.Node.Gateway.ProcessId is not 0 and var p && p != gateway, "the gateway was started again");
+        TestContext.WriteLine($"gateway started again {watch.ElapsedMilliseconds} ms after the kill");
         await RoundTripAsync(h, random);
+        TestContext.WriteLine($"a round trip through it done {watch.ElapsedMilliseconds} ms after the kill");
     }
 
     private static async Task WaitForAsync(Func<bool> condition, string what)

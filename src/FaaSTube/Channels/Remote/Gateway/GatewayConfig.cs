@@ -70,7 +70,7 @@ internal sealed record GatewayConfig
     {
         SocketPath = NodeSocket,
         NetworkListen = Listen,
-        UcxSettings = UcxSettings,
+        UcxSettings = WithReusedAddress(UcxSettings),
         RemoteSecrets = RemoteSecrets,
         MaxRemoteSessions = MaxRemoteSessions,
         MaxRemoteHandshakes = MaxRemoteHandshakes,
@@ -82,6 +82,18 @@ internal sealed record GatewayConfig
         HelloTimeout = HelloTimeout,
         RemoteIdleTimeout = RemoteIdleTimeout,
     };
+
+    /// <summary>
+    /// The listener binds with SO_REUSEADDR (UCX's CM_REUSEADDR) unless the user said otherwise: a
+    /// gateway started again after a death binds the same port at once, not after its predecessor's
+    /// connections have left TIME_WAIT (a minute on Linux).
+    /// </summary>
+    private static Dictionary<string, string> WithReusedAddress(IReadOnlyDictionary<string, string>? settings)
+    {
+        var merged = new Dictionary<string, string>(settings ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        merged.TryAdd("CM_REUSEADDR", "y");
+        return merged;
+    }
 
     public string ToJson() => JsonSerializer.Serialize(this, GatewayConfigJson.Default.GatewayConfig);
 
