@@ -17,10 +17,6 @@ namespace FaaSTube.Tests.Channels;
 [TestClass]
 public sealed class RemoteClientTests
 {
-    /// <summary>See <see cref="UcxPeerLoss"/>: these run only when opted in.</summary>
-    [TestInitialize]
-    public void OptIn() => UcxPeerLoss.RequireOptIn();
-
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
     private static readonly Dictionary<string, string> Tcp = new() { ["TLS"] = "tcp" };
     private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
@@ -256,6 +252,7 @@ public sealed class RemoteClientTests
     [TestMethod]
     public async Task A_node_that_goes_away_fails_the_remote_clients_calls_as_unavailable()
     {
+        UcxPeerLoss.RequireOptIn(); // the client's UCX, in this process, loses its peer
         var h = await StartAsync();
         await using var client = await ConnectAsync(h);
         await client.PutAsync(new byte[4096]).WaitAsync(Bound);
