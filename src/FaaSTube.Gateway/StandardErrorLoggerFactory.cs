@@ -34,7 +34,7 @@ internal sealed class StandardErrorLoggerFactory(TextWriter error, LogLevel mini
             string message = formatter(state, exception);
             if (exception is not null)
             {
-                message = $"{message} ({exception.GetType().Name}: {exception.Message})";
+                message = $"{message} ({exception})"; // the whole exception, on the same line below
             }
 
             // One line per entry (TextWriter.Synchronized: whole lines from concurrent sessions).

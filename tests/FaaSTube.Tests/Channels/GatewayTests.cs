@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using FaaSTube.Channels;
+using FaaSTube.Channels.Admin;
 using FaaSTube.Devices;
 using FaaSTube.Native;
 using FaaSTube.Tests.Support;
@@ -20,14 +21,20 @@ public sealed class GatewayTests
 
     public TestContext TestContext { get; set; } = null!;
 
-    private static async Task<NodeHarness> StartAsync()
+    /// <summary>The node's log (the gateway's lines included), shown when a test fails.</summary>
+    private readonly CollectingLoggerFactory _log = new(Microsoft.Extensions.Logging.LogLevel.Information);
+
+    [TestCleanup]
+    public void ShowLog() => _log.ShowIfFailed(TestContext);
+
+    private async Task<NodeHarness> StartAsync()
     {
         if (!UcxLibrary.TryLoad(out string? reason))
         {
             Assert.Inconclusive(reason);
         }
 
-        return await NodeHarness.StartAsync(configure: o =>
+        return await NodeHarness.StartAsync(loggerFactory: _log, configure: o =>
         {
             o.NetworkListen = "127.0.0.1:0";
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret };
@@ -160,6 +167,9 @@ public sealed class GatewayTests
 
         await WaitForAsync(() => h.Node.Gateway.Restarts == 1 && h.Node.Gateway.ProcessId is not 0 and var p && p != gateway, "the gateway was started again");
         TestContext.WriteLine($"gateway started again {watch.ElapsedMilliseconds} ms after the kill");
+        var network = NodeStatusBuilder.Build(h.Node, 0).Network;
+        Assert.IsNotNull(network, "the admin status shows the network listener");
+        Assert.AreEqual(("process", 1, h.Node.Gateway.ProcessId, h.Node.NetworkEndPoint!.ToString()), (network.Isolation, network.GatewayRestarts, network.GatewayPid, network.EndPoint), "the admin status shows the gateway and its restart");
         await RoundTripAsync(h, random);
         TestContext.WriteLine($"a round trip through it done {watch.ElapsedMilliseconds} ms after the kill");
     }

@@ -24,6 +24,12 @@ public sealed class RemoteClientTests
 
     public TestContext TestContext { get; set; } = null!;
 
+    /// <summary>The node's log (the gateway's lines included), shown when a test fails.</summary>
+    private readonly CollectingLoggerFactory _log = new(Microsoft.Extensions.Logging.LogLevel.Information);
+
+    [TestCleanup]
+    public void ShowLog() => _log.ShowIfFailed(TestContext);
+
     [TestMethod]
     public async Task Random_data_of_1_byte_to_64_MiB_put_and_got_to_host_round_trips()
     {
@@ -289,10 +295,10 @@ public sealed class RemoteClientTests
         }
     }
 
-    private static async Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? more = null)
+    private async Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? more = null)
     {
         RequireUcx();
-        return await NodeHarness.StartAsync(configure: o =>
+        return await NodeHarness.StartAsync(loggerFactory: _log, configure: o =>
         {
             o.NetworkListen = "127.0.0.1:0";
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret, ["other"] = OtherSecret };

@@ -222,7 +222,11 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             }
         }
 
-        LogOutput(_logger, line);
+        // The gateway's own entries say their level ("HH:mm:ss.fff warn ..."); UCX's say "UCX  ERROR" or "UCX  WARN".
+        var level = line.Contains(" fail ", StringComparison.Ordinal) || line.Contains(" crit ", StringComparison.Ordinal) ? LogLevel.Error
+            : line.Contains(" warn ", StringComparison.Ordinal) || line.Contains("UCX  ERROR", StringComparison.Ordinal) || line.Contains("UCX  WARN", StringComparison.Ordinal) ? LogLevel.Warning
+            : LogLevel.Information;
+        LogOutput(_logger, level, line);
         return true;
     }
 
@@ -260,6 +264,6 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Error, Message = "Network gateway could not be started again; trying after a pause")]
     private static partial void LogRestartFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Network gateway: {Line}")]
-    private static partial void LogOutput(ILogger logger, string line);
+    [LoggerMessage(Message = "Network gateway: {Line}")]
+    private static partial void LogOutput(ILogger logger, LogLevel level, string line);
 }
