@@ -265,6 +265,12 @@ internal sealed class FramedSession
         {
             throw new TubeException(TubeError.AccessDenied, "GatewayHello with a key that is not the node's gateway key.");
         }
+
+        // The key is the gateway's; so is the process: a key read out of it (or out of a core) by another process of the user is not enough.
+        if (_session.Node.Gateway is { } gateway && _session.Pid != gateway.ProcessId)
+        {
+            throw new TubeException(TubeError.AccessDenied, $"GatewayHello comes only from the node's network gateway (pid {gateway.ProcessId}); process {_session.Pid} sent it.");
+        }
     }
 
     /// <summary>

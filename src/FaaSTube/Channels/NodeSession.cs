@@ -124,20 +124,29 @@ internal sealed partial class NodeSession
     private void BecomeRemote()
     {
         var settings = _node.Settings;
+        if (settings.RemoteSecrets is not { } secrets || !secrets.ContainsKey(_workflow))
+        {
+            // The gateway proved the client knows the workflow's secret; a workflow with none is not open to remote clients, whatever the gateway says.
+            throw new TubeException(TubeError.AccessDenied, $"Workflow '{_workflow}' is not open to remote clients.");
+        }
+
         int limit = Math.Min(settings.MaxRemoteSessions, settings.MaxSessionsPerUser);
-        var remote = _node.Sessions.Where(s => s != this && s.Uid == Remote.RemoteSession.RemoteUid).ToList();
-        if (remote.Count >= limit)
+        lock (_node.RemoteAdmission) // counted and admitted in one step: concurrent GatewayHellos cannot all pass the same count
         {
-            throw new TubeException(TubeError.AccessDenied, $"The node has {limit} remote clients connected, the most it allows.");
-        }
+            var remote = _node.Sessions.Where(s => s != this && s.Uid == Remote.RemoteSession.RemoteUid).ToList();
+            if (remote.Count >= limit)
+            {
+                throw new TubeException(TubeError.AccessDenied, $"The node has {limit} remote clients connected, the most it allows.");
+            }
 
-        if (remote.Count(s => s.Workflow == _workflow) >= settings.MaxRemoteSessionsPerWorkflow)
-        {
-            throw new TubeException(TubeError.AccessDenied, $"Workflow '{_workflow}' has {settings.MaxRemoteSessionsPerWorkflow} remote clients connected, the most the node allows one workflow.");
-        }
+            if (remote.Count(s => s.Workflow == _workflow) >= settings.MaxRemoteSessionsPerWorkflow)
+            {
+                throw new TubeException(TubeError.AccessDenied, $"Workflow '{_workflow}' has {settings.MaxRemoteSessionsPerWorkflow} remote clients connected, the most the node allows one workflow.");
+            }
 
-        Volatile.Write(ref _uid, Remote.RemoteSession.RemoteUid);
-        IsRemote = true;
+            Volatile.Write(ref _uid, Remote.RemoteSession.RemoteUid);
+            IsRemote = true;
+        }
     }
 
     /// <summary>

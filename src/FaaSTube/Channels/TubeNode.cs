@@ -88,6 +88,9 @@ public sealed partial class TubeNode : IAsyncDisposable
     /// <summary>Where remote clients connect over UCX (<see cref="TubeNodeOptions.NetworkListen"/>, the port chosen); null: no network listener.</summary>
     public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint ?? _gateway?.EndPoint;
 
+    /// <summary>Taken to count remote sessions and admit one more in the same step (<c>NodeSession.BecomeRemote</c>).</summary>
+    internal Lock RemoteAdmission { get; } = new();
+
     /// <summary>The network gateway's supervisor (<see cref="NetworkIsolation.Process"/>); null otherwise.</summary>
     internal Remote.Gateway.GatewaySupervisor? Gateway => _gateway;
 
@@ -208,8 +211,8 @@ public sealed partial class TubeNode : IAsyncDisposable
         {
             if (_options.NetworkIsolation == NetworkIsolation.Process)
             {
-                GatewayKey = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
-                _gateway = await Remote.Gateway.GatewaySupervisor.StartAsync(this, network, GatewayKey, cancellationToken).ConfigureAwait(false);
+                GatewayKey = System.Security.Cryptography.RandomNumberGenerator.GetBytes(Protocol.Messages.GatewayHello.KeyBytes);
+                _gateway = await Remote.Gateway.GatewaySupervisor.StartAsync(this, network, GatewayKey!, cancellationToken).ConfigureAwait(false);
             }
             else
             {

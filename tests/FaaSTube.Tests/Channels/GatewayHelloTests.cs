@@ -1,3 +1,4 @@
+using System.Text;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -101,6 +102,9 @@ public sealed class GatewayHelloTests
         var otherVersion = new PayloadWriter().U16(Frames.Version - 1).Bytes(key).Str("wf").Str("f").I64(WindowBytes);
         Assert.AreEqual(TubeError.VersionMismatch, (await RefusedAsync(h, otherVersion, window.Descriptor)).Error);
         Assert.AreEqual(TubeError.BadRequest, (await RefusedAsync(h, GatewayHelloPayload(key, "", "f", WindowBytes), window.Descriptor)).Error, "no workflow");
+        var closed = await RefusedAsync(h, GatewayHelloPayload(key, "local-only", "f", WindowBytes), window.Descriptor);
+        Assert.AreEqual(TubeError.AccessDenied, closed.Error, "a workflow with no remote secret is not opened by the right key either");
+        StringAssert.Contains(closed.Message, "not open to remote clients");
 
         h.Node.GatewayKey = null; // the gateway is gone: no key opens a session any more
         var none = await RefusedAsync(h, GatewayHelloPayload(key, "wf", "f", WindowBytes), window.Descriptor);
@@ -228,7 +232,12 @@ public sealed class GatewayHelloTests
 
     private static async Task<NodeHarness> StartWithKeyAsync(Action<TubeNodeOptions>? configure)
     {
-        var h = await NodeHarness.StartAsync(configure: configure);
+        var h = await NodeHarness.StartAsync(configure: o =>
+        {
+            // The workflows open to remote clients: a GatewayHello for any other is refused whatever the gateway says.
+            o.RemoteSecrets = new[] { "wf", "wf-a", "wf-b", "wf-c" }.ToDictionary(w => w, w => Encoding.UTF8.GetBytes($"the secret of {w}, 16+ bytes"));
+            configure?.Invoke(o);
+        });
         h.Node.GatewayKey = RandomNumberGenerator.GetBytes(GatewayHello.KeyBytes); // as the gateway's supervisor does before it spawns the gateway
         return h;
     }

@@ -14,6 +14,9 @@ internal sealed record GatewayConfig
     /// <summary>The node's Unix socket, which the gateway connects to once per remote client.</summary>
     public required string NodeSocket { get; init; }
 
+    /// <summary>The node's process id: the gateway relays only to the process on <see cref="NodeSocket"/> that is this one, as its user (SO_PEERCRED).</summary>
+    public required int NodePid { get; init; }
+
     /// <summary>The 32 bytes a <see cref="Protocol.Messages.GatewayHello"/> must carry (the node's proof that the connection is its gateway's).</summary>
     public required byte[] Key { get; init; }
 
@@ -49,6 +52,7 @@ internal sealed record GatewayConfig
     public static GatewayConfig From(TubeNodeOptions o, string listen, byte[] key) => new()
     {
         NodeSocket = o.SocketPath ?? throw new InvalidOperationException("The network gateway needs the node's SocketPath."),
+        NodePid = Environment.ProcessId,
         Key = key,
         Listen = listen,
         UcxSettings = o.UcxSettings,

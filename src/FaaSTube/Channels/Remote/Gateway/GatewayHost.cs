@@ -11,6 +11,8 @@ internal sealed partial class GatewayHost(GatewayConfig config, ILogger logger) 
 
     public string NodeSocket => config.NodeSocket;
 
+    public int NodePid => config.NodePid;
+
     public byte[] Key => config.Key;
 
     public TimeSpan CallTimeout => config.CallTimeout;
@@ -23,6 +25,12 @@ internal sealed partial class GatewayHost(GatewayConfig config, ILogger logger) 
     }
 
     public IRemoteBackend NewSession() => new GatewayRelay(this);
+
+    /// <summary>A remote client's session could not be relayed: no node, or not the right one, on the socket.</summary>
+    public void NodeUnreachable(long session, string reason) => LogNodeUnreachable(logger, session, reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Network gateway: session {Session} not relayed: {Reason}")]
+    private static partial void LogNodeUnreachable(ILogger logger, long session, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Network gateway: serving {Operation} failed (session {Session}, reference {Reference})")]
     private static partial void LogInternal(ILogger logger, Exception exception, string operation, long session, string reference);

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using FaaSTube.Channels.Client;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Channels.Transport;
 
 namespace FaaSTube.Channels.Remote.Gateway;
 
@@ -58,7 +59,15 @@ internal sealed class GatewayRelay : IRemoteBackend
         catch (Exception e) when (e is SocketException or IOException)
         {
             socket.Dispose();
-            throw new TubeException(TubeError.Internal, _host.InternalError("reaching the node", Id, e));
+            throw NodeGone($"the node does not answer on {_host.NodeSocket} (it is stopping, or gone): {e.Message}");
+        }
+
+        // The key, the window and every Put's bytes go to whoever listens on the path: only to the node that started this gateway.
+        var (pid, uid) = UnixRights.PeerCredentials(socket);
+        if (pid != _host.NodePid || uid != FaaSTube.Native.Interop.Libc.getuid())
+        {
+            socket.Dispose();
+            throw NodeGone($"the process on {_host.NodeSocket} (pid {pid}, user {uid}) is not the node that started this gateway (pid {_host.NodePid})");
         }
 
         _connection = new FramedConnection(socket, ring: null, _host.CallTimeout, closeSlab: _ => Abort(), oneWayFailed: (_, _) => { });
@@ -68,6 +77,14 @@ internal sealed class GatewayRelay : IRemoteBackend
         return ok;
     }
 
+    /// <summary>No node to relay to: the session ends (its client sees its connection close, as from a node that is gone); the reason goes to the log.</summary>
+    private OperationCanceledException NodeGone(string reason)
+    {
+        _host.NodeUnreachable(Id, reason);
+        Abort();
+        return new OperationCanceledException(_ended.Token);
+    }
+
     public async Task<ReadOnlyMemory<byte>> ExecuteAsync(FrameType type, byte[] payload)
     {
         var connection = _connection ?? throw new TubeException(TubeError.BadRequest, "A request before the session was open.");
@@ -75,9 +92,9 @@ internal sealed class GatewayRelay : IRemoteBackend
         {
             return await connection.RelayAsync(type, payload, _ended.Token).ConfigureAwait(false);
         }
-        catch (TubeNodeUnavailableException)
+        catch (Exception e) when (e is TubeNodeUnavailableException or IOException or ObjectDisposedException or SocketException)
         {
-            Abort(); // the node is gone or stopped answering: the client learns it from the endpoint's close
+            Abort(); // the node is gone, stopping or not answering: the client learns it from the endpoint's close
             throw new OperationCanceledException(_ended.Token);
         }
     }

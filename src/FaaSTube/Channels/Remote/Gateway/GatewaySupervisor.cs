@@ -27,10 +27,12 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Queue<string> _lastLines = new();
+    private readonly Lock _sync = new(); // _process and _disposal
     private GatewayConfig _config;
     private Process? _process;
     private Task _watch = Task.CompletedTask;
     private int _restarts;
+    private Task? _disposal;
 
     private GatewaySupervisor(GatewayConfig config, ILogger logger)
     {
@@ -45,7 +47,23 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     public int Restarts => Volatile.Read(ref _restarts);
 
     /// <summary>The running gateway's process id (0 between a death and the restart).</summary>
-    public int ProcessId => _process is { HasExited: false } p ? p.Id : 0;
+    public int ProcessId
+    {
+        get
+        {
+            lock (_sync)
+            {
+                try
+                {
+                    return _process is { HasExited: false } p ? p.Id : 0;
+                }
+                catch (InvalidOperationException)
+                {
+                    return 0; // disposed
+                }
+            }
+        }
+    }
 
     /// <summary>Starts the gateway and waits until it listens; its failure to start is thrown (with what it said).</summary>
     public static async Task<GatewaySupervisor> StartAsync(TubeNode node, string listen, byte[] key, CancellationToken cancellationToken)
@@ -83,46 +101,70 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
         info.ArgumentList.Add(program);
         info.Environment["UCX_LOG_FILE"] = info.Environment.TryGetValue("UCX_LOG_FILE", out var file) && file is { Length: > 0 } ? file : "/dev/stderr"; // UCX's own messages beside the gateway's log, not in its answers
         var process = Process.Start(info) ?? throw new InvalidOperationException("The network gateway did not start.");
-        _ = PumpAsync(process.StandardError);
-        await process.StandardInput.WriteLineAsync(_config.ToJson()).ConfigureAwait(false);
-        await process.StandardInput.FlushAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _ = PumpAsync(process.StandardError);
+            await process.StandardInput.WriteLineAsync(_config.ToJson()).ConfigureAwait(false);
+            await process.StandardInput.FlushAsync(cancellationToken).ConfigureAwait(false);
+            var at = await ReadListeningAsync(process, cancellationToken).ConfigureAwait(false);
+            _ = PumpAsync(process.StandardOutput);
+            EndPoint = at;
+            _config = _config with { Listen = at.ToString() }; // a restart binds the same port
+            lock (_sync)
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    throw new OperationCanceledException(_stop.Token); // the node stops: this one is not kept
+                }
+
+                _process = process;
+            }
+
+            LogStarted(_logger, process.Id, at.ToString());
+        }
+        catch
+        {
+            await KillAsync(process).ConfigureAwait(false); // a start that failed or was cancelled leaves no gateway behind
+            process.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The gateway's answer: skips UCX's and other lines until <c>listening HOST:PORT</c> (or a failure).</summary>
+    private async Task<IPEndPoint> ReadListeningAsync(Process process, CancellationToken cancellationToken)
+    {
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         patience.CancelAfter(StartTimeout);
         string? line;
         try
         {
-            do
+            while ((line = await process.StandardOutput.ReadLineAsync(patience.Token).ConfigureAwait(false)) is not null
+                && !line.StartsWith("listening ", StringComparison.Ordinal) && !line.StartsWith("failed ", StringComparison.Ordinal))
             {
-                line = await process.StandardOutput.ReadLineAsync(patience.Token).ConfigureAwait(false);
+                Said(line);
             }
-            while (line is not null && !line.StartsWith("listening ", StringComparison.Ordinal) && !line.StartsWith("failed ", StringComparison.Ordinal) && Said(line));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            line = null;
+            throw new InvalidOperationException($"The network gateway did not say it listens within {StartTimeout.TotalSeconds:0} s. Its last lines: {string.Join(" | ", LastLines())}");
         }
 
-        if (line is null || !line.StartsWith("listening ", StringComparison.Ordinal) || !IPEndPoint.TryParse(line["listening ".Length..], out var at))
+        if (line is not null && line.StartsWith("listening ", StringComparison.Ordinal) && IPEndPoint.TryParse(line["listening ".Length..], out var at))
         {
-            await KillAsync(process).ConfigureAwait(false);
-            string said = line ?? $"nothing within {StartTimeout.TotalSeconds:0} s (exit code {(process.HasExited ? process.ExitCode : -1)})";
-            throw new InvalidOperationException($"The network gateway did not start: {said}. Its last lines: {string.Join(" | ", LastLines())}");
+            return at;
         }
 
-        _ = PumpAsync(process.StandardOutput);
-        EndPoint = at;
-        _config = _config with { Listen = at.ToString() }; // a restart binds the same port
-        _process = process;
-        LogStarted(_logger, process.Id, at.ToString());
+        await process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        string said = line ?? $"it exited{(process.HasExited ? $" with code {process.ExitCode}" : "")} without a word";
+        throw new InvalidOperationException($"The network gateway did not start: {said}. Its last lines: {string.Join(" | ", LastLines())}");
     }
 
     /// <summary>While the node runs: a gateway that exits is started again (after a pause that grows while it keeps dying).</summary>
     private async Task WatchAsync()
     {
         var backoff = TimeSpan.FromMilliseconds(200);
-        while (!_stop.IsCancellationRequested)
+        while (!_stop.IsCancellationRequested && _process is { } process)
         {
-            var process = _process!;
             var started = Stopwatch.StartNew();
             await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
             if (_stop.IsCancellationRequested)
@@ -132,6 +174,12 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
 
             Interlocked.Increment(ref _restarts);
             LogDied(_logger, process.Id, process.ExitCode, string.Join(" | ", LastLines()));
+            lock (_sync)
+            {
+                _process = null;
+            }
+
+            process.Dispose();
             backoff = started.Elapsed > TimeSpan.FromMinutes(1) ? TimeSpan.FromMilliseconds(200) : backoff;
             while (!_stop.IsCancellationRequested)
             {
@@ -158,15 +206,25 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     }
 
     /// <summary>Closes the gateway's input (it ends its sessions and exits), kills it if it has not exited after 15 s.</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
-        if (_stop.IsCancellationRequested)
+        lock (_sync)
         {
-            return;
+            _disposal ??= StopAsync(); // once; a second caller waits for the same stop
+            return new ValueTask(_disposal);
+        }
+    }
+
+    private async Task StopAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false); // a restart in progress gives up; the watch returns once the gateway has exited
+        Process? process;
+        lock (_sync)
+        {
+            process = _process;
         }
 
-        await _stop.CancelAsync().ConfigureAwait(false); // a restart in progress gives up; the watch returns once the gateway has exited
-        if (_process is { } process)
+        if (process is not null)
         {
             try
             {
@@ -180,7 +238,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
         }
 
         await _watch.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _process?.Dispose();
+        process?.Dispose();
     }
 
     private static async Task KillAsync(Process process)
@@ -211,7 +269,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
         }
     }
 
-    private bool Said(string line)
+    private void Said(string line)
     {
         lock (_lastLines)
         {
@@ -227,7 +285,6 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             : line.Contains(" warn ", StringComparison.Ordinal) || line.Contains("UCX  ERROR", StringComparison.Ordinal) || line.Contains("UCX  WARN", StringComparison.Ordinal) ? LogLevel.Warning
             : LogLevel.Information;
         LogOutput(_logger, level, line);
-        return true;
     }
 
     private string[] LastLines()
