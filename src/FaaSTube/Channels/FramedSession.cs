@@ -85,7 +85,14 @@ internal sealed class FramedSession
                 }
 
                 await _session.EnterAsync().ConfigureAwait(false);
-                _ = HandleAsync(f.Type, f.RequestId, f.Payload); // gives its slot back when done
+                var handled = HandleAsync(f.Type, f.RequestId, f.Payload); // gives its slot back when done
+                if (OneWay.Is(f.Type))
+                {
+                    // Applied, and its refusal written, before the next frame is read: a Sync after it is
+                    // answered after its refusal, even when applying it had to wait (the network gateway's
+                    // relay and FlushAsync count on that order).
+                    await handled.ConfigureAwait(false);
+                }
             }
         }
         catch (InvalidDataException e)

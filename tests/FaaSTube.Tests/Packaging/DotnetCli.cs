@@ -27,7 +27,7 @@ internal static class DotnetCli
     }
 
     /// <summary>Runs <c>dotnet ARGS</c> in <paramref name="directory"/> with an empty standard input; kills it (and what it started) past <paramref name="timeout"/>.</summary>
-    public static async Task<(int Code, string Output, string Error)> RunAsync(string directory, IEnumerable<string> args, TimeSpan? timeout = null)
+    public static async Task<(int Code, string Output, string Error)> RunAsync(string directory, IEnumerable<string> args, TimeSpan? timeout = null, string? input = null)
     {
         var info = new ProcessStartInfo(ChildProcess.DotnetHost())
         {
@@ -54,7 +54,12 @@ internal static class DotnetCli
         info.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
 
         using var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
-        process.StandardInput.Close(); // an empty standard input: what the gateway reads as "no configuration line"
+        if (input is not null)
+        {
+            await process.StandardInput.WriteAsync(input);
+        }
+
+        process.StandardInput.Close(); // then the end of the input (empty: what the gateway reads as "no configuration line"; after a line: its order to stop)
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         using var limit = new CancellationTokenSource(timeout ?? Timeout);

@@ -85,11 +85,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
 
     private async Task LaunchAsync(CancellationToken cancellationToken)
     {
-        string program = Path.Combine(AppContext.BaseDirectory, ProgramFile);
-        if (!File.Exists(program))
-        {
-            throw new InvalidOperationException($"The network gateway ({ProgramFile}) is not next to FaaSTube.dll ({AppContext.BaseDirectory}): it comes with the FaaSTube package; or set TubeNodeOptions.NetworkIsolation to InProcess.");
-        }
+        string program = FindProgram();
 
         var info = new ProcessStartInfo(DotnetHost())
         {
@@ -100,7 +96,16 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
         };
         info.ArgumentList.Add(program);
         info.Environment["UCX_LOG_FILE"] = info.Environment.TryGetValue("UCX_LOG_FILE", out var file) && file is { Length: > 0 } ? file : "/dev/stderr"; // UCX's own messages beside the gateway's log, not in its answers
-        var process = Process.Start(info) ?? throw new InvalidOperationException("The network gateway did not start.");
+        Process process;
+        try
+        {
+            process = Process.Start(info) ?? throw new InvalidOperationException("The network gateway did not start.");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"The network gateway runs on the .NET host ({info.FileName}), which could not be started ({e.Message}): a self-contained application needs the .NET runtime installed for it, or TubeNodeOptions.NetworkIsolation set to InProcess.", e);
+        }
+
         try
         {
             _ = PumpAsync(process.StandardError);
@@ -157,6 +162,17 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
         await process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         string said = line ?? $"it exited{(process.HasExited ? $" with code {process.ExitCode}" : "")} without a word";
         throw new InvalidOperationException($"The network gateway did not start: {said}. Its last lines: {string.Join(" | ", LastLines())}");
+    }
+
+    /// <summary>The gateway program: beside the application (where the FaaSTube package copies it), else beside FaaSTube.dll (a plugin's folder).</summary>
+    private static string FindProgram()
+    {
+#pragma warning disable IL3000 // Assembly.Location is empty in a single-file app: then only the application's folder is looked at
+        string? library = Path.GetDirectoryName(typeof(GatewaySupervisor).Assembly.Location);
+#pragma warning restore IL3000
+        string[] folders = string.IsNullOrEmpty(library) ? [AppContext.BaseDirectory] : [AppContext.BaseDirectory, library];
+        return folders.Select(f => Path.Combine(f, ProgramFile)).FirstOrDefault(File.Exists)
+            ?? throw new InvalidOperationException($"The network gateway ({ProgramFile}) is neither beside the application nor beside FaaSTube.dll ({string.Join(", ", folders)}): the FaaSTube package copies it into the build and publish output (a project reference needs a reference to src/FaaSTube.Gateway too); or set TubeNodeOptions.NetworkIsolation to InProcess.");
     }
 
     /// <summary>While the node runs: a gateway that exits is started again (after a pause that grows while it keeps dying).</summary>
