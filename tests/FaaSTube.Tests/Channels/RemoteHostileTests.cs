@@ -131,9 +131,11 @@ public sealed class RemoteHostileTests
     }
 
     /// <summary>
-    /// Peers that vanish at random moments while they connect (their worker destroyed without a
-    /// close, as a killed process's would be: its transport sockets close and refuse) never take the
-    /// node down; a legitimate client is served afterwards. Seeded; the seed is logged.
+    /// Peers that vanish at random moments while they connect (a child attacker, TestChild ucx-vanish:
+    /// its worker destroyed without a close, as a killed process's would be) against the listener IN
+    /// PROCESS: with UCX 1.13.1 this takes the test process down about one run in five (docs/testing.md),
+    /// which is why a node runs its listener in the network gateway (GatewayTests runs the same attack
+    /// against it). Opt-in with the class; when it survives, a legitimate client is served afterwards.
     /// </summary>
     [TestMethod]
     public async Task Peers_vanishing_at_random_moments_while_connecting_leave_the_node_serving()
@@ -141,27 +143,10 @@ public sealed class RemoteHostileTests
         var random = Seeds.Create(TestContext);
         await using var h = await StartAsync(o => o.HelloTimeout = TimeSpan.FromSeconds(2));
         int port = h.Node.NetworkEndPoint!.Port;
-        for (int i = 0; i < 60; i++)
+        var environment = new Dictionary<string, string> { ["FAASTUBE_REMOTE_SECRET"] = Convert.ToHexString(Secret) };
+        using (var attacker = ChildProcess.StartWithEnvironment(environment, "ucx-vanish", "127.0.0.1", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "60", random.Next().ToString(System.Globalization.CultureInfo.InvariantCulture)))
         {
-            var context = UcxContext.Create(Tcp);
-            var worker = UcxWorker.Create(context, "vanishing", RemoteWire.NewTicket(Secret, TimeProvider.System));
-            var connect = UcxEndpoint.ConnectAsync(worker, new IPEndPoint(IPAddress.Loopback, port), sendClientId: true);
-            int delay = random.Next(0, 30);
-            var spin = Stopwatch.StartNew();
-            while (spin.Elapsed.TotalMilliseconds < delay)
-            {
-                Thread.SpinWait(100);
-            }
-
-            worker.Dispose();
-            context.Dispose();
-            try
-            {
-                await connect.WaitAsync(Bound);
-            }
-            catch (Exception e) when (e is not TimeoutException)
-            {
-            }
+            TestContext.WriteLine($"attacker exited {(await attacker.WaitAsync()).ExitCode}");
         }
 
         await using var client = await TubeClient.ConnectAsync(ClientOptions(port)).WaitAsync(Bound);
