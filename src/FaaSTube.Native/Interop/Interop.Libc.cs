@@ -14,6 +14,12 @@ internal static partial class Interop
 
         [LibraryImport(Lib)] internal static partial uint getuid();
 
+        /// <summary>prctl(2) with one argument (the others 0).</summary>
+        [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)] internal static partial int prctl(int option, nuint argument, nuint unused2 = 0, nuint unused3 = 0, nuint unused4 = 0);
+
+        /// <summary>prctl option: whether the process may dump core and be ptraced by its user's other processes (0: not).</summary>
+        internal const int PR_SET_DUMPABLE = 4;
+
         /// <summary>waitid(2) for one child (idtype P_PID); <paramref name="siginfo"/> must hold 128 bytes.</summary>
         [LibraryImport(Lib, SetLastError = true)] internal static partial int waitid(int idtype, int id, byte[] siginfo, int options);
 

@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using System.Security.Cryptography;
 using FaaSTube.Channels.Admin;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
@@ -7,7 +8,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace FaaSTube.Channels;
 
-/// <summary>The first frame of a connection and the descriptors that came with it (the window).</summary>
+/// <summary>The first frame of a connection (Hello, GatewayHello or Status) and the descriptors that came with it (the window).</summary>
 internal sealed record HelloFrame(FrameType Type, uint RequestId, byte[] Payload, IReadOnlyList<SafeFileHandle> Descriptors);
 
 /// <summary>
@@ -84,7 +85,14 @@ internal sealed class FramedSession
                 }
 
                 await _session.EnterAsync().ConfigureAwait(false);
-                _ = HandleAsync(f.Type, f.RequestId, f.Payload); // gives its slot back when done
+                var handled = HandleAsync(f.Type, f.RequestId, f.Payload); // gives its slot back when done
+                if (OneWay.Is(f.Type))
+                {
+                    // Applied, and its refusal written, before the next frame is read: a Sync after it is
+                    // answered after its refusal, even when applying it had to wait (the network gateway's
+                    // relay and FlushAsync count on that order).
+                    await handled.ConfigureAwait(false);
+                }
             }
         }
         catch (InvalidDataException e)
@@ -151,7 +159,10 @@ internal sealed class FramedSession
         await _writer.CompleteAsync().ConfigureAwait(false);
     }
 
-    /// <summary>Hello within the timeout, with exactly one descriptor: the window. False when the session must end.</summary>
+    /// <summary>
+    /// Hello (or the network gateway's GatewayHello, <see cref="CheckGateway"/>) within the timeout,
+    /// with exactly one descriptor, the window (two with a control ring: Hello only). False when the session must end.
+    /// </summary>
     private async Task<bool> HandshakeAsync(CancellationToken ended)
     {
         var timeoutAfter = _session.Node.Settings.HelloTimeout;
@@ -182,21 +193,30 @@ internal sealed class FramedSession
         HelloOk ok;
         try
         {
-            if (_helloRefusal is { } refused)
+            if (hello.Type == FrameType.GatewayHello)
             {
-                throw new TubeException(TubeError.AccessDenied, refused);
+                var relayed = Payload.Read<GatewayHello>(hello.Payload); // a wrong version first: VersionMismatch; a key of another length: BadRequest
+                CheckGateway(relayed);
+                ok = _session.OpenGateway(relayed, hello.Descriptors); // no ring
             }
-
-            var request = hello.Type == FrameType.Hello
-                ? Payload.Read<Hello>(hello.Payload) // a wrong version first: VersionMismatch
-                : throw new TubeException(TubeError.BadRequest, "The first frame must be Hello.");
-            var window = hello.Descriptors;
-            if (request.RingBytes != 0)
+            else
             {
-                window = AdoptRing(request.RingBytes, hello.Descriptors);
-            }
+                if (_helloRefusal is { } refused)
+                {
+                    throw new TubeException(TubeError.AccessDenied, refused);
+                }
 
-            ok = _session.Open(request, window) with { Ring = _ring is not null };
+                var request = hello.Type == FrameType.Hello
+                    ? Payload.Read<Hello>(hello.Payload) // a wrong version first: VersionMismatch
+                    : throw new TubeException(TubeError.BadRequest, "The first frame must be Hello.");
+                var window = hello.Descriptors;
+                if (request.RingBytes != 0)
+                {
+                    window = AdoptRing(request.RingBytes, hello.Descriptors);
+                }
+
+                ok = _session.Open(request, window) with { Ring = _ring is not null };
+            }
         }
         catch (Exception e)
         {
@@ -226,6 +246,38 @@ internal sealed class FramedSession
 
         await _writer.SendAsync(FrameType.Ok, hello.RequestId, Payload.Writer(ok).Memory, CancellationToken.None).ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>
+    /// Who may send GatewayHello: the network gateway the node spawned, which runs as the node's own
+    /// user and holds the node's <see cref="TubeNode.GatewayKey"/>. A node without a key, a peer of
+    /// another user, or another key: <see cref="TubeError.AccessDenied"/> (the key compared in fixed
+    /// time, so the answer's timing tells nothing of it). <see cref="TubeNodeOptions.AllowedUids"/>
+    /// is not asked: it says which local users are clients, and the gateway is the node's own part.
+    /// </summary>
+    private void CheckGateway(GatewayHello hello)
+    {
+        if (_session.Node.GatewayKey is not { } key)
+        {
+            throw new TubeException(TubeError.AccessDenied, "This node runs no network gateway: GatewayHello is refused (a local client sends Hello).");
+        }
+
+        uint own = Native.Interop.Libc.getuid();
+        if (_session.Uid != own)
+        {
+            throw new TubeException(TubeError.AccessDenied, $"GatewayHello comes only from the node's own user ({own}); user {_session.Uid} sent it.");
+        }
+
+        if (!CryptographicOperations.FixedTimeEquals(key, hello.Key))
+        {
+            throw new TubeException(TubeError.AccessDenied, "GatewayHello with a key that is not the node's gateway key.");
+        }
+
+        // The key is the gateway's; so is the process: a key read out of it (or out of a core) by another process of the user is not enough.
+        if (_session.Node.Gateway is { } gateway && _session.Pid != gateway.ProcessId)
+        {
+            throw new TubeException(TubeError.AccessDenied, $"GatewayHello comes only from the node's network gateway (pid {gateway.ProcessId}); process {_session.Pid} sent it.");
+        }
     }
 
     /// <summary>

@@ -10,7 +10,7 @@ namespace FaaSTube.Channels;
 /// direct calls from a client in the node's process). Its lifetime is the safety boundary against a
 /// client that misbehaves or dies:
 /// <list type="bullet">
-/// <item><see cref="Open"/> checks the Hello and adopts the window (a descriptor, never a name);</item>
+/// <item><see cref="Open"/> checks the Hello and adopts the window (a descriptor, never a name); <see cref="OpenGateway"/> the same for a remote client the network gateway relays;</item>
 /// <item>at most <see cref="TubeNodeOptions.MaxRequestsInFlight"/> requests run at once: each holds a
 /// slot (<see cref="EnterAsync"/>), and a transport reads at most one request ahead of a free slot;
 /// Gets that wait for a publish give their slot back meanwhile and hold one of as many wait slots;</item>
@@ -26,7 +26,7 @@ internal sealed partial class NodeSession
     private readonly SemaphoreSlim _slots;
     private readonly SemaphoreSlim _waits;
     private readonly CancellationTokenSource _ended = new();
-    private readonly uint _uid;
+    private uint _uid;
     private NodeWindow? _window;
     private string _workflow = "";
     private string _function = "";
@@ -50,7 +50,8 @@ internal sealed partial class NodeSession
 
     public int Pid { get; }
 
-    public uint Uid => _uid;
+    /// <summary>The peer's uid (SO_PEERCRED); <see cref="Remote.RemoteSession.RemoteUid"/> for a remote client's session, a relayed one's too once its GatewayHello is accepted.</summary>
+    public uint Uid => Volatile.Read(ref _uid);
 
     public TubeNode Node => _node;
 
@@ -90,34 +91,95 @@ internal sealed partial class NodeSession
     /// descriptors are the session's from here on: on failure every one is closed.
     /// </summary>
     /// <exception cref="TubeException">Refused, with the code and message the client gets.</exception>
-    public HelloOk Open(Hello hello, IReadOnlyList<SafeFileHandle> descriptors)
+    public HelloOk Open(Hello hello, IReadOnlyList<SafeFileHandle> descriptors) =>
+        OpenWindow("Hello", hello.Workflow, hello.Function, hello.WindowBytes, minWindowBytes: 0, descriptors, admit: () =>
+        {
+            if (!_node.MayUseWorkflow(Pid, _uid, _workflow))
+            {
+                throw new TubeException(TubeError.AccessDenied, $"User {_uid} may not use workflow '{_workflow}'.");
+            }
+        });
+
+    /// <summary>
+    /// A remote client's handshake relayed by the network gateway, once the transport has checked the
+    /// gateway's key (<c>FramedSession.cs</c>): the same checks and window as <see cref="Open"/> (a
+    /// window of at least 8 KiB, like <see cref="OpenRemote"/>'s), but no workflow check for the user (the
+    /// gateway proved the client knows its workflow's secret): the session is remote instead, from
+    /// here on: it counts under <see cref="Remote.RemoteSession.RemoteUid"/>, within the node's own
+    /// limits for remote clients (<see cref="TubeNodeOptions.MaxRemoteSessions"/>,
+    /// <see cref="TubeNodeOptions.MaxSessionsPerUser"/>, <see cref="TubeNodeOptions.MaxRemoteSessionsPerWorkflow"/>:
+    /// whatever the gateway lets through), and reaches host data only.
+    /// </summary>
+    /// <exception cref="TubeException">Refused, with the code and message the client gets.</exception>
+    public HelloOk OpenGateway(GatewayHello hello, IReadOnlyList<SafeFileHandle> descriptors) =>
+        OpenWindow("GatewayHello", hello.Workflow, hello.Function, hello.WindowBytes, MinRemoteWindowBytes, descriptors, admit: BecomeRemote);
+
+    /// <summary>The smallest window of a remote client: two pages.</summary>
+    private const long MinRemoteWindowBytes = 2 * 4096;
+
+    /// <summary>
+    /// A relayed session becomes remote, if the node has room for another remote client and its
+    /// workflow for another remote session (counted by the node: the gateway's own limits are not trusted).
+    /// </summary>
+    private void BecomeRemote()
+    {
+        var settings = _node.Settings;
+        if (settings.RemoteSecrets is not { } secrets || !secrets.ContainsKey(_workflow))
+        {
+            // The gateway proved the client knows the workflow's secret; a workflow with none is not open to remote clients, whatever the gateway says.
+            throw new TubeException(TubeError.AccessDenied, $"Workflow '{_workflow}' is not open to remote clients.");
+        }
+
+        int limit = Math.Min(settings.MaxRemoteSessions, settings.MaxSessionsPerUser);
+        lock (_node.RemoteAdmission) // counted and admitted in one step: concurrent GatewayHellos cannot all pass the same count
+        {
+            var remote = _node.Sessions.Where(s => s != this && s.Uid == Remote.RemoteSession.RemoteUid).ToList();
+            if (remote.Count >= limit)
+            {
+                throw new TubeException(TubeError.AccessDenied, $"The node has {limit} remote clients connected, the most it allows.");
+            }
+
+            if (remote.Count(s => s.Workflow == _workflow) >= settings.MaxRemoteSessionsPerWorkflow)
+            {
+                throw new TubeException(TubeError.AccessDenied, $"Workflow '{_workflow}' has {settings.MaxRemoteSessionsPerWorkflow} remote clients connected, the most the node allows one workflow.");
+            }
+
+            Volatile.Write(ref _uid, Remote.RemoteSession.RemoteUid);
+            IsRemote = true;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Open"/> and <see cref="OpenGateway"/>: the names, <paramref name="admit"/> (who may
+    /// use the workflow), the window's size, exactly one descriptor, adopted and registered. On
+    /// failure every descriptor is closed and the error is the client's.
+    /// </summary>
+    private HelloOk OpenWindow(string frame, string workflow, string function, long windowBytes, long minWindowBytes, IReadOnlyList<SafeFileHandle> descriptors, Action admit)
     {
         try
         {
-            (_workflow, _function, long windowBytes) = (hello.Workflow, hello.Function, hello.WindowBytes);
+            (_workflow, _function) = (workflow, function);
             if (_workflow.Length == 0)
             {
                 throw new TubeException(TubeError.BadRequest, "A client must name its workflow.");
             }
 
-            if (!_node.MayUseWorkflow(Pid, _uid, _workflow))
+            admit();
+            if (windowBytes > _node.Settings.MaxWindowBytes || windowBytes < minWindowBytes)
             {
-                throw new TubeException(TubeError.AccessDenied, $"User {_uid} may not use workflow '{_workflow}'.");
-            }
-
-            if (windowBytes > _node.Settings.MaxWindowBytes)
-            {
-                throw new TubeException(TubeError.BadRequest, $"A window of {windowBytes} bytes is over the node's limit of {_node.Settings.MaxWindowBytes}.");
+                throw new TubeException(TubeError.BadRequest, minWindowBytes > 0
+                    ? $"A window of {windowBytes} bytes: it must be {minWindowBytes / 1024} KiB up to the node's limit of {_node.Settings.MaxWindowBytes}."
+                    : $"A window of {windowBytes} bytes is over the node's limit of {_node.Settings.MaxWindowBytes}.");
             }
 
             if (descriptors.Any(d => d.IsInvalid))
             {
-                throw new TubeException(TubeError.OutOfMemory, "The node could not take the Hello's descriptors (it is out of descriptors, or more came than it keeps); try again.");
+                throw new TubeException(TubeError.OutOfMemory, $"The node could not take the {frame}'s descriptors (it is out of descriptors, or more came than it keeps); try again.");
             }
 
             if (descriptors.Count != 1)
             {
-                throw new TubeException(TubeError.BadRequest, $"Hello must carry exactly one descriptor, the window; it carried {descriptors.Count}.");
+                throw new TubeException(TubeError.BadRequest, $"{frame} must carry exactly one descriptor, the window; it carried {descriptors.Count}.");
             }
 
             _window = NodeWindow.Open(descriptors[0], windowBytes, _node.Gpus.Devices[0]);
@@ -136,7 +198,7 @@ internal sealed partial class NodeSession
             {
                 TubeException t => t,
                 InvalidDataException or ArgumentException or IOException => new TubeException(TubeError.BadRequest, e.Message),
-                _ => new TubeException(TubeError.Internal, _node.InternalError("Hello", Id, e)), // e.g. the driver refused to register the window
+                _ => new TubeException(TubeError.Internal, _node.InternalError(frame, Id, e)), // e.g. the driver refused to register the window
             };
         }
     }

@@ -35,6 +35,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
     private Remote.RemoteListener? _network;
+    private Remote.Gateway.GatewaySupervisor? _gateway;
     private readonly TubeNodeOptions _options;
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
@@ -85,10 +86,31 @@ public sealed partial class TubeNode : IAsyncDisposable
     public string? SocketPath => _listener is null ? null : _options.SocketPath;
 
     /// <summary>Where remote clients connect over UCX (<see cref="TubeNodeOptions.NetworkListen"/>, the port chosen); null: no network listener.</summary>
-    public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint;
+    public System.Net.IPEndPoint? NetworkEndPoint => _network?.EndPoint ?? _gateway?.EndPoint;
+
+    /// <summary>Taken to count remote sessions and admit one more in the same step (<c>NodeSession.BecomeRemote</c>).</summary>
+    internal Lock RemoteAdmission { get; } = new();
+
+    /// <summary>The network gateway's supervisor (<see cref="NetworkIsolation.Process"/>); null otherwise.</summary>
+    internal Remote.Gateway.GatewaySupervisor? Gateway => _gateway;
 
     /// <summary>Clients connected now.</summary>
     public int SessionCount => _sessions.Count;
+
+    /// <summary>
+    /// The key of the network gateway this node spawned: a local connection whose first frame is
+    /// <see cref="GatewayHello"/> with this key is served as a remote client's session
+    /// (src/FaaSTube/Channels/FramedSession.cs); null: no gateway, and every GatewayHello is refused.
+    /// Exactly <see cref="GatewayHello.KeyBytes"/> bytes; the node keeps its own copy.
+    /// </summary>
+    /// <exception cref="ArgumentException">A key of another length.</exception>
+    internal byte[]? GatewayKey
+    {
+        get => Volatile.Read(ref field);
+        set => Volatile.Write(ref field, value is null ? null
+            : value.Length == GatewayHello.KeyBytes ? value.ToArray()
+            : throw new ArgumentException($"A gateway key is {GatewayHello.KeyBytes} bytes; this one is {value.Length}.", nameof(value)));
+    }
 
     internal NodeDevice[] Devices { get; }
 
@@ -187,7 +209,15 @@ public sealed partial class TubeNode : IAsyncDisposable
 
         if (_options.NetworkListen is { } network)
         {
-            _network = await Remote.RemoteListener.StartAsync(this, network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (_options.NetworkIsolation == NetworkIsolation.Process)
+            {
+                GatewayKey = System.Security.Cryptography.RandomNumberGenerator.GetBytes(Protocol.Messages.GatewayHello.KeyBytes);
+                _gateway = await Remote.Gateway.GatewaySupervisor.StartAsync(this, network, GatewayKey!, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                _network = await Remote.RemoteListener.StartAsync(new Remote.InProcessRemoteHost(this), network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 
@@ -619,6 +649,11 @@ public sealed partial class TubeNode : IAsyncDisposable
         if (_network is not null)
         {
             await _network.StopAcceptingAsync().ConfigureAwait(false);
+        }
+
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync().ConfigureAwait(false); // it ends its sessions: their local connections close
         }
 
         foreach (var session in _sessions.Values)

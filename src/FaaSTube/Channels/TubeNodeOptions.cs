@@ -153,6 +153,16 @@ public sealed class TubeNodeOptions
     public string? NetworkListen { get; set; }
 
     /// <summary>
+    /// Where the network listener runs (default <see cref="Channels.NetworkIsolation.Process"/>): in the
+    /// network gateway, a child process the node starts, restarts if it dies and stops with itself,
+    /// which relays each authenticated remote client to the node over <see cref="SocketPath"/>; or in
+    /// the node's own process. UCX's TCP transport can abort the process it runs in when a peer
+    /// vanishes at the wrong moment (docs/testing.md), so only the gateway mode keeps a hostile remote
+    /// client from taking the node down. The gateway mode needs <see cref="SocketPath"/>.
+    /// </summary>
+    public NetworkIsolation NetworkIsolation { get; set; } = NetworkIsolation.Process;
+
+    /// <summary>
     /// The secret of each workflow remote clients may name (at least 16 bytes each): a client proves
     /// it knows its workflow's secret by an HMAC-SHA256 of a challenge (the secret never crosses the
     /// network). A workflow not listed here cannot be used remotely. Null: no remote client is accepted.
@@ -274,6 +284,16 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RemoteIdleTimeout, TimeSpan.FromDays(1), nameof(RemoteIdleTimeout));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteHandshakes, nameof(MaxRemoteHandshakes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteSessionsPerWorkflow, nameof(MaxRemoteSessionsPerWorkflow));
+        if (!Enum.IsDefined(NetworkIsolation))
+        {
+            throw new ArgumentOutOfRangeException(nameof(NetworkIsolation), NetworkIsolation, "Process or InProcess.");
+        }
+
+        if (NetworkListen is not null && NetworkIsolation == NetworkIsolation.Process && SocketPath is null)
+        {
+            throw new ArgumentException("A network listener in its own process (NetworkIsolation.Process) relays remote clients over the node's Unix socket: set SocketPath, or choose NetworkIsolation.InProcess.", nameof(SocketPath));
+        }
+
         if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
         {
             throw new ArgumentOutOfRangeException(nameof(RemoteSecrets), $"The secret of workflow '{weak}' has fewer than 16 bytes.");

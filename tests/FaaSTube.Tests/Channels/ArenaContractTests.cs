@@ -63,6 +63,8 @@ public abstract class ArenaContractTests : PerTransportTests
         Assert.AreEqual(4 * MiB, stats.ArenaLeasedBytes);
         Assert.AreEqual(4 * MiB, stats.ArenaUnusedBytes, "every piece was consumed: its bytes are the range's again");
         Assert.AreEqual(4 * MiB, stats.InUseBytes, "only the range is in use");
+        var gpu = FaaSTube.Channels.Admin.NodeStatusBuilder.Build(h.Node, 0).Gpus[0];
+        Assert.AreEqual((4 * MiB, 4 * MiB), (gpu.ArenaLeasedBytes, gpu.ArenaUnusedBytes), "the admin status shows the arena bytes");
     }
 
     [TestMethod]

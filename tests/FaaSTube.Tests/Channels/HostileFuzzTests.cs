@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Devices;
 using FaaSTube.Kernels;
 using FaaSTube.Memory;
@@ -699,6 +700,12 @@ public sealed partial class HostileFuzzTests
             }
 
             return new((FrameType)unknown, "unknown", random.Bytes(random.Next(0, 60)), Expect.Error);
+        }
+
+        if (pick < 10 && random.Next(2) == 0)
+        {
+            // The network gateway's first frame after a Hello: it is only ever a connection's first frame (docs/protocol.md).
+            return new(FrameType.GatewayHello, "gateway-hello-after-hello", new PayloadWriter().U16(Frames.Version).Bytes(random.Bytes(GatewayHello.KeyBytes)).Str("wf").Str("f").I64(1 << 20).Memory.ToArray(), Expect.Error);
         }
 
         if (pick < 10)

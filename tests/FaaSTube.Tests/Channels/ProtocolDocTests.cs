@@ -8,7 +8,7 @@ namespace FaaSTube.Tests.Channels;
 
 /// <summary>
 /// docs/protocol.md against the message records of src/FaaSTube/Channels/Protocol/Messages: every
-/// request's row of the request/answer table (and the Hello, Ok, Error, CloseSlab, mapping and trace context lines)
+/// request's row of the request/answer table (and the Hello, GatewayHello, Ok, Error, CloseSlab, mapping and trace context lines)
 /// lists the record's fields in order, as the convention of src/FaaSTube/Channels/Protocol/Payload.cs
 /// names them. A doc field is <c>type name</c>, or a bare type whose name is the type (<c>id</c>,
 /// <c>mapping</c>); parentheses are comments; <c>-</c> is no field.
@@ -22,7 +22,7 @@ public sealed partial class ProtocolDocTests
     public void Every_request_has_exactly_one_row_in_the_doc_table_with_its_number()
     {
         var rows = TableRows();
-        var requests = Requests().Where(r => r.Type != FrameType.Hello).ToList();
+        var requests = Requests().Where(r => r.Type is not (FrameType.Hello or FrameType.GatewayHello)).ToList();
         CollectionAssert.AreEquivalent(requests.Select(r => r.Type.ToString()).ToList(), rows.Select(r => r.Name).ToList(), "the table's requests against the request records");
         foreach (var row in rows)
         {
@@ -34,7 +34,7 @@ public sealed partial class ProtocolDocTests
     public void Every_request_row_lists_the_fields_of_its_request_and_answer_records_in_order()
     {
         var rows = TableRows().ToDictionary(r => r.Name);
-        foreach (var (type, request, reply) in Requests().Where(r => r.Type != FrameType.Hello))
+        foreach (var (type, request, reply) in Requests().Where(r => r.Type is not (FrameType.Hello or FrameType.GatewayHello)))
         {
             var row = rows[type.ToString()];
             AssertSameFields(row.Request, request, $"{type}'s request");
@@ -47,6 +47,7 @@ public sealed partial class ProtocolDocTests
     {
         AssertSameFields(CodeAfter("`Hello (1)`: "), typeof(Hello), "Hello");
         AssertSameFields(CodeAfter("`Ok`: "), typeof(HelloOk), "Hello's Ok");
+        AssertSameFields(CodeAfter($"`GatewayHello ({(byte)FrameType.GatewayHello})`: "), typeof(GatewayHello), "GatewayHello (its number too)");
         AssertSameFields(CodeAfter("`Error (129)`: "), typeof(Error), "Error");
         AssertSameFields(CodeAfter("`CloseSlab (130)`, request id 0: "), typeof(CloseSlab), "CloseSlab");
         AssertSameFields(CodeAfter("A **mapping** is "), typeof(Mapping), "a mapping");

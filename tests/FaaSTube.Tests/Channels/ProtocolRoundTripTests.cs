@@ -67,6 +67,21 @@ public sealed class ProtocolRoundTripTests
         Assert.AreEqual(TubeError.VersionMismatch, refused.Error);
     }
 
+    [TestMethod]
+    public void A_gateway_hello_with_a_key_of_another_length_is_malformed_and_of_another_version_a_version_mismatch()
+    {
+        foreach (int length in new[] { 0, GatewayHello.KeyBytes - 1, GatewayHello.KeyBytes + 1, int.MaxValue, -1 })
+        {
+            var bytes = new PayloadWriter().U16(Frames.Version).I32(length).Raw(new byte[Math.Clamp(length, 0, 64)]).Str("wf").Str("f").I64(1 << 20).Memory.ToArray();
+            Assert.ThrowsExactly<InvalidDataException>(() => Payload.Read<GatewayHello>(bytes), $"a key of {length} bytes");
+        }
+
+        var old = new PayloadWriter().U16(Frames.Version - 1).Bytes(new byte[GatewayHello.KeyBytes]).Str("wf").Str("f").I64(1 << 20).Memory.ToArray();
+        Assert.AreEqual(TubeError.VersionMismatch, Assert.ThrowsExactly<TubeException>(() => Payload.Read<GatewayHello>(old)).Error);
+        var hello = new GatewayHello(Frames.Version, [.. Enumerable.Range(1, GatewayHello.KeyBytes).Select(i => (byte)i)], "wf", "f", 1 << 20);
+        StringAssert.DoesNotMatch(hello.ToString(), new System.Text.RegularExpressions.Regex("Key"), "the key is never printed");
+    }
+
     /// <summary>The bytes read field by field as the convention says give the record's values, and nothing is left.</summary>
     private static void AssertFieldsByWireType(Type type, object record, byte[] bytes)
     {
@@ -145,7 +160,7 @@ public sealed class ProtocolRoundTripTests
             : type == typeof(int) ? random.Next(int.MinValue, int.MaxValue)
             : type == typeof(long) ? random.NextInt64(long.MinValue, long.MaxValue)
             : type == typeof(TubeId) ? new TubeId((ulong)random.NextInt64(), (ulong)random.NextInt64())
-            : type == typeof(byte[]) ? random.Bytes(random.Next(0, 100))
+            : type == typeof(byte[]) ? random.Bytes(field.Member.DeclaringType == typeof(GatewayHello) ? GatewayHello.KeyBytes : random.Next(0, 100)) // the gateway's key has one length
             : type == typeof(string) ? Text(random, wire == "name" ? Frames.MaxNameBytes : 4096)
             : Create(type, random);
     }

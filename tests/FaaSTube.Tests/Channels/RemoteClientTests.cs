@@ -17,16 +17,18 @@ namespace FaaSTube.Tests.Channels;
 [TestClass]
 public sealed class RemoteClientTests
 {
-    /// <summary>See <see cref="UcxPeerLoss"/>: these run only when opted in.</summary>
-    [TestInitialize]
-    public void OptIn() => UcxPeerLoss.RequireOptIn();
-
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
     private static readonly Dictionary<string, string> Tcp = new() { ["TLS"] = "tcp" };
     private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
     private static readonly byte[] OtherSecret = Encoding.UTF8.GetBytes("the secret of workflow other wf!");
 
     public TestContext TestContext { get; set; } = null!;
+
+    /// <summary>The node's log (the gateway's lines included), shown when a test fails.</summary>
+    private readonly CollectingLoggerFactory _log = new(Microsoft.Extensions.Logging.LogLevel.Information);
+
+    [TestCleanup]
+    public void ShowLog() => _log.ShowIfFailed(TestContext);
 
     [TestMethod]
     public async Task Random_data_of_1_byte_to_64_MiB_put_and_got_to_host_round_trips()
@@ -256,6 +258,7 @@ public sealed class RemoteClientTests
     [TestMethod]
     public async Task A_node_that_goes_away_fails_the_remote_clients_calls_as_unavailable()
     {
+        UcxPeerLoss.RequireOptIn(); // the client's UCX, in this process, loses its peer
         var h = await StartAsync();
         await using var client = await ConnectAsync(h);
         await client.PutAsync(new byte[4096]).WaitAsync(Bound);
@@ -292,10 +295,10 @@ public sealed class RemoteClientTests
         }
     }
 
-    private static async Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? more = null)
+    private async Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? more = null)
     {
         RequireUcx();
-        return await NodeHarness.StartAsync(configure: o =>
+        return await NodeHarness.StartAsync(loggerFactory: _log, configure: o =>
         {
             o.NetworkListen = "127.0.0.1:0";
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret, ["other"] = OtherSecret };

@@ -18,10 +18,6 @@ namespace FaaSTube.Tests.Channels;
 [TestClass]
 public sealed class RemoteNamespaceTests
 {
-    /// <summary>See <see cref="UcxPeerLoss"/>: these run only when opted in.</summary>
-    [TestInitialize]
-    public void OptIn() => UcxPeerLoss.RequireOptIn();
-
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
 
     /// <summary>How long the node may take to end a session whose peer is gone: what "nothing hangs" means here.</summary>

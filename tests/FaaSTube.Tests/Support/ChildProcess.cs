@@ -54,6 +54,9 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>Starts the helper with FAASTUBE_BACKEND=<paramref name="backend"/>.</summary>
     public static ChildProcess StartWith(string backend, params string[] args) => StartWith(backend, args, shell: null);
 
+    /// <summary>Starts the helper on the simulated GPU with extra <paramref name="environment"/> (a secret that must not be on its command line).</summary>
+    public static ChildProcess StartWithEnvironment(IReadOnlyDictionary<string, string> environment, params string[] args) => StartWith("simulated", args, shell: null, environment: environment);
+
     /// <summary>Starts another program built beside the tests (a sample), on the simulated GPU.</summary>
     public static ChildProcess StartProgram(string assembly, params string[] args) => StartWith("simulated", args, shell: null, assembly);
 
@@ -78,7 +81,7 @@ internal sealed class ChildProcess : IDisposable
         return new ChildProcess(Process.Start(info) ?? throw new InvalidOperationException("the child did not start"));
     }
 
-    private static ChildProcess StartWith(string backend, string[] args, string? shell, string assembly = "FaaSTube.TestChild")
+    private static ChildProcess StartWith(string backend, string[] args, string? shell, string assembly = "FaaSTube.TestChild", IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(shell is null ? DotnetHost() : "/bin/sh")
         {
@@ -96,6 +99,11 @@ internal sealed class ChildProcess : IDisposable
 
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, assembly + ".dll"));
         info.Environment["FAASTUBE_BACKEND"] = backend;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
         foreach (var a in args)
         {
             info.ArgumentList.Add(a);

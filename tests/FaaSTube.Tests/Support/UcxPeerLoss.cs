@@ -1,13 +1,12 @@
 namespace FaaSTube.Tests.Support;
 
 /// <summary>
-/// The UCX integration tests whose peers die, are cut off or are never there (remote clients and
-/// nodes, the namespace test bed) run only when <c>FAASTUBE_UCX_PEER_LOSS_TESTS=1</c>. UCX 1.13.1's
-/// TCP transport can take the whole test process down on its refused-connection path: one fresh-clone
-/// CI run aborted on its assertion <c>tcp_ep.c:478 !(ep->flags &amp; UCT_TCP_EP_FLAG_CTX_TYPE_TX)</c>
-/// in <c>ucp_worker_progress</c> right after "connect ... failed: Connection refused", another died
-/// with SIGSEGV after the same message (docs/testing.md). Until that is worked around, a CI run would
-/// fail at random; run them by hand with the variable set (they pass when run by class).
+/// The UCX tests in which UCX runs in the test process on the side that loses its peer (the listener in
+/// process, the bindings against a peer that is killed or cut off, a client whose node goes away) run
+/// only when <c>FAASTUBE_UCX_PEER_LOSS_TESTS=1</c>. UCX 1.13.1's TCP transport can take the whole test
+/// process down on that path (<c>tcp_ep.c:478</c> assertion, a SIGSEGV in ucp_am_handler: docs/testing.md),
+/// which is why a node runs UCX in its network gateway process; the gateway's tests keep every UCX peer
+/// in a child process and always run.
 /// </summary>
 internal static class UcxPeerLoss
 {

@@ -19,6 +19,7 @@ namespace FaaSTube.Channels.Admin;
 /// <param name="Objects">The data ids held, oldest first.</param>
 /// <param name="Transfers">Host transfers in flight on every GPU.</param>
 /// <param name="Paths">Bytes the node handed over since it started, by path.</param>
+/// <param name="Network">The network listener, when the node has one (null otherwise).</param>
 internal sealed record NodeStatus(
     int Schema,
     DateTimeOffset TakenUtc,
@@ -30,7 +31,15 @@ internal sealed record NodeStatus(
     StatusList<WorkflowStatus> Workflows,
     StatusList<ObjectStatus> Objects,
     StatusList<TransferStatus> Transfers,
-    IReadOnlyList<PathStatus> Paths);
+    IReadOnlyList<PathStatus> Paths,
+    NetworkStatus? Network);
+
+/// <summary>The node's network listener for remote clients.</summary>
+/// <param name="EndPoint">Where it listens (<c>host:port</c>).</param>
+/// <param name="Isolation"><c>process</c> (the network gateway runs UCX) or <c>in-process</c>.</param>
+/// <param name="GatewayPid">The gateway's process id (0 while it is being started again; 0 in process).</param>
+/// <param name="GatewayRestarts">How many times the gateway was started again after it died.</param>
+internal sealed record NetworkStatus(string EndPoint, string Isolation, int GatewayPid, int GatewayRestarts);
 
 /// <summary>A capped list: the first items, how many there are in all, and how many were left out.</summary>
 /// <typeparam name="T">The item.</typeparam>
@@ -51,7 +60,9 @@ internal sealed record StatusList<T>(int Total, IReadOnlyList<T> Items, int More
 /// <param name="EvictedBytes">Evicted data held outside the device now (host memory and files).</param>
 /// <param name="EvictedBytesTotal">Bytes evicted since the node started.</param>
 /// <param name="RestoredBytesTotal">Bytes restored since the node started.</param>
-internal sealed record GpuStatus(int Index, string Name, long TotalBytes, long ReservedBytes, long InUseBytes, long FreeBytes, int Slabs, int Blocks, long EvictedBytes, long EvictedBytesTotal, long RestoredBytesTotal);
+/// <param name="ArenaLeasedBytes">Pool memory leased to clients as arena ranges now (each carves its allocations there without asking).</param>
+/// <param name="ArenaUnusedBytes">The part of <paramref name="ArenaLeasedBytes"/> no live allocation holds (ready for the clients, not for others).</param>
+internal sealed record GpuStatus(int Index, string Name, long TotalBytes, long ReservedBytes, long InUseBytes, long FreeBytes, int Slabs, int Blocks, long EvictedBytes, long EvictedBytesTotal, long RestoredBytesTotal, long ArenaLeasedBytes, long ArenaUnusedBytes);
 
 /// <summary>One client connection.</summary>
 /// <param name="Id">The session id.</param>

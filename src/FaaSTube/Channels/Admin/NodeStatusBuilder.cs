@@ -28,7 +28,7 @@ internal static class NodeStatusBuilder
         {
             var s = d.Pool.GetStatistics();
             return new GpuStatus(d.Device.Ordinal, d.Device.Name, d.Device.TotalMemory, s.ReservedBytes, s.InUseBytes, s.FreeBytes, s.Slabs, s.Blocks,
-                s.SpillHostBytes + s.SpillFileBytes, s.EvictedBytes, s.RestoredBytes);
+                s.SpillHostBytes + s.SpillFileBytes, s.EvictedBytes, s.RestoredBytes, s.ArenaLeasedBytes, s.ArenaUnusedBytes);
         }).ToList();
 
         var sessions = node.Sessions.Where(s => s.Workflow.Length > 0).OrderBy(s => s.Id).ToList(); // bounded by MaxSessionsPerUser per user; admin connections (no Hello) are not listed
@@ -50,7 +50,10 @@ internal static class NodeStatusBuilder
             Workflows: List(workflows.Count, workflows.OrderByDescending(w => w.Bytes).ThenBy(w => w.Workflow, StringComparer.Ordinal).Take(limit).ToList()),
             Objects: List(objectCount, objects),
             Transfers: transfers,
-            Paths: paths);
+            Paths: paths,
+            Network: node.NetworkEndPoint is { } at
+                ? new NetworkStatus(at.ToString(), node.Gateway is null ? "in-process" : "process", node.Gateway?.ProcessId ?? 0, node.Gateway?.Restarts ?? 0)
+                : null);
     }
 
     /// <summary>One pass over the directory: a total per workflow, and the <paramref name="limit"/> oldest entries (a heap of that size).</summary>

@@ -23,6 +23,7 @@ internal sealed class FramedConnection : INodeConnection
 {
     private const uint OneWayBit = 0x8000_0000;
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _pending = new();
+    private readonly ConcurrentDictionary<uint, TaskCompletionSource<byte[]>> _relayedOneWay = new(); // one-way requests whose refusal is thrown (RelayAsync), until their Sync
     private readonly Socket _socket;
     private readonly PipeReader _reader;
     private readonly FrameWriter _writer;
@@ -77,6 +78,27 @@ internal sealed class FramedConnection : INodeConnection
         return ok;
     }
 
+    /// <summary>
+    /// The network gateway's handshake for one remote client (<see cref="GatewayHello"/> instead of
+    /// Hello, the window's descriptor attached): starts reading, like <see cref="HelloAsync"/>.
+    /// </summary>
+    public async Task<HelloOk> GatewayHelloAsync(GatewayHello hello, SafeFileHandle window, CancellationToken cancellationToken)
+    {
+        _readLoop = Task.Run(ReadLoopAsync, CancellationToken.None);
+        return Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.GatewayHello, Payload.Writer(hello).Memory, [window], cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>Completes when the connection has ended (the node closed it, or it was disposed).</summary>
+    public Task Completion => _readLoop;
+
+    /// <summary>
+    /// A request relayed as it came (<paramref name="tracedPayload"/> begins with its sender's trace
+    /// context): a two-way request's answer payload; for a one-way request, an empty payload once the
+    /// node has applied it (a <c>Sync</c> after it is answered), or its refusal thrown.
+    /// </summary>
+    public Task<byte[]> RelayAsync(FrameType type, ReadOnlyMemory<byte> tracedPayload, CancellationToken cancellationToken) =>
+        SendRawAsync(type, tracedPayload, throwRefusal: true, cancellationToken);
+
     public async Task<TReply> CallAsync<TReply>(IRequest<TReply> request, CancellationToken cancellationToken)
         where TReply : IPayload<TReply>
     {
@@ -106,18 +128,38 @@ internal sealed class FramedConnection : INodeConnection
         }
     }
 
-    public async Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    public Task<byte[]> CallRawAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken) =>
+        SendRawAsync(type, TraceContext.BeginPayload().Raw(payload.Span).Memory, throwRefusal: false, cancellationToken); // the forged request after a well-formed trace context
+
+    /// <summary>
+    /// A request whose payload is written already (its trace context first): a two-way request's
+    /// answer; a one-way request is followed by a <c>Sync</c>, so its refusal, if any, was read before
+    /// Sync's Ok: thrown when <paramref name="throwRefusal"/>, else reported like any one-way refusal.
+    /// </summary>
+    private async Task<byte[]> SendRawAsync(FrameType type, ReadOnlyMemory<byte> tracedPayload, bool throwRefusal, CancellationToken cancellationToken)
     {
-        payload = TraceContext.BeginPayload().Raw(payload.Span).Memory; // the forged request after a well-formed trace context
         if (!OneWay.Is(type))
         {
-            return await SendAndWaitAsync(type, payload, null, cancellationToken).ConfigureAwait(false);
+            return await SendAndWaitAsync(type, tracedPayload, null, cancellationToken).ConfigureAwait(false);
         }
 
         uint id = (Interlocked.Increment(ref _nextRequest) & ~OneWayBit) | OneWayBit;
-        await SendAsync(type, id, payload, cancellationToken).ConfigureAwait(false);
-        await CallAsync(new Sync(), cancellationToken).ConfigureAwait(false); // its error, if any, was read before Sync's Ok
-        return [];
+        var refused = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (throwRefusal)
+        {
+            _relayedOneWay[id] = refused;
+        }
+
+        try
+        {
+            await SendAsync(type, id, tracedPayload, cancellationToken).ConfigureAwait(false);
+            await CallAsync(new Sync(), cancellationToken).ConfigureAwait(false);
+            return refused.Task.IsFaulted ? await refused.Task.ConfigureAwait(false) : [];
+        }
+        finally
+        {
+            _relayedOneWay.TryRemove(id, out _);
+        }
     }
 
     /// <summary>The node took nothing off the ring for a call timeout: the connection is over (its close ends the node's session and frees what it held).</summary>
@@ -231,6 +273,12 @@ internal sealed class FramedConnection : INodeConnection
     {
         if ((requestId & OneWayBit) != 0)
         {
+            if (type == FrameType.Error && _relayedOneWay.TryGetValue(requestId, out var relayed))
+            {
+                relayed.TrySetException(ToException(payload));
+                return;
+            }
+
             if (type == FrameType.Error)
             {
                 var recent = _recentOneWay[requestId % RecentOneWay];

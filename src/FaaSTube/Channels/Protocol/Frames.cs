@@ -32,6 +32,7 @@ internal enum FrameType : byte
     ArenaCarve = 22,
     ArenaReturn = 23,
     NamedAllocate = 24,
+    GatewayHello = 25,
 
     Ok = 128,
     Error = 129,
@@ -193,6 +194,13 @@ internal ref struct PayloadReader(ReadOnlySpan<byte> payload)
     public readonly ReadOnlySpan<byte> Rest => _rest;
 
     public byte[] Bytes() => Field(int.MaxValue).ToArray();
+
+    /// <summary>A length-prefixed field of exactly <paramref name="length"/> bytes (a key): any other length is refused before anything is copied.</summary>
+    public byte[] Bytes(int length)
+    {
+        int n = I32();
+        return n == length ? Take(n).ToArray() : throw new InvalidDataException($"A field of {n} bytes where exactly {length} belong.");
+    }
 
     /// <summary>A length-prefixed field of at most <paramref name="max"/> bytes, checked before anything is copied.</summary>
     private ReadOnlySpan<byte> Field(int max)

@@ -16,7 +16,7 @@ namespace FaaSTube.Channels.Remote;
 /// </summary>
 internal sealed partial class RemoteListener
 {
-    private readonly TubeNode _node;
+    private readonly IRemoteHost _host;
     private readonly UcxContext _context;
     private readonly UcxWorker _worker;
     private readonly object _sync = new();
@@ -39,9 +39,12 @@ internal sealed partial class RemoteListener
     private long _usedPrunedAt = long.MinValue;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<UcxWorker, byte> _live = new();
 
-    private RemoteListener(TubeNode node, UcxContext context, UcxWorker worker)
+    /// <summary>The sessions being served (their completions), for a stop that waits for them.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _sessions = new();
+
+    private RemoteListener(IRemoteHost host, UcxContext context, UcxWorker worker)
     {
-        _node = node;
+        _host = host;
         _context = context;
         _worker = worker;
     }
@@ -70,13 +73,13 @@ internal sealed partial class RemoteListener
     /// <summary>Connection requests rejected by the listener so far.</summary>
     public long Rejected { get; private set; }
 
-    private int SessionLimit => Math.Min(_node.Settings.MaxRemoteSessions, _node.Settings.MaxSessionsPerUser);
+    private int SessionLimit => Math.Min(_host.Settings.MaxRemoteSessions, _host.Settings.MaxSessionsPerUser);
 
-    public static async Task<RemoteListener> StartAsync(TubeNode node, string listen, CancellationToken stop)
+    public static async Task<RemoteListener> StartAsync(IRemoteHost host, string listen, CancellationToken stop)
     {
         var at = await RemoteWire.ResolveAsync(listen, requireScheme: false, stop).ConfigureAwait(false);
-        var context = UcxContext.CreateForActiveMessages(node.Settings.UcxSettings); // no tags: nothing a peer sends is queued unexpected
-        var remote = new RemoteListener(node, context, UcxWorker.Create(context, "faastube-remote"));
+        var context = UcxContext.CreateForActiveMessages(host.Settings.UcxSettings); // no tags: nothing a peer sends is queued unexpected
+        var remote = new RemoteListener(host, context, UcxWorker.Create(context, "faastube-remote"));
         try
         {
             remote._listener = await UcxListener.ListenAsync(remote._worker, at).ConfigureAwait(false);
@@ -116,9 +119,9 @@ internal sealed partial class RemoteListener
             lock (_sync)
             {
                 var mine = _byWorkflow.GetValueOrDefault(workflow);
-                admitted = _handshakes < _node.Settings.MaxRemoteHandshakes && _authenticated < SessionLimit && !stop.IsCancellationRequested
-                    && mine.Handshakes < Math.Max(1, _node.Settings.MaxRemoteHandshakes / 4)
-                    && mine.Handshakes + mine.Sessions < _node.Settings.MaxRemoteSessionsPerWorkflow;
+                admitted = _handshakes < _host.Settings.MaxRemoteHandshakes && _authenticated < SessionLimit && !stop.IsCancellationRequested
+                    && mine.Handshakes < Math.Max(1, _host.Settings.MaxRemoteHandshakes / 4)
+                    && mine.Handshakes + mine.Sessions < _host.Settings.MaxRemoteSessionsPerWorkflow;
                 if (admitted)
                 {
                     _handshakes++;
@@ -132,7 +135,7 @@ internal sealed partial class RemoteListener
 
             if (!admitted)
             {
-                LogRejected(_node.Logger, request.Client?.ToString() ?? "?", Handshakes, Authenticated);
+                LogRejected(_host.Logger, request.Client?.ToString() ?? "?", Handshakes, Authenticated);
                 request.Reject();
                 continue;
             }
@@ -143,7 +146,9 @@ internal sealed partial class RemoteListener
                 worker = UcxWorker.Create(_context, "faastube-remote-session");
                 Interlocked.Increment(ref _workers);
                 _live[worker] = 0;
-                await RemoteSession.StartAsync(_node, this, worker, request, workflow, stop).ConfigureAwait(false);
+                var served = await RemoteSession.StartAsync(_host, this, worker, request, workflow, stop).ConfigureAwait(false);
+                _sessions[served] = 0;
+                _ = served.ContinueWith(static (t, s) => ((RemoteListener)s!)._sessions.TryRemove(t, out _), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
             catch (Exception e)
             {
@@ -153,7 +158,7 @@ internal sealed partial class RemoteListener
                 }
 
                 Ended(workflow, authenticated: false);
-                _node.InternalError("accepting a remote connection", 0, e);
+                _host.InternalError("accepting a remote connection", 0, e);
             }
         }
     }
@@ -166,7 +171,7 @@ internal sealed partial class RemoteListener
     /// </summary>
     private string? TakeTicket(ulong ticket)
     {
-        if (ticket == 0 || _node.Settings.RemoteSecrets is not { Count: > 0 } secrets)
+        if (ticket == 0 || _host.Settings.RemoteSecrets is not { Count: > 0 } secrets)
         {
             return null;
         }
@@ -264,6 +269,13 @@ internal sealed partial class RemoteListener
         await Task.Run(worker.Dispose).ConfigureAwait(false);
         _live.TryRemove(worker, out _);
         Interlocked.Decrement(ref _workers);
+    }
+
+    /// <summary>Completes when every session served so far has ended, or after <paramref name="patience"/>; true when they all ended.</summary>
+    public async Task<bool> WhenNoSessionsAsync(TimeSpan patience)
+    {
+        await Task.WhenAll(_sessions.Keys).WaitAsync(patience).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // a timeout too: the answer says
+        return _sessions.Keys.All(t => t.IsCompleted);
     }
 
     /// <summary>Stops accepting (the node then ends every session).</summary>

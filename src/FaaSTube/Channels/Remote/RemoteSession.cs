@@ -40,7 +40,8 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     private const int Open = 2;
     private const int Closed = 3;
 
-    private readonly NodeSession _session;
+    private readonly IRemoteBackend _session;
+    private readonly IRemoteHost _host;
     private readonly RemoteListener _listener;
     private readonly UcxWorker _worker;
     private readonly Channel<Inbound> _inbox = Channel.CreateUnbounded<Inbound>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true }); // bounded by the credits
@@ -58,14 +59,15 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     private long _lastHeard = Environment.TickCount64;
     private string? _violation;
 
-    private RemoteSession(NodeSession session, RemoteListener listener, UcxWorker worker, ILogger logger)
+    private RemoteSession(IRemoteHost host, IRemoteBackend session, RemoteListener listener, UcxWorker worker)
     {
+        _host = host;
         _session = session;
         _listener = listener;
         _worker = worker;
-        _logger = logger;
-        _credits = session.Node.Settings.MaxRequestsInFlight;
-        _maxRequestBytes = Math.Min(RemoteWire.MaxRequestBytes, session.Node.Settings.MaxFrameBytes);
+        _logger = host.Logger;
+        _credits = host.Settings.MaxRequestsInFlight;
+        _maxRequestBytes = Math.Min(RemoteWire.MaxRequestBytes, host.Settings.MaxFrameBytes);
     }
 
     /// <summary>A request taken off the network: its frame, and the receive of a PutPart's bytes into the window (null: none, or already copied).</summary>
@@ -74,13 +76,13 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     /// <summary>
     /// Accepts <paramref name="request"/> on its own <paramref name="worker"/> (whose handlers are this
     /// session's before the endpoint exists) and serves it until it ends (then destroys the worker);
-    /// the handshake's deadline runs from now.
+    /// the handshake's deadline runs from now. Returns the session's completion.
     /// </summary>
-    public static async Task StartAsync(TubeNode node, RemoteListener listener, UcxWorker worker, UcxConnectionRequest request, string workflow, CancellationToken stop)
+    public static async Task<Task> StartAsync(IRemoteHost host, RemoteListener listener, UcxWorker worker, UcxConnectionRequest request, string workflow, CancellationToken stop)
     {
-        var session = node.NewSession(0, RemoteUid, inProcess: false);
-        var remote = new RemoteSession(session, listener, worker, node.Logger) { _ticketWorkflow = workflow };
-        var deadline = new CancellationTokenSource(node.Settings.HelloTimeout);
+        var session = host.NewSession();
+        var remote = new RemoteSession(host, session, listener, worker) { _ticketWorkflow = workflow };
+        var deadline = new CancellationTokenSource(host.Settings.HelloTimeout);
         try
         {
             await worker.SetMessageHandlerAsync((uint)RemoteMessage.Hello, remote).ConfigureAwait(false);
@@ -97,6 +99,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         }
 
         session.Completion = Task.Run(() => remote.RunAsync(deadline, stop), CancellationToken.None);
+        return session.Completion;
     }
 
     /// <summary>
@@ -203,14 +206,14 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
             return;
         }
 
-        var window = _session.CurrentWindow;
-        if (window is null || part.Length <= 0 || part.Length != message.Length || part.WindowOffset < 0 || part.WindowOffset > window.Length - part.Length)
+        var window = _session.Window;
+        if (window.IsEmpty || part.Length <= 0 || part.Length != message.Length || part.WindowOffset < 0 || part.WindowOffset > window.Length - part.Length)
         {
             Violate(TubeError.BadRequest, $"A PutPart of {part.Length} bytes at window offset {part.WindowOffset} carried {message.Length} bytes: a part carries exactly its bytes, for a range inside the window.");
             return;
         }
 
-        var target = window.Memory.Slice(part.WindowOffset, part.Length);
+        var target = window.Slice(part.WindowOffset, part.Length);
         Task data;
         if (message.IsRendezvous)
         {
@@ -267,14 +270,14 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         _ = _endpoint!.CloseAsync(force: true).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    private TubeNodeOptions Options => _session.Node.Settings;
+    private TubeNodeOptions Options => _host.Settings;
 
     private async Task RunAsync(CancellationTokenSource deadline, CancellationToken stop)
     {
         using var handshakeDeadline = deadline;
         var overdue = deadline.Token.Register(static s => ((RemoteSession)s!).ForceClose(), this);
         using var stopping = stop.Register(static s => ((RemoteSession)s!).ForceClose(), this);
-        _ = _endpoint!.Failed.ContinueWith(static (_, s) => ((NodeSession)s!).Abort(), _session, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = _endpoint!.Failed.ContinueWith(static (_, s) => ((IRemoteBackend)s!).Abort(), _session, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         var ended = _session.Ended;
         try
         {
@@ -298,7 +301,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         }
         catch (Exception e)
         {
-            await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.Internal, _session.Node.InternalError("the remote connection", _session.Id, e))).ConfigureAwait(false);
+            await AnswerAsync(FrameType.Error, 0, ErrorPayload(TubeError.Internal, _host.InternalError("the remote connection", _session.Id, e))).ConfigureAwait(false);
         }
         finally
         {
@@ -400,7 +403,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
             }
 
             _authenticated = true;
-            var ok = _session.OpenRemote(hello);
+            var ok = await _session.OpenAsync(hello).ConfigureAwait(false);
             LogOpened(_logger, _session.Id, _endpoint.Peer?.ToString() ?? "?", hello.Workflow, hello.Function);
             if (Interlocked.CompareExchange(ref _state, Open, HelloTaken) != HelloTaken)
             {
@@ -436,18 +439,16 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
                 }
             }
 
-            var (reply, _) = await _session.ExecuteFrameAsync(type, payload).ConfigureAwait(false);
+            var reply = await _session.ExecuteAsync(type, payload).ConfigureAwait(false);
             ReadOnlyMemory<byte> bytes = default;
             if (type == FrameType.GetToHost)
             {
-                var part = (GetToHost)Requests.DecodeTraced(FrameType.GetToHost, payload).Request; // checked against the window by the session
-                bytes = _session.CurrentWindow!.Memory.Slice(part.WindowOffset, part.Length);
+                var part = (GetToHost)Requests.DecodeTraced(FrameType.GetToHost, payload).Request; // checked against the window by the node
+                bytes = _session.Window.Slice(part.WindowOffset, part.Length);
             }
 
-            var writer = new PayloadWriter();
-            reply.Write(writer);
             Interlocked.Decrement(ref _outstanding); // before the answer leaves: the client may send again once it has it
-            await AnswerAsync(FrameType.Ok, requestId, writer.Memory, bytes).ConfigureAwait(false);
+            await AnswerAsync(FrameType.Ok, requestId, reply, bytes).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_session.Ended.IsCancellationRequested)
         {
@@ -465,7 +466,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         catch (Exception e)
         {
             Interlocked.Decrement(ref _outstanding);
-            await AnswerAsync(FrameType.Error, requestId, ErrorPayload(TubeError.Internal, _session.Node.InternalError(type.ToString(), _session.Id, e))).ConfigureAwait(false);
+            await AnswerAsync(FrameType.Error, requestId, ErrorPayload(TubeError.Internal, _host.InternalError(type.ToString(), _session.Id, e))).ConfigureAwait(false);
         }
         finally
         {

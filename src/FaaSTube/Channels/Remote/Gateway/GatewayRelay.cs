@@ -1,0 +1,138 @@
+using System.Net.Sockets;
+using FaaSTube.Channels.Client;
+using FaaSTube.Channels.Protocol;
+using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Channels.Transport;
+
+namespace FaaSTube.Channels.Remote.Gateway;
+
+/// <summary>
+/// In the network gateway: one remote client's session, relayed to the node over a local connection
+/// of its own (the node's Unix socket). The window is a sealed memfd the gateway makes and hands the
+/// node with <see cref="GatewayHello"/>: a remote client's part is received by UCX straight into it
+/// and the node copies it to the GPU from the same pages; a part read back is written there by the
+/// node and sent from there. Frames go through as they came (their trace context included); one-way
+/// requests are confirmed with a <c>Sync</c>, so the client gets one answer for each as it does from
+/// a node that serves it in process. When the node closes the connection (it stops, or ended the
+/// session), the session ends; when the session ends, the connection closes and the node gives back
+/// what it held.
+/// </summary>
+internal sealed class GatewayRelay : IRemoteBackend
+{
+    private static long _nextLocalId;
+    private readonly GatewayHost _host;
+    private readonly CancellationTokenSource _ended = new();
+    private readonly SemaphoreSlim _slots;
+    private ClientWindow? _window;
+    private FramedConnection? _connection;
+    private int _ending;
+
+    public GatewayRelay(GatewayHost host)
+    {
+        _host = host;
+        _slots = new SemaphoreSlim(host.Settings.MaxRequestsInFlight, host.Settings.MaxRequestsInFlight);
+        Id = -Interlocked.Increment(ref _nextLocalId); // the gateway's own until the node names it (negative: never a node's id)
+    }
+
+    public long Id { get; private set; }
+
+    public CancellationToken Ended => _ended.Token;
+
+    public Task Completion { get; set; } = Task.CompletedTask;
+
+    public Memory<byte> Window => _window is { } window ? window.Memory : Memory<byte>.Empty;
+
+    public async Task<HelloOk> OpenAsync(Hello hello)
+    {
+        long bytes = hello.WindowBytes;
+        if (bytes < 2 * 4096 || bytes > _host.Settings.MaxWindowBytes)
+        {
+            throw new TubeException(TubeError.BadRequest, $"A window of {bytes} bytes: it must be 8 KiB up to the node's limit of {_host.Settings.MaxWindowBytes}.");
+        }
+
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            _window = new ClientWindow((int)bytes);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(_host.NodeSocket), _ended.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or IOException)
+        {
+            socket.Dispose();
+            throw NodeGone($"the node does not answer on {_host.NodeSocket} (it is stopping, or gone): {e.Message}");
+        }
+
+        // The key, the window and every Put's bytes go to whoever listens on the path: only to the node that started this gateway.
+        var (pid, uid) = UnixRights.PeerCredentials(socket);
+        if (pid != _host.NodePid || uid != FaaSTube.Native.Interop.Libc.getuid())
+        {
+            socket.Dispose();
+            throw NodeGone($"the process on {_host.NodeSocket} (pid {pid}, user {uid}) is not the node that started this gateway (pid {_host.NodePid})");
+        }
+
+        _connection = new FramedConnection(socket, ring: null, _host.CallTimeout, closeSlab: _ => Abort(), oneWayFailed: (_, _) => { });
+        var ok = await _connection.GatewayHelloAsync(new GatewayHello(Frames.Version, _host.Key, hello.Workflow, hello.Function, bytes), _window.Descriptor, _ended.Token).ConfigureAwait(false);
+        Id = ok.SessionId;
+        _ = _connection.Completion.ContinueWith(static (_, s) => ((GatewayRelay)s!).Abort(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return ok;
+    }
+
+    /// <summary>No node to relay to: the session ends (its client sees its connection close, as from a node that is gone); the reason goes to the log.</summary>
+    private OperationCanceledException NodeGone(string reason)
+    {
+        _host.NodeUnreachable(Id, reason);
+        Abort();
+        return new OperationCanceledException(_ended.Token);
+    }
+
+    public async Task<ReadOnlyMemory<byte>> ExecuteAsync(FrameType type, byte[] payload)
+    {
+        var connection = _connection ?? throw new TubeException(TubeError.BadRequest, "A request before the session was open.");
+        try
+        {
+            return await connection.RelayAsync(type, payload, _ended.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TubeNodeUnavailableException or IOException or ObjectDisposedException or SocketException)
+        {
+            Abort(); // the node is gone, stopping or not answering: the client learns it from the endpoint's close
+            throw new OperationCanceledException(_ended.Token);
+        }
+    }
+
+    public Task EnterAsync() => _slots.WaitAsync(_ended.Token);
+
+    public void Exit() => _slots.Release();
+
+    public void Abort()
+    {
+        try
+        {
+            _ended.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    public async Task EndAsync(Func<Task> closeTransport)
+    {
+        if (Interlocked.Exchange(ref _ending, 1) != 0)
+        {
+            return;
+        }
+
+        Abort();
+        await closeTransport().ConfigureAwait(false); // the endpoint's worker is gone: nothing of UCX touches the window any more
+        for (int i = 0; i < _host.Settings.MaxRequestsInFlight; i++)
+        {
+            await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        if (_connection is { } connection)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false); // the node ends its session and gives back what it held
+        }
+
+        _window?.Dispose();
+    }
+}
