@@ -38,7 +38,7 @@ public sealed class GatewayTests
         {
             o.NetworkListen = "127.0.0.1:0";
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret };
-            o.UcxSettings = new Dictionary<string, string> { ["TLS"] = "tcp" };
+            o.UcxSettings = new Dictionary<string, string> { ["TLS"] = "tcp", ["NET_DEVICES"] = "lo" }; // lo only: the namespace tests add and remove veth devices meanwhile
             o.HelloTimeout = TimeSpan.FromSeconds(3);
             o.Pool.SlabBytes = 64 << 20;
         });
@@ -48,6 +48,7 @@ public sealed class GatewayTests
     {
         ["FAASTUBE_REMOTE_SECRET"] = Convert.ToHexString(Secret),
         ["UCX_TLS"] = "tcp",
+        ["UCX_NET_DEVICES"] = "lo",
     };
 
     /// <summary>A remote client in a child process, connected (retried while a restarted gateway is not listening yet).</summary>

@@ -143,7 +143,7 @@ internal sealed partial class RemoteListener
             UcxWorker? worker = null;
             try
             {
-                worker = UcxWorker.Create(_context, "faastube-remote-session");
+                worker = CreateSessionWorker();
                 Interlocked.Increment(ref _workers);
                 _live[worker] = 0;
                 var served = await RemoteSession.StartAsync(_host, this, worker, request, workflow, stop).ConfigureAwait(false);
@@ -159,6 +159,33 @@ internal sealed partial class RemoteListener
 
                 Ended(workflow, authenticated: false);
                 _host.InternalError("accepting a remote connection", 0, e);
+                try
+                {
+                    request.Reject(); // the client learns at once (rejected), instead of waiting for a challenge that never comes
+                }
+                catch (InvalidOperationException)
+                {
+                    // The session took it: its endpoint's failure tells the client.
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A session's worker. UCX opens a TCP interface on every network device as it makes a worker
+    /// (unless NET_DEVICES says which); one that vanishes meanwhile (a container's or a test bed's
+    /// veth taken down) fails it with UCS_ERR_NO_DEVICE: tried again, a few times, on the devices there are now.
+    /// </summary>
+    private UcxWorker CreateSessionWorker()
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return UcxWorker.Create(_context, "faastube-remote-session");
+            }
+            catch (Native.UcxException e) when (e.Status == Native.UcsStatus.ErrNoDevice && attempt < 3)
+            {
             }
         }
     }
