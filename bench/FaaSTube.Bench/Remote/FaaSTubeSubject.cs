@@ -14,7 +14,8 @@ namespace FaaSTube.Bench.Remote;
 /// memory of one datum of that size, again and again. "latency": the Where control call, half its
 /// round trip (as ucx_perftest's tag_lat is half of its).
 /// </summary>
-internal sealed class FaaSTubeSubject : RemoteSubject
+/// <param name="isolation">Where the node runs UCX: in its network gateway (the default) or in its own process; both are measured in one run.</param>
+internal sealed class FaaSTubeSubject(NetworkIsolation isolation) : RemoteSubject
 {
     /// <summary>The environment variable that carries the workflow's secret (hex) to the peer.</summary>
     public const string SecretVariable = "FAASTUBE_BENCH_SECRET";
@@ -25,7 +26,10 @@ internal sealed class FaaSTubeSubject : RemoteSubject
     private const string Workflow = "bench";
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(5);
 
-    public override string Name => "faastube";
+    public override string Name => isolation == NetworkIsolation.Process ? "faastube" : "faastube-inprocess";
+
+    /// <summary>How the rows say which node it was.</summary>
+    private string Via => isolation == NetworkIsolation.Process ? "via the gateway" : "UCX in the node";
 
     public override async Task<RemoteServer> ServeAsync(IPAddress at, string device)
     {
@@ -35,6 +39,7 @@ internal sealed class FaaSTubeSubject : RemoteSubject
         {
             SocketPath = socket,
             NetworkListen = $"{at}:0",
+            NetworkIsolation = isolation,
             RemoteSecrets = new Dictionary<string, byte[]> { [Workflow] = secret },
             UcxSettings = new Dictionary<string, string> { ["TLS"] = "tcp", ["NET_DEVICES"] = device },
             Pool = new FaaSTube.Memory.GpuPoolOptions { SlabBytes = 512 << 20, FloorBytes = 0 },
@@ -75,7 +80,7 @@ internal sealed class FaaSTubeSubject : RemoteSubject
                 await client.DeleteAsync(id).WaitAsync(Bound);
             }
 
-            rows.Add(new RemoteRow(Name, "put", "FaaSTube remote Put, peer to root", size, MiBPerSecond(size * count, put)));
+            rows.Add(new RemoteRow(Name, "put", $"FaaSTube remote Put ({Via}), peer to root", size, MiBPerSecond(size * count, put)));
 
             var datum = await client.PutAsync(data, keep).WaitAsync(Bound);
             var back = new byte[size];
@@ -96,7 +101,7 @@ internal sealed class FaaSTubeSubject : RemoteSubject
                 throw new InvalidOperationException($"the {size}-byte Get brought back other bytes");
             }
 
-            rows.Add(new RemoteRow(Name, "get", "FaaSTube remote Get, root to peer", size, MiBPerSecond(size * count, clock.Elapsed)));
+            rows.Add(new RemoteRow(Name, "get", $"FaaSTube remote Get ({Via}), root to peer", size, MiBPerSecond(size * count, clock.Elapsed)));
             await client.DeleteAsync(datum).WaitAsync(Bound);
         }
 
@@ -112,7 +117,7 @@ internal sealed class FaaSTubeSubject : RemoteSubject
             }
         }
 
-        rows.Add(new RemoteRow(Name, "latency", "FaaSTube remote Where (control call), half the round trip", 8, BindingsSubject.Percentile(times, 0.5), times.Average()));
+        rows.Add(new RemoteRow(Name, "latency", $"FaaSTube remote Where ({Via}), half the round trip", 8, BindingsSubject.Percentile(times, 0.5), times.Average()));
         await client.DeleteAsync(probe).WaitAsync(Bound);
         return rows;
     }

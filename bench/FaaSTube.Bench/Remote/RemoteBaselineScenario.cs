@@ -1,3 +1,4 @@
+using FaaSTube.Channels;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -23,7 +24,7 @@ namespace FaaSTube.Bench.Remote;
 internal static class RemoteBaselineScenario
 {
     /// <summary>The subjects measured from the peer namespace (the extension point: <see cref="RemoteSubject"/>).</summary>
-    public static readonly RemoteSubject[] Subjects = [new BindingsSubject(), new FaaSTubeSubject()];
+    public static readonly RemoteSubject[] Subjects = [new BindingsSubject(), new FaaSTubeSubject(NetworkIsolation.Process), new FaaSTubeSubject(NetworkIsolation.InProcess)];
 
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(5);
 
