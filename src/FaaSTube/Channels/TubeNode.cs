@@ -319,9 +319,12 @@ public sealed partial class TubeNode : IAsyncDisposable
         var allowed = _options.AllowedUids ?? [Interop.Libc.getuid()];
         bool admin = MayAdminister(uid);
         string? notAllowed = allowed.Contains(uid) ? null : $"User {uid} may not use this node.";
+        // The network gateway's connections are not the user's: each becomes a remote session, counted in the
+        // remote limits once its GatewayHello is taken; the user's own clients cannot lock remote clients out.
+        bool gateway = _gateway is { } g && pid == g.ProcessId;
         string? refusal = notAllowed is not null && !admin
             ? notAllowed
-            : _sessions.Values.Count(s => s.Uid == uid) >= _options.MaxSessionsPerUser
+            : !gateway && _sessions.Values.Count(s => s.Uid == uid && (_gateway is not { } h || s.Pid != h.ProcessId)) >= _options.MaxSessionsPerUser
                 ? $"User {uid} has {_options.MaxSessionsPerUser} connections open, the most the node allows."
                 : null;
         var stream = new NetworkStream(socket, ownsSocket: true);

@@ -27,7 +27,7 @@ public sealed class GatewayTests
     [TestCleanup]
     public void ShowLog() => _log.ShowIfFailed(TestContext);
 
-    private async Task<NodeHarness> StartAsync()
+    private async Task<NodeHarness> StartAsync(Action<TubeNodeOptions>? more = null)
     {
         if (!UcxLibrary.TryLoad(out string? reason))
         {
@@ -41,6 +41,7 @@ public sealed class GatewayTests
             o.UcxSettings = new Dictionary<string, string> { ["TLS"] = "tcp", ["NET_DEVICES"] = "lo" }; // lo only: the namespace tests add and remove veth devices meanwhile
             o.HelloTimeout = TimeSpan.FromSeconds(3);
             o.Pool.SlabBytes = 64 << 20;
+            more?.Invoke(o);
         });
     }
 
@@ -173,6 +174,20 @@ public sealed class GatewayTests
         Assert.AreEqual(("process", 1, h.Node.Gateway.ProcessId, h.Node.NetworkEndPoint!.ToString()), (network.Isolation, network.GatewayRestarts, network.GatewayPid, network.EndPoint), "the admin status shows the gateway and its restart");
         await RoundTripAsync(h, random);
         TestContext.WriteLine($"a round trip through it done {watch.ElapsedMilliseconds} ms after the kill");
+    }
+
+    /// <summary>The node's own user at its MaxSessionsPerUser with local clients: the gateway's connections are not counted as that user's, so remote clients still get in.</summary>
+    [TestMethod]
+    public async Task Local_clients_at_their_user_limit_do_not_lock_remote_clients_out()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var h = await StartAsync(o => o.MaxSessionsPerUser = 2);
+        await h.ConnectAsync(inProcess: false);
+        await h.ConnectAsync(inProcess: false);
+        var refused = await Assert.ThrowsAsync<Exception>(() => h.ConnectAsync(inProcess: false));
+        TestContext.WriteLine($"a third local client: {refused.Message}");
+        StringAssert.Contains(refused.Message, "connections open");
+        await RoundTripAsync(h, random);
     }
 
     private static async Task WaitForAsync(Func<bool> condition, string what)
