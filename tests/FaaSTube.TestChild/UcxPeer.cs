@@ -27,7 +27,7 @@ internal static class UcxPeer
         var commands = StdinCommands.Start();
 
         var remote = new IPEndPoint(IPAddress.Parse(args[1]), int.Parse(args[2], CultureInfo.InvariantCulture));
-        using var context = UcxContext.Create(UcxContext.LoopbackTcp);
+        using var context = UcxContext.Create(UcxContext.TcpOnly);
         using var worker = UcxWorker.Create(context, "ucx-peer");
         var endpoint = await UcxEndpoint.ConnectAsync(worker, remote);
         Say("connected");

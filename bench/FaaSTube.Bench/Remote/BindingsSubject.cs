@@ -53,7 +53,7 @@ internal sealed class BindingsSubject : RemoteSubject
 
     public override async Task<IReadOnlyList<RemoteRow>> MeasureAsync(string connectAddress, RemotePlan plan)
     {
-        using var context = UcxContext.Create(UcxContext.LoopbackTcp); // NET_DEVICES comes from UCX_NET_DEVICES
+        using var context = UcxContext.Create(UcxContext.TcpOnly); // NET_DEVICES comes from UCX_NET_DEVICES
         using var worker = UcxWorker.Create(context, "remote-baseline-peer");
         var endpoint = await UcxEndpoint.ConnectAsync(worker, IPEndPoint.Parse(connectAddress)).WaitAsync(Bound);
         var rows = new List<RemoteRow>();

@@ -5,12 +5,20 @@ namespace FaaSTube.Native.Ucx;
 /// <summary>
 /// A UCP context for tagged and active messages with wake-ups (a progress thread can sleep), and
 /// its registered memory. The settings of <see cref="Create"/> are UCX configuration values without the
-/// UCX_ prefix; <see cref="LoopbackTcp"/> keeps UCX to TCP sockets, as between two machines.
+/// UCX_ prefix; <see cref="TcpOnly"/> keeps UCX to TCP sockets, as between two machines, and
+/// <see cref="LoopbackTcp"/> to TCP over <c>lo</c>.
 /// </summary>
 internal sealed unsafe class UcxContext(SafeUcpContextHandle handle) : IDisposable
 {
-    /// <summary>TLS=tcp: TCP sockets only (no shared memory), what two machines would use.</summary>
-    public static readonly IReadOnlyDictionary<string, string> LoopbackTcp = new Dictionary<string, string> { ["TLS"] = "tcp" };
+    /// <summary>TLS=tcp: TCP sockets only (no shared memory), what two machines would use; the devices from UCX_NET_DEVICES (else all).</summary>
+    public static readonly IReadOnlyDictionary<string, string> TcpOnly = new Dictionary<string, string> { ["TLS"] = "tcp" };
+
+    /// <summary>
+    /// TCP over <c>lo</c> only: two endpoints on one machine that do not depend on any other device
+    /// (UCX opens a TCP interface per device; one that vanishes meanwhile, a veth of the namespace test
+    /// bed, reset a loopback connection under a test in CI).
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> LoopbackTcp = new Dictionary<string, string> { ["TLS"] = "tcp", ["NET_DEVICES"] = "lo" };
 
     internal SafeUcpContextHandle Handle { get; } = handle;
 
