@@ -180,6 +180,13 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// </summary>
     public Task SetMessageHandlerAsync(uint id, IUcxMessageHandler handler) => InvokeAsync(() =>
     {
+        RegisterHandler(id, handler);
+        return true;
+    });
+
+    /// <summary>ucp_worker_set_am_recv_handler for <paramref name="id"/>, on the progress thread (or before it starts); the handler's handle is freed once the worker is destroyed.</summary>
+    private void RegisterHandler(uint id, IUcxMessageHandler handler)
+    {
         var entry = GCHandle.Alloc(new HandlerEntry(this, id, handler));
         _handlers.Add(entry); // freed once the worker is destroyed: UCX calls nothing any more
         var parameters = new UcpAmHandlerParam
@@ -190,8 +197,7 @@ internal sealed unsafe class UcxWorker : IDisposable
             Arg = GCHandle.ToIntPtr(entry),
         };
         UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_set_am_recv_handler(_native, &parameters));
-        return true;
-    });
+    }
 
     /// <summary>
     /// On the progress thread, inside a handler: receives a rendezvous message's data into
@@ -243,19 +249,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// With the table at its full length (1.5 MiB: 65,536 entries, zeroed by UCX, so an id without
     /// a handler is dropped with UCX's warning), no id a peer sends reads outside it.
     /// </summary>
-    private void CoverEveryMessageId()
-    {
-        var entry = GCHandle.Alloc(new HandlerEntry(this, MaxMessageId, DropMessages.Instance));
-        _handlers.Add(entry);
-        var parameters = new UcpAmHandlerParam
-        {
-            FieldMask = Interop.Ucp.AM_HANDLER_PARAM_FIELD_ID | Interop.Ucp.AM_HANDLER_PARAM_FIELD_CB | Interop.Ucp.AM_HANDLER_PARAM_FIELD_ARG,
-            Id = MaxMessageId,
-            Callback = &OnActiveMessage,
-            Arg = GCHandle.ToIntPtr(entry),
-        };
-        UcxException.ThrowIfFailed(Interop.Ucp.ucp_worker_set_am_recv_handler(_native, &parameters));
-    }
+    private void CoverEveryMessageId() => RegisterHandler(MaxMessageId, DropMessages.Instance);
 
     private void FreeHandlers()
     {
