@@ -292,7 +292,14 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
             await foreach (var request in _inbox.Reader.ReadAllAsync(ended).ConfigureAwait(false))
             {
                 await _session.EnterAsync().ConfigureAwait(false);
-                _ = HandleAsync(request);
+                var handled = HandleAsync(request);
+                if (OneWay.Is(request.Type))
+                {
+                    // Answered before the next request starts, as the node applies one-way requests before
+                    // it reads the next frame: a Sync (FlushAsync) after a Release is answered after the
+                    // Release's refusal, also when the request is relayed (the relay waits for the node).
+                    await handled.ConfigureAwait(false);
+                }
             }
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or UcxException or ChannelClosedException)
