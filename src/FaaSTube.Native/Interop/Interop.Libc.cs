@@ -20,6 +20,32 @@ internal static partial class Interop
         /// <summary>prctl option: whether the process may dump core and be ptraced by its user's other processes (0: not).</summary>
         internal const int PR_SET_DUMPABLE = 4;
 
+        /// <summary>struct rlimit (Linux, 64-bit: two rlim_t).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct RLimit
+        {
+            /// <summary>The soft limit, the one enforced.</summary>
+            public ulong Current;
+
+            /// <summary>The ceiling the soft limit may be raised to (lowered for good without CAP_SYS_RESOURCE).</summary>
+            public ulong Maximum;
+        }
+
+        /// <summary>getrlimit(2).</summary>
+        [LibraryImport(Lib, SetLastError = true)] internal static partial int getrlimit(int resource, out RLimit limit);
+
+        /// <summary>setrlimit(2).</summary>
+        [LibraryImport(Lib, SetLastError = true)] internal static partial int setrlimit(int resource, in RLimit limit);
+
+        /// <summary>
+        /// The resource that bounds a process's data (Linux: its private writable mappings, the heap
+        /// and anonymous mmap included, not shared mappings, read-only or PROT_NONE reservations, or the main stack).
+        /// </summary>
+        internal const int RLIMIT_DATA = 2;
+
+        /// <summary>rlim_t's "no limit".</summary>
+        internal const ulong RLIM_INFINITY = ulong.MaxValue;
+
         /// <summary>waitid(2) for one child (idtype P_PID); <paramref name="siginfo"/> must hold 128 bytes.</summary>
         [LibraryImport(Lib, SetLastError = true)] internal static partial int waitid(int idtype, int id, byte[] siginfo, int options);
 

@@ -163,6 +163,22 @@ public sealed class TubeNodeOptions
     public NetworkIsolation NetworkIsolation { get; set; } = NetworkIsolation.Process;
 
     /// <summary>
+    /// The most memory the network gateway (<see cref="Channels.NetworkIsolation.Process"/>) may hold
+    /// of its own, in bytes (default 2 GiB, at least 256 MiB). UCX reassembles a remote peer's eager
+    /// message in memory it allocates before the node's checks see it, so a peer can make the process
+    /// that runs UCX allocate as much as it sends; the gateway bounds itself at start, before UCX is
+    /// loaded: its data (RLIMIT_DATA: private writable memory, what such a message takes) to this, its
+    /// managed heap to half of it (the GC's hard limit). At the bound the allocation fails: UCX drops the
+    /// message, or the gateway dies and is started again; the node's own memory is never at stake. The
+    /// remote clients' windows are shared memory and count apart (<see cref="MaxWindowBytes"/>). A
+    /// gateway that cannot bound itself does not start. Not used with <see cref="Channels.NetworkIsolation.InProcess"/>.
+    /// </summary>
+    public long GatewayMemoryLimit { get; set; } = 2L << 30;
+
+    /// <summary>The least <see cref="GatewayMemoryLimit"/> may be: what the gateway's runtime, UCX and a few sessions need to start.</summary>
+    internal const long MinGatewayMemoryLimit = 256L << 20;
+
+    /// <summary>
     /// The secret of each workflow remote clients may name (at least 16 bytes each): a client proves
     /// it knows its workflow's secret by an HMAC-SHA256 of a challenge (the secret never crosses the
     /// network). A workflow not listed here cannot be used remotely. Null: no remote client is accepted.
@@ -284,6 +300,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RemoteIdleTimeout, TimeSpan.FromDays(1), nameof(RemoteIdleTimeout));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteHandshakes, nameof(MaxRemoteHandshakes));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxRemoteSessionsPerWorkflow, nameof(MaxRemoteSessionsPerWorkflow));
+        ArgumentOutOfRangeException.ThrowIfLessThan(GatewayMemoryLimit, MinGatewayMemoryLimit, nameof(GatewayMemoryLimit));
         if (!Enum.IsDefined(NetworkIsolation))
         {
             throw new ArgumentOutOfRangeException(nameof(NetworkIsolation), NetworkIsolation, "Process or InProcess.");

@@ -126,6 +126,7 @@ public sealed class PackageConsumerTests
             HelloTimeout = TimeSpan.FromSeconds(1),
             RemoteIdleTimeout = TimeSpan.FromSeconds(30),
             CallTimeout = TimeSpan.FromSeconds(30),
+            MemoryLimit = 512L << 20,
         };
         (code, output, error) = await DotnetCli.RunAsync(folder, [Path.Combine(folder, "FaaSTube.Gateway.dll")], TimeSpan.FromMinutes(1), config.ToJson() + "\n");
         Assert.AreEqual(0, code, $"the gateway in {what}, configured, exited {code}; stdout: {output}; stderr: {DotnetCli.Tail(error)}");

@@ -48,6 +48,9 @@ internal sealed record GatewayConfig
     /// <summary>How long the gateway waits for the node's answer to a relayed request (the longest wait the node may take, and a minute).</summary>
     public TimeSpan CallTimeout { get; init; }
 
+    /// <summary><see cref="TubeNodeOptions.GatewayMemoryLimit"/>: what the gateway bounds itself to before it loads UCX (<see cref="GatewayMemory"/>).</summary>
+    public required long MemoryLimit { get; init; }
+
     /// <summary>The node's options the network path reads, and where the gateway listens.</summary>
     public static GatewayConfig From(TubeNodeOptions o, string listen, byte[] key) => new()
     {
@@ -67,6 +70,7 @@ internal sealed record GatewayConfig
         HelloTimeout = o.HelloTimeout,
         RemoteIdleTimeout = o.RemoteIdleTimeout,
         CallTimeout = (o.MaxPublishWait > o.LoadTimeout ? o.MaxPublishWait : o.LoadTimeout) + TimeSpan.FromMinutes(1),
+        MemoryLimit = o.GatewayMemoryLimit,
     };
 
     /// <summary>The options the gateway's listener and sessions read (the rest keep their defaults and are not used there).</summary>

@@ -39,6 +39,12 @@ internal static partial class GatewayProcess
             return 1;
         }
 
+        if (GatewayMemory.Apply(config.MemoryLimit, logger) is { } unbounded) // before UCX is loaded: its allocations are bounded from the first
+        {
+            await SayAsync(output, $"failed {unbounded}").ConfigureAwait(false);
+            return 1;
+        }
+
         using var stop = new CancellationTokenSource();
         var host = new GatewayHost(config, logger);
         RemoteListener listener;
