@@ -24,6 +24,7 @@
 //   ucx-peer <host> <port>                                         a UCX endpoint to a listener, commands on stdin (UcxPeer.cs)
 //   tube-remote <ucx://host:port> <workflow>                       a remote client, secret from FAASTUBE_REMOTE_SECRET, commands on stdin (TubeRemote.cs)
 //   ucx-vanish <host> <port> <count> <seed>                         connects with a ticket and vanishes mid-wireup, count times (UcxVanish.cs)
+//   ucx-flood <host> <port> <before|after> <bytes> <connections> <rounds>  oversized eager messages before or after the proof (UcxFlood.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
@@ -49,6 +50,11 @@ if (args[0] == "ucx-peer")
 if (args[0] == "ucx-vanish")
 {
     return await UcxVanish.RunAsync(args);
+}
+
+if (args[0] == "ucx-flood")
+{
+    return await UcxFlood.RunAsync(args);
 }
 
 if (args[0] == "tube-remote")
