@@ -27,6 +27,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Queue<string> _lastLines = new();
+    private readonly GatewayOutputLimit _outputLimit = new();
     private readonly Lock _sync = new(); // _process and _disposal
     private GatewayConfig _config;
     private Process? _process;
@@ -255,6 +256,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
 
         await _watch.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         process?.Dispose();
+        _outputLimit.Dispose();
     }
 
     private static async Task KillAsync(Process process)
@@ -294,6 +296,16 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             {
                 _lastLines.Dequeue();
             }
+        }
+
+        if (!_outputLimit.Take(out long dropped))
+        {
+            return; // kept for a failure's message above, not logged
+        }
+
+        if (dropped > 0)
+        {
+            LogOutputDropped(_logger, dropped, GatewayOutputLimit.LinesPerSecond);
         }
 
         // The gateway's own entries say their level ("HH:mm:ss.fff warn ..."); UCX's say "UCX  ERROR" or "UCX  WARN".
@@ -336,6 +348,9 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Network gateway could not be started again; trying after a pause")]
     private static partial void LogRestartFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Network gateway: {Dropped} of its lines were not logged (more than {PerSecond} a second: a peer can make UCX report each fragment it cannot take)")]
+    private static partial void LogOutputDropped(ILogger logger, long dropped, int perSecond);
 
     [LoggerMessage(Message = "Network gateway: {Line}")]
     private static partial void LogOutput(ILogger logger, LogLevel level, string line);
