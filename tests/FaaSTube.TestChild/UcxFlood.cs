@@ -16,18 +16,18 @@ using FaaSTube.Native.Ucx;
 /// (UCP_AM_SEND_FLAG_EAGER; run it with UCX_RNDV_THRESH=inf too), so the receiving UCX reassembles
 /// the whole message in memory it allocates before any handler sees it. WHEN is "before": the message
 /// is a Hello with data, sent once the challenge came (no proof); or "after": a Sync request with data,
-/// sent once the Hello with its valid proof was answered. Each connection then waits (at most 40 s)
+/// sent once the Hello with its valid proof was answered. Each connection then waits (at most 25 s)
 /// for the node to close it, which it must: the message breaks the rules. The data is native memory
 /// never written, so the attacker's own memory stays small. Prints "round R sent S failed F MS" per
-/// round ("round R unfinished MS" for one not done in 45 s), then "done". UCX may abort this process on the way; the test does not mind.
+/// round ("round R unfinished MS" for one not done in 30 s), then "done". UCX may abort this process on the way; the test does not mind.
 /// </summary>
 internal static class UcxFlood
 {
     /// <summary>The longest one step of a connection waits (connect, challenge, answer, send, the node's close).</summary>
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(40);
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(25);
 
     /// <summary>The longest a round waits for its connections; then it is reported unfinished.</summary>
-    private static readonly TimeSpan RoundPatience = TimeSpan.FromSeconds(45);
+    private static readonly TimeSpan RoundPatience = TimeSpan.FromSeconds(30);
 
     public static async Task<int> RunAsync(string[] args)
     {
