@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using FaaSTube.Channels.Peers;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
@@ -219,7 +220,15 @@ public sealed partial class TubeNode : IAsyncDisposable
                 _network = await Remote.RemoteListener.StartAsync(new Remote.InProcessRemoteHost(this), network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
             }
         }
+
+        if (_options.Peers is { Count: > 0 })
+        {
+            PeerFetches = new PeerFetcher(this, _gateway is { } gateway ? new Remote.Gateway.GatewayPeerTransport(gateway, this) : new InProcessPeerTransport(this));
+        }
     }
+
+    /// <summary>Fetches from the peer nodes (<see cref="TubeNodeOptions.Peers"/>); null: no peers.</summary>
+    internal PeerFetcher? PeerFetches { get; private set; }
 
     private async Task ListenAsync(string path, CancellationToken cancellationToken)
     {
@@ -654,6 +663,7 @@ public sealed partial class TubeNode : IAsyncDisposable
             await _network.StopAcceptingAsync().ConfigureAwait(false);
         }
 
+        PeerFetches?.Dispose(); // fetches running end; their Gets fail
         if (_gateway is not null)
         {
             await _gateway.DisposeAsync().ConfigureAwait(false); // it ends its sessions: their local connections close

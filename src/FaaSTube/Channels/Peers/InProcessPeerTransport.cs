@@ -1,0 +1,47 @@
+namespace FaaSTube.Channels.Peers;
+
+/// <summary>
+/// Fetches in the node's own process (<see cref="NetworkIsolation.InProcess"/>): a remote client of
+/// the peer and an in-process client of this node over one window (<see cref="TubeClient.CopyToAsync"/>).
+/// </summary>
+internal sealed class InProcessPeerTransport(TubeNode node) : IPeerTransport
+{
+    public async Task<PeerFetched> FetchAsync(PeerFetch fetch, CancellationToken cancellationToken)
+    {
+        var options = PeerClients.Options(node.Settings, fetch);
+        using var window = new ClientWindow(options.WindowBytes);
+        await using var peer = await TubeClient.ConnectPeerAsync(options, window, node.Services, cancellationToken).ConfigureAwait(false);
+        await using var local = await TubeClient.ConnectPeerTargetAsync(node, PeerClients.Local(options), window, cancellationToken).ConfigureAwait(false);
+        return await peer.CopyToAsync(local, fetch, cancellationToken).ConfigureAwait(false);
+    }
+}
+
+/// <summary>The two clients of a fetch, wherever it runs (the node, or its network gateway).</summary>
+internal static class PeerClients
+{
+    /// <summary>The window both clients share: parts move through it in slots, several in flight.</summary>
+    public const int WindowBytes = 64 << 20;
+
+    /// <summary>The remote client's options: the workflow's own secret proves it to the peer.</summary>
+    public static TubeClientOptions Options(TubeNodeOptions node, PeerFetch fetch) => Options(node.RemoteSecrets, node.MaxWindowBytes, fetch);
+
+    public static TubeClientOptions Options(IReadOnlyDictionary<string, byte[]>? secrets, long maxWindowBytes, PeerFetch fetch) => new()
+    {
+        Address = fetch.Address,
+        Workflow = fetch.Workflow,
+        Function = PeerFetch.Function,
+        RemoteSecret = secrets?.GetValueOrDefault(fetch.Workflow) ?? throw new TubeException(TubeError.AccessDenied, $"Workflow '{fetch.Workflow}' has no remote secret on this node: its data is not fetched from peers."),
+        WindowBytes = (int)Math.Min(WindowBytes, maxWindowBytes),
+        ControlRingBytes = 0,
+    };
+
+    /// <summary>The local client's: the same workflow and window, no address.</summary>
+    public static TubeClientOptions Local(TubeClientOptions remote) => new()
+    {
+        Workflow = remote.Workflow,
+        Function = remote.Function,
+        WindowBytes = remote.WindowBytes,
+        ControlRingBytes = 0,
+        CallTimeout = remote.CallTimeout,
+    };
+}
