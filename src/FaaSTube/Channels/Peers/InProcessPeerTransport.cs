@@ -23,10 +23,12 @@ internal static class PeerClients
     public const int WindowBytes = 64 << 20;
 
     /// <summary>The remote client's options: the workflow's own secret proves it to the peer.</summary>
-    public static TubeClientOptions Options(TubeNodeOptions node, PeerFetch fetch) => Options(node.RemoteSecrets, node.MaxWindowBytes, fetch);
+    public static TubeClientOptions Options(TubeNodeOptions node, PeerFetch fetch) => Options(node.RemoteSecrets, node.MaxWindowBytes, node.UcxSettings, fetch);
 
-    public static TubeClientOptions Options(IReadOnlyDictionary<string, byte[]>? secrets, long maxWindowBytes, PeerFetch fetch) => new()
+    /// <summary>The remote client's options from the node's secrets, window limit and UCX settings (the listener's transport and devices are the fetch's too).</summary>
+    public static TubeClientOptions Options(IReadOnlyDictionary<string, byte[]>? secrets, long maxWindowBytes, IReadOnlyDictionary<string, string>? ucx, PeerFetch fetch) => new()
     {
+        UcxSettings = ucx,
         Address = fetch.Address,
         Workflow = fetch.Workflow,
         Function = PeerFetch.Function,

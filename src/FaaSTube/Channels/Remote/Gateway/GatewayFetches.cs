@@ -82,7 +82,7 @@ internal sealed partial class GatewayFetches(GatewayHost host, GatewayConfig con
 
     private async Task<PeerFetched> CopyAsync(PeerFetch fetch, CancellationToken cancellationToken)
     {
-        var options = PeerClients.Options(config.RemoteSecrets, config.MaxWindowBytes, fetch);
+        var options = PeerClients.Options(config.RemoteSecrets, config.MaxWindowBytes, config.UcxSettings, fetch);
         using var window = new ClientWindow(options.WindowBytes);
         await using var peer = await TubeClient.ConnectPeerAsync(options, window, FaaSTubeServices.Default, cancellationToken).ConfigureAwait(false);
         await using var node = await TubeClient.ConnectOverAsync(PeerClients.Local(options), window, async client =>
