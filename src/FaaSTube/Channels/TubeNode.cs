@@ -663,7 +663,11 @@ public sealed partial class TubeNode : IAsyncDisposable
             await _network.StopAcceptingAsync().ConfigureAwait(false);
         }
 
-        PeerFetches?.Dispose(); // fetches running end; their Gets fail
+        if (PeerFetches is { } fetches)
+        {
+            await fetches.DisposeAsync().ConfigureAwait(false); // fetches running end (their Gets fail); kept links close
+        }
+
         if (_gateway is not null)
         {
             await _gateway.DisposeAsync().ConfigureAwait(false); // it ends its sessions: their local connections close

@@ -4,16 +4,43 @@ namespace FaaSTube.Channels.Peers;
 /// Fetches in the node's own process (<see cref="NetworkIsolation.InProcess"/>): a remote client of
 /// the peer and an in-process client of this node over one window (<see cref="TubeClient.CopyToAsync"/>).
 /// </summary>
-internal sealed class InProcessPeerTransport(TubeNode node) : IPeerTransport
+internal sealed class InProcessPeerTransport : IPeerTransport
 {
-    public async Task<PeerFetched> FetchAsync(PeerFetch fetch, CancellationToken cancellationToken)
+    private readonly TubeNode _node;
+    private readonly PeerLinks _links;
+
+    public InProcessPeerTransport(TubeNode node)
     {
-        var options = PeerClients.Options(node.Settings, fetch);
-        using var window = new ClientWindow(options.WindowBytes);
-        await using var peer = await TubeClient.ConnectPeerAsync(options, window, node.Services, cancellationToken).ConfigureAwait(false);
-        await using var local = await TubeClient.ConnectPeerTargetAsync(node, PeerClients.Local(options), window, cancellationToken).ConfigureAwait(false);
-        return await peer.CopyToAsync(local, fetch, cancellationToken).ConfigureAwait(false);
+        _node = node;
+        _links = new PeerLinks(ConnectAsync);
     }
+
+    public Task<PeerFetched> FetchAsync(PeerFetch fetch, CancellationToken cancellationToken) => _links.FetchAsync(fetch, cancellationToken);
+
+    private async Task<PeerLink> ConnectAsync(PeerFetch fetch, CancellationToken cancellationToken)
+    {
+        var options = PeerClients.Options(_node.Settings, fetch);
+        var window = new ClientWindow(options.WindowBytes);
+        TubeClient? peer = null;
+        try
+        {
+            peer = await TubeClient.ConnectPeerAsync(options, window, _node.Services, cancellationToken).ConfigureAwait(false);
+            var local = await TubeClient.ConnectPeerTargetAsync(_node, PeerClients.Local(options), window, cancellationToken).ConfigureAwait(false);
+            return new PeerLink(window, peer, local);
+        }
+        catch
+        {
+            if (peer is not null)
+            {
+                await peer.DisposeAsync().ConfigureAwait(false);
+            }
+
+            window.Dispose();
+            throw;
+        }
+    }
+
+    public ValueTask DisposeAsync() => _links.DisposeAsync();
 }
 
 /// <summary>The two clients of a fetch, wherever it runs (the node, or its network gateway).</summary>

@@ -25,7 +25,7 @@ internal sealed record PeerFetch(long Request, string Address, string Workflow, 
 internal sealed record PeerFetched(long Request, TubeId Local, long Length, long Version);
 
 /// <summary>Where a node's fetches run: in the node's process (<see cref="NetworkIsolation.InProcess"/>) or in its network gateway (<see cref="NetworkIsolation.Process"/>).</summary>
-internal interface IPeerTransport
+internal interface IPeerTransport : IAsyncDisposable
 {
     /// <summary>Copies what <paramref name="fetch"/> names from the peer into this node.</summary>
     /// <exception cref="TubeException">The peer refused (<see cref="TubeError.NotFound"/> when it has no such data), or could not be reached.</exception>

@@ -23,7 +23,7 @@ namespace FaaSTube.Channels.Peers;
 /// A failed fetch is the asker's <see cref="TubeError.NotFound"/>, with the reason: the peer is not
 /// this node, and its trouble is not this node's unavailability.
 /// </summary>
-internal sealed partial class PeerFetcher : IDisposable
+internal sealed partial class PeerFetcher : IAsyncDisposable
 {
     private readonly TubeNode _node;
     private readonly IPeerTransport _transport;
@@ -223,8 +223,12 @@ internal sealed partial class PeerFetcher : IDisposable
         _node.Directory.Remove(source);
     }
 
-    /// <summary>The node stops: fetches running end (their Gets fail), none start.</summary>
-    public void Dispose() => _stop.Cancel();
+    /// <summary>The node stops: fetches running end (their Gets fail), none start; kept links close.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _transport.DisposeAsync().ConfigureAwait(false);
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Fetched {What}: {Bytes} bytes")]
     private static partial void LogFetched(ILogger logger, string what, long bytes);

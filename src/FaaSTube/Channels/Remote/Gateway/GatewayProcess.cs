@@ -70,6 +70,7 @@ internal static partial class GatewayProcess
         await InputEndedAsync(input, fetches.Take).ConfigureAwait(false); // the node's fetches come on the input; its end is the order to stop
 
         await stop.CancelAsync().ConfigureAwait(false); // every session closes by force (RemoteSession registers on it)
+        await fetches.DisposeAsync().ConfigureAwait(false); // and every kept link to a peer
         await listener.StopAcceptingAsync().ConfigureAwait(false);
         var drained = await listener.WhenNoSessionsAsync(StopDrain).ConfigureAwait(false);
         listener.Dispose();

@@ -142,6 +142,7 @@ internal sealed partial class GatewaySupervisor
 /// <summary>The node's side of fetches in the gateway (<see cref="NetworkIsolation.Process"/>): a copy that arrives after its Get gave up is dropped.</summary>
 internal sealed class GatewayPeerTransport(GatewaySupervisor gateway, TubeNode node) : IPeerTransport
 {
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask; // the gateway's links close with it
     public Task<PeerFetched> FetchAsync(PeerFetch fetch, CancellationToken cancellationToken) =>
         gateway.FetchAsync(fetch, late => Drop(fetch.Workflow, late), cancellationToken);
 
