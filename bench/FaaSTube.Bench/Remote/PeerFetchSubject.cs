@@ -11,7 +11,7 @@ namespace FaaSTube.Bench.Remote;
 /// a remote client of node 1 Puts a datum of each size there (not timed, like the Delete after each),
 /// then a client of node 2 on the same machine Gets it on node 2's GPU, which fetches it from node 1:
 /// "get" (root to peer) is that Get, the fetch included, one at a time. "latency": the same for 8
-/// bytes, the whole Get (a fetch is a new connection to the peer, its handshake included), not halved.
+/// bytes, the whole Get (the link to the peer kept from the fetch before: no connect), not halved.
 /// </summary>
 internal sealed class PeerFetchSubject : RemoteSubject
 {
@@ -73,7 +73,7 @@ internal sealed class PeerFetchSubject : RemoteSubject
 
         var small = await FetchEachAsync(producer, consumer, new byte[8], plan.LatencyIterations / 10 + 1, plan.LatencyWarmup / 10 + 1);
         var micros = small.Select(s => s * 1e6).ToArray();
-        rows.Add(new RemoteRow(Name, "latency", "FaaSTube node-to-node fetch of 8 bytes, the whole Get (connect and handshake included), not halved", 8, BindingsSubject.Percentile(micros, 0.5), micros.Average()));
+        rows.Add(new RemoteRow(Name, "latency", "FaaSTube node-to-node fetch of 8 bytes, the whole Get (on a kept link), not halved", 8, BindingsSubject.Percentile(micros, 0.5), micros.Average()));
         return rows;
     }
 

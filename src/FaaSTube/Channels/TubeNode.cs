@@ -41,7 +41,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
     private int _peakRunning;
-    private readonly long[] _pathBytes = new long[2 * 5]; // (TubePath, transmit) since start, for the admin status
+    private readonly long[] _pathBytes = new long[2 * ((int)Enum.GetValues<TubePath>().Max() + 1)]; // (TubePath, transmit) since start, for the admin status
     private int _disposed;
 
     /// <summary>

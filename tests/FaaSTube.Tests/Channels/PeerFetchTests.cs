@@ -93,6 +93,7 @@ public sealed class PeerFetchTests
         CollectionAssert.AreEqual(data, back, "a host read of the copy");
         Assert.AreEqual(1, two.Node.PeerFetches!.Fetched, "one fetch, however many Gets");
         Assert.AreEqual(0, two.Node.PeerFetches.Failed);
+        Assert.AreEqual(size, two.Node.PathBytes(TubePath.NodeFetch, transmit: false), "the admin status's node_fetch path counts the fetched bytes once");
 
         var still = new byte[size];
         await producer.GetAsync(id, still).WaitAsync(Bound);

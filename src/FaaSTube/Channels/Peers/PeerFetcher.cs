@@ -26,6 +26,7 @@ namespace FaaSTube.Channels.Peers;
 internal sealed partial class PeerFetcher : IAsyncDisposable
 {
     private readonly TubeNode _node;
+    private readonly TubeNodeOptions _settings;
     private readonly IPeerTransport _transport;
     private readonly SemaphoreSlim _places;
     private readonly ConcurrentDictionary<(string Workflow, string What), Task<PeerFetched?>> _running = new();
@@ -35,11 +36,15 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     private long _failed;
     private long _bytes;
 
-    public PeerFetcher(TubeNode node, IPeerTransport transport)
+    /// <param name="node">The node the fetched data goes to.</param>
+    /// <param name="transport">Where the fetches run.</param>
+    /// <param name="settings">The peers and limits: the node's own (a test gives others).</param>
+    public PeerFetcher(TubeNode node, IPeerTransport transport, TubeNodeOptions? settings = null)
     {
         _node = node;
+        _settings = settings ?? node.Settings;
         _transport = transport;
-        _places = new SemaphoreSlim(node.Settings.MaxPeerFetches, node.Settings.MaxPeerFetches);
+        _places = new SemaphoreSlim(_settings.MaxPeerFetches, _settings.MaxPeerFetches);
     }
 
     /// <summary>Fetches that brought data here.</summary>
@@ -53,7 +58,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
 
     /// <summary>Whether a Get of <paramref name="workflow"/> by a session of <paramref name="function"/> may fetch from peers.</summary>
     public bool Serves(string workflow, string function) =>
-        function != PeerFetch.Function && _node.Settings.RemoteSecrets?.ContainsKey(workflow) == true;
+        function != PeerFetch.Function && _settings.RemoteSecrets?.ContainsKey(workflow) == true;
 
     /// <summary>
     /// Fetches <paramref name="id"/> from its home peer (or each peer, when its home is unknown) and
@@ -77,7 +82,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     /// <exception cref="TubeException"><see cref="TubeError.NotFound"/>: no peer has it, or asking failed.</exception>
     public async Task<bool> FetchNamedAsync(string workflow, string nameSpace, string name, CancellationToken cancellationToken)
     {
-        var peers = _node.Settings.Peers;
+        var peers = _settings.Peers;
         if (peers is null || peers.Count == 0)
         {
             return false;
@@ -91,8 +96,8 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     /// <summary>The peers to ask for <paramref name="id"/>: its home only, or every peer when its home is unknown; none when the home is this node or no peer of it.</summary>
     private IReadOnlyList<string> PeersFor(TubeId id)
     {
-        var peers = _node.Settings.Peers;
-        if (peers is null || id.Home == _node.Settings.NodeNumber && id.Home != 0)
+        var peers = _settings.Peers;
+        if (peers is null || id.Home == _settings.NodeNumber && id.Home != 0)
         {
             return [];
         }
@@ -139,8 +144,18 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     private async Task<PeerFetched?> AskEachAsync(string workflow, IReadOnlyList<string> peers, Func<string, PeerFetch> ask)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        deadline.CancelAfter(_node.Settings.PeerFetchTimeout);
-        await _places.WaitAsync(deadline.Token).ConfigureAwait(false);
+        deadline.CancelAfter(_settings.PeerFetchTimeout);
+        try
+        {
+            await _places.WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            throw new TubeException(TubeError.NotFound, _stop.IsCancellationRequested
+                ? "Not on this node, and the node stops: no fetch from its peers starts."
+                : $"Not on this node, and no fetch from its peers could start within {_settings.PeerFetchTimeout.TotalSeconds:0.###} s ({_settings.MaxPeerFetches} run already).");
+        }
+
         var reasons = new List<string>();
         PeerFetch? last = null;
         try
@@ -159,6 +174,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
 
                     Interlocked.Increment(ref _fetched);
                     Interlocked.Add(ref _bytes, fetched.Length);
+                    _node.RecordIo(TubePath.NodeFetch, transmit: false, fetched.Length); // the admin status's node_fetch path, and faastube.node.io
                     LogFetched(_node.Logger, fetch.ToString(), fetched.Length);
                     return fetched;
                 }
@@ -168,7 +184,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
                 }
                 catch (OperationCanceledException) when (deadline.IsCancellationRequested)
                 {
-                    reasons.Add($"{address}: no answer within {_node.Settings.PeerFetchTimeout.TotalSeconds:0.###} s");
+                    reasons.Add($"{address}: no answer within {_settings.PeerFetchTimeout.TotalSeconds:0.###} s");
                     break;
                 }
                 catch (Exception e) when (e is FaaSTubeException or IOException or InvalidDataException or PlatformNotSupportedException)
