@@ -436,7 +436,7 @@ internal sealed partial class NodeSession
         if (found is null && _node.PeerFetches is { } peers && peers.Serves(_workflow, _function))
         {
             // Not here: its home node (or, home unknown, each peer) is asked, and the copy kept here (src/FaaSTube/Channels/Peers).
-            found = await WaitOutsideSlotAsync(() => peers.FetchAsync(_workflow, id, _ended.Token)).ConfigureAwait(false);
+            found = await WaitOutsideSlotAsync(() => peers.FetchAsync(_workflow, id, wait, _ended.Token)).ConfigureAwait(false);
             fetched = found is not null;
         }
 

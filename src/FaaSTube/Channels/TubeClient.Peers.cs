@@ -94,7 +94,7 @@ public sealed partial class TubeClient
         else
         {
             var id = fetch.Id ?? throw new ArgumentException("A peer fetch names an id or a name.", nameof(fetch));
-            var ok = await CallAsync(new Get(id, -1, 0), cancellationToken).ConfigureAwait(false);
+            var ok = await CallAsync(new Get(id, -1, fetch.WaitMilliseconds), cancellationToken).ConfigureAwait(false); // the home node waits for a publish as for its own consumers
             (source, length) = (id, ok.Length);
             options = new PutOptions { KeepUntilDeleted = false, Consumers = 1 }; // adopted at once by the node, which sets the copy's lifetime
         }

@@ -228,4 +228,42 @@ public sealed class PeerFetchTests
         await consumer.GetAsync(kept, back).WaitAsync(Bound);
         CollectionAssert.AreEqual(mine, back, "the node serves its own data on");
     }
+    /// <summary>
+    /// A consumer on node 2 may ask before its producer on node 1 has published: the fetch waits on
+    /// node 1 as a local Get would (the Get's own wait), then brings the bytes.
+    /// </summary>
+    [TestMethod]
+    public async Task A_get_on_another_node_waits_for_the_producers_publish()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var one = await StartAsync(1);
+        await using var two = await StartAsync(2, PeerAt(1, one));
+        var producer = await one.ConnectAsync(inProcess: false);
+        var consumer = await two.ConnectAsync(inProcess: false);
+        byte[] data = random.Bytes(random.Next(1, 2 << 20));
+
+        await using var output = await producer.AllocateAsync(data.Length);
+        var get = Task.Run(async () =>
+        {
+            var back = new byte[data.Length];
+            await consumer.GetAsync(output.Id, back);
+            return back;
+        });
+        await WaitUntilAsync(() => one.Node.SessionCount == 2, "node 2's fetch is connected to node 1 (and waits there)");
+        Assert.IsFalse(get.IsCompleted, "the Get waits for the publish");
+        using var stream = output.Device.CreateStream();
+        await stream.CopyAsync(data, output.Memory);
+        await producer.PublishAsync(output, stream);
+        CollectionAssert.AreEqual(data, await get.WaitAsync(Bound), "the bytes published after the Get was asked");
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.IsLessThan(Bound, watch.Elapsed, what);
+            await Task.Delay(20);
+        }
+    }
 }

@@ -73,7 +73,7 @@ public sealed class PeerFetcherTests
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings());
         var id = HomeOf(1);
 
-        var gets = Enumerable.Range(0, 5).Select(_ => fetcher.FetchAsync("wf", id, CancellationToken.None)).ToArray();
+        var gets = Enumerable.Range(0, 5).Select(_ => fetcher.FetchAsync("wf", id, TimeSpan.Zero, CancellationToken.None)).ToArray();
         transport.Go.SetResult();
         var entries = await Task.WhenAll(gets);
         Assert.AreEqual(1, transport.Calls, "one fetch for five Gets of the same id");
@@ -96,7 +96,7 @@ public sealed class PeerFetcherTests
         var transport = new FakeTransport(putter, random.Bytes(100));
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings(maxFetches: 2, timeout: TimeSpan.FromSeconds(1)));
 
-        var gets = Enumerable.Range(0, 6).Select(_ => fetcher.FetchAsync("wf", HomeOf(1), CancellationToken.None)).ToArray();
+        var gets = Enumerable.Range(0, 6).Select(_ => fetcher.FetchAsync("wf", HomeOf(1), TimeSpan.Zero, CancellationToken.None)).ToArray();
         var failures = await Task.WhenAll(gets.Select(async g => await Assert.ThrowsExactlyAsync<TubeException>(() => g)));
         Assert.IsTrue(failures.All(f => f.Error == TubeError.NotFound), "a fetch that does not end in time is the asker's NotFound");
         StringAssert.Contains(failures[0].Message, "no answer within", failures[0].Message);
@@ -114,13 +114,13 @@ public sealed class PeerFetcherTests
         transport.Go.SetResult();
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings());
 
-        Assert.IsNull(await fetcher.FetchAsync("wf", HomeOf(2), CancellationToken.None), "this node's own id is asked of nobody");
-        Assert.IsNull(await fetcher.FetchAsync("wf", HomeOf(9), CancellationToken.None), "an id of a node that is no peer is asked of nobody");
+        Assert.IsNull(await fetcher.FetchAsync("wf", HomeOf(2), TimeSpan.Zero, CancellationToken.None), "this node's own id is asked of nobody");
+        Assert.IsNull(await fetcher.FetchAsync("wf", HomeOf(9), TimeSpan.Zero, CancellationToken.None), "an id of a node that is no peer is asked of nobody");
         Assert.AreEqual(0, transport.Calls);
         Assert.IsTrue(fetcher.Serves("wf", "f"));
         Assert.IsFalse(fetcher.Serves("nosecret", "f"), "a workflow without a remote secret never leaves the node");
         Assert.IsFalse(fetcher.Serves("wf", PeerFetch.Function), "a peer's fetch never makes this node fetch in turn");
-        Assert.IsNotNull(await fetcher.FetchAsync("wf", TubeId.NewId(), CancellationToken.None), "an id of unknown home is asked of the peers");
+        Assert.IsNotNull(await fetcher.FetchAsync("wf", TubeId.NewId(), TimeSpan.Zero, CancellationToken.None), "an id of unknown home is asked of the peers");
         Assert.AreEqual(1, transport.Calls, "the first peer had it");
     }
 
@@ -137,7 +137,7 @@ public sealed class PeerFetcherTests
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings());
         var id = HomeOf(1);
 
-        var refused = await Assert.ThrowsExactlyAsync<TubeException>(() => fetcher.FetchAsync("wf", id, CancellationToken.None));
+        var refused = await Assert.ThrowsExactlyAsync<TubeException>(() => fetcher.FetchAsync("wf", id, TimeSpan.Zero, CancellationToken.None));
         Assert.AreEqual(TubeError.NotFound, refused.Error);
         Assert.IsNull(h.Node.Directory.TryFind("wf", id), "nothing was adopted");
         Assert.IsNotNull(h.Node.Directory.TryFind("other", theirs), "the other workflow's data is untouched");
@@ -174,7 +174,7 @@ public sealed class PeerFetcherTests
         Assert.IsInstanceOfType<TubeNodeUnavailableException>(refused);
         Assert.Throws<InvalidDataException>(() => GatewayFetchLines.ReadAnswer("fetched " + new string(' ', GatewayFetchLines.MaxLine)));
 
-        var ask = new PeerFetch(3, "ucx://h:1", "wf", null, "ns", "model");
+        var ask = new PeerFetch(3, "ucx://h:1", "wf", null, "ns", "model", 250);
         Assert.AreEqual(ask, GatewayFetchLines.ReadAsk(GatewayFetchLines.Ask(ask)));
     }
 }

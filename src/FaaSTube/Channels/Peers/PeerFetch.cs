@@ -11,7 +11,8 @@ namespace FaaSTube.Channels.Peers;
 /// <param name="Id">The id asked for; null for a name.</param>
 /// <param name="Namespace">A name's namespace ("" or null: the workflow's own scope).</param>
 /// <param name="Name">The name asked for; null for an id.</param>
-internal sealed record PeerFetch(long Request, string Address, string Workflow, TubeId? Id, string? Namespace, string? Name)
+/// <param name="WaitMilliseconds">How long the peer waits for an id allocated there but not yet published (the asking Get's own wait).</param>
+internal sealed record PeerFetch(long Request, string Address, string Workflow, TubeId? Id, string? Namespace, string? Name, int WaitMilliseconds = 0)
 {
     /// <summary>The function name a node's fetching session has on both nodes: a session with it never makes a node fetch in turn (no fetch loops between peers).</summary>
     public const string Function = "faastube.peer-fetch";

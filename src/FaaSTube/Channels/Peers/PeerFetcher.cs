@@ -66,7 +66,11 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     /// same id already running.
     /// </summary>
     /// <exception cref="TubeException"><see cref="TubeError.NotFound"/>: no peer has it, or asking failed (the message says why).</exception>
-    public async Task<DataEntry?> FetchAsync(string workflow, TubeId id, CancellationToken cancellationToken)
+    /// <param name="workflow">The asking session's workflow.</param>
+    /// <param name="id">The id.</param>
+    /// <param name="wait">How long the home node may wait for it to be published (the Get's own wait).</param>
+    /// <param name="cancellationToken">The asking session's end (the fetch goes on for others).</param>
+    public async Task<DataEntry?> FetchAsync(string workflow, TubeId id, TimeSpan wait, CancellationToken cancellationToken)
     {
         var peers = PeersFor(id);
         if (peers.Count == 0)
@@ -74,7 +78,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
             return null;
         }
 
-        var fetched = await ShareAsync(workflow, id.ToString(), peers, address => new PeerFetch(NextRequest(), address, workflow, id, null, null), cancellationToken).ConfigureAwait(false);
+        var fetched = await ShareAsync(workflow, id.ToString(), peers, address => new PeerFetch(NextRequest(), address, workflow, id, null, null, (int)wait.TotalMilliseconds), cancellationToken).ConfigureAwait(false);
         return fetched is null ? null : _node.Directory.TryFind(workflow, id);
     }
 

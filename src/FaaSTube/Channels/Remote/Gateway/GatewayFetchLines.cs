@@ -20,18 +20,18 @@ internal static class GatewayFetchLines
     public const int MaxLine = 4096;
 
     public static string Ask(PeerFetch fetch) => Fetch + JsonSerializer.Serialize(
-        new FetchLine(fetch.Request, fetch.Address, fetch.Workflow, fetch.Id?.ToString(), fetch.Namespace, fetch.Name),
+        new FetchLine(fetch.Request, fetch.Address, fetch.Workflow, fetch.Id?.ToString(), fetch.Namespace, fetch.Name, fetch.WaitMilliseconds),
         GatewayFetchJson.Default.FetchLine);
 
     public static PeerFetch ReadAsk(string line)
     {
         var ask = JsonSerializer.Deserialize(line.AsSpan(Fetch.Length), GatewayFetchJson.Default.FetchLine) ?? throw new InvalidDataException("An empty fetch line.");
-        if (ask.Address is null || ask.Workflow is null || (ask.Id is null) == (ask.Name is null))
+        if (ask.Address is null || ask.Workflow is null || (ask.Id is null) == (ask.Name is null) || ask.WaitMilliseconds < 0)
         {
             throw new InvalidDataException("A fetch names an address, a workflow, and an id or a name.");
         }
 
-        return new PeerFetch(ask.Request, ask.Address, ask.Workflow, ask.Id is { } id ? TubeId.Parse(id) : null, ask.Namespace, ask.Name);
+        return new PeerFetch(ask.Request, ask.Address, ask.Workflow, ask.Id is { } id ? TubeId.Parse(id) : null, ask.Namespace, ask.Name, ask.WaitMilliseconds);
     }
 
     public static string Answer(PeerFetched fetched) => Fetched + JsonSerializer.Serialize(
@@ -75,7 +75,7 @@ internal static class GatewayFetchLines
         return (answer.Request, new PeerFetched(answer.Request, TubeId.Parse(answer.Local), answer.Length, answer.Version), null);
     }
 
-    internal sealed record FetchLine(long Request, string? Address, string? Workflow, string? Id, string? Namespace, string? Name);
+    internal sealed record FetchLine(long Request, string? Address, string? Workflow, string? Id, string? Namespace, string? Name, int WaitMilliseconds);
 
     internal sealed record FetchedLine(long Request, string? Local, long Length, long Version, ushort? Error, string? Message);
 }
