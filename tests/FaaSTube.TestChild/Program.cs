@@ -23,6 +23,7 @@
 //   ring-client <socket> <seed> <count> <capacity>                 the client's side of a control ring (RingClient.cs)
 //   ucx-peer <host> <port>                                         a UCX endpoint to a listener, commands on stdin (UcxPeer.cs)
 //   tube-remote <ucx://host:port> <workflow>                       a remote client, secret from FAASTUBE_REMOTE_SECRET, commands on stdin (TubeRemote.cs)
+//   peer-node <listen> <ucx://peer> <workflow>                       node 2 of a node-to-node test, commands on stdin (PeerNode.cs)
 //   ucx-vanish <host> <port> <count> <seed>                         connects with a ticket and vanishes mid-wireup, count times (UcxVanish.cs)
 //   ucx-flood <host> <port> <before|after> <bytes> <connections> <rounds>  oversized eager messages before or after the proof (UcxFlood.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
@@ -55,6 +56,11 @@ if (args[0] == "ucx-vanish")
 if (args[0] == "ucx-flood")
 {
     return await UcxFlood.RunAsync(args);
+}
+
+if (args[0] == "peer-node")
+{
+    return await PeerNode.RunAsync(args);
 }
 
 if (args[0] == "tube-remote")

@@ -24,7 +24,7 @@ namespace FaaSTube.Bench.Remote;
 internal static class RemoteBaselineScenario
 {
     /// <summary>The subjects measured from the peer namespace (the extension point: <see cref="RemoteSubject"/>).</summary>
-    public static readonly RemoteSubject[] Subjects = [new BindingsSubject(), new FaaSTubeSubject(NetworkIsolation.Process), new FaaSTubeSubject(NetworkIsolation.InProcess)];
+    public static readonly RemoteSubject[] Subjects = [new BindingsSubject(), new FaaSTubeSubject(NetworkIsolation.Process), new FaaSTubeSubject(NetworkIsolation.InProcess), new PeerFetchSubject()];
 
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(5);
 

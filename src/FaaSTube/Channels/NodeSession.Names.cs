@@ -1,4 +1,5 @@
 using FaaSTube.Channels.Names;
+using FaaSTube.Channels.Peers;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Memory;
@@ -91,7 +92,7 @@ internal sealed partial class NodeSession
         var load = _node.Names.LoadOf(key, Id);
         var options = new BlockOptions { Function = _function, Holder = Holder, Partition = key.Scope };
         var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
-        var entry = new DataEntry(TubeId.NewId(), key.Scope, device.Device.Ordinal, block, Id) { IsAllocation = allocation };
+        var entry = new DataEntry(TubeId.NewId(_node.Settings.NodeNumber), key.Scope, device.Device.Ordinal, block, Id) { IsAllocation = allocation };
         lock (_sync)
         {
             _namedPuts[entry.Id] = (entry, key, load, _node.Services.TimeProvider.GetTimestamp());
@@ -191,6 +192,19 @@ internal sealed partial class NodeSession
     /// is waited for (outside the request slots, at most the request's wait and <see cref="TubeNodeOptions.MaxPublishWait"/>),
     /// its failure thrown to every waiter; with load asked, a name nobody loads makes this client its loader.
     /// </summary>
+    /// <summary>A peer's copy of a name this node lacks; for a Get that may load, false when no peer has it (the caller becomes its loader, as without peers).</summary>
+    private async Task<bool> FetchNamedOrMissAsync(PeerFetcher peers, string nameSpace, string name, bool load)
+    {
+        try
+        {
+            return await peers.FetchNamedAsync(_workflow, nameSpace, name, _ended.Token).ConfigureAwait(false);
+        }
+        catch (TubeException e) when (e.Error == TubeError.NotFound && load)
+        {
+            return false;
+        }
+    }
+
     private async Task<(IMessage, string)> NamedGetAsync(NamedGet request)
     {
         var (ns, name, device, waitMilliseconds, load) = request;
@@ -208,6 +222,8 @@ internal sealed partial class NodeSession
         var wait = TimeSpan.FromMilliseconds(waitMilliseconds);
         wait = wait < _node.Settings.MaxPublishWait ? wait : _node.Settings.MaxPublishWait;
         bool waited = false;
+        bool fetched = !_node.Names.Has(key) && _node.PeerFetches is { } peers && peers.Serves(_workflow, _function)
+            && await WaitOutsideSlotAsync(() => FetchNamedOrMissAsync(peers, ns, name, load)).ConfigureAwait(false); // not here: asked of the peers first (src/FaaSTube/Channels/Peers)
         for (int attempt = 0; ; attempt++)
         {
             var (result, entry, version, pending) = _node.Names.Lookup(key, Id, load);
@@ -246,7 +262,8 @@ internal sealed partial class NodeSession
             var leased = await LeaseAsync(current, device, () => !current.Removed).ConfigureAwait(false);
             if (leased is { } got)
             {
-                return (new NamedGetOk(NamedGetStatus.Found, current.Id, version, got.Length, got.Path, got.Mapping), got.Path.Tag());
+                var path = fetched ? TubePath.NodeFetch : got.Path;
+                return (new NamedGetOk(NamedGetStatus.Found, current.Id, version, got.Length, path, got.Mapping), path.Tag());
             }
 
             if (attempt >= 16)

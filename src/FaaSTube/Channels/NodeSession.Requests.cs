@@ -241,7 +241,7 @@ internal sealed partial class NodeSession
 
         var options = new BlockOptions { Function = _function, Holder = Holder, Partition = _workflow };
         var block = await AllocateInTurnAsync(device.Pool, length, options).ConfigureAwait(false);
-        return _node.Directory.Register(new DataEntry(TubeId.NewId(), _workflow, device.Device.Ordinal, block, Id));
+        return _node.Directory.Register(new DataEntry(TubeId.NewId(_node.Settings.NodeNumber), _workflow, device.Device.Ordinal, block, Id));
     }
 
     /// <summary>
@@ -432,13 +432,22 @@ internal sealed partial class NodeSession
             found = _node.Directory.TryFind(_workflow, id);
         }
 
+        bool fetched = false;
+        if (found is null && _node.PeerFetches is { } peers && peers.Serves(_workflow, _function))
+        {
+            // Not here: its home node (or, home unknown, each peer) is asked, and the copy kept here (src/FaaSTube/Channels/Peers).
+            found = await WaitOutsideSlotAsync(() => peers.FetchAsync(_workflow, id, wait, _ended.Token)).ConfigureAwait(false);
+            fetched = found is not null;
+        }
+
         var entry = found is { Committed: false, Removed: false } && wait > TimeSpan.Zero
             ? await WaitForPublishAsync(id, wait).ConfigureAwait(false)
             : _node.Directory.Find(_workflow, id);
         CheckRoomToHold();
         var leased = await LeaseAsync(entry, device, () => _node.Directory.TryFind(_workflow, id) == entry).ConfigureAwait(false)
             ?? throw new TubeException(TubeError.NotFound, $"No data {id} in workflow '{_workflow}'.");
-        return (new GetOk(leased.Length, leased.Path, leased.Mapping), leased.Path.Tag());
+        var path = fetched ? TubePath.NodeFetch : leased.Path;
+        return (new GetOk(leased.Length, path, leased.Mapping), path.Tag());
     }
 
     /// <summary>

@@ -612,7 +612,11 @@ public sealed partial class TubeClient : IAsyncDisposable
         }
 
         _mappings.DisposeAll();
-        _window.Dispose();
+        if (!_borrowedWindow)
+        {
+            _window.Dispose();
+        }
+
         if (_ownsGpus)
         {
             Gpus.Dispose();

@@ -4,7 +4,8 @@ using System.Security.Cryptography;
 namespace FaaSTube.Channels;
 
 /// <summary>
-/// The id of data in a node: 128 random bits (unguessable), scoped to the workflow that made it.
+/// The id of data in a node: 112 random bits (unguessable) and the number of the node that made it
+/// (its <see cref="Home"/>, the top 16 bits of <see cref="Low"/>), scoped to the workflow that made it.
 /// Text form: 32 hex digits.
 /// </summary>
 public readonly record struct TubeId(ulong High, ulong Low)
@@ -12,12 +13,26 @@ public readonly record struct TubeId(ulong High, ulong Low)
     /// <summary>Bytes in the binary form.</summary>
     public const int Size = 16;
 
-    /// <summary>A fresh random id.</summary>
-    public static TubeId NewId()
+    private const int HomeShift = 48;
+    private const ulong RandomLow = (1UL << HomeShift) - 1;
+
+    /// <summary>
+    /// The number (<see cref="TubeNodeOptions.NodeNumber"/>) of the node that made this id, where its
+    /// data lives first; 0: not known (a node without a number, or an id a client drew for an arena
+    /// carve). A node asked for an id it does not hold fetches it from this peer (docs/architecture.md, Node to node).
+    /// </summary>
+    public int Home => (int)(Low >> HomeShift);
+
+    /// <summary>A fresh random id whose <see cref="Home"/> is unknown (0).</summary>
+    public static TubeId NewId() => NewId(0);
+
+    /// <summary>A fresh random id made by node <paramref name="home"/> (0: unknown).</summary>
+    internal static TubeId NewId(int home)
     {
         Span<byte> bytes = stackalloc byte[Size];
         RandomNumberGenerator.Fill(bytes);
-        return Read(bytes);
+        var random = Read(bytes);
+        return new(random.High, (random.Low & RandomLow) | ((ulong)(ushort)home << HomeShift));
     }
 
     /// <summary>Parses the 32-hex-digit form.</summary>
@@ -35,7 +50,7 @@ public readonly record struct TubeId(ulong High, ulong Low)
 
     /// <summary>
     /// The id of a client's arena carve: its high half holds the session (top 32 bits) and the carve's
-    /// sequence number (low 32 bits), its low half 64 random bits (still unguessable). The node accepts a carve only
+    /// sequence number (low 32 bits), its low half 48 random bits and an unknown <see cref="Home"/> (0). The node accepts a carve only
     /// under an id of the carving session with a sequence above its last, and a Get of such an id that
     /// is not registered yet waits while the sequence is ahead of that session's carves.
     /// </summary>
@@ -43,7 +58,7 @@ public readonly record struct TubeId(ulong High, ulong Low)
     {
         Span<byte> bytes = stackalloc byte[8];
         RandomNumberGenerator.Fill(bytes);
-        return new(((ulong)(uint)session << 32) | sequence, BinaryPrimitives.ReadUInt64BigEndian(bytes));
+        return new(((ulong)(uint)session << 32) | sequence, BinaryPrimitives.ReadUInt64BigEndian(bytes) & RandomLow);
     }
 
     /// <summary>The session and sequence an arena id names (meaningful only for ids made by <see cref="ForArena"/>).</summary>

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using FaaSTube.Channels.Peers;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Protocol.Messages;
 using FaaSTube.Channels.Transport;
@@ -40,7 +41,7 @@ public sealed partial class TubeNode : IAsyncDisposable
     private TaskCompletionSource _sessionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _nextSession;
     private int _peakRunning;
-    private readonly long[] _pathBytes = new long[2 * 5]; // (TubePath, transmit) since start, for the admin status
+    private readonly long[] _pathBytes = new long[2 * ((int)Enum.GetValues<TubePath>().Max() + 1)]; // (TubePath, transmit) since start, for the admin status
     private int _disposed;
 
     /// <summary>
@@ -219,7 +220,15 @@ public sealed partial class TubeNode : IAsyncDisposable
                 _network = await Remote.RemoteListener.StartAsync(new Remote.InProcessRemoteHost(this), network, _stop.Token).WaitAsync(cancellationToken).ConfigureAwait(false);
             }
         }
+
+        if (_options.Peers is { Count: > 0 })
+        {
+            PeerFetches = new PeerFetcher(this, _gateway is { } gateway ? new Remote.Gateway.GatewayPeerTransport(gateway, this) : new InProcessPeerTransport(this));
+        }
     }
+
+    /// <summary>Fetches from the peer nodes (<see cref="TubeNodeOptions.Peers"/>); null: no peers.</summary>
+    internal PeerFetcher? PeerFetches { get; private set; }
 
     private async Task ListenAsync(string path, CancellationToken cancellationToken)
     {
@@ -652,6 +661,11 @@ public sealed partial class TubeNode : IAsyncDisposable
         if (_network is not null)
         {
             await _network.StopAcceptingAsync().ConfigureAwait(false);
+        }
+
+        if (PeerFetches is { } fetches)
+        {
+            await fetches.DisposeAsync().ConfigureAwait(false); // fetches running end (their Gets fail); kept links close
         }
 
         if (_gateway is not null)

@@ -218,6 +218,30 @@ public sealed class TubeNodeOptions
     /// </summary>
     public int MaxRemoteSessionsPerWorkflow { get; set; } = 16;
 
+    /// <summary>
+    /// This node's number among its peers, 1 to 65535 (0, the default: none). Every id the node makes
+    /// carries it (<see cref="TubeId.Home"/>), so another node asked for that id knows where to fetch it.
+    /// Needed with <see cref="Peers"/>; each node of a group has its own.
+    /// </summary>
+    public int NodeNumber { get; set; }
+
+    /// <summary>
+    /// The other nodes this one fetches from, by their <see cref="NodeNumber"/>: <c>ucx://host:port</c>,
+    /// where each listens (<see cref="NetworkListen"/>). Null (the default): none. A Get of an id or a
+    /// name this node does not hold is then served by copying it once from the peer that holds it into
+    /// this node's pool (docs/architecture.md, Node to node), for a workflow with a
+    /// <see cref="RemoteSecrets"/> entry only: the fetch proves itself to the peer with that workflow's
+    /// secret, which the peer must know too. The fetches run where the network listener runs
+    /// (<see cref="NetworkIsolation"/>), so a node with peers listens too.
+    /// </summary>
+    public IReadOnlyDictionary<int, string>? Peers { get; set; }
+
+    /// <summary>Fetches from peers that may run at once (default 8); more wait for a place, within their timeout.</summary>
+    public int MaxPeerFetches { get; set; } = 8;
+
+    /// <summary>How long one fetch from the peers may take, waiting for a place included (default 2 minutes); then its Gets fail with <see cref="TubeError.NotFound"/> saying so.</summary>
+    public TimeSpan PeerFetchTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>UCX settings for the network listener (names without the <c>UCX_</c> prefix, e.g. <c>TLS=tcp</c>); null: UCX's defaults and environment.</summary>
     internal IReadOnlyDictionary<string, string>? UcxSettings { get; set; }
 
@@ -234,6 +258,7 @@ public sealed class TubeNodeOptions
         copy.AllowedUids = AllowedUids?.ToArray();
         copy.AdminUids = AdminUids?.ToArray();
         copy.RemoteSecrets = RemoteSecrets?.ToDictionary(s => s.Key, s => s.Value?.ToArray()!, StringComparer.Ordinal);
+        copy.Peers = Peers?.ToDictionary(p => p.Key, p => p.Value);
         return copy;
     }
 
@@ -314,6 +339,43 @@ public sealed class TubeNodeOptions
         if (RemoteSecrets?.FirstOrDefault(s => s.Value is null || s.Value.Length < 16) is { Key: { } weak })
         {
             throw new ArgumentOutOfRangeException(nameof(RemoteSecrets), $"The secret of workflow '{weak}' has fewer than 16 bytes.");
+        }
+
+        ValidatePeers();
+    }
+
+    private void ValidatePeers()
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(NodeNumber, nameof(NodeNumber));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(NodeNumber, ushort.MaxValue, nameof(NodeNumber));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxPeerFetches, nameof(MaxPeerFetches));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(PeerFetchTimeout, TimeSpan.Zero, nameof(PeerFetchTimeout));
+        if (Peers is not { Count: > 0 } peers)
+        {
+            return;
+        }
+
+        if (NodeNumber == 0)
+        {
+            throw new ArgumentException("A node with peers has a NodeNumber of its own (1-65535): the ids it makes carry it.", nameof(NodeNumber));
+        }
+
+        if (NetworkListen is null)
+        {
+            throw new ArgumentException("A node with peers listens too (NetworkListen): its fetches run where its network listener runs, and its peers fetch from it.", nameof(NetworkListen));
+        }
+
+        foreach (var (number, address) in peers)
+        {
+            if (number < 1 || number > ushort.MaxValue || number == NodeNumber)
+            {
+                throw new ArgumentOutOfRangeException(nameof(Peers), number, $"Peer {number}: a peer's number is 1-65535 and not this node's own ({NodeNumber}).");
+            }
+
+            if (address is null || !address.StartsWith("ucx://", StringComparison.Ordinal) || address.Length <= "ucx://".Length)
+            {
+                throw new ArgumentException($"Peer {number}: '{address}' is not a ucx://host:port address.", nameof(Peers));
+            }
         }
     }
 }

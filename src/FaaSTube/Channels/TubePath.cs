@@ -14,6 +14,9 @@ public enum TubePath : byte
 
     /// <summary>Moved between host memory and the GPU by DMA through the client's shared window.</summary>
     HostStaged = 4,
+
+    /// <summary>Not on this node: copied once over the network from the peer node that held it (<see cref="TubeNodeOptions.Peers"/>) into this node's pool, then served as asked; later Gets find the copy here.</summary>
+    NodeFetch = 5,
 }
 
 /// <summary>The <c>faastube.path</c> attribute of spans and metrics (lower snake case; <c>control</c> for requests that move no data).</summary>
@@ -25,6 +28,7 @@ internal static class TubePathTags
         TubePath.PeerCopy => "peer_copy",
         TubePath.Restored => "restored",
         TubePath.HostStaged => "host_staged",
+        TubePath.NodeFetch => "node_fetch",
         _ => "unknown",
     };
 }

@@ -130,6 +130,9 @@ public sealed partial class GpuSystem : IDisposable
         return new GpuSystem(GpuBackend.Cuda, devices, CudaTopology.Discover(devices), reason);
     }
 
+    /// <summary>No devices at all: for a client that moves host data only and must not open a GPU (a node's peer fetch, in the node or its network gateway).</summary>
+    internal static GpuSystem HostOnly() => new(GpuBackend.Simulated, [], GpuTopology.SingleH100, "host data only (a peer fetch's client)");
+
     private static GpuSystem OpenSimulated(GpuSystemOptions options, string reason)
     {
         var machine = new SimulatedMachine(options);

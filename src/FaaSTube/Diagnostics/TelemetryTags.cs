@@ -16,7 +16,7 @@ internal static class TelemetryTags
     /// <summary>The client's workflow (spans only: unbounded).</summary>
     public const string Workflow = "faastube.workflow";
 
-    /// <summary>How data came: <c>zero_copy</c>, <c>peer_copy</c>, <c>restored</c>, <c>host_staged</c>, or <c>control</c> for a request that moves none.</summary>
+    /// <summary>How data came: <c>zero_copy</c>, <c>peer_copy</c>, <c>restored</c>, <c>host_staged</c>, <c>node_fetch</c>, or <c>control</c> for a request that moves none.</summary>
     public const string Path = "faastube.path";
 
     /// <summary>A client call (<c>put</c>, <c>get</c>, ...) or a node request (<c>put_begin</c>, <c>get</c>, ...).</summary>

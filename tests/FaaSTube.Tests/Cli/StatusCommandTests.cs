@@ -91,7 +91,7 @@ public sealed class StatusCommandTests
 
         Assert.AreEqual(0, root.GetProperty("transfers").GetProperty("total").GetInt32(), "nothing in flight once every call returned");
         var paths = root.GetProperty("paths").EnumerateArray().ToDictionary(p => p.GetProperty("path").GetString()!);
-        CollectionAssert.AreEquivalent(new[] { "zero_copy", "peer_copy", "restored", "host_staged" }, paths.Keys.ToList());
+        CollectionAssert.AreEquivalent(new[] { "zero_copy", "peer_copy", "restored", "host_staged", "node_fetch" }, paths.Keys.ToList());
         Assert.AreEqual((long)sizes[0] + sizes[1] + sizes[2], paths["host_staged"].GetProperty("receivedBytes").GetInt64(), "the three Puts");
         Assert.AreEqual(sizes[0], paths["host_staged"].GetProperty("transmittedBytes").GetInt64(), "the one Get");
         Assert.AreEqual(0, paths["zero_copy"].GetProperty("transmittedBytes").GetInt64());

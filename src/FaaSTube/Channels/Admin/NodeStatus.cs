@@ -106,7 +106,7 @@ internal sealed record ObjectStatus(string Id, string Workflow, long Bytes, stri
 internal sealed record TransferStatus(int Gpu, long Id, string Direction, string Tenant, double? SloMilliseconds, long Bytes, long DoneBytes, double AgeSeconds);
 
 /// <summary>Bytes the node handed over on one path since it started.</summary>
-/// <param name="Path"><c>zero_copy</c>, <c>peer_copy</c>, <c>restored</c> or <c>host_staged</c> (the <c>faastube.path</c> values).</param>
+/// <param name="Path"><c>zero_copy</c>, <c>peer_copy</c>, <c>restored</c>, <c>host_staged</c> or <c>node_fetch</c> (the <c>faastube.path</c> values).</param>
 /// <param name="ReceivedBytes">Bytes clients put.</param>
 /// <param name="TransmittedBytes">Bytes clients got.</param>
 internal sealed record PathStatus(string Path, long ReceivedBytes, long TransmittedBytes);

@@ -36,7 +36,7 @@ internal static class NodeStatusBuilder
 
         var (workflows, objects, objectCount) = Directory(node, limit, now);
         var transfers = Transfers(node, limit);
-        var paths = new[] { TubePath.ZeroCopy, TubePath.PeerCopy, TubePath.Restored, TubePath.HostStaged }
+        var paths = Enum.GetValues<TubePath>()
             .Select(p => new PathStatus(p.Tag(), node.PathBytes(p, transmit: false), node.PathBytes(p, transmit: true))).ToList();
 
         return new NodeStatus(

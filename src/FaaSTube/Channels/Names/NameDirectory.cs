@@ -73,6 +73,15 @@ internal sealed class NameDirectory(Func<string, string, bool>? authorizeNamespa
         }
     }
 
+    /// <summary>Whether <paramref name="key"/> has a version here, or a load running (then it is not fetched from a peer).</summary>
+    public bool Has(NameKey key)
+    {
+        lock (_sync)
+        {
+            return _names.TryGetValue(key, out var named) && (named.Current is not null || named.Loading is not null);
+        }
+    }
+
     /// <summary>Refuses a Put of a new name into a full scope before any memory is taken (the commit checks again).</summary>
     public void CheckRoom(NameKey key)
     {

@@ -45,6 +45,12 @@ internal sealed record GatewayConfig
 
     public TimeSpan RemoteIdleTimeout { get; init; }
 
+    /// <summary><see cref="TubeNodeOptions.MaxPeerFetches"/>: the node's fetches the gateway runs at once.</summary>
+    public int MaxPeerFetches { get; init; }
+
+    /// <summary><see cref="TubeNodeOptions.PeerFetchTimeout"/>: the longest one fetch runs in the gateway.</summary>
+    public TimeSpan PeerFetchTimeout { get; init; }
+
     /// <summary>How long the gateway waits for the node's answer to a relayed request (the longest wait the node may take, and a minute).</summary>
     public TimeSpan CallTimeout { get; init; }
 
@@ -69,6 +75,8 @@ internal sealed record GatewayConfig
         MaxWindowBytes = o.MaxWindowBytes,
         HelloTimeout = o.HelloTimeout,
         RemoteIdleTimeout = o.RemoteIdleTimeout,
+        MaxPeerFetches = o.MaxPeerFetches,
+        PeerFetchTimeout = o.PeerFetchTimeout,
         CallTimeout = (o.MaxPublishWait > o.LoadTimeout ? o.MaxPublishWait : o.LoadTimeout) + TimeSpan.FromMinutes(1),
         MemoryLimit = o.GatewayMemoryLimit,
     };

@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+using FaaSTube.Channels.Transport;
 using Microsoft.Extensions.Logging;
 
 namespace FaaSTube.Channels.Remote.Gateway;
@@ -25,6 +27,37 @@ internal sealed partial class GatewayHost(GatewayConfig config, ILogger logger) 
     }
 
     public IRemoteBackend NewSession() => new GatewayRelay(this);
+
+    /// <summary>
+    /// A connection to the node's socket, made sure to be the node that started this gateway (its pid
+    /// and user, SO_PEERCRED): the key, the windows and every byte go only there.
+    /// </summary>
+    /// <exception cref="IOException">No node answers there, or another process does.</exception>
+    public async Task<Socket> ConnectNodeAsync(CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(NodeSocket), cancellationToken).ConfigureAwait(false);
+            var (pid, uid) = UnixRights.PeerCredentials(socket);
+            if (pid != NodePid || uid != FaaSTube.Native.Interop.Libc.getuid())
+            {
+                throw new IOException($"The process on {NodeSocket} (pid {pid}, user {uid}) is not the node that started this gateway (pid {NodePid}).");
+            }
+
+            return socket;
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"The node does not answer on {NodeSocket} (it is stopping, or gone): {e.Message}", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>A remote client's session could not be relayed: no node, or not the right one, on the socket.</summary>
     public void NodeUnreachable(long session, string reason) => LogNodeUnreachable(logger, session, reason);

@@ -60,9 +60,23 @@ internal static partial class GatewayProcess
 
         await SayAsync(output, $"listening {listener.EndPoint}").ConfigureAwait(false);
         LogListening(logger, listener.EndPoint.ToString(), Environment.ProcessId);
-        await InputEndedAsync(input).ConfigureAwait(false); // nothing else is said on the input; its end is the order to stop
+        var saying = new SemaphoreSlim(1, 1); // one line at a time on the output
+        var fetches = new GatewayFetches(host, config, async line =>
+        {
+            await saying.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await SayAsync(output, line).ConfigureAwait(false);
+            }
+            finally
+            {
+                saying.Release();
+            }
+        }, stop.Token);
+        await InputEndedAsync(input, fetches.Take).ConfigureAwait(false); // the node's fetches come on the input; its end is the order to stop
 
         await stop.CancelAsync().ConfigureAwait(false); // every session closes by force (RemoteSession registers on it)
+        await fetches.DisposeAsync().ConfigureAwait(false); // and every kept link to a peer
         await listener.StopAcceptingAsync().ConfigureAwait(false);
         var drained = await listener.WhenNoSessionsAsync(StopDrain).ConfigureAwait(false);
         listener.Dispose();
@@ -75,15 +89,16 @@ internal static partial class GatewayProcess
     /// pool thread held for the gateway's whole life slowed every session's start under load (their
     /// challenges were late past the clients' call timeout).
     /// </summary>
-    private static Task InputEndedAsync(TextReader input)
+    private static Task InputEndedAsync(TextReader input, Action<string> take)
     {
         var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var reader = new Thread(() =>
         {
             try
             {
-                while (input.ReadLine() is not null)
+                while (input.ReadLine() is { } line)
                 {
+                    take(line);
                 }
             }
             catch (IOException)

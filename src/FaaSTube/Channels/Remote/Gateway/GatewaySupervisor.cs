@@ -113,7 +113,7 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             await process.StandardInput.WriteLineAsync(_config.ToJson()).ConfigureAwait(false);
             await process.StandardInput.FlushAsync(cancellationToken).ConfigureAwait(false);
             var at = await ReadListeningAsync(process, cancellationToken).ConfigureAwait(false);
-            _ = PumpAsync(process.StandardOutput);
+            _ = HearAsync(process.StandardOutput, process.Id); // its log, and the answers to fetches (GatewaySupervisor.Fetches.cs)
             EndPoint = at;
             _config = _config with { Listen = at.ToString() }; // a restart binds the same port
             lock (_sync)
