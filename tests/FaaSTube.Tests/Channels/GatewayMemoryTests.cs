@@ -175,24 +175,7 @@ public sealed class GatewayMemoryTests
     [TestMethod]
     public async Task A_gateway_that_cannot_bound_its_memory_says_why_and_does_not_listen()
     {
-        var config = new GatewayConfig
-        {
-            NodeSocket = Path.Combine(Path.GetTempPath(), "no-node-here.sock"),
-            NodePid = Environment.ProcessId,
-            Key = new byte[32],
-            Listen = "127.0.0.1:0",
-            MaxRemoteSessions = 1,
-            MaxRemoteHandshakes = 1,
-            MaxRemoteSessionsPerWorkflow = 1,
-            MaxSessionsPerUser = 1,
-            MaxRequestsInFlight = 1,
-            MaxFrameBytes = 1 << 16,
-            MaxWindowBytes = 1 << 20,
-            HelloTimeout = TimeSpan.FromSeconds(1),
-            RemoteIdleTimeout = TimeSpan.FromSeconds(30),
-            CallTimeout = TimeSpan.FromSeconds(30),
-            MemoryLimit = 16L << 20,
-        };
+        var config = GatewayConfigs.Alone(memoryLimit: 16L << 20);
         var (code, output, error) = await FaaSTube.Tests.Packaging.DotnetCli.RunAsync(AppContext.BaseDirectory, [Path.Combine(AppContext.BaseDirectory, GatewaySupervisor.ProgramFile)], TimeSpan.FromMinutes(1), config.ToJson() + "\n");
         TestContext.WriteLine($"exit {code}: {output}{error}");
         Assert.AreEqual(1, code, "the gateway exits 1");

@@ -109,25 +109,7 @@ public sealed class PackageConsumerTests
         }
 
         // With a configuration it loads FaaSTube.Native and UCX, listens, and stops when its input ends.
-        var config = new FaaSTube.Channels.Remote.Gateway.GatewayConfig
-        {
-            NodeSocket = Path.Combine(Path.GetTempPath(), "no-node-here.sock"),
-            NodePid = Environment.ProcessId,
-            Key = new byte[32],
-            Listen = "127.0.0.1:0",
-            UcxSettings = new Dictionary<string, string> { ["TLS"] = "tcp" },
-            MaxRemoteSessions = 1,
-            MaxRemoteHandshakes = 1,
-            MaxRemoteSessionsPerWorkflow = 1,
-            MaxSessionsPerUser = 1,
-            MaxRequestsInFlight = 1,
-            MaxFrameBytes = 1 << 16,
-            MaxWindowBytes = 1 << 20,
-            HelloTimeout = TimeSpan.FromSeconds(1),
-            RemoteIdleTimeout = TimeSpan.FromSeconds(30),
-            CallTimeout = TimeSpan.FromSeconds(30),
-            MemoryLimit = 512L << 20,
-        };
+        var config = GatewayConfigs.Alone(memoryLimit: 512L << 20);
         (code, output, error) = await DotnetCli.RunAsync(folder, [Path.Combine(folder, "FaaSTube.Gateway.dll")], TimeSpan.FromMinutes(1), config.ToJson() + "\n");
         Assert.AreEqual(0, code, $"the gateway in {what}, configured, exited {code}; stdout: {output}; stderr: {DotnetCli.Tail(error)}");
         StringAssert.StartsWith(output.Split('\n')[0], "listening 127.0.0.1:", $"the gateway in {what} listens over UCX; stderr: {DotnetCli.Tail(error)}");

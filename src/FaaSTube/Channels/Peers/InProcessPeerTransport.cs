@@ -17,27 +17,13 @@ internal sealed class InProcessPeerTransport : IPeerTransport
 
     public Task<PeerFetched> FetchAsync(PeerFetch fetch, CancellationToken cancellationToken) => _links.FetchAsync(fetch, cancellationToken);
 
-    private async Task<PeerLink> ConnectAsync(PeerFetch fetch, CancellationToken cancellationToken)
+    private Task<PeerLink> ConnectAsync(PeerFetch fetch, CancellationToken cancellationToken)
     {
         var options = PeerClients.Options(_node.Settings, fetch);
-        var window = new ClientWindow(options.WindowBytes);
-        TubeClient? peer = null;
-        try
-        {
-            peer = await TubeClient.ConnectPeerAsync(options, window, _node.Services, cancellationToken).ConfigureAwait(false);
-            var local = await TubeClient.ConnectPeerTargetAsync(_node, PeerClients.Local(options), window, cancellationToken).ConfigureAwait(false);
-            return new PeerLink(window, peer, local);
-        }
-        catch
-        {
-            if (peer is not null)
-            {
-                await peer.DisposeAsync().ConfigureAwait(false);
-            }
-
-            window.Dispose();
-            throw;
-        }
+        return PeerLink.OpenAsync(
+            options.WindowBytes,
+            window => TubeClient.ConnectPeerAsync(options, window, _node.Services, cancellationToken),
+            window => TubeClient.ConnectPeerTargetAsync(_node, PeerClients.Local(options), window, cancellationToken));
     }
 
     public ValueTask DisposeAsync() => _links.DisposeAsync();

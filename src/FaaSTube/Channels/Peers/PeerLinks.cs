@@ -12,6 +12,28 @@ internal sealed class PeerLink(ClientWindow window, TubeClient peer, TubeClient 
 
     public TubeClient Node => node;
 
+    /// <summary>A new link: a window of <paramref name="windowBytes"/>, then the peer's client over it, then this node's; what was made is closed if a step fails.</summary>
+    public static async Task<PeerLink> OpenAsync(int windowBytes, Func<ClientWindow, Task<TubeClient>> connectPeer, Func<ClientWindow, Task<TubeClient>> connectNode)
+    {
+        var window = new ClientWindow(windowBytes);
+        TubeClient? peer = null;
+        try
+        {
+            peer = await connectPeer(window).ConfigureAwait(false);
+            return new PeerLink(window, peer, await connectNode(window).ConfigureAwait(false));
+        }
+        catch
+        {
+            if (peer is not null)
+            {
+                await peer.DisposeAsync().ConfigureAwait(false);
+            }
+
+            window.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>When it was last given back (idle since).</summary>
     public long IdleSince { get; set; }
 

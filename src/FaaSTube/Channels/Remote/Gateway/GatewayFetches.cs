@@ -98,15 +98,13 @@ internal sealed partial class GatewayFetches : IAsyncDisposable
     private Task<PeerFetched> CopyAsync(PeerFetch fetch, CancellationToken cancellationToken) => _links.FetchAsync(fetch, cancellationToken);
 
     /// <summary>A new link: a remote client of the peer, and a relayed client of the node over the same window.</summary>
-    private async Task<PeerLink> ConnectAsync(PeerFetch fetch, CancellationToken cancellationToken)
+    private Task<PeerLink> ConnectAsync(PeerFetch fetch, CancellationToken cancellationToken)
     {
         var options = PeerClients.Options(_config.RemoteSecrets, _config.MaxWindowBytes, _config.UcxSettings, fetch);
-        var window = new ClientWindow(options.WindowBytes);
-        TubeClient? peer = null;
-        try
-        {
-            peer = await TubeClient.ConnectPeerAsync(options, window, FaaSTubeServices.Default, cancellationToken).ConfigureAwait(false);
-            var node = await TubeClient.ConnectOverAsync(PeerClients.Local(options), window, async client =>
+        return PeerLink.OpenAsync(
+            options.WindowBytes,
+            window => TubeClient.ConnectPeerAsync(options, window, FaaSTubeServices.Default, cancellationToken),
+            window => TubeClient.ConnectOverAsync(PeerClients.Local(options), window, async client =>
             {
                 var socket = await _host.ConnectNodeAsync(cancellationToken).ConfigureAwait(false);
                 var (closeSlab, oneWayFailed) = client.Callbacks;
@@ -121,19 +119,7 @@ internal sealed partial class GatewayFetches : IAsyncDisposable
                     await connection.DisposeAsync().ConfigureAwait(false);
                     throw;
                 }
-            }).ConfigureAwait(false);
-            return new PeerLink(window, peer, node);
-        }
-        catch
-        {
-            if (peer is not null)
-            {
-                await peer.DisposeAsync().ConfigureAwait(false);
-            }
-
-            window.Dispose();
-            throw;
-        }
+            }));
     }
 
     /// <summary>The gateway stops: kept links close.</summary>
