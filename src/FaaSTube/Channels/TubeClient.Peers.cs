@@ -20,6 +20,13 @@ public sealed partial class TubeClient
     /// <summary>The window is the caller's (a peer copy's two clients share it): disposing the client leaves it.</summary>
     private bool _borrowedWindow;
 
+    /// <summary>
+    /// A copy from this client's node failed after its Get: the lease it took there is left, not
+    /// released (a Release would count this fetch as a consumer of data it never delivered); closing
+    /// this client gives it back without consuming. Its link must not be reused.
+    /// </summary>
+    internal bool LeftLease { get; private set; }
+
     /// <summary>A remote client of the peer at <see cref="TubeClientOptions.Address"/> over <paramref name="window"/> (the caller's; host data only, no GPU opened).</summary>
     internal static async Task<TubeClient> ConnectPeerAsync(TubeClientOptions options, ClientWindow window, FaaSTubeServices services, CancellationToken cancellationToken)
     {
@@ -68,9 +75,11 @@ public sealed partial class TubeClient
     /// from the same range there, several in flight. An id becomes a Put of its own on the target (its
     /// new id returned, which the target node adopts under the asked id); a name becomes a version of
     /// the same name there (cacheable). Nothing is left behind on failure: the unfinished Put is dropped
-    /// and the lease here released.
+    /// and the lease here left to the connection's close (<see cref="LeftLease"/>): the source counts
+    /// this fetch as a consumer only once the copy is committed. The copy's own Put expires after
+    /// <paramref name="orphanTtl"/> if nobody adopts it (its asker gave up, or the gateway died before it answered).
     /// </summary>
-    internal async Task<PeerFetched> CopyToAsync(TubeClient target, PeerFetch fetch, CancellationToken cancellationToken)
+    internal async Task<PeerFetched> CopyToAsync(TubeClient target, PeerFetch fetch, TimeSpan orphanTtl, CancellationToken cancellationToken)
     {
         if (!ReferenceEquals(target._window, _window))
         {
@@ -96,7 +105,7 @@ public sealed partial class TubeClient
             var id = fetch.Id ?? throw new ArgumentException("A peer fetch names an id or a name.", nameof(fetch));
             var ok = await CallAsync(new Get(id, -1, fetch.WaitMilliseconds), cancellationToken).ConfigureAwait(false); // the home node waits for a publish as for its own consumers
             (source, length) = (id, ok.Length);
-            options = new PutOptions { KeepUntilDeleted = false, Consumers = 1 }; // adopted at once by the node, which sets the copy's lifetime
+            options = new PutOptions { Consumers = 1, Ttl = orphanTtl }; // adopted at once by the node, which sets the copy's lifetime
         }
 
         TubeId put = default;
@@ -113,11 +122,13 @@ public sealed partial class TubeClient
             }
 
             await Task.WhenAll(parts).ConfigureAwait(false);
-            long version = await target.CommitPutAsync(put, options, cancellationToken).ConfigureAwait(false);
+            long version = await target.CommitPutAsync(put, options, CancellationToken.None).ConfigureAwait(false); // once asked, it is known whether it committed
+            await TryReleaseAsync(source).ConfigureAwait(false); // delivered: the source counts its consumer
             return new PeerFetched(fetch.Request, put, length, version);
         }
         catch
         {
+            LeftLease = true;
             await Task.WhenAll(parts).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // no range goes back under either node's DMA
             if (put != default)
             {
@@ -125,10 +136,6 @@ public sealed partial class TubeClient
             }
 
             throw;
-        }
-        finally
-        {
-            await TryReleaseAsync(source).ConfigureAwait(false);
         }
     }
 

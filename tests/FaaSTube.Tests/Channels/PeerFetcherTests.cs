@@ -67,7 +67,7 @@ public sealed class PeerFetcherTests
     {
         var random = Seeds.Create(TestContext);
         await using var h = await NodeHarness.StartAsync();
-        var putter = await h.ConnectAsync(inProcess: true);
+        var putter = await h.ConnectAsync(inProcess: true, function: PeerFetch.Function); // as the gateway's client of the node
         byte[] data = random.Bytes(random.Next(1, 1 << 20));
         var transport = new FakeTransport(putter, data);
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings());
@@ -92,7 +92,7 @@ public sealed class PeerFetcherTests
     {
         var random = Seeds.Create(TestContext);
         await using var h = await NodeHarness.StartAsync();
-        var putter = await h.ConnectAsync(inProcess: true);
+        var putter = await h.ConnectAsync(inProcess: true, function: PeerFetch.Function); // as the gateway's client of the node
         var transport = new FakeTransport(putter, random.Bytes(100));
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings(maxFetches: 2, timeout: TimeSpan.FromSeconds(1)));
 
@@ -109,7 +109,7 @@ public sealed class PeerFetcherTests
     public async Task Whom_a_fetch_asks_follows_the_ids_home()
     {
         await using var h = await NodeHarness.StartAsync();
-        var putter = await h.ConnectAsync(inProcess: true);
+        var putter = await h.ConnectAsync(inProcess: true, function: PeerFetch.Function); // as the gateway's client of the node
         var transport = new FakeTransport(putter, new byte[8]);
         transport.Go.SetResult();
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings());
@@ -131,7 +131,7 @@ public sealed class PeerFetcherTests
         await using var h = await NodeHarness.StartAsync();
         var other = await h.ConnectAsync(inProcess: true, workflow: "other");
         var theirs = await other.PutAsync(random.Bytes(64));
-        var putter = await h.ConnectAsync(inProcess: true);
+        var putter = await h.ConnectAsync(inProcess: true, function: PeerFetch.Function); // as the gateway's client of the node
         var transport = new FakeTransport(putter, random.Bytes(64)) { Answer = (_, _) => theirs }; // "fetched": another workflow's id
         transport.Go.SetResult();
         await using var fetcher = new PeerFetcher(h.Node, transport, Settings());

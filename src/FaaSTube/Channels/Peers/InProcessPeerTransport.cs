@@ -12,7 +12,7 @@ internal sealed class InProcessPeerTransport : IPeerTransport
     public InProcessPeerTransport(TubeNode node)
     {
         _node = node;
-        _links = new PeerLinks(ConnectAsync);
+        _links = new PeerLinks(ConnectAsync, node.Settings.PeerFetchTimeout);
     }
 
     public Task<PeerFetched> FetchAsync(PeerFetch fetch, CancellationToken cancellationToken) => _links.FetchAsync(fetch, cancellationToken);

@@ -29,7 +29,8 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     private readonly TubeNodeOptions _settings;
     private readonly IPeerTransport _transport;
     private readonly SemaphoreSlim _places;
-    private readonly ConcurrentDictionary<(string Workflow, string What), Task<PeerFetched?>> _running = new();
+    private readonly ConcurrentDictionary<(string Workflow, string What), Share> _running = new();
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _perWorkflow = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private long _requests;
     private long _fetched;
@@ -113,51 +114,109 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
 
     private long NextRequest() => Interlocked.Increment(ref _requests);
 
-    /// <summary>One fetch per (workflow, what) at a time: a Get that comes while it runs waits for the same one (with its own cancellation).</summary>
+    /// <summary>One fetch that Gets of the same data share; it is cancelled when its last Get has gone.</summary>
+    private sealed class Share
+    {
+        public TaskCompletionSource<PeerFetched?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public CancellationTokenSource Abandoned { get; } = new();
+
+        /// <summary>Gets waiting for it (under the share's lock); -1 once abandoned.</summary>
+        public int Waiters { get; set; }
+    }
+
+    /// <summary>
+    /// One fetch per (workflow, what) at a time: a Get that comes while it runs waits for the same one
+    /// (with its own cancellation, and the first Get's wait). When every Get waiting for it has gone
+    /// (their sessions ended), the fetch is cancelled: nobody holds a place for nothing.
+    /// </summary>
     private async Task<PeerFetched?> ShareAsync(string workflow, string what, IReadOnlyList<string> peers, Func<string, PeerFetch> ask, CancellationToken cancellationToken)
     {
         var key = (workflow, what);
-        var mine = new TaskCompletionSource<PeerFetched?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var running = _running.GetOrAdd(key, mine.Task);
-        if (running == mine.Task)
+        Share share;
+        while (true)
         {
-            _ = RunAsync(key, peers, ask, mine);
+            var fresh = new Share();
+            share = _running.GetOrAdd(key, fresh);
+            lock (share)
+            {
+                if (share.Waiters >= 0)
+                {
+                    share.Waiters++;
+                    if (share == fresh)
+                    {
+                        _ = RunAsync(key, share, peers, ask);
+                    }
+
+                    break;
+                }
+            }
+
+            _running.TryRemove(new KeyValuePair<(string, string), Share>(key, share)); // abandoned: a new one
         }
 
-        return await running.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await share.Done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (share)
+            {
+                if (--share.Waiters == 0 && !share.Done.Task.IsCompleted)
+                {
+                    share.Waiters = -1;
+                    share.Abandoned.Cancel();
+                }
+            }
+        }
     }
 
-    private async Task RunAsync((string Workflow, string What) key, IReadOnlyList<string> peers, Func<string, PeerFetch> ask, TaskCompletionSource<PeerFetched?> done)
+    private async Task RunAsync((string Workflow, string What) key, Share share, IReadOnlyList<string> peers, Func<string, PeerFetch> ask)
     {
         try
         {
-            done.TrySetResult(await AskEachAsync(key.Workflow, peers, ask).ConfigureAwait(false));
+            share.Done.TrySetResult(await AskEachAsync(key.Workflow, peers, ask, share.Abandoned.Token).ConfigureAwait(false));
         }
         catch (Exception e)
         {
             Interlocked.Increment(ref _failed);
-            done.TrySetException(e);
+            share.Done.TrySetException(e);
         }
         finally
         {
-            _running.TryRemove(new KeyValuePair<(string, string), Task<PeerFetched?>>(key, done.Task));
+            _running.TryRemove(new KeyValuePair<(string, string), Share>(key, share));
+            share.Abandoned.Dispose();
         }
     }
 
+    /// <summary>Places one workflow may hold at once: half of <see cref="TubeNodeOptions.MaxPeerFetches"/> (at least one), so no tenant takes them all.</summary>
+    private SemaphoreSlim PlacesOf(string workflow) =>
+        _perWorkflow.GetOrAdd(workflow, _ => new SemaphoreSlim(Math.Max(1, _settings.MaxPeerFetches / 2)));
+
     /// <summary>Each peer in turn until one has it; a peer that does not answer, or refuses, is noted and the next asked.</summary>
-    private async Task<PeerFetched?> AskEachAsync(string workflow, IReadOnlyList<string> peers, Func<string, PeerFetch> ask)
+    private async Task<PeerFetched?> AskEachAsync(string workflow, IReadOnlyList<string> peers, Func<string, PeerFetch> ask, CancellationToken abandoned)
     {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, abandoned);
         deadline.CancelAfter(_settings.PeerFetchTimeout);
+        var own = PlacesOf(workflow);
+        bool ownTaken = false;
         try
         {
+            await own.WaitAsync(deadline.Token).ConfigureAwait(false);
+            ownTaken = true;
             await _places.WaitAsync(deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested)
         {
+            if (ownTaken)
+            {
+                own.Release();
+            }
+
             throw new TubeException(TubeError.NotFound, _stop.IsCancellationRequested
                 ? "Not on this node, and the node stops: no fetch from its peers starts."
-                : $"Not on this node, and no fetch from its peers could start within {_settings.PeerFetchTimeout.TotalSeconds:0.###} s ({_settings.MaxPeerFetches} run already).");
+                : $"Not on this node, and no fetch from its peers could start within {_settings.PeerFetchTimeout.TotalSeconds:0.###} s (the node runs {_settings.MaxPeerFetches} at once, a workflow half of them).");
         }
 
         var reasons = new List<string>();
@@ -173,7 +232,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
                     var fetched = await _transport.FetchAsync(fetch, deadline.Token).ConfigureAwait(false);
                     if (fetch.Id is { } id)
                     {
-                        Adopt(workflow, fetched.Local, id);
+                        Adopt(workflow, fetched, id);
                     }
 
                     Interlocked.Increment(ref _fetched);
@@ -201,19 +260,21 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
         finally
         {
             _places.Release();
+            own.Release();
         }
 
         throw new TubeException(TubeError.NotFound, $"Not on this node, and not fetched from its peers ({last?.ToString() ?? workflow}): {string.Join("; ", reasons).TrimEnd('.')}.");
     }
 
     /// <summary>
-    /// The fetched Put (<paramref name="local"/>) becomes <paramref name="wanted"/>: a committed entry on
+    /// The fetched Put (the fetched Put) becomes <paramref name="wanted"/>: a committed entry on
     /// the same block (the directory's lease taken for it first), kept until its TTL; the Put's own entry goes.
     /// </summary>
-    private void Adopt(string workflow, TubeId local, TubeId wanted)
+    private void Adopt(string workflow, PeerFetched fetched, TubeId wanted)
     {
+        var local = fetched.Local;
         var source = _node.Directory.TryFind(workflow, local);
-        if (source is not { Committed: true })
+        if (source is null || !IsFetchedCopy(source, fetched.Length))
         {
             throw new TubeException(TubeError.NotFound, $"The copy of {wanted} fetched as {local} is gone before it was kept.");
         }
@@ -242,6 +303,14 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
         entry.Settled.TrySetResult();
         _node.Directory.Remove(source);
     }
+
+    /// <summary>
+    /// Whether <paramref name="entry"/> is what a fetch puts here: committed, Put by a fetch's session
+    /// (its block's function), of the length the answer gave. Whatever id the network gateway names,
+    /// nothing else of the workflow is adopted or dropped.
+    /// </summary>
+    internal static bool IsFetchedCopy(DataEntry? entry, long length) =>
+        entry is { Committed: true, IsAllocation: false } && entry.Block.Function == PeerFetch.Function && entry.Length == length;
 
     /// <summary>The node stops: fetches running end (their Gets fail), none start; kept links close.</summary>
     public async ValueTask DisposeAsync()

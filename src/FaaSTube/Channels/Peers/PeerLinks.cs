@@ -37,6 +37,18 @@ internal sealed class PeerLink(ClientWindow window, TubeClient peer, TubeClient 
     /// <summary>When it was last given back (idle since).</summary>
     public long IdleSince { get; set; }
 
+    /// <summary>Closes a link; a failure to close (its peer already gone) is nobody's concern.</summary>
+    public static async Task CloseQuietlyAsync(PeerLink link)
+    {
+        try
+        {
+            await link.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FaaSTubeException or IOException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await node.DisposeAsync().ConfigureAwait(false);
@@ -67,9 +79,14 @@ internal sealed class PeerLinks : IAsyncDisposable
     private readonly ITimer _sweep;
     private int _disposed;
 
-    public PeerLinks(Func<PeerFetch, CancellationToken, Task<PeerLink>> connect)
+    private readonly TimeSpan _orphanTtl;
+
+    /// <param name="connect">Opens a new link for a fetch.</param>
+    /// <param name="orphanTtl">How long a copy nobody adopts stays (the fetch's timeout: after it, nobody will).</param>
+    public PeerLinks(Func<PeerFetch, CancellationToken, Task<PeerLink>> connect, TimeSpan orphanTtl)
     {
         _connect = connect;
+        _orphanTtl = orphanTtl;
         _sweep = _time.CreateTimer(static s => _ = ((PeerLinks)s!).CloseIdleAsync(), this, IdleTime, IdleTime);
     }
 
@@ -99,9 +116,9 @@ internal sealed class PeerLinks : IAsyncDisposable
         PeerFetched fetched;
         try
         {
-            fetched = await link.Peer.CopyToAsync(link.Node, fetch, cancellationToken).ConfigureAwait(false);
+            fetched = await link.Peer.CopyToAsync(link.Node, fetch, _orphanTtl, cancellationToken).ConfigureAwait(false);
         }
-        catch (TubeException e) when (e.Error == TubeError.NotFound && link.Peer.IsConnected && link.Node.IsConnected)
+        catch (TubeException e) when (e.Error == TubeError.NotFound && !link.Peer.LeftLease && link.Peer.IsConnected && link.Node.IsConnected)
         {
             await GiveBackAsync(key, link).ConfigureAwait(false); // the link is fine: the peer just has no such data
             throw;
@@ -130,7 +147,7 @@ internal sealed class PeerLinks : IAsyncDisposable
                 return link;
             }
 
-            _ = link.DisposeAsync().AsTask(); // too old, or broken: closed in the background
+            _ = PeerLink.CloseQuietlyAsync(link); // too old, or broken: closed in the background
         }
 
         return null;
@@ -169,7 +186,7 @@ internal sealed class PeerLinks : IAsyncDisposable
                 }
                 else
                 {
-                    await link.DisposeAsync().ConfigureAwait(false);
+                    await PeerLink.CloseQuietlyAsync(link).ConfigureAwait(false);
                 }
             }
 

@@ -57,8 +57,8 @@ internal static class OneWay
 /// </summary>
 internal static class Frames
 {
-    /// <summary>5: arena ranges (ArenaLease 21, ArenaCarve 22, ArenaReturn 23), NamedAllocate (24) and NamedGet to host memory (device -1) (4: every request after Hello began with its W3C trace context; 3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
-    public const ushort Version = 5;
+    /// <summary>6: a Get's path may be 5 (node fetch: copied from a peer node first) (5: arena ranges (ArenaLease 21, ArenaCarve 22, ArenaReturn 23), NamedAllocate (24) and NamedGet to host memory (device -1); 4: every request after Hello began with its W3C trace context; 3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
+    public const ushort Version = 6;
     public const int HeaderBytes = 9;
 
     /// <summary>The longest workflow, function or tenant name, in UTF-8 bytes.</summary>

@@ -36,10 +36,15 @@ internal sealed partial class GatewaySupervisor
 
         try
         {
+            if (process.HasExited)
+            {
+                throw new IOException("it exited"); // after the entry was added: its exit's sweep may have run before
+            }
+
             await _input.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                await process.StandardInput.WriteLineAsync(GatewayFetchLines.Ask(fetch)).ConfigureAwait(false);
+                await process.StandardInput.WriteLineAsync(GatewayFetchLines.Ask(fetch).AsMemory(), cancellationToken).ConfigureAwait(false);
                 await process.StandardInput.FlushAsync(cancellationToken).ConfigureAwait(false);
             }
             finally
@@ -47,10 +52,10 @@ internal sealed partial class GatewaySupervisor
                 _input.Release();
             }
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
             _fetches.TryRemove(fetch.Request, out _);
-            throw new IOException($"The network gateway did not take the fetch: {e.Message}", e);
+            throw e is OperationCanceledException ? e : new IOException($"The network gateway did not take the fetch: {e.Message}", e);
         }
 
         try
@@ -113,8 +118,8 @@ internal sealed partial class GatewaySupervisor
         }
     }
 
-    /// <summary>The gateway's output, line by line, until it ends (the gateway exited).</summary>
-    private async Task HearAsync(StreamReader output, int pid)
+    /// <summary>The gateway's output, line by line (each cut at <see cref="MaxLogLine"/>; a fetch answer over <see cref="GatewayFetchLines.MaxLine"/> is refused), until it ends (the gateway exited).</summary>
+    private async Task HearAsync(BoundedLineReader output, int pid)
     {
         try
         {
@@ -148,7 +153,7 @@ internal sealed class GatewayPeerTransport(GatewaySupervisor gateway, TubeNode n
 
     private void Drop(string workflow, PeerFetched late)
     {
-        if (late.Version == 0 && node.Directory.TryFind(workflow, late.Local) is { Committed: true } orphan)
+        if (late.Version == 0 && node.Directory.TryFind(workflow, late.Local) is { } orphan && PeerFetcher.IsFetchedCopy(orphan, late.Length))
         {
             node.Directory.Remove(orphan);
         }

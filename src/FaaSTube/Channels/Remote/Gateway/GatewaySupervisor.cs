@@ -21,6 +21,9 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     public const string ProgramFile = "FaaSTube.Gateway.dll";
 
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>The longest line of the gateway's log the node keeps (the rest is cut: <see cref="BoundedLineReader"/>).</summary>
+    private const int MaxLogLine = 16 << 10;
     private static readonly TimeSpan StopPatience = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
 
@@ -112,8 +115,9 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
             _ = PumpAsync(process.StandardError);
             await process.StandardInput.WriteLineAsync(_config.ToJson()).ConfigureAwait(false);
             await process.StandardInput.FlushAsync(cancellationToken).ConfigureAwait(false);
-            var at = await ReadListeningAsync(process, cancellationToken).ConfigureAwait(false);
-            _ = HearAsync(process.StandardOutput, process.Id); // its log, and the answers to fetches (GatewaySupervisor.Fetches.cs)
+            var output = new BoundedLineReader(process.StandardOutput, MaxLogLine);
+            var at = await ReadListeningAsync(output, process, cancellationToken).ConfigureAwait(false);
+            _ = HearAsync(output, process.Id); // its log, and the answers to fetches (GatewaySupervisor.Fetches.cs)
             EndPoint = at;
             _config = _config with { Listen = at.ToString() }; // a restart binds the same port
             lock (_sync)
@@ -137,14 +141,14 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     }
 
     /// <summary>The gateway's answer: skips UCX's and other lines until <c>listening HOST:PORT</c> (or a failure).</summary>
-    private async Task<IPEndPoint> ReadListeningAsync(Process process, CancellationToken cancellationToken)
+    private async Task<IPEndPoint> ReadListeningAsync(BoundedLineReader output, Process process, CancellationToken cancellationToken)
     {
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         patience.CancelAfter(StartTimeout);
         string? line;
         try
         {
-            while ((line = await process.StandardOutput.ReadLineAsync(patience.Token).ConfigureAwait(false)) is not null
+            while ((line = await output.ReadLineAsync(patience.Token).ConfigureAwait(false)) is not null
                 && !line.StartsWith("listening ", StringComparison.Ordinal) && !line.StartsWith("failed ", StringComparison.Ordinal))
             {
                 Said(line);
@@ -275,9 +279,10 @@ internal sealed partial class GatewaySupervisor : IAsyncDisposable
     /// <summary>Each line the gateway writes (its log, UCX's messages) goes to the node's log; the last ones are kept for a failure's message.</summary>
     private async Task PumpAsync(StreamReader reader)
     {
+        var lines = new BoundedLineReader(reader, MaxLogLine);
         try
         {
-            while (await reader.ReadLineAsync().ConfigureAwait(false) is { } line)
+            while (await lines.ReadLineAsync().ConfigureAwait(false) is { } line)
             {
                 Said(line);
             }
