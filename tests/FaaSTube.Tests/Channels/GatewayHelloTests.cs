@@ -243,8 +243,8 @@ public sealed class GatewayHelloTests
     }
 
     /// <summary>GatewayHello's payload as docs/protocol.md lays it out, written field by field (a key of any length).</summary>
-    private static PayloadWriter GatewayHelloPayload(byte[] key, string workflow, string function, long windowBytes) =>
-        new PayloadWriter().U16(Frames.Version).Bytes(key).Str(workflow).Str(function).I64(windowBytes);
+    private static PayloadWriter GatewayHelloPayload(byte[] key, string workflow, string function, long windowBytes, long ringBytes = 0) =>
+        new PayloadWriter().U16(Frames.Version).Bytes(key).Str(workflow).Str(function).I64(windowBytes).I64(ringBytes);
 
     private static async Task<RawConnection> OpenRelayedAsync(NodeHarness h, byte[] key, string workflow, ClientWindow window)
     {
