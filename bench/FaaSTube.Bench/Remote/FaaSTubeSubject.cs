@@ -10,7 +10,8 @@ namespace FaaSTube.Bench.Remote;
 /// link's host address (NetworkListen, UCX kept to the link), and a remote <see cref="TubeClient"/>
 /// in the peer namespace (<c>ucx://host:port</c>, the workflow's secret from the environment, never
 /// the command line). "put": Put from host memory of each size, one at a time (each Put pipelines
-/// its parts through the client's window; the Delete after each is not timed); "get": Get to host
+/// its parts, at most the window's slots in flight, each sent from the caller's memory straight into
+/// the node's window; the Delete after each is not timed); "get": Get to host
 /// memory of one datum of that size, again and again. "latency": the Where control call, half its
 /// round trip (as ucx_perftest's tag_lat is half of its).
 /// </summary>

@@ -183,7 +183,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// </summary>
     public Task<UcxMessage> ReceiveAsync(Memory<byte> buffer, ulong tag, ulong mask = ulong.MaxValue, UcxEndpoint? from = null, CancellationToken cancellationToken = default)
     {
-        var op = new UcxOperation(this, $"ucp_tag_recv_nbx(tag 0x{tag:x}, {buffer.Length} bytes)", from, buffer.Length, isReceive: true);
+        var op = new UcxOperation(this, "ucp_tag_recv_nbx", from, buffer.Length, isReceive: true, key: UcxOperationKey.Tag, keyValue: tag);
         Post(() =>
         {
             if (from is not null && from.Failure is { } failure)
@@ -243,7 +243,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// </summary>
     public Task ReceiveData(in UcxActiveMessage message, Memory<byte> buffer)
     {
-        var op = new UcxOperation(this, $"ucp_am_recv_data_nbx({buffer.Length} bytes)", null, buffer.Length, isReceive: true);
+        var op = new UcxOperation(this, "ucp_am_recv_data_nbx", null, buffer.Length, isReceive: true);
         var parameters = new UcpRequestParam
         {
             OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA,
