@@ -108,14 +108,22 @@ internal sealed class FaaSTubeSubject(NetworkIsolation isolation) : RemoteSubjec
 
         var probe = await client.PutAsync(new byte[8], keep).WaitAsync(Bound);
         var times = new double[plan.LatencyIterations];
+        var stamps = new (long Sent, long Answered)[plan.LatencyIterations];
         for (int i = -plan.LatencyWarmup; i < plan.LatencyIterations; i++)
         {
+            long sent = DateTime.UtcNow.Ticks; // the machine's one wall clock: the node's spans (the scenario's --breakdown) use it too
             long t0 = Stopwatch.GetTimestamp();
             await client.WhereAsync(probe).WaitAsync(Bound);
             if (i >= 0)
             {
                 times[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds / 2;
+                stamps[i] = (sent, DateTime.UtcNow.Ticks);
             }
+        }
+
+        foreach (var (sent, answered) in stamps)
+        {
+            Console.WriteLine(RemoteStamp.Serialize(Name, sent, answered));
         }
 
         rows.Add(new RemoteRow(Name, "latency", $"FaaSTube remote Where ({Via}), half the round trip", 8, BindingsSubject.Percentile(times, 0.5), times.Average()));
