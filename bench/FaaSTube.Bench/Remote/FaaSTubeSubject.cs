@@ -10,7 +10,8 @@ namespace FaaSTube.Bench.Remote;
 /// link's host address (NetworkListen, UCX kept to the link), and a remote <see cref="TubeClient"/>
 /// in the peer namespace (<c>ucx://host:port</c>, the workflow's secret from the environment, never
 /// the command line). "put": Put from host memory of each size, one at a time (each Put pipelines
-/// its parts through the client's window; the Delete after each is not timed); "get": Get to host
+/// its parts, at most the window's slots in flight, each sent from the caller's memory straight into
+/// the node's window; the Delete after each is not timed); "get": Get to host
 /// memory of one datum of that size, again and again. "latency": the Where control call, half its
 /// round trip (as ucx_perftest's tag_lat is half of its).
 /// </summary>
@@ -107,14 +108,22 @@ internal sealed class FaaSTubeSubject(NetworkIsolation isolation) : RemoteSubjec
 
         var probe = await client.PutAsync(new byte[8], keep).WaitAsync(Bound);
         var times = new double[plan.LatencyIterations];
+        var stamps = new (long Sent, long Answered)[plan.LatencyIterations];
         for (int i = -plan.LatencyWarmup; i < plan.LatencyIterations; i++)
         {
+            long sent = DateTime.UtcNow.Ticks; // the machine's one wall clock: the node's spans (the scenario's --breakdown) use it too
             long t0 = Stopwatch.GetTimestamp();
             await client.WhereAsync(probe).WaitAsync(Bound);
             if (i >= 0)
             {
                 times[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds / 2;
+                stamps[i] = (sent, DateTime.UtcNow.Ticks);
             }
+        }
+
+        foreach (var (sent, answered) in stamps)
+        {
+            Console.WriteLine(RemoteStamp.Serialize(Name, sent, answered));
         }
 
         rows.Add(new RemoteRow(Name, "latency", $"FaaSTube remote Where ({Via}), half the round trip", 8, BindingsSubject.Percentile(times, 0.5), times.Average()));

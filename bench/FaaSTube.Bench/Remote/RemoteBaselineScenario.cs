@@ -19,7 +19,10 @@ namespace FaaSTube.Bench.Remote;
 /// of <see cref="Subjects"/> (our bindings' tagged send/receive, both directions, and an 8-byte
 /// ping-pong; FaaSTube's remote Put, Get and Where against a node). Prints a Markdown report; <c>--out FILE.md</c> also writes it and a chart (FILE.svg).
 /// Needs root, iproute2, libucx0 and ucx-utils.
-/// <code>dotnet run -c Release --project bench/FaaSTube.Bench -- remote-baseline [--sizes-mib 1,16,64,256] [--mib-per-size 1024] [--latency-iterations 20000] [--out bench/results/DATE-remote-baseline.md]</code>
+/// <c>--breakdown</c> also splits each FaaSTube Where into its legs (WhereLegs.cs: the node's server
+/// spans, taken by an ActivityListener in this process, the node's, against the peer's send and
+/// answer times), at the cost of recording every span of the node meanwhile.
+/// <code>dotnet run -c Release --project bench/FaaSTube.Bench -- remote-baseline [--sizes-mib 1,16,64,256] [--mib-per-size 1024] [--latency-iterations 20000] [--breakdown] [--out bench/results/DATE-remote-baseline.md]</code>
 /// </summary>
 internal static class RemoteBaselineScenario
 {
@@ -65,12 +68,21 @@ internal static class RemoteBaselineScenario
         }
 
         rows.Add(await PerftestAsync(perftest, bed, "tag_lat", 8, plan.LatencyIterations, plan.LatencyWarmup));
+        bool breakdown = args.Contains("--breakdown");
+        using var spans = breakdown ? new WhereSpans() : null;
+        var legs = new List<WhereLegs>();
         foreach (var subject in Subjects)
         {
-            rows.AddRange(await MeasureFromPeerAsync(bed, subject, plan));
+            spans?.Clear();
+            var (measured, stamps) = await MeasureFromPeerAsync(bed, subject, plan);
+            rows.AddRange(measured);
+            if (spans is not null && stamps.Count > 0)
+            {
+                legs.Add(WhereLegs.Of(measured.First(r => r.Test == "latency").What.Replace(", half the round trip", "", StringComparison.Ordinal), stamps, spans.Taken()));
+            }
         }
 
-        string report = Report(rows, plan, args, output);
+        string report = Report(rows, plan, args, output) + WhereLegs.Report(legs);
         Console.WriteLine(report);
         if (!string.IsNullOrEmpty(output))
         {
@@ -100,7 +112,7 @@ internal static class RemoteBaselineScenario
         return 0;
     }
 
-    private static async Task<IReadOnlyList<RemoteRow>> MeasureFromPeerAsync(NetworkNamespace bed, RemoteSubject subject, RemotePlan plan)
+    private static async Task<(IReadOnlyList<RemoteRow> Rows, IReadOnlyList<(long Sent, long Answered)> Stamps)> MeasureFromPeerAsync(NetworkNamespace bed, RemoteSubject subject, RemotePlan plan)
     {
         await using var server = await subject.ServeAsync(bed.HostAddress, bed.HostLink);
         var self = Environment.ProcessPath!;
@@ -121,7 +133,9 @@ internal static class RemoteBaselineScenario
             throw new InvalidOperationException($"the {subject.Name} peer failed ({code}): {stderr}");
         }
 
-        return [.. stdout.Split('\n').Select(RemoteRow.Parse).OfType<RemoteRow>()];
+        var lines = stdout.Split('\n');
+        return ([.. lines.Select(RemoteRow.Parse).OfType<RemoteRow>()],
+            [.. lines.Select(RemoteStamp.Parse).OfType<(string Subject, long Sent, long Answered)>().Select(s => (s.Sent, s.Answered))]);
     }
 
     /// <summary>One ucx_perftest test: the server in the root namespace (waited for until it listens), the client in the peer's.</summary>
@@ -211,6 +225,7 @@ internal static class RemoteBaselineScenario
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"- Command: `dotnet run -c Release --project bench/FaaSTube.Bench -- remote-baseline {string.Join(' ', args)}`");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Device: {Environment.ProcessorCount} cores, no GPU (none used); UCX {UcxLibrary.Version}, UCX_TLS=tcp, UCX_NET_DEVICES = the veth end on each side; {File.ReadAllText("/proc/loadavg").Trim()} (/proc/loadavg after the run)");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- UCX progress threads (ours: bindings and FaaSTube, both sides) poll {FaaSTube.Native.Ucx.UcxWorker.DefaultSpinTime.TotalMicroseconds:0} us after their last event before they sleep (UcxWorker.SpinTime; FAASTUBE_UCX_SPIN_US={Environment.GetEnvironmentVariable("FAASTUBE_UCX_SPIN_US") ?? "unset"}); ucx_perftest busy-polls.");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Per size and direction: {plan.BytesPerSize >> 20} MiB (at least 4 messages) after a tenth of that as warm-up; latency: {plan.LatencyIterations} round trips after {plan.LatencyWarmup}. Bindings: up to {BindingsSubject.Window} messages in flight. FaaSTube: a remote TubeClient (window {FaaSTubeSubject.WindowBytes >> 20} MiB) against a TubeNode (pool on the simulated GPU where there is none), one Put or Get at a time; its latency row is the Where control call.");
         md.AppendLine();
         md.AppendLine("Bandwidth, MiB/s (ucx_perftest's \"MB/s\" is 2^20 bytes per second). \"put\": the peer (client) sends to the root namespace; \"get\": the root namespace sends to the peer.");

@@ -60,6 +60,25 @@ internal sealed record RemoteRow(string Subject, string Test, string What, long 
     private static string Inv(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }
 
+/// <summary>
+/// One timed Where of a FaaSTube subject, as the peer saw it: when it was sent and when its answer
+/// came, in <see cref="DateTime.UtcNow"/> ticks (the wall clock the node's spans use, one for every
+/// process of the machine and both namespaces), for the scenario's --breakdown.
+/// </summary>
+internal static class RemoteStamp
+{
+    public static string Serialize(string subject, long sent, long answered) =>
+        string.Join('\t', "stamp", subject, sent.ToString(CultureInfo.InvariantCulture), answered.ToString(CultureInfo.InvariantCulture));
+
+    public static (string Subject, long Sent, long Answered)? Parse(string line)
+    {
+        var f = line.Split('\t');
+        return f.Length == 4 && f[0] == "stamp"
+            ? (f[1], long.Parse(f[2], CultureInfo.InvariantCulture), long.Parse(f[3], CultureInfo.InvariantCulture))
+            : null;
+    }
+}
+
 /// <summary>What to measure: the message sizes, how many bytes per size and direction, the latency round trips.</summary>
 internal sealed record RemotePlan(long[] Sizes, long BytesPerSize, int LatencyIterations, int LatencyWarmup)
 {

@@ -109,7 +109,7 @@ internal sealed unsafe class UcxEndpoint
     /// </summary>
     public Task SendAsync(ReadOnlyMemory<byte> data, ulong tag, SafeUcpMemoryHandle? registered = null)
     {
-        var op = new UcxOperation(Worker, $"ucp_tag_send_nbx(tag 0x{tag:x}, {data.Length} bytes)", this, data.Length);
+        var op = new UcxOperation(Worker, "ucp_tag_send_nbx", this, data.Length, key: UcxOperationKey.Tag, keyValue: tag);
         Worker.Post(() =>
         {
             if (Failure is not null || _handle is null)
@@ -145,7 +145,7 @@ internal sealed unsafe class UcxEndpoint
     /// </summary>
     public Task SendMessageAsync(uint id, ReadOnlyMemory<byte> header, ReadOnlyMemory<byte> data = default, bool reply = false, UcxSendMode mode = UcxSendMode.Auto)
     {
-        var op = new UcxOperation(Worker, $"ucp_am_send_nbx(id {id}, {header.Length} + {data.Length} bytes)", this, data.Length);
+        var op = new UcxOperation(Worker, "ucp_am_send_nbx", this, data.Length, key: UcxOperationKey.MessageId, keyValue: id, headerLength: header.Length);
         Worker.Post(() =>
         {
             if (Failure is not null || _handle is null)

@@ -4,6 +4,19 @@ using System.Runtime.InteropServices;
 
 namespace FaaSTube.Native.Ucx;
 
+/// <summary>What an operation's key is, in its error message.</summary>
+internal enum UcxOperationKey
+{
+    /// <summary>No key.</summary>
+    None,
+
+    /// <summary>A tag.</summary>
+    Tag,
+
+    /// <summary>An active message's id.</summary>
+    MessageId,
+}
+
 /// <summary>What a completed tagged receive got: the sender's tag and the bytes written.</summary>
 internal readonly record struct UcxMessage(ulong Tag, long Length);
 
@@ -23,18 +36,41 @@ internal sealed unsafe class UcxOperation
     private CancellationTokenRegistration _cancellation;
     private CancellationToken _token;
 
-    public UcxOperation(UcxWorker worker, string what, UcxEndpoint? endpoint, long length, bool isReceive = false)
+    private readonly string _call;
+    private readonly UcxOperationKey _key;
+    private readonly ulong _keyValue;
+    private readonly int _headerLength;
+
+    /// <param name="worker">The worker it runs on.</param>
+    /// <param name="call">The UCX call, for errors (a constant: the details are formatted only when one is raised).</param>
+    /// <param name="endpoint">The endpoint it belongs to, if any.</param>
+    /// <param name="length">The data's bytes.</param>
+    /// <param name="isReceive">A receive (cancelled with its endpoint).</param>
+    /// <param name="key">What <paramref name="keyValue"/> is: a tag, an active message's id, or nothing.</param>
+    /// <param name="keyValue">The tag or id.</param>
+    /// <param name="headerLength">An active message's header bytes.</param>
+    public UcxOperation(UcxWorker worker, string call, UcxEndpoint? endpoint, long length, bool isReceive = false, UcxOperationKey key = UcxOperationKey.None, ulong keyValue = 0, int headerLength = 0)
     {
         IsReceive = isReceive;
         Worker = worker;
-        What = what;
+        _call = call;
+        _key = key;
+        _keyValue = keyValue;
+        _headerLength = headerLength;
         Endpoint = endpoint;
         Length = length;
     }
 
     public UcxWorker Worker { get; }
 
-    public string What { get; }
+    /// <summary>The call and its arguments, for an error's message (formatted only then: nothing per operation on the hot path).</summary>
+    public string What => _key switch
+    {
+        UcxOperationKey.Tag => $"{_call}(tag 0x{_keyValue:x}, {Length} bytes)",
+        UcxOperationKey.MessageId => $"{_call}(id {_keyValue}, {_headerLength} + {Length} bytes)",
+        _ when Length > 0 => $"{_call}({Length} bytes)",
+        _ => _call,
+    };
 
     /// <summary>The endpoint the operation belongs to (a receive expecting that peer's data, a send, a close).</summary>
     public UcxEndpoint? Endpoint { get; }

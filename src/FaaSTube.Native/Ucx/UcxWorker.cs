@@ -8,9 +8,13 @@ namespace FaaSTube.Native.Ucx;
 /// <summary>
 /// A UCP worker driven by one thread of its own. Every UCX call on the worker, its endpoints and
 /// listeners runs on that thread: callers post commands (<see cref="Post"/>) and wake it with
-/// <c>ucp_worker_signal</c>. Idle, the thread arms the worker and sleeps in poll(2) on the
-/// worker's event descriptor (no spinning); it wakes on network events, on a signal, or once a
-/// second as a safety net. Disposing fails whatever is still pending instead of leaving it hanging.
+/// <c>ucp_worker_signal</c> (not needed from the thread itself: it looks at the queue after every
+/// round of progress). After its last event or command the thread keeps polling for a bounded
+/// <see cref="SpinTime"/> (an answer on its way is caught without a sleep and a wake-up, as
+/// ucx_perftest's busy-polling catches it), then arms the worker and sleeps in poll(2) on the
+/// worker's event descriptor: an idle worker never keeps a core busy. It wakes on network events,
+/// on a signal, or once a second as a safety net. Disposing fails whatever is still pending instead
+/// of leaving it hanging.
 /// </summary>
 internal sealed unsafe class UcxWorker : IDisposable
 {
@@ -30,6 +34,19 @@ internal sealed unsafe class UcxWorker : IDisposable
     private readonly Lock _signalGate = new();
     private volatile bool _stopping;
     private volatile bool _closed;
+    private long _spinTicks = (long)(DefaultSpinTime.TotalSeconds * Stopwatch.Frequency);
+
+    /// <summary>
+    /// How long a progress thread polls after its last event before it sleeps, unless set per worker
+    /// (<see cref="SpinTime"/>): <c>FAASTUBE_UCX_SPIN_US</c> microseconds when the environment sets it
+    /// (0 to 1000; for measuring), else 50 us where there are more than two cores and none on two or
+    /// fewer, where the poll would take the core the peer (or this process's other threads) needs to
+    /// answer (bench/results/2026-12-02-remote-latency.md measured both).
+    /// </summary>
+    internal static readonly TimeSpan DefaultSpinTime =
+        int.TryParse(Environment.GetEnvironmentVariable("FAASTUBE_UCX_SPIN_US"), out int us) && us is >= 0 and <= 1000
+            ? TimeSpan.FromMicroseconds(us)
+            : Environment.ProcessorCount > 2 ? TimeSpan.FromMicroseconds(50) : TimeSpan.Zero;
 
     private UcxWorker(UcxContext context, string name, ulong clientId)
     {
@@ -70,6 +87,21 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// <summary>Completes when the progress thread has destroyed the worker.</summary>
     public Task Stopped => _stopped.Task;
 
+    /// <summary>How long the progress thread keeps polling after its last event or command before it arms the worker and sleeps (bounded: at most 1 ms).</summary>
+    public TimeSpan SpinTime
+    {
+        get => TimeSpan.FromSeconds((double)Volatile.Read(ref _spinTicks) / Stopwatch.Frequency);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromMilliseconds(1));
+            Volatile.Write(ref _spinTicks, (long)(value.TotalSeconds * Stopwatch.Frequency));
+        }
+    }
+
+    /// <summary>Whether the caller is the progress thread (a handler, a command).</summary>
+    public bool IsProgressThread => Environment.CurrentManagedThreadId == _thread.ManagedThreadId;
+
     /// <summary>How many operations are pending in UCX (read on the progress thread, or as a hint).</summary>
     public int PendingCount => _pending.Count;
 
@@ -104,6 +136,11 @@ internal sealed unsafe class UcxWorker : IDisposable
     public void Post(Action run, Action<Exception> abort)
     {
         _commands.Enqueue((run, abort));
+        if (IsProgressThread && !_closed)
+        {
+            return; // the thread runs the queue after the handler or command it is in: no wake-up needed
+        }
+
         lock (_signalGate)
         {
             if (!_closed)
@@ -146,7 +183,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// </summary>
     public Task<UcxMessage> ReceiveAsync(Memory<byte> buffer, ulong tag, ulong mask = ulong.MaxValue, UcxEndpoint? from = null, CancellationToken cancellationToken = default)
     {
-        var op = new UcxOperation(this, $"ucp_tag_recv_nbx(tag 0x{tag:x}, {buffer.Length} bytes)", from, buffer.Length, isReceive: true);
+        var op = new UcxOperation(this, "ucp_tag_recv_nbx", from, buffer.Length, isReceive: true, key: UcxOperationKey.Tag, keyValue: tag);
         Post(() =>
         {
             if (from is not null && from.Failure is { } failure)
@@ -206,7 +243,7 @@ internal sealed unsafe class UcxWorker : IDisposable
     /// </summary>
     public Task ReceiveData(in UcxActiveMessage message, Memory<byte> buffer)
     {
-        var op = new UcxOperation(this, $"ucp_am_recv_data_nbx({buffer.Length} bytes)", null, buffer.Length, isReceive: true);
+        var op = new UcxOperation(this, "ucp_am_recv_data_nbx", null, buffer.Length, isReceive: true);
         var parameters = new UcpRequestParam
         {
             OpAttrMask = Interop.Ucp.OP_ATTR_FIELD_CALLBACK | Interop.Ucp.OP_ATTR_FIELD_USER_DATA,
@@ -309,11 +346,19 @@ internal sealed unsafe class UcxWorker : IDisposable
         Exception? failure = null;
         try
         {
+            long lastActive = Stopwatch.GetTimestamp();
             while (!_stopping)
             {
-                RunQueued();
-                if (Interop.Ucp.ucp_worker_progress(_native) != 0 || !_commands.IsEmpty)
+                bool ran = RunQueued();
+                if (Interop.Ucp.ucp_worker_progress(_native) != 0 || !_commands.IsEmpty || ran)
                 {
+                    lastActive = Stopwatch.GetTimestamp();
+                    continue;
+                }
+
+                if (Stopwatch.GetTimestamp() - lastActive < Volatile.Read(ref _spinTicks))
+                {
+                    Thread.SpinWait(20); // bounded by SpinTime since the last event: then it sleeps
                     continue;
                 }
 
@@ -327,6 +372,7 @@ internal sealed unsafe class UcxWorker : IDisposable
 
                 UcxException.ThrowIfFailed(armed);
                 Sleep(IdleWakeMilliseconds);
+                lastActive = Stopwatch.GetTimestamp(); // woken: what woke it is probably the first of several
             }
         }
         catch (Exception e)
@@ -338,10 +384,13 @@ internal sealed unsafe class UcxWorker : IDisposable
         Shutdown(failure);
     }
 
-    private void RunQueued()
+    /// <summary>Runs the queued commands; whether there were any.</summary>
+    private bool RunQueued()
     {
+        bool ran = false;
         while (_commands.TryDequeue(out var command))
         {
+            ran = true;
             try
             {
                 command.Run();
@@ -351,6 +400,8 @@ internal sealed unsafe class UcxWorker : IDisposable
                 ReportCallbackFailure(e);
             }
         }
+
+        return ran;
     }
 
     private void AbortQueued()

@@ -161,7 +161,7 @@ internal sealed class FramedSession
 
     /// <summary>
     /// Hello (or the network gateway's GatewayHello, <see cref="CheckGateway"/>) within the timeout,
-    /// with exactly one descriptor, the window (two with a control ring: Hello only). False when the session must end.
+    /// with exactly one descriptor, the window (two with a control ring, for either). False when the session must end.
     /// </summary>
     private async Task<bool> HandshakeAsync(CancellationToken ended)
     {
@@ -196,8 +196,9 @@ internal sealed class FramedSession
             if (hello.Type == FrameType.GatewayHello)
             {
                 var relayed = Payload.Read<GatewayHello>(hello.Payload); // a wrong version first: VersionMismatch; a key of another length: BadRequest
-                CheckGateway(relayed);
-                ok = _session.OpenGateway(relayed, hello.Descriptors); // no ring
+                CheckGateway(relayed); // before the ring: only the node's gateway may take a ring session this way
+                var window = relayed.RingBytes != 0 ? AdoptRing(relayed.RingBytes, hello.Descriptors) : hello.Descriptors;
+                ok = _session.OpenGateway(relayed, window) with { Ring = _ring is not null };
             }
             else
             {
@@ -328,7 +329,7 @@ internal sealed class FramedSession
 
         if (descriptors.Count != 2)
         {
-            throw new TubeException(TubeError.BadRequest, $"Hello with a control ring must carry two descriptors, the window and the ring; it carried {descriptors.Count}.");
+            throw new TubeException(TubeError.BadRequest, $"A Hello with a control ring must carry two descriptors, the window and the ring; it carried {descriptors.Count}.");
         }
 
         if (ringBytes < 0 || ringBytes > MaxRingBytes)

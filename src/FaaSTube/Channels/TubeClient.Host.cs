@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using FaaSTube.Channels.Client;
 using FaaSTube.Channels.Protocol.Messages;
+using FaaSTube.Channels.Remote;
 using FaaSTube.Diagnostics;
 
 namespace FaaSTube.Channels;
@@ -141,6 +142,11 @@ public sealed partial class TubeClient
         call.Path = TubePath.HostStaged.Tag();
         try
         {
+            if (_remote)
+            {
+                return await PutFromMemoryRemoteAsync(data, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
+            }
+
             await using var writer = await NewPutWriterAsync(data.Length, options, cancellationToken).ConfigureAwait(false);
             for (int offset = 0; offset < data.Length;)
             {
@@ -281,9 +287,18 @@ public sealed partial class TubeClient
             ? await CallAsync(new NamedPutBegin(named.Namespace, named.Name, length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)
             : await CallAsync(new PutBegin(length, options.Device ?? 0), cancellationToken).ConfigureAwait(false)).Id;
 
-    /// <summary>One part, waited for whatever the caller's cancellation (its window range is in the node's hands until answered).</summary>
-    internal Task PutPartAsync(TubeId id, long offset, int windowOffset, int length, long sloTicks) =>
-        CallAsync(new PutPart(id, offset, windowOffset, length, "", sloTicks), CancellationToken.None);
+    /// <summary>One part, waited for whatever the caller's cancellation (its window range is in the node's hands until answered); a remote client's <paramref name="source"/>, if not empty, is sent instead of the window range's bytes.</summary>
+    internal Task PutPartAsync(TubeId id, long offset, int windowOffset, int length, long sloTicks, ReadOnlyMemory<byte> source = default)
+    {
+        var part = new PutPart(id, offset, windowOffset, length, "", sloTicks);
+        if (source.IsEmpty)
+        {
+            return CallAsync(part, CancellationToken.None);
+        }
+
+        ThrowOneWayFailure();
+        return ((RemoteConnection)Connection).PutPartFromAsync(part, source);
+    }
 
     /// <summary>Makes a Put visible; a named one becomes its name's new version (returned; 0 for an id's Put).</summary>
     internal async Task<long> CommitPutAsync(TubeId id, PutOptions options, CancellationToken cancellationToken)
@@ -311,6 +326,15 @@ public sealed partial class TubeClient
     {
         try
         {
+            if (Connection is RemoteConnection remote)
+            {
+                // Over the network the part's bytes come as the answer's data: received straight into
+                // the caller's memory, not into the window mirror and copied out (the range names the node's side).
+                ThrowOneWayFailure();
+                await remote.GetToHostIntoAsync(part, destination).ConfigureAwait(false);
+                return;
+            }
+
             await CallAsync(part, CancellationToken.None).ConfigureAwait(false);
             CopyCounted(_window.Memory.Slice(part.WindowOffset, part.Length), destination, "from_window");
         }

@@ -75,6 +75,72 @@ public sealed class GatewayHelloTests
     }
 
     [TestMethod]
+    public async Task A_gateway_hello_brings_a_control_ring_checked_as_hellos_and_a_refused_one_takes_no_ring_session()
+    {
+        await using var h = await StartAsync(o => o.MaxRingSessions = 1);
+        var random = Seeds.Create(TestContext);
+        byte[] key = h.Node.GatewayKey!;
+        using (var window = new ClientWindow(WindowBytes))
+        using (var ring = ControlRing.Create(64 << 10))
+        {
+            var flipped = (byte[])key.Clone();
+            flipped[0] ^= 1;
+            var wrong = await RefusedAsync(h, GatewayHelloPayload(flipped, "wf", "f", WindowBytes, ring.TotalBytes), window.Descriptor, ring.Descriptor);
+            Assert.AreEqual(TubeError.AccessDenied, wrong.Error, "the key is checked before the ring is taken");
+            var alone = await RefusedAsync(h, GatewayHelloPayload(key, "wf", "f", WindowBytes, ring.TotalBytes), window.Descriptor);
+            Assert.AreEqual(TubeError.BadRequest, alone.Error);
+            StringAssert.Contains(alone.Message, "two descriptors");
+            var odd = await RefusedAsync(h, GatewayHelloPayload(key, "wf", "f", WindowBytes, ring.TotalBytes + 4096), window.Descriptor, ring.Descriptor);
+            Assert.AreEqual(TubeError.BadRequest, odd.Error, "a ring of another size than the GatewayHello says");
+        }
+
+        // The node's one ring session is still free after the refusals: the relay's connection
+        // (GatewayRelay's: a ring, answers completed in place) takes it, and its requests go there.
+        using var relayWindow = new ClientWindow(WindowBytes);
+        await using var relay = await RelayAsync(h, relayWindow);
+        Assert.IsTrue(relay.UsesRing, "the node took the relay's ring");
+        var data = random.Bytes(random.Next(1, WindowBytes / 2));
+        data.CopyTo(relayWindow.Memory.Span);
+        var id = (await relay.CallAsync(new PutBegin(data.Length, 0), CancellationToken.None)).Id;
+        await relay.CallAsync(new PutPart(id, 0, 0, data.Length, "", 0), CancellationToken.None);
+        await relay.CallAsync(new PutCommit(id, Consumers: 1, TtlTicks: 0, KeepUntilDeleted: false), CancellationToken.None);
+        Assert.AreEqual(0, (await relay.CallAsync(new Where(id), CancellationToken.None)).Device);
+        Assert.AreEqual(data.Length, (await relay.CallAsync(new Get(id, -1, 0), CancellationToken.None)).Length);
+        await relay.CallAsync(new GetToHost(id, 0, WindowBytes / 2, data.Length), CancellationToken.None);
+        CollectionAssert.AreEqual(SHA256.HashData(data), SHA256.HashData(relayWindow.Memory.Span.Slice(WindowBytes / 2, data.Length)), "the bytes came back through the node, requests and answers on the ring");
+        Assert.IsEmpty(await relay.RelayAsync(FrameType.Release, Traced(new Release(id)), CancellationToken.None), "a relayed one-way request is confirmed by the Sync after it");
+        var twice = await Assert.ThrowsExactlyAsync<TubeException>(() => relay.RelayAsync(FrameType.Release, Traced(new Release(id)), CancellationToken.None));
+        Assert.IsTrue(twice.Error is TubeError.NotLeased or TubeError.NotFound, $"its refusal came on the ring before the Sync's answer, and is thrown: {twice.Error}");
+
+        // No ring session left: the next relay is served on the socket, as a Hello's would be.
+        using var secondWindow = new ClientWindow(WindowBytes);
+        await using var second = await RelayAsync(h, secondWindow);
+        Assert.IsFalse(second.UsesRing, "MaxRingSessions is 1: on the socket");
+        var missing = await Assert.ThrowsExactlyAsync<TubeException>(() => second.CallAsync(new Where(id), CancellationToken.None));
+        Assert.AreEqual(TubeError.NotFound, missing.Error, "served all the same");
+    }
+
+    /// <summary>A relay's connection as the gateway makes it (GatewayRelay.cs): the node's key, a window, a control ring of 64 KiB, answers completed in place.</summary>
+    private static async Task<FaaSTube.Channels.Client.FramedConnection> RelayAsync(NodeHarness h, ClientWindow window)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(h.Socket));
+        var relay = new FaaSTube.Channels.Client.FramedConnection(socket, ControlRing.Create(64 << 10), ChildProcess.Timeout, _ => { }, (_, _) => { }, inlineAnswers: true);
+        var ok = await relay.GatewayHelloAsync(new GatewayHello(Frames.Version, h.Node.GatewayKey!, "wf", "relayed", window.Length, 0), window.Descriptor, CancellationToken.None).WaitAsync(ChildProcess.Timeout);
+        Assert.AreEqual(ok.Ring, relay.UsesRing);
+        return relay;
+    }
+
+    /// <summary>A request's payload as a relay forwards it: the client's trace context (none), then the request.</summary>
+    private static ReadOnlyMemory<byte> Traced(IRequest request)
+    {
+        var payload = new PayloadWriter();
+        TraceContext.None.Write(payload);
+        request.Write(payload);
+        return payload.Memory;
+    }
+
+    [TestMethod]
     public async Task A_wrong_key_a_key_of_another_length_or_a_node_without_a_gateway_is_refused_and_holds_nothing()
     {
         await using var h = await StartAsync();
@@ -243,8 +309,8 @@ public sealed class GatewayHelloTests
     }
 
     /// <summary>GatewayHello's payload as docs/protocol.md lays it out, written field by field (a key of any length).</summary>
-    private static PayloadWriter GatewayHelloPayload(byte[] key, string workflow, string function, long windowBytes) =>
-        new PayloadWriter().U16(Frames.Version).Bytes(key).Str(workflow).Str(function).I64(windowBytes);
+    private static PayloadWriter GatewayHelloPayload(byte[] key, string workflow, string function, long windowBytes, long ringBytes = 0) =>
+        new PayloadWriter().U16(Frames.Version).Bytes(key).Str(workflow).Str(function).I64(windowBytes).I64(ringBytes);
 
     private static async Task<RawConnection> OpenRelayedAsync(NodeHarness h, byte[] key, string workflow, ClientWindow window)
     {

@@ -705,7 +705,7 @@ public sealed partial class HostileFuzzTests
         if (pick < 10 && random.Next(2) == 0)
         {
             // The network gateway's first frame after a Hello: it is only ever a connection's first frame (docs/protocol.md).
-            return new(FrameType.GatewayHello, "gateway-hello-after-hello", new PayloadWriter().U16(Frames.Version).Bytes(random.Bytes(GatewayHello.KeyBytes)).Str("wf").Str("f").I64(1 << 20).Memory.ToArray(), Expect.Error);
+            return new(FrameType.GatewayHello, "gateway-hello-after-hello", new PayloadWriter().U16(Frames.Version).Bytes(random.Bytes(GatewayHello.KeyBytes)).Str("wf").Str("f").I64(1 << 20).I64(0).Memory.ToArray(), Expect.Error);
         }
 
         if (pick < 10)

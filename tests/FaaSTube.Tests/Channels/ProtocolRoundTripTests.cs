@@ -78,7 +78,7 @@ public sealed class ProtocolRoundTripTests
 
         var old = new PayloadWriter().U16(Frames.Version - 1).Bytes(new byte[GatewayHello.KeyBytes]).Str("wf").Str("f").I64(1 << 20).Memory.ToArray();
         Assert.AreEqual(TubeError.VersionMismatch, Assert.ThrowsExactly<TubeException>(() => Payload.Read<GatewayHello>(old)).Error);
-        var hello = new GatewayHello(Frames.Version, [.. Enumerable.Range(1, GatewayHello.KeyBytes).Select(i => (byte)i)], "wf", "f", 1 << 20);
+        var hello = new GatewayHello(Frames.Version, [.. Enumerable.Range(1, GatewayHello.KeyBytes).Select(i => (byte)i)], "wf", "f", 1 << 20, 1 << 17);
         StringAssert.DoesNotMatch(hello.ToString(), new System.Text.RegularExpressions.Regex("Key"), "the key is never printed");
     }
 

@@ -57,6 +57,8 @@ public sealed class RemoteClientTests
 
         await client.FlushAsync().WaitAsync(Bound);
         Assert.AreEqual(0, h.Node.PoolOf(0).GetStatistics().InUseBytes, "each datum had one consumer, which got it");
+        Assert.AreEqual(0L, client.HostBytesCopied, "over the network a Put from and a Get to ordinary memory move the bytes between it and UCX: no copy through the window");
+        Assert.IsFalse(client.WindowMemory.Span.ContainsAnyExcept((byte)0), "the client's window mirror was never written");
     }
 
     [TestMethod]

@@ -262,6 +262,48 @@ public sealed class UcxTests
         Assert.IsLessThanOrEqualTo(5L, after - before, "an idle progress thread must not spin");
     }
 
+    [TestMethod]
+    public async Task A_progress_thread_that_polls_before_it_sleeps_still_sleeps_when_idle()
+    {
+        await using var pair = await UcxPair.OpenAsync(TestContext);
+        pair.Server.SpinTime = TimeSpan.FromMilliseconds(1); // the most it may poll after an event
+        pair.Client.SpinTime = TimeSpan.FromMilliseconds(1);
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => pair.Server.SpinTime = TimeSpan.FromMilliseconds(2), "the poll is bounded");
+        int tid = await pair.Server.InvokeAsync(Interop.Libc.gettid).WaitAsync(Bound);
+
+        // Traffic first (each message restarts the poll), then idle: the thread must go to sleep.
+        var buffer = new byte[64];
+        for (int i = 0; i < 50; i++)
+        {
+            var received = pair.ServerSide.ReceiveAsync(buffer, tag: (ulong)i);
+            await pair.ClientSide.SendAsync(new byte[64], tag: (ulong)i).WaitAsync(Bound);
+            Assert.AreEqual(64L, (await received.WaitAsync(Bound)).Length);
+        }
+
+        long before = CpuTicks(tid);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        long after = CpuTicks(tid);
+        TestContext.WriteLine($"progress thread {tid} (SpinTime 1 ms): {after - before} clock ticks of CPU in 1 s idle");
+        Assert.IsLessThanOrEqualTo(5L, after - before, "an idle progress thread must not spin, whatever its SpinTime");
+    }
+
+    [TestMethod]
+    public async Task A_command_posted_from_the_progress_thread_runs_without_a_wake_up()
+    {
+        await using var pair = await UcxPair.OpenAsync(TestContext);
+        pair.Server.SpinTime = TimeSpan.Zero; // straight to sleep: a command posted without a signal must still run
+        var ran = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        int poster = await pair.Server.InvokeAsync(() =>
+        {
+            Assert.IsTrue(pair.Server.IsProgressThread);
+            pair.Server.Post(() => ran.TrySetResult(Interop.Libc.gettid()), e => ran.TrySetException(e));
+            return Interop.Libc.gettid();
+        }).WaitAsync(Bound);
+
+        Assert.AreEqual(poster, await ran.Task.WaitAsync(Bound), "the command runs on the progress thread, after the one that posted it");
+        Assert.IsFalse(pair.Server.IsProgressThread);
+    }
+
     private static long CpuTicks(int tid)
     {
         // /proc/self/task/TID/stat: utime and stime are fields 14 and 15, after the ")" of the name.

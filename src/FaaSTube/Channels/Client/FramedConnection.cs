@@ -41,8 +41,23 @@ internal sealed class FramedConnection : INodeConnection
     /// <summary>One-way requests remembered to name the one a refusal refers to (a refusal comes back quickly; an older one is reported without it).</summary>
     private const int RecentOneWay = 1024;
 
-    public FramedConnection(Socket socket, ControlRing? ring, TimeSpan callTimeout, Action<CloseSlab> closeSlab, Action<TubeException, IRequest?> oneWayFailed)
+    /// <summary>How a pending call's completion runs its continuation: on the thread pool (a client's: the caller's code), or inline on the thread that read the answer (the gateway's relay).</summary>
+    private readonly TaskCreationOptions _completion;
+
+    /// <param name="socket">The connection to the node.</param>
+    /// <param name="ring">The control ring to hand the node with the handshake, or null.</param>
+    /// <param name="callTimeout">How long a call waits for its answer.</param>
+    /// <param name="closeSlab">The node's CloseSlab pushes.</param>
+    /// <param name="oneWayFailed">A one-way request's refusal.</param>
+    /// <param name="inlineAnswers">
+    /// Whether a call's continuation runs on the thread that read its answer (the control ring's
+    /// receiving thread, or the socket's read loop) instead of hopping to the thread pool: only for
+    /// callers whose continuations never block, the network gateway's relay, whose continuation is
+    /// posting the answer to its UCX progress thread (src/FaaSTube/Channels/Remote/Gateway/GatewayRelay.cs).
+    /// </param>
+    public FramedConnection(Socket socket, ControlRing? ring, TimeSpan callTimeout, Action<CloseSlab> closeSlab, Action<TubeException, IRequest?> oneWayFailed, bool inlineAnswers = false)
     {
+        _completion = inlineAnswers ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously;
         _socket = socket;
         _ring = ring;
         var stream = new NetworkStream(socket, ownsSocket: true);
@@ -63,29 +78,39 @@ internal sealed class FramedConnection : INodeConnection
         var payload = Payload.Writer(hello with { RingBytes = _ring?.TotalBytes ?? 0 });
         SafeHandle[] descriptors = _ring is null ? [window] : [window, _ring.Descriptor];
         var ok = Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.Hello, payload.Memory, descriptors, cancellationToken).ConfigureAwait(false));
-        if (!ok.Ring && _ring is not null)
+        UseRingIf(ok.Ring, "faastube-client-ring");
+        return ok;
+    }
+
+    /// <summary>
+    /// The network gateway's handshake for one remote client (<see cref="GatewayHello"/> instead of
+    /// Hello, the window's descriptor attached, and the control ring's after it like Hello's): starts
+    /// reading, like <see cref="HelloAsync"/>; requests go on the ring if the node took it.
+    /// </summary>
+    public async Task<HelloOk> GatewayHelloAsync(GatewayHello hello, SafeFileHandle window, CancellationToken cancellationToken)
+    {
+        _readLoop = Task.Run(ReadLoopAsync, CancellationToken.None);
+        var payload = Payload.Writer(hello with { RingBytes = _ring?.TotalBytes ?? 0 });
+        SafeHandle[] descriptors = _ring is null ? [window] : [window, _ring.Descriptor];
+        var ok = Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.GatewayHello, payload.Memory, descriptors, cancellationToken).ConfigureAwait(false));
+        UseRingIf(ok.Ring, "faastube-relay-ring");
+        return ok;
+    }
+
+    /// <summary>After the handshake: the ring's sender and receiving thread when the node took it; else the ring is let go (the node serves this connection on the socket: it runs as many ring sessions as it allows).</summary>
+    private void UseRingIf(bool taken, string threadName)
+    {
+        if (!taken && _ring is not null)
         {
-            _ring.Dispose(); // the node serves this client on the socket (it runs as many ring sessions as it allows)
+            _ring.Dispose();
             _ring = null;
         }
 
         if (_ring is { } ring)
         {
             _ringRequests = new ControlRingSender(ring, _callTimeout, 1 << 16, RingStuck, fromLastProgress: true);
-            _ringAnswers = new ControlRingReceiver(ring, 1 << 20, (f, _) => Dispatch(f.Type, f.RequestId, f.Payload), e => Fail(e ?? new IOException("The control ring was closed.")), name: "faastube-client-ring");
+            _ringAnswers = new ControlRingReceiver(ring, 1 << 20, (f, _) => Dispatch(f.Type, f.RequestId, f.Payload), e => Fail(e ?? new IOException("The control ring was closed.")), name: threadName);
         }
-
-        return ok;
-    }
-
-    /// <summary>
-    /// The network gateway's handshake for one remote client (<see cref="GatewayHello"/> instead of
-    /// Hello, the window's descriptor attached): starts reading, like <see cref="HelloAsync"/>.
-    /// </summary>
-    public async Task<HelloOk> GatewayHelloAsync(GatewayHello hello, SafeFileHandle window, CancellationToken cancellationToken)
-    {
-        _readLoop = Task.Run(ReadLoopAsync, CancellationToken.None);
-        return Payload.Read<HelloOk>(await SendAndWaitAsync(FrameType.GatewayHello, Payload.Writer(hello).Memory, [window], cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>Completes when the connection has ended (the node closed it, or it was disposed).</summary>
@@ -193,7 +218,7 @@ internal sealed class FramedConnection : INodeConnection
             requestId = Interlocked.Increment(ref _nextRequest) & ~OneWayBit; // 0 is the node's pushes
         }
 
-        var pending = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var pending = new TaskCompletionSource<byte[]>(_completion);
         _pending[requestId] = pending;
         try
         {
@@ -268,7 +293,7 @@ internal sealed class FramedConnection : INodeConnection
         Fail(error ?? new IOException("The node closed the connection."));
     }
 
-    /// <summary>An answer to its pending call (whose continuation runs on the thread pool), or a one-way request's failure to the handler (an answer nobody waits for any more is dropped).</summary>
+    /// <summary>An answer to its pending call (whose continuation runs on the thread pool, or here with inline answers), or a one-way request's failure to the handler (an answer nobody waits for any more is dropped).</summary>
     private void Dispatch(FrameType type, uint requestId, byte[] payload)
     {
         if ((requestId & OneWayBit) != 0)

@@ -48,7 +48,12 @@ internal sealed class PendingPut
     /// answered it (or the connection is gone), before the part counts as done. Not cancellable: a
     /// part in flight is waited for, so its range is never reused under the node's DMA.
     /// </summary>
-    public void Send(long offset, int windowOffset, int length, Action answered)
+    /// <param name="offset">Where the part goes in the data.</param>
+    /// <param name="windowOffset">The window range the node reads the part from.</param>
+    /// <param name="length">The part's bytes.</param>
+    /// <param name="answered">Runs once the node has answered.</param>
+    /// <param name="source">A remote client's part sent from this memory instead of its window mirror (<see cref="Remote.RemoteConnection.PutPartFromAsync"/>); empty: from the window.</param>
+    public void Send(long offset, int windowOffset, int length, Action answered, ReadOnlyMemory<byte> source = default)
     {
         _parts.Add(SendAsync());
 
@@ -56,7 +61,7 @@ internal sealed class PendingPut
         {
             try
             {
-                await _client.PutPartAsync(Id, offset, windowOffset, length, _options.Transfer?.Slo?.Ticks ?? 0).ConfigureAwait(false);
+                await _client.PutPartAsync(Id, offset, windowOffset, length, _options.Transfer?.Slo?.Ticks ?? 0, source).ConfigureAwait(false);
             }
             catch (Exception e)
             {

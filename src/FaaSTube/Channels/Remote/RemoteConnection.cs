@@ -57,9 +57,23 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         _address = address;
     }
 
-    /// <summary>A request waiting for its answer: the caller's completion (none for a one-way request), and the window range a GetToHost part's bytes go to.</summary>
+    /// <summary>A request waiting for its answer: the caller's completion (none for a one-way request), and the memory a GetToHost part's bytes go to (a window range, or the caller's own memory).</summary>
     private sealed class Pending(bool counted, Memory<byte> target = default, IRequest? request = null)
     {
+        private const int Waiting = 0;
+        private const int Writing = 1;
+        private const int Abandoned = 2;
+        private int _target;
+
+        /// <summary>Completes once nothing writes into <see cref="Target"/> any more (its bytes arrived, or their receive failed).</summary>
+        public TaskCompletionSource Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>On the progress thread, before the answer's bytes are written into <see cref="Target"/>: false when the caller has already let go of it (nothing may be written).</summary>
+        public bool TryStartWriting() => Interlocked.CompareExchange(ref _target, Writing, Waiting) == Waiting;
+
+        /// <summary>The caller lets go of <see cref="Target"/>: true when bytes are being written into it (wait for <see cref="Written"/>), false when none will be.</summary>
+        public bool Abandon() => Interlocked.CompareExchange(ref _target, Abandoned, Waiting) == Writing;
+
         /// <summary>A one-way request, to name in its refusal.</summary>
         public IRequest? Request { get; } = request;
 
@@ -138,6 +152,42 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             _ => (default(Memory<byte>), default(Memory<byte>)),
         };
         return Payload.Read<TReply>(await SendAndWaitAsync(RemoteMessage.Request, request.Type, writer.Memory, data, target, cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// A PutPart whose bytes are sent from <paramref name="source"/> (the caller's own memory, pinned
+    /// while UCX reads it) instead of the window mirror: the node receives them into the window range
+    /// the part names, as always. Returns once UCX is done with <paramref name="source"/>.
+    /// </summary>
+    public async Task PutPartFromAsync(PutPart part, ReadOnlyMemory<byte> source)
+    {
+        if (source.Length != part.Length)
+        {
+            throw new ArgumentException($"A part of {part.Length} bytes sent from {source.Length}.", nameof(source));
+        }
+
+        _ = Range(part.WindowOffset, part.Length); // the range the node receives into: inside the window
+        var writer = TraceContext.BeginPayload();
+        part.Write(writer);
+        Payload.Read<Empty>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, source, default, CancellationToken.None).ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// A GetToHost part whose bytes are received straight into <paramref name="destination"/> (the
+    /// caller's own memory) instead of the window mirror. Returns only once nothing writes into
+    /// <paramref name="destination"/> any more, also when it fails.
+    /// </summary>
+    public async Task GetToHostIntoAsync(GetToHost part, Memory<byte> destination)
+    {
+        if (destination.Length != part.Length)
+        {
+            throw new ArgumentException($"A part of {part.Length} bytes received into {destination.Length}.", nameof(destination));
+        }
+
+        _ = Range(part.WindowOffset, part.Length); // the range the node copies through: inside the window
+        var writer = TraceContext.BeginPayload();
+        part.Write(writer);
+        Payload.Read<Empty>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, default, destination, CancellationToken.None).ConfigureAwait(false));
     }
 
     public async ValueTask PostAsync(IRequest<Empty> request)
@@ -269,6 +319,11 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             {
                 await SettleAsync(sent).ConfigureAwait(false); // the window range is the caller's again only once UCX is done with it
             }
+
+            if (!target.IsEmpty && pending.Abandon())
+            {
+                await SettleAsync(pending.Written.Task).ConfigureAwait(false); // the answer's bytes are still arriving: the target is the caller's again only once they stop
+            }
         }
     }
 
@@ -389,9 +444,15 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             return;
         }
 
+        if (!pending.TryStartWriting())
+        {
+            return; // the caller gave up on it (its call timed out): its memory is not written any more
+        }
+
         if (!message.IsRendezvous)
         {
             message.EagerData.CopyTo(pending.Target.Span);
+            pending.Written.TrySetResult();
             pending.Done.TrySetResult(payload);
             return;
         }
@@ -399,16 +460,17 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         _ = worker.ReceiveData(message, pending.Target).ContinueWith(
             (t, s) =>
             {
-                var (done, answer) = ((TaskCompletionSource<byte[]>, byte[]))s!;
+                var (waiting, answer) = ((Pending, byte[]))s!;
+                waiting.Written.TrySetResult();
                 if (t.IsCompletedSuccessfully)
                 {
-                    done.TrySetResult(answer);
+                    waiting.Done.TrySetResult(answer);
                 }
                 else
                 {
-                    done.TrySetException(Gone(t.Exception?.InnerException ?? new OperationCanceledException()));
+                    waiting.Done.TrySetException(Gone(t.Exception?.InnerException ?? new OperationCanceledException()));
                 }
-            }, (pending.Done, payload), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }, (pending, payload), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private static TubeException ToException(byte[] payload)

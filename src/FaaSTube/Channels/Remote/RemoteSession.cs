@@ -44,7 +44,14 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     private readonly IRemoteHost _host;
     private readonly RemoteListener _listener;
     private readonly UcxWorker _worker;
-    private readonly Channel<Inbound> _inbox = Channel.CreateUnbounded<Inbound>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true }); // bounded by the credits
+    /// <summary>
+    /// The requests taken, in order (bounded by the credits). Its reader's continuation runs on the
+    /// writer's thread, the progress thread: a request starts where its message was decided, without
+    /// a hop to the thread pool, and runs there until its first wait (the relay's ring send, the
+    /// node's copy). Nothing on that path blocks: a slot is free whenever a credit was (same count),
+    /// sends are queued to the progress thread itself. The handshake leaves it (HandshakeAsync).
+    /// </summary>
+    private readonly Channel<Inbound> _inbox = Channel.CreateUnbounded<Inbound>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true, AllowSynchronousContinuations = true });
     private readonly ILogger _logger;
     private readonly int _credits;
     private readonly int _maxRequestBytes;
@@ -368,6 +375,8 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         {
             return false; // the peer broke the rules before its Hello
         }
+
+        await Task.Yield(); // off the progress thread: the proof, the window and the node's Hello take their time
 
         uint requestId = 0;
         try

@@ -11,14 +11,18 @@ namespace FaaSTube.Channels.Remote.Gateway;
 /// of its own (the node's Unix socket). The window is a sealed memfd the gateway makes and hands the
 /// node with <see cref="GatewayHello"/>: a remote client's part is received by UCX straight into it
 /// and the node copies it to the GPU from the same pages; a part read back is written there by the
-/// node and sent from there. Frames go through as they came (their trace context included); one-way
-/// requests are confirmed with a <c>Sync</c>, so the client gets one answer for each as it does from
-/// a node that serves it in process. When the node closes the connection (it stops, or ended the
+/// node and sent from there. Frames go through as they came (their trace context included), over the
+/// connection's control ring when the node takes it (on the socket when it serves as many ring
+/// sessions as it allows); one-way requests are confirmed with a <c>Sync</c>, so the client gets one
+/// answer for each as it does from a node that serves it in process. When the node closes the connection (it stops, or ended the
 /// session), the session ends; when the session ends, the connection closes and the node gives back
 /// what it held.
 /// </summary>
 internal sealed class GatewayRelay : IRemoteBackend
 {
+    /// <summary>Each direction of the relay's control ring: 64 KiB, room for 16 of the largest remote requests (RemoteWire.MaxRequestBytes).</summary>
+    internal const int RingBytes = 64 << 10;
+
     private static long _nextLocalId;
     private readonly GatewayHost _host;
     private readonly CancellationTokenSource _ended = new();
@@ -70,8 +74,11 @@ internal sealed class GatewayRelay : IRemoteBackend
             throw NodeGone($"the process on {_host.NodeSocket} (pid {pid}, user {uid}) is not the node that started this gateway (pid {_host.NodePid})");
         }
 
-        _connection = new FramedConnection(socket, ring: null, _host.CallTimeout, closeSlab: _ => Abort(), oneWayFailed: (_, _) => { });
-        var ok = await _connection.GatewayHelloAsync(new GatewayHello(Frames.Version, _host.Key, hello.Workflow, hello.Function, bytes), _window.Descriptor, _ended.Token).ConfigureAwait(false);
+        // Requests and answers cross the control ring (the node's socket path costs an epoll wake-up and a
+        // thread-pool hop each way); answers complete the relayed request on the ring's receiving thread,
+        // which only posts them to the UCX progress thread (RemoteSession.cs): no hop to the pool.
+        _connection = new FramedConnection(socket, ControlRing.Create(RingBytes), _host.CallTimeout, closeSlab: _ => Abort(), oneWayFailed: (_, _) => { }, inlineAnswers: true);
+        var ok = await _connection.GatewayHelloAsync(new GatewayHello(Frames.Version, _host.Key, hello.Workflow, hello.Function, bytes, 0), _window.Descriptor, _ended.Token).ConfigureAwait(false);
         Id = ok.SessionId;
         _ = _connection.Completion.ContinueWith(static (_, s) => ((GatewayRelay)s!).Abort(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return ok;
