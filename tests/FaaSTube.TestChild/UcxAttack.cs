@@ -19,7 +19,7 @@ using FaaSTube.Native.Ucx;
 /// "challenge CREDITS MAXBYTES", "hello ok SESSION" or "hello error CODE", "answer ok ID" or
 /// "answer error ID CODE MESSAGE", then "closed MS" (its endpoint failed or was closed by the node,
 /// MS after the offence) or "open" (it still got an answer to a Sync after the offence), and exits 0.
-/// "rejected MS" when the listener turned its connection down (no challenge came). UCX's transport
+/// "rejected MS STATUS" when the listener turned its connection down (no challenge came). UCX's transport
 /// and device come from UCX_TLS and UCX_NET_DEVICES.
 /// </summary>
 internal static class UcxAttack
@@ -39,6 +39,14 @@ internal static class UcxAttack
         if (scenario.StartsWith("flood", StringComparison.Ordinal))
         {
             settings["RNDV_THRESH"] = scenario.Contains("eager", StringComparison.Ordinal) ? "inf" : "8k";
+        }
+
+        byte[] flood = [];
+        if (scenario.StartsWith("flood", StringComparison.Ordinal))
+        {
+            // Made (and touched) before connecting: the handshake's deadline runs from the accept.
+            flood = new byte[scenario == "flood-am-rndv" ? 256 << 20 : scenario == "flood-am-eager" ? 4 << 10 : 64 << 10];
+            Random.Shared.NextBytes(flood);
         }
 
         ulong ticket = scenario switch
@@ -66,6 +74,13 @@ internal static class UcxAttack
         if (scenario is "no-ticket" or "wrong-ticket")
         {
             await peer.ExpectRejectedAsync();
+            return 0;
+        }
+
+        var challenged = Stopwatch.StartNew();
+        if (await Task.WhenAny(peer.Endpoint.Failed, peer.Challenged) == peer.Endpoint.Failed)
+        {
+            Say($"rejected {challenged.ElapsedMilliseconds} {(peer.Endpoint.Failed.Result is UcxException u ? u.StatusName : peer.Endpoint.Failed.Result.GetType().Name)}");
             return 0;
         }
 
@@ -113,10 +128,10 @@ internal static class UcxAttack
             case "tiny-window":
                 Say($"hello {await peer.HelloAsync(secret, nonce, 4096)}");
                 break;
-            case "flood-tag":
+            case "flood-tag-eager":
             case "flood-am-eager":
             case "flood-am-rndv":
-                await peer.FloodAsync(scenario);
+                await peer.FloodAsync(scenario, flood);
                 break;
             default:
                 string answer = await peer.HelloAsync(secret, nonce, 1 << 20);
@@ -228,10 +243,19 @@ internal static class UcxAttack
                 await peer.CallAsync(51, FrameType.Status, new Status(Frames.Version, 10));
                 break;
             case "gateway-hello-frame":
-                await peer.CallAsync(52, FrameType.GatewayHello, new PayloadWriter().U16(Frames.Version).Bytes(new byte[32]).Str("wf").Str("f").I64(1 << 20).Memory);
+            {
+                // The first frame of the gateway's own connection, from a remote client: with a key of the right length (not the node's).
+                var payload = TraceContext.BeginPayload();
+                payload.U16(Frames.Version).Bytes(new byte[GatewayHello.KeyBytes]).Str("wf").Str("f").I64(1 << 20);
+                await peer.CallAsync(52, FrameType.GatewayHello, payload.Memory);
+                var hello = TraceContext.BeginPayload();
+                new Hello(Frames.Version, "other", "f", 1 << 20, 0).Write(hello);
+                await peer.CallAsync(54, FrameType.Hello, hello.Memory); // a second Hello, as a request
                 break;
+            }
+
             case "unknown-type":
-                await peer.CallAsync(53, (FrameType)77, new PayloadWriter().Memory);
+                await peer.CallAsync(53, (FrameType)77, TraceContext.BeginPayload().Memory);
                 break;
             default:
                 Say($"unknown scenario {scenario}");
@@ -319,6 +343,9 @@ internal static class UcxAttack
             _answers.GetOrAdd(id, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult((said, payload));
         }
 
+        /// <summary>Completes when the node's challenge came.</summary>
+        public Task Challenged => _challenge.Task;
+
         public async Task<(byte[] Nonce, int Credits, int MaxBytes)> ChallengeAsync()
         {
             var (_, nonce, credits, maxBytes) = RemoteWire.ReadChallenge(await _challenge.Task.WaitAsync(Bound));
@@ -391,13 +418,11 @@ internal static class UcxAttack
             Endpoint.SendMessageAsync((uint)kind, header, data, reply: true, mode);
 
         /// <summary>256 MiB before any Hello: tagged messages (which the node's UCX drops: it has no tags), or active messages, eager or rendezvous.</summary>
-        public async Task FloodAsync(string scenario)
+        public async Task FloodAsync(string scenario, byte[] buffer)
         {
-            bool tag = scenario == "flood-tag";
+            bool tag = scenario.StartsWith("flood-tag", StringComparison.Ordinal);
             bool eager = scenario.Contains("eager", StringComparison.Ordinal);
-            int size = tag ? 64 << 10 : eager ? 4 << 10 : 256 << 20;
-            var buffer = new byte[size];
-            Random.Shared.NextBytes(buffer);
+            int size = buffer.Length;
             int count = (int)((256L << 20) / size);
             var sends = new List<Task>();
             for (int i = 0; i < count && Endpoint.Failure is null; i++)
@@ -411,7 +436,8 @@ internal static class UcxAttack
                 }
             }
 
-            Say($"flooded {sends.Count} x {size}");
+            await Task.WhenAny(Task.WhenAll(sends), Task.Delay(TimeSpan.FromSeconds(2))); // what the node dropped may never complete here
+            Say($"flooded {sends.Count} x {size}: {sends.Count(t => t.IsCompletedSuccessfully)} sent, {sends.Count(t => t.IsFaulted)} failed, {sends.Count(t => !t.IsCompleted)} pending");
         }
 
         public async ValueTask DisposeAsync()
