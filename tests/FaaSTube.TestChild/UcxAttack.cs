@@ -45,7 +45,7 @@ internal static class UcxAttack
         if (scenario.StartsWith("flood", StringComparison.Ordinal))
         {
             // Made (and touched) before connecting: the handshake's deadline runs from the accept.
-            flood = new byte[scenario == "flood-am-rndv" ? 256 << 20 : scenario == "flood-am-eager" ? 4 << 10 : 64 << 10];
+            flood = new byte[scenario is "flood-am-rndv" or "flood-am-eager-fragments" ? 256 << 20 : scenario == "flood-am-eager" ? 4 << 10 : 64 << 10];
             Random.Shared.NextBytes(flood);
         }
 
@@ -131,6 +131,7 @@ internal static class UcxAttack
             case "flood-tag-eager":
             case "flood-am-eager":
             case "flood-am-rndv":
+            case "flood-am-eager-fragments":
                 await peer.FloodAsync(scenario, flood);
                 break;
             default:

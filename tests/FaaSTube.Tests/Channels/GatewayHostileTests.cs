@@ -129,6 +129,29 @@ public sealed class GatewayHostileTests
     }
 
     /// <summary>
+    /// What is not bounded (docs/protocol.md, Remote clients), now in the gateway: a peer with a ticket
+    /// sends one eager active message of 256 MiB in fragments before its Hello; UCX reassembles it before
+    /// any handler runs, so the gateway holds what arrived until the handshake's deadline (logged, not
+    /// asserted); once the session is gone, nothing of it stays resident in the gateway (asserted), and
+    /// nobody else noticed.
+    /// </summary>
+    [TestMethod]
+    public async Task An_eager_message_in_fragments_is_held_by_the_gateway_until_the_session_closes_then_freed()
+    {
+        await using var bed = await Bed.StartAsync(this);
+        int gateway = bed.Node.Gateway!.ProcessId;
+        File.WriteAllText($"/proc/{gateway}/clear_refs", "5");
+        long before = StatusBytes(gateway, "VmRSS");
+        var output = await bed.AttackAsync("flood-am-eager-fragments");
+        long peak = StatusBytes(gateway, "VmHWM");
+        StringAssert.Contains(output, "closed", "the session was closed");
+        await bed.AssertUntouchedAsync(); // the session ended: its worker destroyed
+        long after = StatusBytes(gateway, "VmRSS");
+        TestContext.WriteLine($"one eager 256 MiB active message in fragments: {output.ReplaceLineEndings(" | ")}; the gateway's resident {before >> 20} MiB, peak {peak >> 20} MiB (+{(peak - before) >> 20} MiB held by UCX's reassembly), after the session {after >> 20} MiB");
+        Assert.IsLessThan(32L << 20, after - before, $"the gateway kept {(after - before) >> 20} MiB of a closed session's partial message");
+    }
+
+    /// <summary>
     /// Peers that connect with valid tickets of four other tenants and never say Hello hold handshake
     /// places, not session places: a legitimate client of the workflow still gets in past 12 of them
     /// (MaxSessionsPerUser 4 does not count them). At MaxRemoteHandshakes (16) the listener rejects the
