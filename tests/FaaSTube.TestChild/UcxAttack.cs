@@ -182,9 +182,9 @@ internal static class UcxAttack
                 break;
             case "credit-abuse":
             {
-                // Ten times its credits at once, never waiting for an answer.
+                // Fifty times its credits at once, never waiting for an answer.
                 var sends = new List<Task>();
-                for (int i = 0; i < 10 * credits; i++)
+                for (int i = 0; i < 50 * credits; i++)
                 {
                     sends.Add(peer.SendAsync(RemoteMessage.Request, Request(FrameType.Where, (uint)(100 + i), new Where(TubeId.NewId()))));
                 }
