@@ -26,6 +26,7 @@
 //   peer-node <listen> <ucx://peer> <workflow>                       node 2 of a node-to-node test, commands on stdin (PeerNode.cs)
 //   ucx-vanish <host> <port> <count> <seed>                         connects with a ticket and vanishes mid-wireup, count times (UcxVanish.cs)
 //   ucx-flood <host> <port> <before|after> <bytes> <connections> <rounds>  oversized eager messages before or after the proof (UcxFlood.cs)
+//   ucx-attack <host> <port> <scenario>                             a hostile remote peer breaking one rule, reports what the node did (UcxAttack.cs)
 // The tube-* commands open the backend FAASTUBE_BACKEND names (the tests set it to match their node).
 using System.Globalization;
 using FaaSTube.Channels;
@@ -61,6 +62,11 @@ if (args[0] == "ucx-flood")
 if (args[0] == "peer-node")
 {
     return await PeerNode.RunAsync(args);
+}
+
+if (args[0] == "ucx-attack")
+{
+    return await UcxAttack.RunAsync(args);
 }
 
 if (args[0] == "tube-remote")

@@ -15,11 +15,16 @@ using FaaSTube.Channels;
 /// <item>"put SIZE SEED": Puts SIZE bytes of <c>new Random(SEED)</c>; "id ID SHA256".</item>
 /// <item>"named NAME SIZE SEED": a named Put of the same; "named VERSION SHA256".</item>
 /// <item>"get ID SIZE": a Get to host memory of up to SIZE bytes; "got LENGTH SHA256".</item>
+/// <item>"get-named NAME SIZE": a named Get to host memory of up to SIZE bytes; "got LENGTH SHA256".</item>
+/// <item>"get-loop ID SIZE": Get to host memory over and over (the datum kept until deleted), "got N"
+/// after each, until the process is killed or a call fails ("failed ERROR MS").</item>
 /// <item>"put-loop SIZE SEED": Put and Delete SIZE bytes over and over, "put N" after each, until
 /// the process is killed or a call fails ("failed ERROR MS").</item>
 /// <item>"hold SIZE": opens a Put writer of SIZE bytes, writes and flushes its first two window's
 /// worth, prints "holding", and waits (the test kills it mid-Put).</item>
 /// </list>
+/// "put", "named", "get" and "get-named" with "-timed" after their name ("put-timed ...") add the
+/// call's own milliseconds (not the data's making or checksum) at the end of their answer.
 /// A failed call prints "failed ERROR MS" (ERROR: the TubeError, or NodeUnavailable). When stdin
 /// closes (the test is gone) it exits at once, whatever is pending.
 /// </summary>
@@ -56,6 +61,9 @@ internal static class TubeRemote
             await foreach (var line in commands.ReadAllAsync())
             {
                 var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                bool timed = words[0].EndsWith("-timed", StringComparison.Ordinal);
+                words[0] = timed ? words[0][..^"-timed".Length] : words[0];
+                string Ms(long ms) => timed ? $" {ms}" : "";
                 long Word(int i) => long.Parse(words[i], CultureInfo.InvariantCulture);
                 var clock = Stopwatch.StartNew();
                 try
@@ -65,25 +73,51 @@ internal static class TubeRemote
                         case "put":
                         {
                             byte[] data = Data(Word(1), Word(2));
+                            clock.Restart();
                             var id = await client.PutAsync(data);
-                            Say($"id {id} {Checksum(data)}");
+                            long ms = clock.ElapsedMilliseconds;
+                            Say($"id {id} {Checksum(data)}{Ms(ms)}");
                             break;
                         }
 
                         case "named":
                         {
                             byte[] data = Data(Word(2), Word(3));
+                            clock.Restart();
                             long version = await client.PutNamedAsync(words[1], data);
-                            Say($"named {version} {Checksum(data)}");
+                            long ms = clock.ElapsedMilliseconds;
+                            Say($"named {version} {Checksum(data)}{Ms(ms)}");
                             break;
                         }
 
                         case "get":
                         {
                             var buffer = new byte[Word(2)];
+                            clock.Restart();
                             long length = await client.GetAsync(TubeId.Parse(words[1]), buffer);
-                            Say($"got {length} {Checksum(buffer.AsSpan(0, (int)length))}");
+                            long ms = clock.ElapsedMilliseconds;
+                            Say($"got {length} {Checksum(buffer.AsSpan(0, (int)length))}{Ms(ms)}");
                             break;
+                        }
+
+                        case "get-named":
+                        {
+                            var buffer = new byte[Word(2)];
+                            clock.Restart();
+                            long length = await client.GetNamedAsync(words[1], buffer);
+                            long ms = clock.ElapsedMilliseconds;
+                            Say($"got {length} {Checksum(buffer.AsSpan(0, (int)length))}{Ms(ms)}");
+                            break;
+                        }
+
+                        case "get-loop":
+                        {
+                            var buffer = new byte[Word(2)];
+                            for (long n = 1; ; n++)
+                            {
+                                await client.GetAsync(TubeId.Parse(words[1]), buffer);
+                                Say($"got {n}");
+                            }
                         }
 
                         case "put-loop":

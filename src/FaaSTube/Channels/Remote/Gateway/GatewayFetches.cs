@@ -111,7 +111,7 @@ internal sealed partial class GatewayFetches : IAsyncDisposable
                 var connection = new FramedConnection(socket, ring: null, _host.CallTimeout, closeSlab, oneWayFailed);
                 try
                 {
-                    var ok = await connection.GatewayHelloAsync(new GatewayHello(Frames.Version, _host.Key, fetch.Workflow, PeerFetch.Function, window.Length), window.Descriptor, cancellationToken).ConfigureAwait(false);
+                    var ok = await connection.GatewayHelloAsync(new GatewayHello(Frames.Version, _host.Key, fetch.Workflow, PeerFetch.Function, window.Length, RingBytes: 0), window.Descriptor, cancellationToken).ConfigureAwait(false);
                     return (connection, ok);
                 }
                 catch

@@ -54,24 +54,15 @@ internal sealed class GatewayRelay : IRemoteBackend
             throw new TubeException(TubeError.BadRequest, $"A window of {bytes} bytes: it must be 8 KiB up to the node's limit of {_host.Settings.MaxWindowBytes}.");
         }
 
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        Socket socket;
         try
         {
             _window = new ClientWindow((int)bytes);
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(_host.NodeSocket), _ended.Token).ConfigureAwait(false);
+            socket = await _host.ConnectNodeAsync(_ended.Token).ConfigureAwait(false); // only the node that started this gateway gets the key, the window and the bytes
         }
-        catch (Exception e) when (e is SocketException or IOException)
+        catch (IOException e)
         {
-            socket.Dispose();
-            throw NodeGone($"the node does not answer on {_host.NodeSocket} (it is stopping, or gone): {e.Message}");
-        }
-
-        // The key, the window and every Put's bytes go to whoever listens on the path: only to the node that started this gateway.
-        var (pid, uid) = UnixRights.PeerCredentials(socket);
-        if (pid != _host.NodePid || uid != FaaSTube.Native.Interop.Libc.getuid())
-        {
-            socket.Dispose();
-            throw NodeGone($"the process on {_host.NodeSocket} (pid {pid}, user {uid}) is not the node that started this gateway (pid {_host.NodePid})");
+            throw NodeGone(e.Message);
         }
 
         // Requests and answers cross the control ring (the node's socket path costs an epoll wake-up and a
