@@ -143,7 +143,7 @@ internal sealed partial class NodeSession
                 ArenaLease r => (await LeaseRangeAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
                 ArenaCarve r => (await CarveAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
                 ArenaReturn r => (ReturnRange(r), "control"),
-                _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
+                _ => throw Requests.UnknownType(type),
             };
             activity?.SetTag(TelemetryTags.Path, path);
             return (reply, path);

@@ -41,6 +41,9 @@ internal static class Requests
         FrameType.ArenaCarve => Payload.Read<ArenaCarve>(payload),
         FrameType.ArenaReturn => Payload.Read<ArenaReturn>(payload),
         FrameType.NamedAllocate => Payload.Read<NamedAllocate>(payload),
-        _ => throw new TubeException(TubeError.BadRequest, $"Unknown request type {(byte)type}."),
+        _ => throw UnknownType(type),
     };
+
+    /// <summary>The refusal of a frame type that is no request (the node's, and the network gateway's before it relays one).</summary>
+    public static TubeException UnknownType(FrameType type) => new(TubeError.BadRequest, $"Unknown request type {(byte)type}.");
 }

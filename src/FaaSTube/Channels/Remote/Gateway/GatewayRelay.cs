@@ -86,6 +86,11 @@ internal sealed class GatewayRelay : IRemoteBackend
     public async Task<ReadOnlyMemory<byte>> ExecuteAsync(FrameType type, byte[] payload)
     {
         var connection = _connection ?? throw new TubeException(TubeError.BadRequest, "A request before the session was open.");
+        if (!Enum.IsDefined(type))
+        {
+            throw Requests.UnknownType(type); // refused here as the node would: no frame type the node does not know is relayed (the control ring carries none)
+        }
+
         try
         {
             return await connection.RelayAsync(type, payload, _ended.Token).ConfigureAwait(false);
