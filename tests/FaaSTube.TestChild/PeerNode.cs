@@ -29,7 +29,7 @@ internal static class PeerNode
         {
             SocketPath = null,
             NodeNumber = 2,
-            Peers = new Dictionary<int, string> { [1] = args[2] },
+            PeerNodes = new Dictionary<int, string> { [1] = args[2] },
             NetworkListen = args[1],
             NetworkIsolation = NetworkIsolation.InProcess,
             RemoteSecrets = new Dictionary<string, byte[]> { [args[3]] = secret },

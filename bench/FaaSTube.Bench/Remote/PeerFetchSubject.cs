@@ -44,7 +44,7 @@ internal sealed class PeerFetchSubject : RemoteSubject
         {
             SocketPath = Path.Combine(Path.GetTempPath(), $"faastube-bench-n2-{Environment.ProcessId}.sock"),
             NodeNumber = 2,
-            Peers = new Dictionary<int, string> { [1] = connectAddress },
+            PeerNodes = new Dictionary<int, string> { [1] = connectAddress },
             NetworkListen = "0.0.0.0:0",
             RemoteSecrets = new Dictionary<string, byte[]> { [Workflow] = secret },
             UcxSettings = ucx,

@@ -221,13 +221,13 @@ public sealed partial class TubeNode : IAsyncDisposable
             }
         }
 
-        if (_options.Peers is { Count: > 0 })
+        if (_options.PeerNodes is { Count: > 0 })
         {
             PeerFetches = new PeerFetcher(this, _gateway is { } gateway ? new Remote.Gateway.GatewayPeerTransport(gateway, this) : new InProcessPeerTransport(this));
         }
     }
 
-    /// <summary>Fetches from the peer nodes (<see cref="TubeNodeOptions.Peers"/>); null: no peers.</summary>
+    /// <summary>Fetches from the peer nodes (<see cref="TubeNodeOptions.PeerNodes"/>); null: no peers.</summary>
     internal PeerFetcher? PeerFetches { get; private set; }
 
     private async Task ListenAsync(string path, CancellationToken cancellationToken)

@@ -221,7 +221,7 @@ public sealed class TubeNodeOptions
     /// <summary>
     /// This node's number among its peers, 1 to 65535 (0, the default: none). Every id the node makes
     /// carries it (<see cref="TubeId.Home"/>), so another node asked for that id knows where to fetch it.
-    /// Needed with <see cref="Peers"/>; each node of a group has its own.
+    /// Needed with <see cref="PeerNodes"/>; each node of a group has its own.
     /// </summary>
     public int NodeNumber { get; set; }
 
@@ -234,7 +234,7 @@ public sealed class TubeNodeOptions
     /// secret, which the peer must know too. The fetches run where the network listener runs
     /// (<see cref="NetworkIsolation"/>), so a node with peers listens too.
     /// </summary>
-    public IReadOnlyDictionary<int, string>? Peers { get; set; }
+    public IReadOnlyDictionary<int, string>? PeerNodes { get; set; }
 
     /// <summary>Fetches from peers that may run at once (default 8); more wait for a place, within their timeout.</summary>
     public int MaxPeerFetches { get; set; } = 8;
@@ -258,7 +258,7 @@ public sealed class TubeNodeOptions
         copy.AllowedUids = AllowedUids?.ToArray();
         copy.AdminUids = AdminUids?.ToArray();
         copy.RemoteSecrets = RemoteSecrets?.ToDictionary(s => s.Key, s => s.Value?.ToArray()!, StringComparer.Ordinal);
-        copy.Peers = Peers?.ToDictionary(p => p.Key, p => p.Value);
+        copy.PeerNodes = PeerNodes?.ToDictionary(p => p.Key, p => p.Value);
         return copy;
     }
 
@@ -350,7 +350,7 @@ public sealed class TubeNodeOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(NodeNumber, ushort.MaxValue, nameof(NodeNumber));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxPeerFetches, nameof(MaxPeerFetches));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(PeerFetchTimeout, TimeSpan.Zero, nameof(PeerFetchTimeout));
-        if (Peers is not { Count: > 0 } peers)
+        if (PeerNodes is not { Count: > 0 } peers)
         {
             return;
         }
@@ -369,12 +369,12 @@ public sealed class TubeNodeOptions
         {
             if (number < 1 || number > ushort.MaxValue || number == NodeNumber)
             {
-                throw new ArgumentOutOfRangeException(nameof(Peers), number, $"Peer {number}: a peer's number is 1-65535 and not this node's own ({NodeNumber}).");
+                throw new ArgumentOutOfRangeException(nameof(PeerNodes), number, $"Peer {number}: a peer's number is 1-65535 and not this node's own ({NodeNumber}).");
             }
 
             if (address is null || !address.StartsWith("ucx://", StringComparison.Ordinal) || address.Length <= "ucx://".Length)
             {
-                throw new ArgumentException($"Peer {number}: '{address}' is not a ucx://host:port address.", nameof(Peers));
+                throw new ArgumentException($"Peer {number}: '{address}' is not a ucx://host:port address.", nameof(PeerNodes));
             }
         }
     }

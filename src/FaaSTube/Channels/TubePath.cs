@@ -15,7 +15,7 @@ public enum TubePath : byte
     /// <summary>Moved between host memory and the GPU by DMA through the client's shared window.</summary>
     HostStaged = 4,
 
-    /// <summary>Not on this node: copied once over the network from the peer node that held it (<see cref="TubeNodeOptions.Peers"/>) into this node's pool, then served as asked; later Gets find the copy here.</summary>
+    /// <summary>Not on this node: copied once over the network from the peer node that held it (<see cref="TubeNodeOptions.PeerNodes"/>) into this node's pool, then served as asked; later Gets find the copy here.</summary>
     NodeFetch = 5,
 }
 

@@ -37,7 +37,7 @@ public sealed class PeerFetchTests
         return NodeHarness.StartAsync(loggerFactory: _log, configure: o =>
         {
             o.NodeNumber = number;
-            o.Peers = peers;
+            o.PeerNodes = peers;
             o.NetworkListen = "127.0.0.1:0";
             o.RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret, ["other"] = OtherSecret };
             o.UcxSettings = new Dictionary<string, string> { ["TLS"] = "tcp", ["NET_DEVICES"] = "lo" };

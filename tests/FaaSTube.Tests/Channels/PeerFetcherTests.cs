@@ -54,7 +54,7 @@ public sealed class PeerFetcherTests
     private static TubeNodeOptions Settings(int maxFetches = 8, TimeSpan? timeout = null) => new()
     {
         NodeNumber = 2,
-        Peers = new Dictionary<int, string> { [1] = "ucx://192.0.2.1:7000", [3] = "ucx://192.0.2.3:7000" },
+        PeerNodes = new Dictionary<int, string> { [1] = "ucx://192.0.2.1:7000", [3] = "ucx://192.0.2.3:7000" },
         RemoteSecrets = new Dictionary<string, byte[]> { ["wf"] = Secret },
         MaxPeerFetches = maxFetches,
         PeerFetchTimeout = timeout ?? TimeSpan.FromSeconds(60),

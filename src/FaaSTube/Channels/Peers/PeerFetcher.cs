@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 namespace FaaSTube.Channels.Peers;
 
 /// <summary>
-/// A node's fetches from its peers (<see cref="TubeNodeOptions.Peers"/>): a Get of an id or a name this
+/// A node's fetches from its peers (<see cref="TubeNodeOptions.PeerNodes"/>): a Get of an id or a name this
 /// node does not hold is served from the peer that does, copied once over the network into this
 /// node's pool, then served as a local Get (zero copy on the GPU; later Gets find it here).
 /// <list type="bullet">
@@ -87,7 +87,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     /// <exception cref="TubeException"><see cref="TubeError.NotFound"/>: no peer has it, or asking failed.</exception>
     public async Task<bool> FetchNamedAsync(string workflow, string nameSpace, string name, CancellationToken cancellationToken)
     {
-        var peers = _settings.Peers;
+        var peers = _settings.PeerNodes;
         if (peers is null || peers.Count == 0)
         {
             return false;
@@ -101,7 +101,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     /// <summary>The peers to ask for <paramref name="id"/>: its home only, or every peer when its home is unknown; none when the home is this node or no peer of it.</summary>
     private IReadOnlyList<string> PeersFor(TubeId id)
     {
-        var peers = _settings.Peers;
+        var peers = _settings.PeerNodes;
         if (peers is null || id.Home == _settings.NodeNumber && id.Home != 0)
         {
             return [];
