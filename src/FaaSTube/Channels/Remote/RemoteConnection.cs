@@ -159,35 +159,31 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     /// while UCX reads it) instead of the window mirror: the node receives them into the window range
     /// the part names, as always. Returns once UCX is done with <paramref name="source"/>.
     /// </summary>
-    public async Task PutPartFromAsync(PutPart part, ReadOnlyMemory<byte> source)
-    {
-        if (source.Length != part.Length)
-        {
-            throw new ArgumentException($"A part of {part.Length} bytes sent from {source.Length}.", nameof(source));
-        }
-
-        _ = Range(part.WindowOffset, part.Length); // the range the node receives into: inside the window
-        var writer = TraceContext.BeginPayload();
-        part.Write(writer);
-        Payload.Read<Empty>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, source, default, CancellationToken.None).ConfigureAwait(false));
-    }
+    public Task PutPartFromAsync(PutPart part, ReadOnlyMemory<byte> source) =>
+        SendPartAsync(part, part.WindowOffset, part.Length, source, default);
 
     /// <summary>
     /// A GetToHost part whose bytes are received straight into <paramref name="destination"/> (the
     /// caller's own memory) instead of the window mirror. Returns only once nothing writes into
     /// <paramref name="destination"/> any more, also when it fails.
     /// </summary>
-    public async Task GetToHostIntoAsync(GetToHost part, Memory<byte> destination)
+    public Task GetToHostIntoAsync(GetToHost part, Memory<byte> destination) =>
+        SendPartAsync(part, part.WindowOffset, part.Length, default, destination);
+
+    /// <summary>A part whose bytes come from or go to the caller's memory (one of the two is given, of the part's length); the window range it names is checked all the same.</summary>
+    private async Task SendPartAsync<TPart>(TPart part, int windowOffset, int length, ReadOnlyMemory<byte> source, Memory<byte> destination)
+        where TPart : IRequest<Empty>
     {
-        if (destination.Length != part.Length)
+        int given = source.IsEmpty ? destination.Length : source.Length;
+        if (given != length)
         {
-            throw new ArgumentException($"A part of {part.Length} bytes received into {destination.Length}.", nameof(destination));
+            throw new ArgumentException($"A part of {length} bytes moved from or into {given}.", source.IsEmpty ? nameof(destination) : nameof(source));
         }
 
-        _ = Range(part.WindowOffset, part.Length); // the range the node copies through: inside the window
+        _ = Range(windowOffset, length); // the range the node receives into or copies through: inside the window
         var writer = TraceContext.BeginPayload();
         part.Write(writer);
-        Payload.Read<Empty>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, default, destination, CancellationToken.None).ConfigureAwait(false));
+        Payload.Read<Empty>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, source, destination, CancellationToken.None).ConfigureAwait(false));
     }
 
     public async ValueTask PostAsync(IRequest<Empty> request)
