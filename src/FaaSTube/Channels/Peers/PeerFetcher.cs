@@ -35,7 +35,6 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     private long _requests;
     private long _fetched;
     private long _failed;
-    private long _bytes;
 
     /// <param name="node">The node the fetched data goes to.</param>
     /// <param name="transport">Where the fetches run.</param>
@@ -54,8 +53,6 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     /// <summary>Fetches that failed (no peer had it, or none could be asked).</summary>
     public long Failed => Interlocked.Read(ref _failed);
 
-    /// <summary>Bytes brought here by fetches.</summary>
-    public long Bytes => Interlocked.Read(ref _bytes);
 
     /// <summary>Whether a Get of <paramref name="workflow"/> by a session of <paramref name="function"/> may fetch from peers.</summary>
     public bool Serves(string workflow, string function) =>
@@ -236,7 +233,6 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
                     }
 
                     Interlocked.Increment(ref _fetched);
-                    Interlocked.Add(ref _bytes, fetched.Length);
                     _node.RecordIo(TubePath.NodeFetch, transmit: false, fetched.Length); // the admin status's node_fetch path, and faastube.node.io
                     LogFetched(_node.Logger, fetch.ToString(), fetched.Length);
                     return fetched;

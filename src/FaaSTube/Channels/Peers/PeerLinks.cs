@@ -163,8 +163,7 @@ internal sealed class PeerLinks : IAsyncDisposable
             return;
         }
 
-        stack.Push(link);
-        await CloseIdleAsync().ConfigureAwait(false);
+        stack.Push(link); // old links are closed by the sweep, not on every fetch's give-back
         if (Volatile.Read(ref _disposed) != 0 && stack.TryPop(out var late))
         {
             await late.DisposeAsync().ConfigureAwait(false); // disposed meanwhile

@@ -32,7 +32,7 @@ internal sealed partial class GatewayFetches : IAsyncDisposable
         _say = say;
         _stop = stop;
         _places = new SemaphoreSlim(Math.Max(1, config.MaxPeerFetches), Math.Max(1, config.MaxPeerFetches));
-        _links = new PeerLinks(ConnectAsync, config.PeerFetchTimeout > TimeSpan.Zero ? config.PeerFetchTimeout : TimeSpan.FromMinutes(2));
+        _links = new PeerLinks(ConnectAsync, config.PeerFetchTimeout);
     }
 
     /// <summary>Takes one line of the node's input: a fetch starts (its answer comes later); anything else is logged and ignored.</summary>
@@ -64,7 +64,7 @@ internal sealed partial class GatewayFetches : IAsyncDisposable
         try
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop);
-            deadline.CancelAfter(_config.PeerFetchTimeout > TimeSpan.Zero ? _config.PeerFetchTimeout : TimeSpan.FromMinutes(2));
+            deadline.CancelAfter(_config.PeerFetchTimeout);
             await _places.WaitAsync(deadline.Token).ConfigureAwait(false);
             try
             {
