@@ -263,7 +263,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
     }
 
     /// <summary>
-    /// The fetched Put (the fetched Put) becomes <paramref name="wanted"/>: a committed entry on
+    /// The fetched Put becomes <paramref name="wanted"/>: a committed entry on
     /// the same block (the directory's lease taken for it first), kept until its TTL; the Put's own entry goes.
     /// </summary>
     private void Adopt(string workflow, PeerFetched fetched, TubeId wanted)
@@ -272,7 +272,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
         var source = _node.Directory.TryFind(workflow, local);
         if (source is null || !IsFetchedCopy(source, fetched.Length))
         {
-            throw new TubeException(TubeError.NotFound, $"The copy of {wanted} fetched as {local} is gone before it was kept.");
+            throw new InvalidDataException($"the answer named {local}, which is no fetched copy of {fetched.Length} bytes of this workflow (gone, or not the fetch's)"); // the reason for this peer; the asker's Get is NotFound
         }
 
         var entry = new DataEntry(wanted, workflow, source.Device, source.Block, 0)
@@ -285,7 +285,7 @@ internal sealed partial class PeerFetcher : IAsyncDisposable
         {
             if (source.Removed)
             {
-                throw new TubeException(TubeError.NotFound, $"The copy of {wanted} fetched as {local} was deleted before it was kept.");
+                throw new InvalidDataException($"the copy fetched as {local} was removed before it was kept as {wanted}");
             }
 
             source.Block.AddLease(DataEntry.DirectoryHolder);
