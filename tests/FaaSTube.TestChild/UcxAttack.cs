@@ -27,7 +27,7 @@ internal static class UcxAttack
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
 
     /// <summary>The scenarios after which the session must still be open (a refusal, not a broken rule).</summary>
-    private static readonly HashSet<string> Refusals = ["oversize-put", "device-get", "allocate", "status", "gateway-hello-frame", "unknown-type", "get-outside-window", "put-part-unknown-id"];
+    private static readonly HashSet<string> Refusals = ["oversize-put", "whole-get-outside-window", "device-get", "allocate", "status", "gateway-hello-frame", "unknown-type", "get-outside-window", "put-part-unknown-id"];
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -205,6 +205,27 @@ internal static class UcxAttack
                     _ => (-4096, 4096, 4096),
                 };
                 await peer.SendAsync(RemoteMessage.Request, Request(FrameType.PutPart, 20, new PutPart(id, 0, offset, length, "", 0)), new byte[data]);
+                break;
+            }
+
+            case "whole-put-outside-window":
+                await peer.SendAsync(RemoteMessage.Request, Request(FrameType.PutWhole, 20, new PutWhole(4096, 0, (1 << 20) - 100, 0, 1, 0, false)), new byte[4096]);
+                break;
+            case "whole-put-longer-than-its-data":
+                await peer.SendAsync(RemoteMessage.Request, Request(FrameType.PutWhole, 20, new PutWhole(8192, 0, 0, 0, 1, 0, false)), new byte[4096]);
+                break;
+            case "whole-get-with-data":
+                await peer.SendAsync(RemoteMessage.Request, Request(FrameType.GetWhole, 20, new GetWhole(TubeId.NewId(), 0, 4096, 0)), new byte[4096]);
+                break;
+            case "whole-get-outside-window":
+            {
+                // A refused GetWhole takes no lease: the data's one consumer is still to come, and a GetWhole in range gets it.
+                var id = await peer.PutBeginAsync(2048);
+                await peer.CallAsync(66, FrameType.PutPart, new PutPart(id, 0, 0, 2048, "", 0), new byte[2048]);
+                await peer.CallAsync(67, FrameType.PutCommit, new PutCommit(id, 1, 0, false));
+                await peer.CallAsync(64, FrameType.GetWhole, new GetWhole(id, (1 << 20) - 1024, 2048, 0));
+                await peer.CallAsync(65, FrameType.GetWhole, new GetWhole(id, 4096, 2048, 0)); // its bytes come with the answer (eager); the consumer is done, the data gone
+                await peer.CallAsync(62, FrameType.PutWhole, new PutWhole(4096, 0, 0, 0, 0, 0, false), new byte[4096]); // no consumer: refused after its copy, and dropped
                 break;
             }
 

@@ -74,7 +74,7 @@ internal sealed partial class NodeSession
     /// machines. Allocate, Publish, arena ranges, NamedAllocate, slab closes and Gets to a GPU are not.
     /// </summary>
     private static bool RemoteMay(IRequest request) => request is
-        PutBegin or PutPart or PutCommit or GetToHost or Get { Device: < 0 } or Release or Where or Delete or Sync
+        PutBegin or PutPart or PutCommit or PutWhole or GetToHost or Get { Device: < 0 } or GetWhole or Release or Where or Delete or Sync
         or NamedPutBegin or NamedCommit or NamedGet { Device: < 0 } or NamedWhere or NamedDelete or NamedLoadFailed;
 
     /// <summary>
@@ -124,10 +124,12 @@ internal sealed partial class NodeSession
                 PutBegin r => (await PutBeginAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
                 PutPart r => (await PutPartAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
                 PutCommit r => (Commit(r), TubePath.HostStaged.Tag()),
+                PutWhole r => (await PutWholeAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
                 Allocate r => (await AllocateAsync(r).ConfigureAwait(false), TubePath.ZeroCopy.Tag()),
                 Publish r => (Commit(r), TubePath.ZeroCopy.Tag()),
                 Get r => await GetAsync(r).ConfigureAwait(false),
                 GetToHost r => (await GetToHostAsync(r).ConfigureAwait(false), TubePath.HostStaged.Tag()),
+                GetWhole r => await GetWholeAsync(r).ConfigureAwait(false),
                 Release r => (ReleaseHeld(r), "control"),
                 Where r => (Locate(r), "control"),
                 SlabClosed r => (ForgetSlab(r), "control"),
@@ -183,6 +185,7 @@ internal sealed partial class NodeSession
         Publish r => r.Id,
         Get r => r.Id,
         GetToHost r => r.Id,
+        GetWhole r => r.Id,
         Release r => r.Id,
         Where r => r.Id,
         Delete r => r.Id,
@@ -296,6 +299,33 @@ internal sealed partial class NodeSession
         await _node.Devices[entry.Device].Engine.ToDeviceAsync(window.Memory.Slice(windowOffset, length), use.Memory.Slice(offset, length), transfer, _ended.Token).ConfigureAwait(false);
         _node.RecordIo(TubePath.HostStaged, transmit: false, length);
         return default;
+    }
+
+    /// <summary>
+    /// PutBegin, one PutPart of the whole window range and PutCommit, in one request (no round trip
+    /// between them): the same checks, each where its request makes it; the range is checked before
+    /// anything is allocated, and a Put that fails after its begin is dropped at once.
+    /// </summary>
+    private async Task<PutBeginOk> PutWholeAsync(PutWhole request)
+    {
+        var (length, device, windowOffset, sloTicks, consumers, ttlTicks, keepUntilDeleted) = request;
+        CheckPart(0, length, length, windowOffset, Window.Length);
+        var begun = await PutBeginAsync(new PutBegin(length, device)).ConfigureAwait(false);
+        try
+        {
+            await PutPartAsync(new PutPart(begun.Id, 0, windowOffset, length, "", sloTicks)).ConfigureAwait(false);
+            Commit(new PutCommit(begun.Id, consumers, ttlTicks, keepUntilDeleted));
+            return begun;
+        }
+        catch
+        {
+            if (_node.Directory.TryFind(_workflow, begun.Id) is { Committed: false } unfinished && unfinished.OwnerSession == Id)
+            {
+                DropUnfinished(unfinished);
+            }
+
+            throw;
+        }
     }
 
     private async Task<AllocateOk> AllocateAsync(Allocate request)
@@ -610,6 +640,37 @@ internal sealed partial class NodeSession
         var transfer = new TransferRequest { Tenant = _workflow };
         await _node.Devices[block.Pool.Device.Ordinal].Engine.ToHostAsync(use.Memory.Slice(offset, length), window.Memory.Slice(windowOffset, length), transfer, _ended.Token).ConfigureAwait(false);
         return default;
+    }
+
+    /// <summary>
+    /// Get to the host, one GetToHost part of the whole data and its Release, in one request when the
+    /// data fits <see cref="GetWhole.MaxLength"/> (the range is checked before the Get); when it does
+    /// not, the lease stays as after a Get. A copy that fails drops the lease without counting a
+    /// consumer done: the data stays for another try.
+    /// </summary>
+    private async Task<(IMessage, string)> GetWholeAsync(GetWhole request)
+    {
+        var (id, windowOffset, maxLength, waitMilliseconds) = request;
+        CheckPart(0, maxLength, maxLength, windowOffset, Window.Length);
+        var (reply, path) = await GetAsync(new Get(id, -1, waitMilliseconds)).ConfigureAwait(false);
+        var ok = (GetOk)reply;
+        if (ok.Length > maxLength)
+        {
+            return (ok, path); // leased: parts follow
+        }
+
+        try
+        {
+            await GetToHostAsync(new GetToHost(id, 0, windowOffset, (int)ok.Length)).ConfigureAwait(false);
+        }
+        catch
+        {
+            DropHeld(id);
+            throw;
+        }
+
+        ReleaseHeld(new Release(id));
+        return (ok, path);
     }
 
     /// <summary>

@@ -71,10 +71,27 @@ public sealed partial class TubeClient
         var range = buffer.TakeForPut(Slots);
         using var call = Call("put", device: options?.Device ?? 0);
         call.Path = TubePath.HostStaged.Tag();
+        options ??= new PutOptions();
+        if (options.Named is null && !cancellationToken.CanBeCanceled)
+        {
+            try
+            {
+                return await PutWholeAsync(Slots.Offset(range), buffer.Length, options).ConfigureAwait(false);
+            }
+            catch (Exception e) when (call.Failed(e))
+            {
+                throw;
+            }
+            finally
+            {
+                Slots.Return(range); // answered (or the connection is gone): the node reads the range no more
+            }
+        }
+
         PendingPut put;
         try
         {
-            put = await PendingPut.BeginAsync(this, buffer.Length, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
+            put = await PendingPut.BeginAsync(this, buffer.Length, options, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -142,9 +159,15 @@ public sealed partial class TubeClient
         call.Path = TubePath.HostStaged.Tag();
         try
         {
+            options ??= new PutOptions();
+            if (data.Length <= Slots.SlotBytes && options.Named is null && !cancellationToken.CanBeCanceled)
+            {
+                return await PutSlotAsync(data, options).ConfigureAwait(false); // one request: nothing can cancel it (below)
+            }
+
             if (_remote)
             {
-                return await PutFromMemoryRemoteAsync(data, options ?? new PutOptions(), cancellationToken).ConfigureAwait(false);
+                return await PutFromMemoryRemoteAsync(data, options, cancellationToken).ConfigureAwait(false);
             }
 
             await using var writer = await NewPutWriterAsync(data.Length, options, cancellationToken).ConfigureAwait(false);
@@ -189,9 +212,89 @@ public sealed partial class TubeClient
 
     private async Task<long> GetToHostCoreAsync(TubeId id, Memory<byte> destination, ClientCall call, CancellationToken cancellationToken)
     {
-        var ok = await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
+        // One request when the data may fit a slot and nothing can cancel the call: GetWhole cannot be
+        // stopped once sent (its slot is the node's until answered); a cancellable call waits for the
+        // Get's answer (a publish may be slow to come) and then moves parts.
+        bool whole = !destination.IsEmpty && !cancellationToken.CanBeCanceled;
+        var ok = whole
+            ? await GetSlotAsync(id, destination[..Math.Min(destination.Length, Slots.SlotBytes)]).ConfigureAwait(false)
+            : await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
         call.Path = ok.Path.Tag();
+        if (whole && ok.Length <= Math.Min(destination.Length, Slots.SlotBytes))
+        {
+            return ok.Length; // it fitted one slot: copied and released by the node in the same request
+        }
+
         return await CopyLeasedToHostAsync(id, ok.Length, destination, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A Get to the host in one request (GetWhole) through one window slot: data that fits
+    /// <paramref name="destination"/> is in it on return, and this consumer is done (the node released
+    /// its lease); longer data is leased as by a Get (its length returned), for parts and a Release.
+    /// </summary>
+    private async Task<GetOk> GetSlotAsync(TubeId id, Memory<byte> destination)
+    {
+        var range = await Slots.RentAsync(1, CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            var whole = new GetWhole(id, Slots.Offset(range), destination.Length, PublishWaitMilliseconds);
+            if (Connection is RemoteConnection remote)
+            {
+                ThrowOneWayFailure();
+                return await remote.GetWholeIntoAsync(whole, destination).ConfigureAwait(false); // straight into the caller's memory
+            }
+
+            var ok = await CallAsync(whole, CancellationToken.None).ConfigureAwait(false);
+            if (ok.Length <= destination.Length)
+            {
+                CopyCounted(_window.Memory.Slice(whole.WindowOffset, (int)ok.Length), destination, "from_window");
+            }
+
+            return ok;
+        }
+        finally
+        {
+            Slots.Return(range);
+        }
+    }
+
+    /// <summary>
+    /// A Put of data that fits one window slot in one request (PutWhole): copied into the slot (a
+    /// remote client's bytes are sent from <paramref name="data"/> itself), then begun, copied to the
+    /// GPU and committed by the node. Taken only when nothing can cancel the call: once sent, it is
+    /// the node's until answered (a cancellable Put stops between its PutBegin, parts and commit).
+    /// </summary>
+    private async Task<TubeId> PutSlotAsync(ReadOnlyMemory<byte> data, PutOptions options)
+    {
+        var range = await Slots.RentAsync(1, CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            if (_remote)
+            {
+                return await PutWholeAsync(Slots.Offset(range), data.Length, options, data).ConfigureAwait(false);
+            }
+
+            CopyCounted(data, _window.Memory.Slice(Slots.Offset(range), data.Length), "to_window");
+            return await PutWholeAsync(Slots.Offset(range), data.Length, options).ConfigureAwait(false);
+        }
+        finally
+        {
+            Slots.Return(range); // answered (or the connection is gone): the node reads the range no more
+        }
+    }
+
+    /// <summary>PutWhole of the window range [<paramref name="windowOffset"/>, +<paramref name="length"/>), or, for a remote client, of <paramref name="source"/>'s bytes received into it.</summary>
+    private async Task<TubeId> PutWholeAsync(int windowOffset, int length, PutOptions options, ReadOnlyMemory<byte> source = default)
+    {
+        var whole = new PutWhole(length, options.Device ?? 0, windowOffset, options.Transfer?.Slo?.Ticks ?? 0, options.Consumers, options.Ttl?.Ticks ?? 0, options.KeepUntilDeleted);
+        if (source.IsEmpty)
+        {
+            return (await CallAsync(whole, CancellationToken.None).ConfigureAwait(false)).Id;
+        }
+
+        ThrowOneWayFailure();
+        return (await ((RemoteConnection)Connection).PutWholeFromAsync(whole, source).ConfigureAwait(false)).Id;
     }
 
     /// <summary>The parts of a block this client leased for a host read (<paramref name="id"/>, <paramref name="length"/> bytes) into <paramref name="destination"/>; then the lease is released.</summary>

@@ -639,6 +639,7 @@ public sealed partial class HostileFuzzTests
         switch (type)
         {
             case FrameType.PutBegin:
+            case FrameType.PutWhole: // committed already: its workflow's to delete
                 own.Add(r.Id());
                 hostileIds.Add(own[^1]);
                 break;
@@ -672,7 +673,7 @@ public sealed partial class HostileFuzzTests
 
     private static readonly FrameType[] Requests = [FrameType.PutBegin, FrameType.PutPart, FrameType.PutCommit, FrameType.Allocate, FrameType.Publish, FrameType.Get, FrameType.GetToHost, FrameType.Release, FrameType.Where, FrameType.SlabClosed, FrameType.Delete, FrameType.Sync,
         FrameType.NamedPutBegin, FrameType.NamedCommit, FrameType.NamedGet, FrameType.NamedWhere, FrameType.NamedLoadFailed, FrameType.NamedDelete, FrameType.NamedAllocate,
-        FrameType.ArenaLease, FrameType.ArenaCarve, FrameType.ArenaReturn];
+        FrameType.ArenaLease, FrameType.ArenaCarve, FrameType.ArenaReturn, FrameType.PutWhole, FrameType.GetWhole];
 
     /// <summary>One hostile frame: every type, well formed or not, on own, foreign and made-up ids and slabs.</summary>
     private static Generated Generate(Random random, List<TubeId> own, List<(int Device, int Slab, int Generation)> slabs, TubeId[] victimIds)
@@ -792,6 +793,13 @@ public sealed partial class HostileFuzzTests
                 break;
             case FrameType.GetToHost:
                 w.Id(id).I64(Offset()).I32(WindowOffset()).I32(PartLength());
+                break;
+            case FrameType.PutWhole:
+                w.I32(PartLength()).I32(Device()).I32(WindowOffset()).I64(wellFormed ? 0 : Pick(random, 0, 1000, -1, long.MaxValue, long.MinValue))
+                    .I32(Consumers()).I64(Ttl()).U8(wellFormed ? (byte)0 : Pick(random, (byte)0, (byte)1, (byte)2, (byte)255));
+                return (w.Memory.ToArray(), Expect.Any, "PutWhole");
+            case FrameType.GetWhole:
+                w.Id(id).I32(WindowOffset()).I32(PartLength()).I32(wellFormed ? 0 : Pick(random, 0, 1, -1, int.MaxValue, int.MinValue)); // a victim's id well formed: NotFound, as a Get's
                 break;
             case FrameType.Release:
             case FrameType.Where:

@@ -61,6 +61,43 @@ public sealed class RemoteClientTests
         Assert.IsFalse(client.WindowMemory.Span.ContainsAnyExcept((byte)0), "the client's window mirror was never written");
     }
 
+    /// <summary>Over the network too, data that fits a window slot is put and got in one request each (PutWhole, GetWhole; docs/protocol.md), straight from and into the caller's memory, through the gateway and with UCX in the node.</summary>
+    [TestMethod]
+    [DataRow(NetworkIsolation.Process)]
+    [DataRow(NetworkIsolation.InProcess)]
+    public async Task Data_that_fits_a_slot_is_put_and_got_remotely_in_one_request_each(NetworkIsolation isolation)
+    {
+        await using var h = await StartAsync(o => o.NetworkIsolation = isolation);
+        await using var client = await ConnectAsync(h);
+        var random = Seeds.Create(TestContext);
+        int requests = 0;
+        h.Node.RequestStarted += _ => Interlocked.Increment(ref requests);
+        int slot = client.WindowSlotLength;
+        foreach (int size in new[] { 1, 4096, random.Next(1, slot), slot, slot + 1 })
+        {
+            byte[] data = random.Bytes(size);
+            Volatile.Write(ref requests, 0);
+            var id = await client.PutAsync(data).WaitAsync(Bound);
+            int putRequests = Volatile.Read(ref requests);
+            var back = new byte[size];
+            Volatile.Write(ref requests, 0);
+            Assert.AreEqual(size, await client.GetAsync(id, back).WaitAsync(Bound));
+            int getRequests = Volatile.Read(ref requests);
+            Assert.AreEqual(Checksum(data), Checksum(back), $"{size} bytes");
+            TestContext.WriteLine($"{size,9} bytes: put {putRequests} request(s), get {getRequests}");
+            if (size <= slot)
+            {
+                Assert.AreEqual(1, putRequests, $"{size} bytes: one PutWhole");
+                Assert.AreEqual(1, getRequests, $"{size} bytes: one GetWhole");
+            }
+        }
+
+        await client.FlushAsync().WaitAsync(Bound);
+        Assert.AreEqual(0, h.Node.PoolOf(0).GetStatistics().InUseBytes, "each datum had one consumer, which got it");
+        Assert.AreEqual(0L, client.HostBytesCopied, "no copy through the window mirror");
+        Assert.IsFalse(client.WindowMemory.Span.ContainsAnyExcept((byte)0), "the client's window mirror was never written");
+    }
+
     [TestMethod]
     public async Task Data_put_remotely_is_the_workflows_for_local_clients_and_back()
     {

@@ -38,7 +38,8 @@ public sealed class TraceContextTests
         await using var h = await NodeHarness.StartAsync(configure: o => o.ContinueClientTraces = true);
         var client = await h.ConnectAsync(inProcess: transport == "in-process", controlRingBytes: transport == "ring" ? 64 << 10 : 0);
         Assert.AreEqual(transport == "ring", client.UsesControlRing, "the transport under test");
-        var data = random.Bytes(random.Next(1, 256 << 10));
+        var data = random.Bytes(random.Next(client.WindowSlotLength + 1, 1 << 20)); // over a slot: PutBegin, parts, PutCommit
+        var small = random.Bytes(random.Next(1, client.WindowSlotLength + 1)); // one request: PutWhole
 
         ActivityTraceId trace;
         TubeId id;
@@ -51,11 +52,18 @@ public sealed class TraceContextTests
             await client.GetAsync(id, back);
             CollectionAssert.AreEqual(data, back);
             await Assert.ThrowsAsync<TubeException>(async () => await client.WhereAsync(TubeId.NewId()));
+            await client.PutAsync(small);
         }
 
         var ours = spans.Of(trace);
         TestContext.WriteLine(string.Join(Environment.NewLine, ours.Select(s => $"{s.DisplayName} {s.Kind} {s.SpanId} <- {s.ParentSpanId}"))); // the trace, to read when an assertion fails
-        var put = ours.Single(s => s.DisplayName == "faastube.put");
+        var puts = ours.Where(s => s.DisplayName == "faastube.put").ToList();
+        Assert.HasCount(2, puts, "the client's two puts");
+        var put = puts[0];
+        var whole = ours.Single(s => s.DisplayName == "faastube.put_whole");
+        Assert.AreEqual(puts[1].SpanId, whole.ParentSpanId, "the small Put is one node span under the client's second put");
+        Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.transfer" && s.ParentSpanId == whole.SpanId && Equals(s.GetTagItem(TelemetryTags.TransferDirection), "host_to_device")), "with its DMA under it");
+        Assert.IsFalse(ours.Any(s => s.DisplayName is "faastube.put_begin" or "faastube.put_commit" && s.ParentSpanId == puts[1].SpanId), "and no other request");
         Assert.AreEqual(ActivityKind.Client, put.Kind);
         Assert.AreEqual("host_staged", put.GetTagItem(TelemetryTags.Path));
         foreach (var request in new[] { "faastube.put_begin", "faastube.put_part", "faastube.put_commit" })
@@ -79,7 +87,7 @@ public sealed class TraceContextTests
         var get = ours.Single(s => s.DisplayName == "faastube.get_to_memory");
         Assert.AreEqual(ActivityKind.Client, get.Kind);
         Assert.AreEqual(id.ToString(), get.GetTagItem(TelemetryTags.DataId));
-        Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.get" && s.Kind == ActivityKind.Server && s.ParentSpanId == get.SpanId && Equals(s.GetTagItem(TelemetryTags.DataId), id.ToString())), "the node's Get under the client's, naming the data");
+        Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.get_whole" && s.Kind == ActivityKind.Server && s.ParentSpanId == get.SpanId && Equals(s.GetTagItem(TelemetryTags.DataId), id.ToString())), "the node's Get (a GetWhole: over a slot, it comes back leased) under the client's, naming the data");
         Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.get_to_host" && s.Kind == ActivityKind.Server && s.ParentSpanId == get.SpanId), "and its parts");
         Assert.IsTrue(ours.Any(s => s.DisplayName == "faastube.transfer" && Equals(s.GetTagItem(TelemetryTags.TransferDirection), "device_to_host")), "the parts' DMA");
 
@@ -118,8 +126,8 @@ public sealed class TraceContextTests
 
         Assert.IsNotNull(put, "the client's put span");
         Assert.IsFalse(spans.Of(put.TraceId).Any(s => s.Kind == ActivityKind.Server), "no node span joined the client's trace");
-        var served = spans.All.Where(s => s.DisplayName == "faastube.put_commit" && s.Links.Any(l => l.Context.SpanId == put.SpanId)).ToList();
-        Assert.HasCount(1, served, "the node's commit links to the client's put");
+        var served = spans.All.Where(s => s.DisplayName == "faastube.put_whole" && s.Links.Any(l => l.Context.SpanId == put.SpanId)).ToList();
+        Assert.HasCount(1, served, "the node's Put (one request: 4 KiB fits a slot) links to the client's put");
         Assert.AreEqual(default, served[0].ParentSpanId, "and is a root of its own");
         Assert.AreNotEqual(put.TraceId, served[0].TraceId);
     }
@@ -135,7 +143,7 @@ public sealed class TraceContextTests
         await client.PutAsync(new byte[4096]);
         var put = spans.All.Single(s => s.DisplayName == "faastube.put" && Equals(s.GetTagItem(TelemetryTags.Workflow), workflow));
         Assert.AreEqual(default, put.ParentSpanId, "the client's put is a root");
-        Assert.IsTrue(spans.Of(put.TraceId).Any(s => s.DisplayName == "faastube.put_commit" && s.ParentSpanId == put.SpanId), "and the node's spans are its children");
+        Assert.IsTrue(spans.Of(put.TraceId).Any(s => s.DisplayName == "faastube.put_whole" && s.ParentSpanId == put.SpanId), "and the node's spans are its children");
     }
 
     /// <summary>

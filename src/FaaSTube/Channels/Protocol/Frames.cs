@@ -33,6 +33,8 @@ internal enum FrameType : byte
     ArenaReturn = 23,
     NamedAllocate = 24,
     GatewayHello = 25,
+    PutWhole = 26,
+    GetWhole = 27,
 
     Ok = 128,
     Error = 129,
@@ -57,8 +59,8 @@ internal static class OneWay
 /// </summary>
 internal static class Frames
 {
-    /// <summary>6: a Get's path may be 5 (node fetch: copied from a peer node first) (5: arena ranges (ArenaLease 21, ArenaCarve 22, ArenaReturn 23), NamedAllocate (24) and NamedGet to host memory (device -1); 4: every request after Hello began with its W3C trace context; 3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello).</summary>
-    public const ushort Version = 6;
+    /// <summary>7: PutWhole (26) and GetWhole (27), a Put or a Get to the host in one request when the data fits one window range (6: a Get's path may be 5 (node fetch: copied from a peer node first) (5: arena ranges (ArenaLease 21, ArenaCarve 22, ArenaReturn 23), NamedAllocate (24) and NamedGet to host memory (device -1); 4: every request after Hello began with its W3C trace context; 3: Publish and Release went one way, Get waited for a publish and reported its path; 2: the window became a descriptor passed with Hello)).</summary>
+    public const ushort Version = 7;
     public const int HeaderBytes = 9;
 
     /// <summary>The longest workflow, function or tenant name, in UTF-8 bytes.</summary>

@@ -41,6 +41,8 @@ internal static class Requests
         FrameType.ArenaCarve => Payload.Read<ArenaCarve>(payload),
         FrameType.ArenaReturn => Payload.Read<ArenaReturn>(payload),
         FrameType.NamedAllocate => Payload.Read<NamedAllocate>(payload),
+        FrameType.PutWhole => Payload.Read<PutWhole>(payload),
+        FrameType.GetWhole => Payload.Read<GetWhole>(payload),
         _ => throw UnknownType(type),
     };
 

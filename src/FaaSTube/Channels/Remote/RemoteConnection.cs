@@ -58,7 +58,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     }
 
     /// <summary>A request waiting for its answer: the caller's completion (none for a one-way request), and the memory a GetToHost part's bytes go to (a window range, or the caller's own memory).</summary>
-    private sealed class Pending(bool counted, Memory<byte> target = default, IRequest? request = null)
+    private sealed class Pending(bool counted, Memory<byte> target = default, IRequest? request = null, bool upTo = false)
     {
         private const int Waiting = 0;
         private const int Writing = 1;
@@ -80,6 +80,9 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         public TaskCompletionSource<byte[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public Memory<byte> Target { get; } = target;
+
+        /// <summary>Whether the answer may bring fewer bytes than <see cref="Target"/> holds, or none (a GetWhole's); else exactly as many.</summary>
+        public bool UpTo { get; } = upTo;
 
         /// <summary>Whether it holds one of the node's credits (Hello does not).</summary>
         public bool Counted { get; } = counted;
@@ -148,10 +151,12 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         var (data, target) = request switch
         {
             PutPart part => (Range(part.WindowOffset, part.Length), default),
+            PutWhole whole => (Range(whole.WindowOffset, whole.Length), default),
             GetToHost part => (default, Range(part.WindowOffset, part.Length)),
+            GetWhole whole => (default, Range(whole.WindowOffset, whole.MaxLength)),
             _ => (default(Memory<byte>), default(Memory<byte>)),
         };
-        return Payload.Read<TReply>(await SendAndWaitAsync(RemoteMessage.Request, request.Type, writer.Memory, data, target, cancellationToken).ConfigureAwait(false));
+        return Payload.Read<TReply>(await SendAndWaitAsync(RemoteMessage.Request, request.Type, writer.Memory, data, target, cancellationToken, upTo: request is GetWhole).ConfigureAwait(false));
     }
 
     /// <summary>
@@ -160,7 +165,11 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     /// the part names, as always. Returns once UCX is done with <paramref name="source"/>.
     /// </summary>
     public Task PutPartFromAsync(PutPart part, ReadOnlyMemory<byte> source) =>
-        SendPartAsync(part, part.WindowOffset, part.Length, source, default);
+        SendPartAsync<PutPart, Empty>(part, part.WindowOffset, part.Length, source, default);
+
+    /// <summary>A PutWhole whose bytes are sent from <paramref name="source"/>, as <see cref="PutPartFromAsync"/>; returns the id once the node has committed it.</summary>
+    public Task<PutBeginOk> PutWholeFromAsync(PutWhole whole, ReadOnlyMemory<byte> source) =>
+        SendPartAsync<PutWhole, PutBeginOk>(whole, whole.WindowOffset, whole.Length, source, default);
 
     /// <summary>
     /// A GetToHost part whose bytes are received straight into <paramref name="destination"/> (the
@@ -168,11 +177,24 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     /// <paramref name="destination"/> any more, also when it fails.
     /// </summary>
     public Task GetToHostIntoAsync(GetToHost part, Memory<byte> destination) =>
-        SendPartAsync(part, part.WindowOffset, part.Length, default, destination);
+        SendPartAsync<GetToHost, Empty>(part, part.WindowOffset, part.Length, default, destination);
 
-    /// <summary>A part whose bytes come from or go to the caller's memory (one of the two is given, of the part's length); the window range it names is checked all the same.</summary>
-    private async Task SendPartAsync<TPart>(TPart part, int windowOffset, int length, ReadOnlyMemory<byte> source, Memory<byte> destination)
-        where TPart : IRequest<Empty>
+    /// <summary>
+    /// A GetWhole whose data, when it fits, is received straight into the start of
+    /// <paramref name="destination"/> (its <see cref="GetWhole.MaxLength"/> bytes); returns the Get's
+    /// answer (a length over the most means no bytes came) once nothing writes into it any more.
+    /// </summary>
+    public Task<GetOk> GetWholeIntoAsync(GetWhole whole, Memory<byte> destination) =>
+        SendPartAsync<GetWhole, GetOk>(whole, whole.WindowOffset, whole.MaxLength, default, destination, upTo: true);
+
+    /// <summary>
+    /// A part whose bytes come from or go to the caller's memory (one of the two is given, of the
+    /// part's length; <paramref name="upTo"/>: the answer may bring fewer bytes, or none); the window
+    /// range it names is checked all the same.
+    /// </summary>
+    private async Task<TReply> SendPartAsync<TPart, TReply>(TPart part, int windowOffset, int length, ReadOnlyMemory<byte> source, Memory<byte> destination, bool upTo = false)
+        where TPart : IRequest<TReply>
+        where TReply : IPayload<TReply>
     {
         int given = source.IsEmpty ? destination.Length : source.Length;
         if (given != length)
@@ -183,7 +205,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         _ = Range(windowOffset, length); // the range the node receives into or copies through: inside the window
         var writer = TraceContext.BeginPayload();
         part.Write(writer);
-        Payload.Read<Empty>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, source, destination, CancellationToken.None).ConfigureAwait(false));
+        return Payload.Read<TReply>(await SendAndWaitAsync(RemoteMessage.Request, part.Type, writer.Memory, source, destination, CancellationToken.None, upTo).ConfigureAwait(false));
     }
 
     public async ValueTask PostAsync(IRequest<Empty> request)
@@ -275,7 +297,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     /// GetToHost part's bytes go) and waits for its answer. No answer within the call timeout ends
     /// the connection: its credit and any window range it uses cannot be taken back otherwise.
     /// </summary>
-    private async Task<byte[]> SendAndWaitAsync(RemoteMessage kind, FrameType type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> data, Memory<byte> target, CancellationToken cancellationToken)
+    private async Task<byte[]> SendAndWaitAsync(RemoteMessage kind, FrameType type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> data, Memory<byte> target, CancellationToken cancellationToken, bool upTo = false)
     {
         ThrowIfDead();
         CheckSize(type, payload);
@@ -291,7 +313,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             requestId = Interlocked.Increment(ref _nextRequest) & ~OneWayBit; // 0 is the connection's own errors
         }
 
-        var pending = new Pending(counted, target);
+        var pending = new Pending(counted, target, upTo: upTo);
         _pending[requestId] = pending;
         if (Volatile.Read(ref _dead) is { } died)
         {
@@ -434,9 +456,15 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             return;
         }
 
-        if (message.Length != pending.Target.Length)
+        if (message.Length != pending.Target.Length && !(pending.UpTo && message.Length <= pending.Target.Length))
         {
             pending.Done.TrySetException(new TubeException(TubeError.Internal, $"The node sent {message.Length} bytes for a part of {pending.Target.Length}."));
+            return;
+        }
+
+        if (message.Length == 0)
+        {
+            pending.Done.TrySetResult(payload); // a GetWhole whose data did not fit: no bytes, nothing written
             return;
         }
 
@@ -445,15 +473,16 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             return; // the caller gave up on it (its call timed out): its memory is not written any more
         }
 
+        var target = pending.Target[..(int)message.Length];
         if (!message.IsRendezvous)
         {
-            message.EagerData.CopyTo(pending.Target.Span);
+            message.EagerData.CopyTo(target.Span);
             pending.Written.TrySetResult();
             pending.Done.TrySetResult(payload);
             return;
         }
 
-        _ = worker.ReceiveData(message, pending.Target).ContinueWith(
+        _ = worker.ReceiveData(message, target).ContinueWith(
             (t, s) =>
             {
                 var (waiting, answer) = ((Pending, byte[]))s!;

@@ -19,7 +19,7 @@ namespace FaaSTube.Channels.Remote;
 /// data is taken; anything else closes the session;</item>
 /// <item>after it, a request is taken only while the client has fewer than its credits
 /// (<see cref="TubeNodeOptions.MaxRequestsInFlight"/>) unanswered, with a frame of at most
-/// <see cref="RemoteWire.MaxRequestBytes"/>; a PutPart's bytes only into the window range it names,
+/// <see cref="RemoteWire.MaxRequestBytes"/>; a PutPart's or PutWhole's bytes only into the window range it names,
 /// of exactly its length (rendezvous data received straight there); anything else closes the session.</item>
 /// </list>
 /// So the node holds at most a Hello before the proof and the credits' frames after it, plus the
@@ -190,11 +190,11 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         }
 
         bool hasData = message.Length > 0 || message.IsRendezvous;
-        if (type != FrameType.PutPart)
+        if (type is not (FrameType.PutPart or FrameType.PutWhole))
         {
             if (hasData)
             {
-                Violate(TubeError.BadRequest, $"{type} carried {message.Length} bytes of data: only a PutPart carries its bytes.");
+                Violate(TubeError.BadRequest, $"{type} carried {message.Length} bytes of data: only a PutPart or a PutWhole carries its bytes.");
                 return;
             }
 
@@ -202,25 +202,30 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
             return;
         }
 
-        PutPart part;
+        int windowOffset, length;
         try
         {
-            part = (PutPart)Requests.DecodeTraced(FrameType.PutPart, payload).Request;
+            (windowOffset, length) = Requests.DecodeTraced(type, payload).Request switch
+            {
+                PutPart part => (part.WindowOffset, part.Length),
+                PutWhole whole => (whole.WindowOffset, whole.Length),
+                var other => throw new InvalidDataException($"{other.Type} carries no bytes."),
+            };
         }
         catch (Exception e) when (e is InvalidDataException or TubeException)
         {
-            Violate(TubeError.BadRequest, $"A malformed PutPart: {e.Message}");
+            Violate(TubeError.BadRequest, $"A malformed {type}: {e.Message}");
             return;
         }
 
         var window = _session.Window;
-        if (window.IsEmpty || part.Length <= 0 || part.Length != message.Length || part.WindowOffset < 0 || part.WindowOffset > window.Length - part.Length)
+        if (window.IsEmpty || length <= 0 || length != message.Length || windowOffset < 0 || windowOffset > window.Length - length)
         {
-            Violate(TubeError.BadRequest, $"A PutPart of {part.Length} bytes at window offset {part.WindowOffset} carried {message.Length} bytes: a part carries exactly its bytes, for a range inside the window.");
+            Violate(TubeError.BadRequest, $"A {type} of {length} bytes at window offset {windowOffset} carried {message.Length} bytes: a part carries exactly its bytes, for a range inside the window.");
             return;
         }
 
-        var target = window.Slice(part.WindowOffset, part.Length);
+        var target = window.Slice(windowOffset, length);
         Task data;
         if (message.IsRendezvous)
         {
@@ -437,7 +442,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         }
     }
 
-    /// <summary>One request (its slot taken): its bytes first for a PutPart, executed, answered (a one-way request too: its credit back; a GetToHost part's Ok carries the part's bytes); the slot given back at the end.</summary>
+    /// <summary>One request (its slot taken): its bytes first for a PutPart, executed, answered (a one-way request too: its credit back; a GetToHost part's Ok carries the part's bytes, a GetWhole's the data's when it fitted); the slot given back at the end.</summary>
     private async Task HandleAsync(Inbound request)
     {
         var (type, requestId, payload, data) = request;
@@ -456,12 +461,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
             }
 
             var reply = await _session.ExecuteAsync(type, payload).ConfigureAwait(false);
-            ReadOnlyMemory<byte> bytes = default;
-            if (type == FrameType.GetToHost)
-            {
-                var part = (GetToHost)Requests.DecodeTraced(FrameType.GetToHost, payload).Request; // checked against the window by the node
-                bytes = _session.Window.Slice(part.WindowOffset, part.Length);
-            }
+            var bytes = AnswerBytes(type, payload, reply);
 
             Interlocked.Decrement(ref _outstanding); // before the answer leaves: the client may send again once it has it
             await AnswerAsync(FrameType.Ok, requestId, reply, bytes).ConfigureAwait(false);
@@ -487,6 +487,26 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         finally
         {
             _session.Exit();
+        }
+    }
+
+    /// <summary>
+    /// The window range an answer carries (the node checked it against the window): a GetToHost
+    /// part's, and a GetWhole's when the data fitted (its Ok's length at most the range's).
+    /// </summary>
+    private ReadOnlyMemory<byte> AnswerBytes(FrameType type, byte[] payload, ReadOnlyMemory<byte> reply)
+    {
+        switch (type)
+        {
+            case FrameType.GetToHost:
+                var part = (GetToHost)Requests.DecodeTraced(type, payload).Request;
+                return _session.Window.Slice(part.WindowOffset, part.Length);
+            case FrameType.GetWhole:
+                var whole = (GetWhole)Requests.DecodeTraced(type, payload).Request;
+                long length = Payload.Read<GetOk>(reply.Span).Length;
+                return length <= whole.MaxLength ? _session.Window.Slice(whole.WindowOffset, (int)length) : default;
+            default:
+                return default;
         }
     }
 

@@ -45,3 +45,19 @@ internal readonly record struct GetToHost(TubeId Id, long Offset, int WindowOffs
 
     public static GetToHost Read(ref PayloadReader reader) => new(reader.Id(), reader.I64(), reader.I32(), reader.I32());
 }
+
+/// <summary>
+/// A Get to the host in one request when the data fits: a lease as <see cref="Get"/> with device -1,
+/// then, if the data is at most <see cref="MaxLength"/> bytes, the whole of it copied to the window at
+/// <see cref="WindowOffset"/> and the lease released (one consumer done), as one GetToHost part and
+/// a Release would. Answered with <see cref="GetOk"/>: a length over <see cref="MaxLength"/> means
+/// nothing was copied and the lease is held (GetToHost parts and a Release follow, as after a Get).
+/// </summary>
+internal readonly record struct GetWhole(TubeId Id, int WindowOffset, int MaxLength, int WaitMilliseconds) : IPayload<GetWhole>, IRequest<GetOk>
+{
+    public FrameType Type => FrameType.GetWhole;
+
+    public void Write(PayloadWriter writer) => writer.Id(Id).I32(WindowOffset).I32(MaxLength).I32(WaitMilliseconds);
+
+    public static GetWhole Read(ref PayloadReader reader) => new(reader.Id(), reader.I32(), reader.I32(), reader.I32());
+}

@@ -38,3 +38,21 @@ internal readonly record struct PutCommit(TubeId Id, int Consumers, long TtlTick
 
     public static PutCommit Read(ref PayloadReader reader) => new(reader.Id(), reader.I32(), reader.I64(), reader.U8() != 0);
 }
+
+/// <summary>
+/// A whole Put in one request, for data that fits one window range: the node begins it (a block of
+/// <see cref="Length"/> bytes on GPU <see cref="Device"/>), copies the range at <see cref="WindowOffset"/>
+/// to it under the SLO, and commits it with the consumers and TTL given, as PutBegin, one PutPart and
+/// PutCommit would; answered with the id (<see cref="PutBeginOk"/>). Nothing is left when it fails.
+/// </summary>
+internal readonly record struct PutWhole(int Length, int Device, int WindowOffset, long SloTicks, int Consumers, long TtlTicks, bool KeepUntilDeleted)
+    : IPayload<PutWhole>, IRequest<PutBeginOk>
+{
+    public FrameType Type => FrameType.PutWhole;
+
+    public void Write(PayloadWriter writer) =>
+        writer.I32(Length).I32(Device).I32(WindowOffset).I64(SloTicks).I32(Consumers).I64(TtlTicks).U8(KeepUntilDeleted ? (byte)1 : (byte)0);
+
+    public static PutWhole Read(ref PayloadReader reader) =>
+        new(reader.I32(), reader.I32(), reader.I32(), reader.I64(), reader.I32(), reader.I64(), reader.U8() != 0);
+}
