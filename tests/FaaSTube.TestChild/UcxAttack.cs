@@ -223,8 +223,14 @@ internal static class UcxAttack
                 var id = await peer.PutBeginAsync(2048);
                 await peer.CallAsync(66, FrameType.PutPart, new PutPart(id, 0, 0, 2048, "", 0), new byte[2048]);
                 await peer.CallAsync(67, FrameType.PutCommit, new PutCommit(id, 1, 0, false));
-                await peer.CallAsync(64, FrameType.GetWhole, new GetWhole(id, (1 << 20) - 1024, 2048, 0));
-                await peer.CallAsync(65, FrameType.GetWhole, new GetWhole(id, 4096, 2048, 0)); // its bytes come with the answer (eager); the consumer is done, the data gone
+                string outside = await peer.CallAsync(64, FrameType.GetWhole, new GetWhole(id, (1 << 20) - 1024, 2048, 0));
+                string inside = await peer.CallAsync(65, FrameType.GetWhole, new GetWhole(id, 4096, 2048, 0)); // its bytes come with the answer (eager); the consumer is done, the data gone
+                if (!outside.StartsWith("error BadRequest", StringComparison.Ordinal) || !inside.StartsWith("ok", StringComparison.Ordinal))
+                {
+                    Say($"unexpected: the GetWhole outside the window said '{outside}', the one inside '{inside}'");
+                    Environment.Exit(3);
+                }
+
                 await peer.CallAsync(62, FrameType.PutWhole, new PutWhole(4096, 0, 0, 0, 0, 0, false), new byte[4096]); // no consumer: refused after its copy, and dropped
                 break;
             }

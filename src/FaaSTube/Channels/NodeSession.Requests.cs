@@ -287,11 +287,7 @@ internal sealed partial class NodeSession
         }
 
         CheckPart(offset, length, entry.Length, windowOffset, window.Length);
-
-        if (sloTicks < 0 || sloTicks > _node.Settings.MaxTtl.Ticks)
-        {
-            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks: it must be 0 (none) up to {_node.Settings.MaxTtl}.");
-        }
+        CheckSlo(sloTicks);
 
         using var use = await entry.Block.UseAsync(_ended.Token).ConfigureAwait(false);
         // The request's tenant is ignored: the scheduler's tenant is the session's workflow (a client cannot join or split another's fair share).
@@ -303,13 +299,15 @@ internal sealed partial class NodeSession
 
     /// <summary>
     /// PutBegin, one PutPart of the whole window range and PutCommit, in one request (no round trip
-    /// between them): the same checks, each where its request makes it; the range is checked before
-    /// anything is allocated, and a Put that fails after its begin is dropped at once.
+    /// between them): the same checks as theirs, the range, SLO, consumers and TTL before anything is
+    /// allocated; a Put that fails after its begin is dropped at once.
     /// </summary>
     private async Task<PutBeginOk> PutWholeAsync(PutWhole request)
     {
         var (length, device, windowOffset, sloTicks, consumers, ttlTicks, keepUntilDeleted) = request;
         CheckPart(0, length, length, windowOffset, Window.Length);
+        CheckSlo(sloTicks);
+        CheckCommit(consumers, ttlTicks, keepUntilDeleted); // before the block: a refused one costs the node no allocation and no copy
         var begun = await PutBeginAsync(new PutBegin(length, device)).ConfigureAwait(false);
         try
         {
@@ -380,7 +378,17 @@ internal sealed partial class NodeSession
         }
     }
 
-    private Empty Commit(TubeId id, int consumers, long ttlTicks, bool keepUntilDeleted, bool isPublish)
+    /// <summary>A part's SLO: 0 (none) up to <see cref="TubeNodeOptions.MaxTtl"/>.</summary>
+    private void CheckSlo(long sloTicks)
+    {
+        if (sloTicks < 0 || sloTicks > _node.Settings.MaxTtl.Ticks)
+        {
+            throw new TubeException(TubeError.BadRequest, $"An SLO of {sloTicks} ticks: it must be 0 (none) up to {_node.Settings.MaxTtl}.");
+        }
+    }
+
+    /// <summary>A commit's consumers and TTL.</summary>
+    private void CheckCommit(int consumers, long ttlTicks, bool keepUntilDeleted)
     {
         if (!keepUntilDeleted && consumers < 1)
         {
@@ -392,7 +400,11 @@ internal sealed partial class NodeSession
         {
             throw new TubeException(TubeError.BadRequest, $"A TTL of {ttlTicks} ticks: it must be 0 (the default) up to {maxTtl}.");
         }
+    }
 
+    private Empty Commit(TubeId id, int consumers, long ttlTicks, bool keepUntilDeleted, bool isPublish)
+    {
+        CheckCommit(consumers, ttlTicks, keepUntilDeleted);
         var expiresAt = _node.Now + (ttlTicks > 0 ? TimeSpan.FromTicks(ttlTicks) : _node.Settings.DefaultTtl);
         var entry = _node.Directory.Find(_workflow, id, Id);
         lock (entry.Sync)

@@ -147,7 +147,7 @@ public sealed partial class TubeClient
     /// </summary>
     /// <param name="data">The bytes.</param>
     /// <param name="options">Consumers, TTL, placement, pinning, SLO.</param>
-    /// <param name="cancellationToken">Stops between parts (the unfinished data is dropped).</param>
+    /// <param name="cancellationToken">Stops between parts (the unfinished data is dropped). Data of at most a window slot goes in one request when nothing can cancel the call.</param>
     public async Task<TubeId> PutAsync(ReadOnlyMemory<byte> data, PutOptions? options = null, CancellationToken cancellationToken = default)
     {
         if (data.IsEmpty)
@@ -195,7 +195,7 @@ public sealed partial class TubeClient
     /// </summary>
     /// <param name="id">The data.</param>
     /// <param name="destination">At least as long as the data.</param>
-    /// <param name="cancellationToken">Stops between parts (the lease is released all the same).</param>
+    /// <param name="cancellationToken">Stops between parts (the lease is released all the same). When nothing can cancel the call, data of at most a window slot comes in one request.</param>
     /// <returns>The data's length.</returns>
     public async Task<long> GetAsync(TubeId id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
@@ -215,10 +215,23 @@ public sealed partial class TubeClient
         // One request when the data may fit a slot and nothing can cancel the call: GetWhole cannot be
         // stopped once sent (its slot is the node's until answered); a cancellable call waits for the
         // Get's answer (a publish may be slow to come) and then moves parts.
+        // It asks for published data only (no wait): a Get that must wait for its producer's Publish
+        // holds no slot meanwhile (its own Puts may need them), it waits as a Get.
         bool whole = !destination.IsEmpty && !cancellationToken.CanBeCanceled;
-        var ok = whole
-            ? await GetSlotAsync(id, destination[..Math.Min(destination.Length, Slots.SlotBytes)]).ConfigureAwait(false)
-            : await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
+        GetOk? fitted = null;
+        if (whole)
+        {
+            try
+            {
+                fitted = await GetSlotAsync(id, destination[..Math.Min(destination.Length, Slots.SlotBytes)]).ConfigureAwait(false);
+            }
+            catch (TubeException e) when (e.Error == TubeError.NotFound && PublishWaitMilliseconds > 0)
+            {
+                whole = false; // not published yet (or not there): the Get below waits for it
+            }
+        }
+
+        var ok = fitted ?? await CallAsync(new Get(id, -1, PublishWaitMilliseconds), cancellationToken).ConfigureAwait(false);
         call.Path = ok.Path.Tag();
         if (whole && ok.Length <= Math.Min(destination.Length, Slots.SlotBytes))
         {
@@ -238,7 +251,7 @@ public sealed partial class TubeClient
         var range = await Slots.RentAsync(1, CancellationToken.None).ConfigureAwait(false);
         try
         {
-            var whole = new GetWhole(id, Slots.Offset(range), destination.Length, PublishWaitMilliseconds);
+            var whole = new GetWhole(id, Slots.Offset(range), destination.Length, 0); // no wait for a publish while a slot is held: that Get follows without one
             if (Connection is RemoteConnection remote)
             {
                 ThrowOneWayFailure();

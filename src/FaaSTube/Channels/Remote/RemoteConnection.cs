@@ -462,6 +462,12 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             return;
         }
 
+        if (pending.UpTo && !CarriesWhatItSays(payload, message.Length, pending.Target.Length))
+        {
+            pending.Done.TrySetException(new TubeException(TubeError.Internal, $"The node sent {message.Length} bytes for data it said is of another length."));
+            return;
+        }
+
         if (message.Length == 0)
         {
             pending.Done.TrySetResult(payload); // a GetWhole whose data did not fit: no bytes, nothing written
@@ -496,6 +502,22 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
                     waiting.Done.TrySetException(Gone(t.Exception?.InnerException ?? new OperationCanceledException()));
                 }
             }, (pending, payload), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>A GetWhole's answer: its data's length (when at most <paramref name="most"/>, and positive) is the bytes it brought; a longer length brought none.</summary>
+    private static bool CarriesWhatItSays(byte[] payload, long received, int most)
+    {
+        long length;
+        try
+        {
+            length = Payload.Read<GetOk>(payload).Length;
+        }
+        catch (InvalidDataException)
+        {
+            return false;
+        }
+
+        return length > most ? received == 0 : length > 0 && received == length;
     }
 
     private static TubeException ToException(byte[] payload)
