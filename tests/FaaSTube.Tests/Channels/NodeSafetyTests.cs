@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Protocol;
 using FaaSTube.Channels.Transport;
+using FaaSTube.Devices;
 using FaaSTube.Kernels;
 using FaaSTube.Native;
 using FaaSTube.Platform;
@@ -245,6 +246,48 @@ public sealed class NodeSafetyTests
         await Assert.ThrowsAsync<TubeException>(async () => await answered, "another workflow's id is not found, once its turn came");
 
         Assert.AreEqual(4, h.Node.PeakRequestsPerSession, $"peak {h.Node.PeakRequestsPerSession}: never more than the limit ran at once, and the limit was reached");
+    }
+
+    /// <summary>
+    /// A call that names a window range (here a PutWhole waiting for memory) and gets no answer within
+    /// the call timeout ends the connection: the caller gives the range back, and the node must not
+    /// copy out of it later for a request nobody waits for. The node ends the session, its waiting
+    /// request with it; every later call fails at once.
+    /// </summary>
+    [TestMethod]
+    [DataRow(0)]
+    [DataRow(64 << 10)]
+    public async Task A_call_naming_a_window_range_that_times_out_ends_the_connection(int controlRingBytes)
+    {
+        await using var h = await NodeHarness.StartAsync(configure: o =>
+        {
+            o.Pool.MaxBytes = 16 << 20;
+            o.Pool.AllocationTimeout = TimeSpan.FromMinutes(2);
+        });
+        var owner = await h.ConnectAsync(inProcess: false, workflow: "filler");
+        var filler = await owner.PutAsync(new byte[16 << 20], new PutOptions { Consumers = 1 });
+        var held = await owner.GetAsync(filler); // in use: it cannot be evicted, so the next allocation waits
+        await using var client = await TubeClient.ConnectAsync(new TubeClientOptions
+        {
+            ControlRingBytes = controlRingBytes,
+            SocketPath = h.Socket,
+            Workflow = "wf",
+            Function = "f",
+            WindowBytes = 2 << 20,
+            CallTimeout = TimeSpan.FromSeconds(1),
+            Gpus = new GpuSystemOptions { Backend = h.Node.Gpus.Backend, SimulatedTopology = h.Node.Gpus.Topology },
+        });
+        var ended = h.SessionEnded(client.SessionId);
+
+        var timedOut = await Assert.ThrowsExactlyAsync<TubeNodeUnavailableException>(() => client.PutAsync(new byte[4096])); // one PutWhole, waiting for memory
+        TestContext.WriteLine(timedOut.Message);
+        await ended; // the node ended the session, and its waiting request with it
+        await Assert.ThrowsExactlyAsync<TubeNodeUnavailableException>(() => client.WhereAsync(filler));
+        Assert.AreEqual(0, client.WindowSlotsInUse, "the slot went back once nothing could copy through it");
+
+        await held.DisposeAsync();
+        await owner.FlushAsync();
+        Assert.AreEqual(0, h.Node.PoolOf(0).GetStatistics().InUseBytes, "nothing of the timed-out Put was left");
     }
 
     [TestMethod]

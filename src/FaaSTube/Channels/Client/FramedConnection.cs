@@ -187,7 +187,7 @@ internal sealed class FramedConnection : INodeConnection
         }
     }
 
-    /// <summary>The node took nothing off the ring for a call timeout: the connection is over (its close ends the node's session and frees what it held).</summary>
+    /// <summary>The node took nothing off the ring for a call timeout, or left a call that names a window range unanswered for one: the connection is over (its close ends the node's session and frees what it held).</summary>
     private void RingStuck(Exception cause)
     {
         Fail(cause);
@@ -249,6 +249,14 @@ internal sealed class FramedConnection : INodeConnection
         }
         catch (TimeoutException e)
         {
+            if (Requests.NamesWindowRange(type))
+            {
+                // The node may still copy into or out of the range it names, and the caller gives it
+                // back now: the connection ends (the node's session with it, which waits for that copy),
+                // so no later call of this client meets a range the node still writes.
+                RingStuck(e);
+            }
+
             throw new TubeNodeUnavailableException($"The node did not answer {type} within {_callTimeout.TotalSeconds:0.#} s.", e);
         }
         finally

@@ -46,6 +46,26 @@ internal static class Requests
         _ => throw UnknownType(type),
     };
 
+    /// <summary>
+    /// The window range a request has the node copy out of (to the GPU: PutPart, PutWhole, whose bytes
+    /// a remote client sends with it) or into (to the host: GetToHost, GetWhole, whose answer brings
+    /// them) until it answers; null for every other request. The one list of such requests.
+    /// </summary>
+    public static (int Offset, int Length, bool ToHost)? WindowRangeOf(IRequest request) => request switch
+    {
+        PutPart part => (part.WindowOffset, part.Length, false),
+        PutWhole whole => (whole.WindowOffset, whole.Length, false),
+        GetToHost part => (part.WindowOffset, part.Length, true),
+        GetWhole whole => (whole.WindowOffset, whole.MaxLength, true),
+        _ => null,
+    };
+
+    /// <summary>Whether requests of <paramref name="type"/> name a window range (<see cref="WindowRangeOf"/>).</summary>
+    public static bool NamesWindowRange(FrameType type) => type is FrameType.PutPart or FrameType.PutWhole or FrameType.GetToHost or FrameType.GetWhole;
+
+    /// <summary>Whether a remote client sends the bytes of requests of <paramref name="type"/> with them (the window range's, to the GPU).</summary>
+    public static bool CarriesBytes(FrameType type) => type is FrameType.PutPart or FrameType.PutWhole;
+
     /// <summary>The refusal of a frame type that is no request (the node's, and the network gateway's before it relays one).</summary>
     public static TubeException UnknownType(FrameType type) => new(TubeError.BadRequest, $"Unknown request type {(byte)type}.");
 }

@@ -148,13 +148,11 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
     {
         var writer = TraceContext.BeginPayload();
         request.Write(writer);
-        var (data, target) = request switch
+        var (data, target) = Requests.WindowRangeOf(request) switch
         {
-            PutPart part => (Range(part.WindowOffset, part.Length), default),
-            PutWhole whole => (Range(whole.WindowOffset, whole.Length), default),
-            GetToHost part => (default, Range(part.WindowOffset, part.Length)),
-            GetWhole whole => (default, Range(whole.WindowOffset, whole.MaxLength)),
-            _ => (default(Memory<byte>), default(Memory<byte>)),
+            (int offset, int length, false) => (Range(offset, length), default),
+            (int offset, int length, true) => (default, Range(offset, length)),
+            null => (default(Memory<byte>), default(Memory<byte>)),
         };
         return Payload.Read<TReply>(await SendAndWaitAsync(RemoteMessage.Request, request.Type, writer.Memory, data, target, cancellationToken, upTo: request is GetWhole).ConfigureAwait(false));
     }

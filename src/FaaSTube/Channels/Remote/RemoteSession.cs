@@ -190,7 +190,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         }
 
         bool hasData = message.Length > 0 || message.IsRendezvous;
-        if (type is not (FrameType.PutPart or FrameType.PutWhole))
+        if (!Requests.CarriesBytes(type))
         {
             if (hasData)
             {
@@ -205,12 +205,7 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
         int windowOffset, length;
         try
         {
-            (windowOffset, length) = Requests.DecodeTraced(type, payload).Request switch
-            {
-                PutPart part => (part.WindowOffset, part.Length),
-                PutWhole whole => (whole.WindowOffset, whole.Length),
-                var other => throw new InvalidDataException($"{other.Type} carries no bytes."),
-            };
+            (windowOffset, length, _) = Requests.WindowRangeOf(Requests.DecodeTraced(type, payload).Request)!.Value;
         }
         catch (Exception e) when (e is InvalidDataException or TubeException)
         {
@@ -496,18 +491,19 @@ internal sealed partial class RemoteSession : IUcxMessageHandler
     /// </summary>
     private ReadOnlyMemory<byte> AnswerBytes(FrameType type, byte[] payload, ReadOnlyMemory<byte> reply)
     {
-        switch (type)
+        if (!Requests.NamesWindowRange(type) || Requests.CarriesBytes(type))
         {
-            case FrameType.GetToHost:
-                var part = (GetToHost)Requests.DecodeTraced(type, payload).Request;
-                return _session.Window.Slice(part.WindowOffset, part.Length);
-            case FrameType.GetWhole:
-                var whole = (GetWhole)Requests.DecodeTraced(type, payload).Request;
-                long length = Payload.Read<GetOk>(reply.Span).Length;
-                return length <= whole.MaxLength ? _session.Window.Slice(whole.WindowOffset, (int)length) : default;
-            default:
-                return default;
+            return default;
         }
+
+        var (offset, most, _) = Requests.WindowRangeOf(Requests.DecodeTraced(type, payload).Request)!.Value;
+        if (type != FrameType.GetWhole)
+        {
+            return _session.Window.Slice(offset, most); // a GetToHost part: exactly its range
+        }
+
+        long length = Payload.Read<GetOk>(reply.Span).Length; // a GetWhole: the data, when it fitted
+        return length > 0 && length <= most ? _session.Window.Slice(offset, (int)length) : default;
     }
 
     /// <summary>A frame to the client (with <paramref name="data"/>, a part's bytes from the window); an endpoint that is gone is nobody to answer.</summary>
