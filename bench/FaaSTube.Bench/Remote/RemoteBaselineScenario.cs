@@ -15,7 +15,9 @@ namespace FaaSTube.Bench.Remote;
 /// namespaces joined by a veth pair (tests/FaaSTube.Tests/Support/NetworkNamespace.cs), over UCX's
 /// TCP transport only: <c>ucx_perftest</c> (package ucx-utils) tag_bw and ucp_am_bw at each size and
 /// tag_lat at 8 bytes, server in the root namespace, client in the peer (the client sends: the "put"
-/// direction); beside it, in the same run and over the same link, each <see cref="RemoteSubject"/>
+/// direction), and tag_lat at each size, for the floor of one call at a time (<see cref="OneAtATime"/>:
+/// the streams of tag_bw and ucp_am_bw keep many messages in flight, a FaaSTube Put or Get is one
+/// message and its answer); beside it, in the same run and over the same link, each <see cref="RemoteSubject"/>
 /// of <see cref="Subjects"/> (our bindings' tagged send/receive, both directions, and an 8-byte
 /// ping-pong; FaaSTube's remote Put, Get and Where against a node). Prints a Markdown report; <c>--out FILE.md</c> also writes it and a chart (FILE.svg).
 /// Needs root, iproute2, libucx0 and ucx-utils.
@@ -30,6 +32,12 @@ internal static class RemoteBaselineScenario
     public static readonly RemoteSubject[] Subjects = [new BindingsSubject(), new FaaSTubeSubject(NetworkIsolation.Process), new FaaSTubeSubject(NetworkIsolation.InProcess), new PeerFetchSubject()];
 
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// The one-call-at-a-time floor's column: ucx_perftest tag_lat of the size (p50, half of a
+    /// ping-pong of that size both ways: one message's way) plus tag_lat of 8 bytes (the answer's way).
+    /// </summary>
+    internal const string OneAtATime = "ucx_perftest one message and its answer at a time (tag_lat of the size + of 8 B)";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -67,7 +75,16 @@ internal static class RemoteBaselineScenario
             rows.Add(await PerftestAsync(perftest, bed, "ucp_am_bw", size, plan.CountOf(size), plan.WarmupOf(size)));
         }
 
-        rows.Add(await PerftestAsync(perftest, bed, "tag_lat", 8, plan.LatencyIterations, plan.LatencyWarmup));
+        var tagLatency = await PerftestAsync(perftest, bed, "tag_lat", 8, plan.LatencyIterations, plan.LatencyWarmup);
+        rows.Add(tagLatency);
+        foreach (long size in plan.Sizes)
+        {
+            // The floor of ONE call at a time (a message of the size, then a short answer): what a
+            // FaaSTube Put or Get of that size, one at a time, compares with, next to the streams above.
+            var pingPong = await PerftestAsync(perftest, bed, "tag_lat", size, Math.Max(4, plan.CountOf(size)), Math.Max(1, plan.WarmupOf(size)));
+            rows.Add(new RemoteRow("ucx_perftest", "put", OneAtATime, size, size / (1024.0 * 1024.0) / ((pingPong.Value + tagLatency.Value) / 1e6)));
+        }
+
         bool breakdown = args.Contains("--breakdown");
         using var spans = breakdown ? new WhereSpans() : null;
         var legs = new List<WhereLegs>();
