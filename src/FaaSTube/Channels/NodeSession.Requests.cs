@@ -452,7 +452,7 @@ internal sealed partial class NodeSession
     /// Data allocated but not yet published is waited for (bounded by the request and the node's
     /// <see cref="TubeNodeOptions.MaxPublishWait"/>), so a consumer can ask before its producer is done.
     /// </summary>
-    private async Task<(IMessage, string)> GetAsync(Get request)
+    private async Task<(IMessage, string)> GetAsync(Get request, bool fetch = true)
     {
         var (id, device, waitMilliseconds) = request;
         if (waitMilliseconds < 0)
@@ -475,7 +475,7 @@ internal sealed partial class NodeSession
         }
 
         bool fetched = false;
-        if (found is null && _node.PeerFetches is { } peers && peers.Serves(_workflow, _function))
+        if (found is null && fetch && _node.PeerFetches is { } peers && peers.Serves(_workflow, _function))
         {
             // Not here: its home node (or, home unknown, each peer) is asked, and the copy kept here (src/FaaSTube/Channels/Peers).
             found = await WaitOutsideSlotAsync(() => peers.FetchAsync(_workflow, id, wait, _ended.Token)).ConfigureAwait(false);
@@ -657,14 +657,15 @@ internal sealed partial class NodeSession
     /// <summary>
     /// Get to the host, one GetToHost part of the whole data and its Release, in one request when the
     /// data fits <see cref="GetWhole.MaxLength"/> (the range is checked before the Get); when it does
-    /// not, the lease stays as after a Get. A copy that fails drops the lease without counting a
+    /// not, the lease stays as after a Get. It reads data held on this node only: data of a peer node
+    /// is NotFound here (a Get fetches it), so a slow peer never holds the client's window range. A copy that fails drops the lease without counting a
     /// consumer done: the data stays for another try.
     /// </summary>
     private async Task<(IMessage, string)> GetWholeAsync(GetWhole request)
     {
         var (id, windowOffset, maxLength, waitMilliseconds) = request;
         CheckPart(0, maxLength, maxLength, windowOffset, Window.Length);
-        var (reply, path) = await GetAsync(new Get(id, -1, waitMilliseconds)).ConfigureAwait(false);
+        var (reply, path) = await GetAsync(new Get(id, -1, waitMilliseconds), fetch: false).ConfigureAwait(false); // data on this node only: a peer's is fetched by a Get
         var ok = (GetOk)reply;
         if (ok.Length > maxLength)
         {

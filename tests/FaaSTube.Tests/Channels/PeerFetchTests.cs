@@ -100,6 +100,32 @@ public sealed class PeerFetchTests
         CollectionAssert.AreEqual(data, still, "the producer's node still has its data for its own consumer");
     }
 
+    /// <summary>
+    /// A host read of another node's small datum: the client's one-request GetWhole never fetches
+    /// (a slow peer would hold its window slot), so it is NotFound on node 2 and the client's Get
+    /// then fetches it: one fetch, the bytes whole, and the GetWhole alone started none.
+    /// </summary>
+    [TestMethod]
+    public async Task A_one_request_get_never_fetches_and_the_get_after_it_does()
+    {
+        var random = Seeds.Create(TestContext);
+        await using var one = await StartAsync(1);
+        await using var two = await StartAsync(2, PeerAt(1, one));
+        var producer = await one.ConnectAsync(inProcess: false);
+        var consumer = await two.ConnectAsync(inProcess: false);
+        byte[] data = random.Bytes(random.Next(1, consumer.WindowSlotLength + 1));
+        var id = await producer.PutAsync(data, new PutOptions { Consumers = 1 });
+
+        var raw = await Assert.ThrowsExactlyAsync<TubeException>(() => consumer.CallRawAsync(FaaSTube.Channels.Protocol.FrameType.GetWhole, new FaaSTube.Channels.Protocol.PayloadWriter().Id(id).I32(0).I32(data.Length).I32(0)));
+        Assert.AreEqual(TubeError.NotFound, raw.Error, "a GetWhole reads this node's data only");
+        Assert.AreEqual(0, two.Node.PeerFetches!.Fetched + two.Node.PeerFetches.Failed, "and started no fetch");
+
+        var back = new byte[data.Length];
+        Assert.AreEqual(data.Length, await consumer.GetAsync(id, back).WaitAsync(Bound));
+        CollectionAssert.AreEqual(data, back, "the client's Get after its GetWhole fetched it");
+        Assert.AreEqual(1, two.Node.PeerFetches.Fetched, "one fetch");
+    }
+
     /// <summary>A name put on node 1 is read on node 2 (each peer asked): fetched once as a version of the same name there.</summary>
     [TestMethod]
     public async Task A_name_put_on_one_node_is_read_on_another()
