@@ -107,6 +107,16 @@ public abstract class ArenaContractTests : PerTransportTests
             Assert.AreEqual(4096L, got.Memory.Length);
         }
 
+        // The same to host memory: the client's one-request GetWhole asks without waiting (NotFound
+        // while the carve has not come), then its Get waits for the carve and the publish.
+        var hostId = NextId(producer);
+        var back = new byte[4096];
+        var hostGet = consumer.GetAsync(hostId, back);
+        await Task.Yield();
+        await CarveAsync(producer, range.Range, hostId, 4096, 4096);
+        await PublishAsync(producer, hostId);
+        Assert.AreEqual(4096L, await hostGet, "a host read that overtook the carve got the data, not NotFound");
+
         var never = NextId(producer);
         var pending = consumer.GetAsync(never);
         var ended = h.SessionEnded(producer.SessionId);
