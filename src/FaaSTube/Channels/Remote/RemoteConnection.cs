@@ -281,6 +281,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
             {
                 var stuck = new TimeoutException($"The node at {_address} answered none of {_credits.CurrentCount} requests within {_callTimeout.TotalSeconds:0.#} s.");
                 Fail(stuck);
+                CloseByForce();
                 throw Gone(stuck);
             }
         }
@@ -327,6 +328,7 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         catch (TimeoutException e)
         {
             Fail(e);
+            CloseByForce(); // a receive into the caller's memory that started then ends now, not a call timeout later (below)
             throw new TubeNodeUnavailableException($"The node at {_address} did not answer {type} within {_callTimeout.TotalSeconds:0.#} s.", e);
         }
         finally
@@ -357,6 +359,19 @@ internal sealed class RemoteConnection : INodeConnection, IUcxMessageHandler
         }
 
         await operation.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    /// <summary>
+    /// The node stopped answering (a call timed out): the endpoint is closed by force now, so every
+    /// send and receive UCX still has pending on it fails at once (a part's receive into the caller's
+    /// memory among them, which a failed call waits for) instead of waiting on a peer that is gone.
+    /// </summary>
+    private void CloseByForce()
+    {
+        if (_endpoint is { } endpoint)
+        {
+            _ = endpoint.CloseAsync(force: true).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
     }
 
     /// <summary>The answer to the node's Ping; a failure is the endpoint's (it fails the connection on its own).</summary>
