@@ -25,7 +25,7 @@ public sealed class GatewayHostileTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(90);
     private static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(3);
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
 
     public TestContext TestContext { get; set; } = null!;
 

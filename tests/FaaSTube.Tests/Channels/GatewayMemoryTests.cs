@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Admin;
 using FaaSTube.Channels.Remote.Gateway;
@@ -21,7 +20,7 @@ namespace FaaSTube.Tests.Channels;
 public sealed class GatewayMemoryTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(120);
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
 
     /// <summary>The most the node's anonymous resident memory (RssAnon: not the simulated GPU's shared memory) may grow over the attack (it holds none of it; the GC may keep some of the test's own garbage).</summary>
     private const long NodeGrowthBound = 64L << 20;

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 using FaaSTube.Channels;
 using FaaSTube.Channels.Admin;
 using FaaSTube.Devices;
@@ -17,7 +16,7 @@ namespace FaaSTube.Tests.Channels;
 public sealed class GatewayTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(90);
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
 
     public TestContext TestContext { get; set; } = null!;
 

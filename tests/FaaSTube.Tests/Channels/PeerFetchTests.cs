@@ -17,7 +17,7 @@ namespace FaaSTube.Tests.Channels;
 public sealed class PeerFetchTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(90);
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
     private static readonly byte[] OtherSecret = Encoding.UTF8.GetBytes("the secret of workflow other, 32");
 
     public TestContext TestContext { get; set; } = null!;

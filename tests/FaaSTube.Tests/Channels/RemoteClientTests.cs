@@ -19,7 +19,7 @@ public sealed class RemoteClientTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
     private static readonly Dictionary<string, string> Tcp = new() { ["TLS"] = "tcp", ["NET_DEVICES"] = "lo" }; // lo only: the namespace tests add and remove veth devices meanwhile
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
     private static readonly byte[] OtherSecret = Encoding.UTF8.GetBytes("the secret of workflow other wf!");
 
     public TestContext TestContext { get; set; } = null!;

@@ -28,7 +28,7 @@ public sealed class RemoteHostileTests
 
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
     private static readonly Dictionary<string, string> Tcp = new() { ["TLS"] = "tcp", ["NET_DEVICES"] = "lo" }; // lo only: the namespace tests add and remove veth devices meanwhile
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
 
     public TestContext TestContext { get; set; } = null!;
 

@@ -26,7 +26,7 @@ public sealed class RemoteNamespaceTests
     /// <summary>The node's <see cref="TubeNodeOptions.RemoteIdleTimeout"/> here: a silent client is pinged after 1 s, closed after 3 s without a word.</summary>
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(3);
 
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("the secret of workflow wf, 32 b!");
+    private static readonly byte[] Secret = TestSecrets.Workflow;
 
     public TestContext TestContext { get; set; } = null!;
 
