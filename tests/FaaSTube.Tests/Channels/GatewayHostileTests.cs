@@ -353,15 +353,7 @@ public sealed class GatewayHostileTests
         Assert.AreEqual(put[2], Checksum(back), "a remote Put, read back locally");
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.IsLessThan(Bound, watch.Elapsed, what);
-            await Task.Delay(20); // the node's counters: polled, bounded
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 
     /// <summary>The process's resident bytes now (VmRSS) or at their peak (VmHWM), from /proc.</summary>
     private static long StatusBytes(int pid, string field)
@@ -496,15 +488,7 @@ public sealed class GatewayHostileTests
             Assert.AreEqual(put[2], Checksum(fresh), "a remote Put after the attack, read locally");
         }
 
-        private static async Task WaitForAsync(Func<bool> condition, string what)
-        {
-            var watch = Stopwatch.StartNew();
-            while (!condition())
-            {
-                Assert.IsLessThan(Bound, watch.Elapsed, what);
-                await Task.Delay(20); // the node's counters: polled, bounded
-            }
-        }
+        private static Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 
         public async ValueTask DisposeAsync()
         {

@@ -217,13 +217,5 @@ public sealed class GatewayMemoryTests
         Assert.AreEqual($"got {size} {put[2]}", await reader.ReadLineAsync(), "the bytes read back through the gateway are the bytes put");
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.IsLessThan(Bound, watch.Elapsed, what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 }

@@ -189,13 +189,5 @@ public sealed class GatewayTests
         await RoundTripAsync(h, random);
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.IsLessThan(Bound, watch.Elapsed, what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 }

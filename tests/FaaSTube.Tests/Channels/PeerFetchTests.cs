@@ -283,13 +283,5 @@ public sealed class PeerFetchTests
         CollectionAssert.AreEqual(data, await get.WaitAsync(Bound), "the bytes published after the Get was asked");
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.IsLessThan(Bound, watch.Elapsed, what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitUntilAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 }

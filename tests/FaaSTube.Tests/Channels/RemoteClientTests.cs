@@ -364,15 +364,7 @@ public sealed class RemoteClientTests
         Gpus = new GpuSystemOptions { Backend = GpuBackend.Simulated },
     };
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.IsLessThan(Bound, watch.Elapsed, what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 
     private static string Rate(long bytes, TimeSpan elapsed) => $"{bytes / (1024.0 * 1024) / Math.Max(elapsed.TotalSeconds, 1e-9),8:0.0} MiB/s";
 

@@ -126,15 +126,7 @@ public sealed class RemoteHostileTests
         });
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.IsLessThan(Bound, watch.Elapsed, what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 
     /// <summary>
     /// Peers that vanish at random moments while they connect (a child attacker, TestChild ucx-vanish:

@@ -504,15 +504,7 @@ public sealed class RemoteNamespaceTests
             }
         }
 
-        public async Task WaitForAsync(Func<bool> condition, string what)
-        {
-            var watch = Stopwatch.StartNew();
-            while (!condition())
-            {
-                Assert.IsLessThan(Bound, watch.Elapsed, what);
-                await Task.Delay(20); // the node's session count: polled, bounded
-            }
-        }
+        public Task WaitForAsync(Func<bool> condition, string what) => Polling.UntilAsync(condition, Bound, what);
 
         /// <summary>Waits (bounded) until <paramref name="counter"/> has grown by <paramref name="bytes"/>; returns the growth.</summary>
         public async Task<long> WaitForBytesAsync(Func<long> counter, long bytes)
